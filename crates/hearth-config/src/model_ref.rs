@@ -1,0 +1,420 @@
+//! Model references (`provider/model`), their resolution, and candidate chains.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::resolve::{Config, Model, Origin, Provider};
+
+/// `provider/model`, split on the first `/` only. The provider id is lowercased; the model id
+/// keeps its case (servers compare it verbatim).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelRef {
+    pub provider: String,
+    pub model: String,
+}
+
+impl ModelRef {
+    pub fn new(provider: &str, model: &str) -> Self {
+        ModelRef { provider: provider.trim().to_ascii_lowercase(), model: model.trim().to_owned() }
+    }
+
+    /// `provider/*` keys match every model of that provider.
+    pub fn is_wildcard(&self) -> bool {
+        self.model == "*"
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelRefError {
+    #[error("expected \"provider/model\"")]
+    NoSlash,
+    #[error("the provider part is empty")]
+    EmptyProvider,
+    #[error("the model part is empty")]
+    EmptyModel,
+}
+
+impl FromStr for ModelRef {
+    type Err = ModelRefError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (provider, model) = s.trim().split_once('/').ok_or(ModelRefError::NoSlash)?;
+        if provider.trim().is_empty() {
+            return Err(ModelRefError::EmptyProvider);
+        }
+        if model.trim().is_empty() {
+            return Err(ModelRefError::EmptyModel);
+        }
+        Ok(ModelRef::new(provider, model))
+    }
+}
+
+/// `model` of agents.defaults or an agent entry, as written (refs resolved on use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSelection {
+    pub primary: String,
+    /// `None`: the string form (or an object without `fallbacks`).
+    pub fallbacks: Option<Vec<String>>,
+}
+
+/// Why a reference did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    #[error("unknown provider `{provider}` in `{input}`")]
+    UnknownProvider { input: String, provider: String, suggestion: Option<String> },
+    #[error("no model, alias or model id matches `{input}`")]
+    UnknownModel { input: String, candidates: Vec<String> },
+    #[error("`{input}` is ambiguous: it is a model id of several providers")]
+    Ambiguous { input: String, candidates: Vec<String> },
+    #[error("no model configured")]
+    NoDefault,
+    #[error("agent `{0}` is not configured")]
+    UnknownAgent(String),
+}
+
+impl RefError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RefError::UnknownProvider { suggestion: Some(s), .. } => {
+                Some(format!("did you mean `{s}`?"))
+            }
+            RefError::UnknownProvider { .. } => Some(
+                "define it under models.providers, or see `hearth models list --all`".to_owned(),
+            ),
+            RefError::UnknownModel { candidates, .. } if !candidates.is_empty() => {
+                Some(format!("closest: {}", candidates.join(", ")))
+            }
+            RefError::UnknownModel { .. } => {
+                Some("write a full ref: \"provider/model\"".to_owned())
+            }
+            RefError::Ambiguous { candidates, .. } => {
+                Some(format!("write the full ref, one of: {}", candidates.join(", ")))
+            }
+            RefError::NoDefault => Some(
+                "set agents.defaults.model.primary, e.g. \"lmstudio/<model id>\", or name a model"
+                    .to_owned(),
+            ),
+            RefError::UnknownAgent(_) => Some("agents are defined under agents.entries".to_owned()),
+        }
+    }
+}
+
+/// How a reference was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvedBy {
+    Alias,
+    Ref,
+    UniqueId,
+}
+
+/// A resolved reference with its catalog row.
+#[derive(Debug, Clone)]
+pub struct Resolved<'c> {
+    pub model_ref: ModelRef,
+    pub by: ResolvedBy,
+    pub provider: &'c Provider,
+    pub model: Model,
+}
+
+/// Built-in shorthands, used only when their target is a key of `agents.defaults.models` and no
+/// configured alias has the same name.
+const BUILTIN_ALIASES: &[(&str, &str)] = &[
+    ("opus", "anthropic/claude-opus-5"),
+    ("sonnet", "anthropic/claude-sonnet-5"),
+    ("gpt", "openai/gpt-5.4"),
+    ("gpt-mini", "openai/gpt-5.4-mini"),
+    ("gpt-nano", "openai/gpt-5.4-nano"),
+];
+
+/// Legacy provider ids that name a built-in provider.
+const PROVIDER_RENAMES: &[(&str, &str)] = &[("llama-cpp", "llamacpp"), ("llama.cpp", "llamacpp")];
+
+/// The ordered list of models to try for one turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub candidates: Vec<ModelRef>,
+    /// No fallback beyond the requested model.
+    pub strict: bool,
+}
+
+impl Config {
+    fn provider_for(&self, id: &str) -> Option<&Provider> {
+        let lower = id.to_ascii_lowercase();
+        self.providers.get(&lower).or_else(|| {
+            PROVIDER_RENAMES
+                .iter()
+                .find(|(old, _)| *old == lower)
+                .and_then(|(_, new)| self.providers.get(*new))
+        })
+    }
+
+    /// Resolves a user-written reference: alias, then `provider/model`, then a model id that
+    /// exactly one provider lists.
+    pub fn resolve_ref(&self, input: &str) -> Result<Resolved<'_>, RefError> {
+        let trimmed = input.trim();
+        let lower = trimmed.to_lowercase();
+        if let Some((_, target)) = self.aliases.get(&lower) {
+            return self.row(target, ResolvedBy::Alias, input);
+        }
+        if let Some((_, target)) = BUILTIN_ALIASES.iter().find(|(alias, _)| *alias == lower)
+            && let Ok(target) = target.parse::<ModelRef>()
+            && self.model_settings.contains_key(&target)
+        {
+            return self.row(&target, ResolvedBy::Alias, input);
+        }
+        if let Ok(model_ref) = trimmed.parse::<ModelRef>()
+            && self.provider_for(&model_ref.provider).is_some()
+        {
+            return self.row(&model_ref, ResolvedBy::Ref, input);
+        }
+        // A bare id that exactly one provider lists (exact case first, then any case).
+        for exact in [true, false] {
+            let matches: Vec<ModelRef> =
+                self.providers
+                    .values()
+                    .flat_map(|p| p.models.iter().map(move |m| (p, m)))
+                    .filter(|(_, m)| {
+                        if exact { m.id == trimmed } else { m.id.eq_ignore_ascii_case(trimmed) }
+                    })
+                    .map(|(p, m)| ModelRef::new(&p.id, &m.id))
+                    .collect();
+            match matches.len() {
+                0 => {}
+                1 => return self.row(&matches[0], ResolvedBy::UniqueId, input),
+                _ => {
+                    return Err(RefError::Ambiguous {
+                        input: trimmed.to_owned(),
+                        candidates: matches.iter().map(ToString::to_string).collect(),
+                    });
+                }
+            }
+        }
+        if let Ok(model_ref) = trimmed.parse::<ModelRef>() {
+            let suggestion = crate::diag::suggest(
+                &model_ref.provider,
+                self.providers.keys().map(String::as_str),
+            )
+            .map(str::to_owned);
+            return Err(RefError::UnknownProvider {
+                input: trimmed.to_owned(),
+                provider: model_ref.provider,
+                suggestion,
+            });
+        }
+        Err(RefError::UnknownModel { input: trimmed.to_owned(), candidates: self.closest(trimmed) })
+    }
+
+    fn row(
+        &self,
+        model_ref: &ModelRef,
+        by: ResolvedBy,
+        input: &str,
+    ) -> Result<Resolved<'_>, RefError> {
+        let provider =
+            self.provider_for(&model_ref.provider).ok_or_else(|| RefError::UnknownProvider {
+                input: input.trim().to_owned(),
+                provider: model_ref.provider.clone(),
+                suggestion: None,
+            })?;
+        let model = provider
+            .model(&model_ref.model)
+            .cloned()
+            .unwrap_or_else(|| provider.synthetic_model(&model_ref.model));
+        Ok(Resolved { model_ref: ModelRef::new(&provider.id, &model.id), by, provider, model })
+    }
+
+    /// Up to five refs or aliases closest to `input`, best first.
+    fn closest(&self, input: &str) -> Vec<String> {
+        let lower = input.to_lowercase();
+        let mut scored: Vec<(f64, String)> = self
+            .aliases
+            .values()
+            .map(|(alias, _)| alias.clone())
+            .chain(
+                self.providers
+                    .values()
+                    .flat_map(|p| p.models.iter().map(move |m| format!("{}/{}", p.id, m.id))),
+            )
+            .map(|cand| {
+                let c = cand.to_lowercase();
+                let tail = c.rsplit('/').next().unwrap_or(&c).to_owned();
+                let score =
+                    strsim::jaro_winkler(&lower, &c).max(strsim::jaro_winkler(&lower, &tail));
+                (score, cand)
+            })
+            .filter(|(score, _)| *score > 0.75)
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        scored.into_iter().take(5).map(|(_, c)| c).collect()
+    }
+
+    /// The agent a request without an agent id uses: the one marked `default`, else the first.
+    pub fn default_agent(&self) -> Option<&crate::resolve::Agent> {
+        self.agents.values().find(|a| a.is_default).or_else(|| self.agents.values().next())
+    }
+
+    /// The candidate chain for one turn (OpenClaw's rules):
+    /// - no request: the configured primary, then its fallbacks;
+    /// - an agent whose `model` is a string (or has no `fallbacks`): that model only;
+    /// - a requested model, not strict: it, then the configured fallbacks, then the configured
+    ///   primary (to settle back on the default), deduplicated;
+    /// - a strict request (an explicit user selection): that model only.
+    pub fn candidate_chain(
+        &self,
+        agent: Option<&str>,
+        requested: Option<&str>,
+        strict: bool,
+    ) -> Result<Chain, RefError> {
+        let agent_selection = match agent {
+            Some(id) => {
+                let agent =
+                    self.agents.get(id).ok_or_else(|| RefError::UnknownAgent(id.to_owned()))?;
+                agent.model.as_ref()
+            }
+            None => None,
+        };
+        // An agent's own model: a string or an object without fallbacks is strict.
+        let (selection, selection_strict) = match agent_selection {
+            Some(sel) => (Some(sel), sel.fallbacks.is_none()),
+            None => (self.defaults.model.as_ref(), false),
+        };
+        let resolve = |s: &str| self.resolve_ref(s).map(|r| r.model_ref);
+        let primary = selection.map(|s| resolve(&s.primary)).transpose()?;
+        let fallbacks: Vec<ModelRef> = match selection.and_then(|s| s.fallbacks.as_ref()) {
+            // A fallback that does not resolve is skipped here (`config validate` warns about it).
+            Some(list) => list.iter().filter_map(|f| resolve(f).ok()).collect(),
+            None => Vec::new(),
+        };
+        let mut candidates = Vec::new();
+        let push = |list: &mut Vec<ModelRef>, r: ModelRef| {
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        };
+        match requested {
+            Some(input) => {
+                let requested = resolve(input)?;
+                let strict = strict || (selection_strict && Some(&requested) == primary.as_ref());
+                push(&mut candidates, requested);
+                if strict {
+                    return Ok(Chain { candidates, strict: true });
+                }
+                for f in fallbacks {
+                    push(&mut candidates, f);
+                }
+                if let Some(p) = primary {
+                    push(&mut candidates, p);
+                }
+                Ok(Chain { candidates, strict: false })
+            }
+            None => {
+                let primary = primary.ok_or(RefError::NoDefault)?;
+                push(&mut candidates, primary);
+                if selection_strict {
+                    return Ok(Chain { candidates, strict: true });
+                }
+                for f in fallbacks {
+                    push(&mut candidates, f);
+                }
+                Ok(Chain { candidates, strict: false })
+            }
+        }
+    }
+
+    /// Whether `model_ref` passes the model policy of `agent` (or of the defaults).
+    /// Entries are exact refs, aliases, or `prefix/*`; an empty list allows everything.
+    pub fn allows(&self, agent: Option<&str>, model_ref: &ModelRef) -> bool {
+        let allow = agent
+            .and_then(|id| self.agents.get(id))
+            .and_then(|a| a.allow.as_ref())
+            .unwrap_or(&self.defaults.allow);
+        if allow.is_empty() {
+            return true;
+        }
+        let full = model_ref.to_string();
+        allow.iter().any(|entry| {
+            let entry = entry.trim();
+            if let Some(prefix) = entry.strip_suffix("/*") {
+                let prefix = prefix.to_ascii_lowercase();
+                return full.to_ascii_lowercase().starts_with(&format!("{prefix}/"));
+            }
+            if let Some((_, target)) = self.aliases.get(&entry.to_lowercase()) {
+                return target == model_ref;
+            }
+            entry.parse::<ModelRef>().is_ok_and(|r| &r == model_ref)
+        })
+    }
+
+    /// Every catalog row, with the rows referenced from `agents` that no catalog lists.
+    pub fn rows(&self) -> Vec<(ModelRef, &Provider, Model)> {
+        let mut rows: Vec<(ModelRef, &Provider, Model)> = Vec::new();
+        for provider in self.providers.values() {
+            for model in &provider.models {
+                rows.push((ModelRef::new(&provider.id, &model.id), provider, model.clone()));
+            }
+        }
+        for input in self.referenced() {
+            if let Ok(resolved) = self.resolve_ref(&input)
+                && resolved.model.origin == Origin::Synthetic
+                && !rows.iter().any(|(r, _, _)| *r == resolved.model_ref)
+            {
+                rows.push((resolved.model_ref, resolved.provider, resolved.model));
+            }
+        }
+        rows
+    }
+
+    /// Every model reference written under `agents` (defaults, settings keys, agent models).
+    pub fn referenced(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add_selection = |sel: &ModelSelection| {
+            out.push(sel.primary.clone());
+            out.extend(sel.fallbacks.iter().flatten().cloned());
+        };
+        if let Some(sel) = &self.defaults.model {
+            add_selection(sel);
+        }
+        for agent in self.agents.values() {
+            if let Some(sel) = &agent.model {
+                add_selection(sel);
+            }
+        }
+        out.extend(
+            self.model_settings.keys().filter(|r| !r.is_wildcard()).map(ToString::to_string),
+        );
+        out.extend(self.defaults.compaction_model.iter().cloned());
+        out
+    }
+
+    /// The alias of a ref, if one is configured.
+    pub fn alias_of(&self, model_ref: &ModelRef) -> Option<&str> {
+        self.aliases
+            .values()
+            .find(|(_, target)| target == model_ref)
+            .map(|(alias, _)| alias.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_the_first_slash_only() {
+        let r: ModelRef = "mlx/mlx-community/Qwen3-30B-A3B-6bit".parse().unwrap();
+        assert_eq!(r.provider, "mlx");
+        assert_eq!(r.model, "mlx-community/Qwen3-30B-A3B-6bit");
+        let r: ModelRef = " OpenRouter/openrouter/fusion ".parse().unwrap();
+        assert_eq!((r.provider.as_str(), r.model.as_str()), ("openrouter", "openrouter/fusion"));
+        assert_eq!("nomodel".parse::<ModelRef>(), Err(ModelRefError::NoSlash));
+        assert_eq!("/x".parse::<ModelRef>(), Err(ModelRefError::EmptyProvider));
+        assert_eq!("x/".parse::<ModelRef>(), Err(ModelRefError::EmptyModel));
+        assert_eq!(r.to_string(), "openrouter/openrouter/fusion");
+    }
+}

@@ -1,0 +1,973 @@
+//! The config file as written: OpenClaw's JSON5 shape, every field optional.
+//!
+//! These types are the source of `hearth config schema` (schemars reads the serde attributes);
+//! the [`Decode`] impls below read them from the span-carrying tree. A test checks that the keys
+//! each decoder accepts are exactly the properties its schema declares.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+
+use crate::decode::{Cx, Decode, Obj, Spanned, Unknown, decode_enum};
+use crate::json5::{Node, Value};
+
+/// The whole file. Sections hearth does not implement (channels, plugins, ...) load with a
+/// warning and are ignored.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawConfig {
+    /// The model layer: providers and their model catalogs.
+    pub models: Option<RawModels>,
+    /// Agent defaults and per-agent entries.
+    pub agents: Option<RawAgents>,
+    /// The HTTP gateway.
+    pub gateway: Option<RawGateway>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelsMode {
+    /// Configured providers are merged over the built-in catalog (the default).
+    #[default]
+    Merge,
+    /// Only configured providers exist; the built-in catalog is dropped.
+    Replace,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawModels {
+    /// `merge` (default) keeps the built-in providers as fallbacks; `replace` drops them.
+    pub mode: Option<ModelsMode>,
+    /// Provider id → provider. An id that matches a built-in provider overrides it field by field.
+    pub providers: Option<IndexMap<String, RawProvider>>,
+}
+
+/// The upstream protocol of a provider or model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Api {
+    /// OpenAI Chat Completions (`/chat/completions`), what most local servers speak.
+    OpenaiCompletions,
+    /// OpenAI Responses (`/responses`): keeps reasoning apart from the answer.
+    OpenaiResponses,
+    /// Anthropic Messages (`/v1/messages`).
+    AnthropicMessages,
+    /// Ollama's native `/api/chat`.
+    Ollama,
+}
+
+impl Api {
+    pub const ALL: [(&'static str, Api); 4] = [
+        ("openai-completions", Api::OpenaiCompletions),
+        ("openai-responses", Api::OpenaiResponses),
+        ("anthropic-messages", Api::AnthropicMessages),
+        ("ollama", Api::Ollama),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenaiCompletions => "openai-completions",
+            Api::OpenaiResponses => "openai-responses",
+            Api::AnthropicMessages => "anthropic-messages",
+            Api::Ollama => "ollama",
+        }
+    }
+}
+
+/// OpenClaw adapters hearth does not implement: a provider using one is skipped with a warning.
+const FOREIGN_APIS: &[&str] = &[
+    "openai-chatgpt-responses",
+    "google-generative-ai",
+    "google-vertex",
+    "github-copilot",
+    "bedrock-converse-stream",
+    "azure-openai-responses",
+];
+
+/// An `api` value as written: one hearth speaks, or an OpenClaw adapter it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawApi {
+    Known(Api),
+    Unsupported(String),
+}
+
+impl JsonSchema for RawApi {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Api".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Api::json_schema(generator)
+    }
+}
+
+impl Decode for RawApi {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        if let Value::String(s) = &node.value {
+            if s == "openai" {
+                let path = cx.path_string();
+                cx.warn(
+                    "deprecated",
+                    node.span,
+                    format!("{path}: `openai` is the legacy name of `openai-completions`"),
+                    Some("write `api: \"openai-completions\"`".to_owned()),
+                );
+                return Some(RawApi::Known(Api::OpenaiCompletions));
+            }
+            if FOREIGN_APIS.contains(&s.as_str()) {
+                let path = cx.path_string();
+                cx.warn(
+                    "unsupported-api",
+                    node.span,
+                    format!("{path}: hearth does not implement the `{s}` adapter; this provider is skipped"),
+                    Some("use openai-completions, openai-responses, anthropic-messages or ollama".to_owned()),
+                );
+                return Some(RawApi::Unsupported(s.clone()));
+            }
+        }
+        decode_enum(node, cx, &Api::ALL).map(RawApi::Known)
+    }
+}
+
+/// A credential: a literal (or `${VAR}` template, resolved when used), or a reference.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSecret {
+    /// A literal key, a local marker such as `"lmstudio"`, `"${VAR}"`, or a bare variable name
+    /// such as `"OPENAI_API_KEY"` (read from that variable).
+    Text(String),
+    /// `{source: "env", id: "VAR"}` or `{source: "file", id: "/path/to/secret"}`.
+    Ref(RawSecretRef),
+}
+
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSecretRef {
+    pub source: SecretSource,
+    /// Variable name (`env`) or absolute file path (`file`).
+    pub id: String,
+    /// OpenClaw's secret-provider name; accepted, not used (hearth has one provider per source).
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    Env,
+    File,
+}
+
+impl Decode for RawSecret {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        match &node.value {
+            // Kept as written: `${VAR}` in a secret is resolved when the secret is used, so a
+            // key exported later still works and the value never sits in the config snapshot.
+            Value::String(s) => Some(RawSecret::Text(s.clone())),
+            Value::Object(_) => {
+                let mut obj = Obj::new(node, cx)?;
+                let source_node = obj.node("source", cx);
+                let source = match source_node {
+                    Some(n) => {
+                        if let Value::String(s) = &n.value
+                            && (s == "exec" || s == "store")
+                        {
+                            cx.push_key("source");
+                            cx.error(
+                                "unsupported-secret",
+                                n.span,
+                                format!("secret source `{s}` is not supported by hearth"),
+                                Some("use {source: \"env\", id: \"VAR\"} or {source: \"file\", id: \"/path\"}".into()),
+                            );
+                            cx.pop();
+                            None
+                        } else {
+                            cx.push_key("source");
+                            let v = decode_enum(
+                                n,
+                                cx,
+                                &[("env", SecretSource::Env), ("file", SecretSource::File)],
+                            );
+                            cx.pop();
+                            v
+                        }
+                    }
+                    None => {
+                        cx.error(
+                            "missing-key",
+                            obj.span(),
+                            "a secret reference needs `source`",
+                            Some("e.g. {source: \"env\", id: \"OPENAI_API_KEY\"}".into()),
+                        );
+                        None
+                    }
+                };
+                let id: Option<String> = obj.get("id", cx);
+                if id.is_none() && obj.node("id", cx).is_none() {
+                    cx.error(
+                        "missing-key",
+                        obj.span(),
+                        "a secret reference needs `id`",
+                        Some("the variable name or file path".into()),
+                    );
+                }
+                let provider = obj.get("provider", cx);
+                obj.finish(cx, Unknown::Error);
+                Some(RawSecret::Ref(RawSecretRef { source: source?, id: id?, provider }))
+            }
+            _ => {
+                cx.type_error(node, "string or {source, id} object");
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawProvider {
+    /// Upstream base URL. OpenAI-compatible servers include `/v1` (`http://127.0.0.1:8000/v1`);
+    /// native Ollama does not (`http://127.0.0.1:11434`). `baseURL` is accepted too.
+    pub base_url: Option<Spanned<String>>,
+    /// API key: literal, local marker (`"lmstudio"`), `"${VAR}"`, or `{source, id}`.
+    pub api_key: Option<Spanned<RawSecret>>,
+    /// Adapter; a custom provider with a `baseUrl` and no `api` uses `openai-completions`.
+    pub api: Option<Spanned<RawApi>>,
+    /// Auth strategy (`api-key`, `token`); OAuth and AWS SDK auth are not implemented.
+    pub auth: Option<String>,
+    /// Send the key in `Authorization` even for APIs that use another header.
+    pub auth_header: Option<bool>,
+    /// Extra static headers; values may be secrets.
+    pub headers: Option<IndexMap<String, RawSecret>>,
+    /// Default output cap for models of this provider that set none.
+    pub max_tokens: Option<u64>,
+    /// Per-provider HTTP timeout in seconds (also raises the stream idle watchdog).
+    pub timeout_seconds: Option<Spanned<f64>>,
+    pub request: Option<RawRequest>,
+    /// Ollama via `openai-completions` only: send `options.num_ctx` (default true).
+    pub inject_num_ctx_for_open_ai_compat: Option<bool>,
+    /// Provider-wide request parameters.
+    pub params: Option<serde_json::Value>,
+    /// Start the server on demand.
+    pub local_service: Option<RawLocalService>,
+    /// The provider's model catalog.
+    pub models: Option<Vec<RawModel>>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRequest {
+    /// Headers merged over the provider's defaults.
+    pub headers: Option<IndexMap<String, RawSecret>>,
+    /// Unset: only the exact `baseUrl` origin is trusted. `true`: private, loopback and
+    /// link-local destinations allowed. `false`: even the configured origin is not trusted.
+    pub allow_private_network: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawLocalService {
+    /// Absolute path of the server executable (no PATH lookup, no `~`).
+    pub command: Option<Spanned<String>>,
+    /// Arguments, passed as-is (no shell).
+    pub args: Option<Vec<String>>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra environment for the child; values are never logged.
+    pub env: Option<IndexMap<String, String>>,
+    /// Readiness URL; default `baseUrl` + `/models`.
+    pub health_url: Option<Spanned<String>>,
+    /// How long to wait for readiness, in ms (default 120000).
+    pub ready_timeout_ms: Option<u64>,
+    /// Stop a server hearth started after this long without requests, in ms (0: keep running).
+    pub idle_stop_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    Text,
+    Image,
+}
+
+impl InputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Text => "text",
+            InputKind::Image => "image",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawModel {
+    /// Provider-local id, sent on the wire as-is (may contain `/` and `:`). Required.
+    pub id: Option<Spanned<String>>,
+    /// Display name (default: the id).
+    pub name: Option<String>,
+    /// Adapter override for this model.
+    pub api: Option<Spanned<RawApi>>,
+    /// Reasoning-capable (default false).
+    pub reasoning: Option<bool>,
+    /// Accepted inputs (default `["text"]`).
+    pub input: Option<Vec<InputKind>>,
+    /// USD per million tokens (default all 0).
+    pub cost: Option<RawCost>,
+    /// Native context window in tokens (unset: budgets use 200000).
+    pub context_window: Option<u64>,
+    /// Active input cap, below the native window.
+    pub context_tokens: Option<u64>,
+    /// Output cap in tokens (default: the provider's `maxTokens`, else 8192).
+    pub max_tokens: Option<u64>,
+    pub compat: Option<RawCompat>,
+    /// Per-model request parameters (e.g. Ollama `num_ctx`, `keep_alive`).
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawCost {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
+}
+
+/// Capability declarations for custom routes.
+#[derive(Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawCompat {
+    pub supports_store: Option<bool>,
+    pub supports_prompt_cache_key: Option<bool>,
+    /// Forced off for `openai-completions` on any host other than api.openai.com.
+    pub supports_developer_role: Option<bool>,
+    pub supports_reasoning_effort: Option<bool>,
+    pub supports_temperature: Option<bool>,
+    pub supports_usage_in_streaming: Option<bool>,
+    /// `false`: never send tools.
+    pub supports_tools: Option<bool>,
+    pub supports_strict_mode: Option<bool>,
+    /// Flatten text-only content parts into a plain string.
+    pub requires_string_content: Option<bool>,
+    /// Outgoing messages carry only `role` and `content`.
+    pub strict_message_keys: Option<bool>,
+    pub visible_reasoning_detail_types: Option<Vec<String>>,
+    pub supported_reasoning_efforts: Option<Vec<String>>,
+    pub reasoning_effort_map: Option<IndexMap<String, String>>,
+    /// `max_tokens` or `max_completion_tokens`.
+    pub max_tokens_field: Option<String>,
+    /// `together`, `qwen`, `qwen-chat-template` or `deepseek`.
+    pub thinking_format: Option<String>,
+    pub requires_tool_result_name: Option<bool>,
+    pub requires_assistant_after_tool_result: Option<bool>,
+    pub requires_thinking_as_text: Option<bool>,
+    pub requires_reasoning_content_on_assistant_messages: Option<bool>,
+    /// `llamacpp` or `gemini`.
+    pub tool_schema_profile: Option<String>,
+    pub unsupported_tool_schema_keywords: Option<Vec<String>>,
+    pub tool_call_arguments_encoding: Option<String>,
+    pub requires_open_ai_anthropic_tool_payload: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAgents {
+    pub defaults: Option<RawAgentDefaults>,
+    /// Agent id → agent.
+    pub entries: Option<IndexMap<String, RawAgent>>,
+}
+
+/// `"provider/model"` or `{primary, fallbacks}`.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum RawModelSelection {
+    Ref(Spanned<String>),
+    Chain(RawModelChain),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawModelChain {
+    pub primary: Option<Spanned<String>>,
+    /// Tried in order when the primary fails; `[]` means no fallback.
+    pub fallbacks: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawModelSettings {
+    /// Short name usable wherever a model ref is expected.
+    pub alias: Option<Spanned<String>>,
+    /// Request parameters; `extra_body` (or `extraBody`) is merged into the body last.
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawModelPolicy {
+    /// Exact refs, aliases or `provider/*` prefixes; empty means any model.
+    pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAgentDefaults {
+    pub model: Option<RawModelSelection>,
+    /// `"provider/model"` (or `"provider/*"`) → alias and params.
+    pub models: Option<IndexMap<String, RawModelSettings>>,
+    pub model_policy: Option<RawModelPolicy>,
+    /// Whole-run budget in seconds (default 172800; 0 = unlimited).
+    pub timeout_seconds: Option<u64>,
+    /// Global request parameters (lowest precedence).
+    pub params: Option<serde_json::Value>,
+    pub compaction: Option<RawCompaction>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawCompaction {
+    /// Model used to summarize old turns (default: the session's model).
+    pub model: Option<Spanned<String>>,
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAgent {
+    /// Display name.
+    pub name: Option<String>,
+    /// The agent used when a request names none.
+    pub default: Option<bool>,
+    /// A string is strict (no fallback); `{primary, fallbacks}` opts in to fallbacks.
+    pub model: Option<RawModelSelection>,
+    pub models: Option<IndexMap<String, RawModelSettings>>,
+    /// Replaces the default policy (`[]` allows any model).
+    pub model_policy: Option<RawModelPolicy>,
+    pub timeout_seconds: Option<u64>,
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGateway {
+    /// Port for HTTP and WebSocket (default 18789).
+    pub port: Option<Spanned<u16>>,
+    /// `loopback` (default), `lan`, or an IP address.
+    pub bind: Option<Spanned<String>>,
+    pub auth: Option<RawGatewayAuth>,
+    pub http: Option<RawGatewayHttp>,
+    /// OpenClaw's `local`/`remote` switch; hearth is always local.
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    Token,
+    Password,
+    None,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGatewayAuth {
+    /// `token`, `password` or `none`.
+    pub mode: Option<Spanned<AuthMode>>,
+    pub token: Option<RawSecret>,
+    pub password: Option<RawSecret>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGatewayHttp {
+    pub endpoints: Option<RawEndpoints>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawEndpoints {
+    pub chat_completions: Option<RawEndpoint>,
+    pub responses: Option<RawEndpoint>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawEndpoint {
+    /// hearth serves every endpoint unless this is `false`.
+    pub enabled: Option<bool>,
+}
+
+// ---- decoders -------------------------------------------------------------------------------
+
+/// The keys each decoder accepts, for the schema-consistency test.
+#[cfg(test)]
+pub(crate) const KEYS: &[(&str, &[&str])] = &[
+    ("RawConfig", &["models", "agents", "gateway"]),
+    ("RawModels", &["mode", "providers"]),
+    (
+        "RawProvider",
+        &[
+            "baseUrl",
+            "apiKey",
+            "api",
+            "auth",
+            "authHeader",
+            "headers",
+            "maxTokens",
+            "timeoutSeconds",
+            "request",
+            "injectNumCtxForOpenAICompat",
+            "params",
+            "localService",
+            "models",
+        ],
+    ),
+    ("RawRequest", &["headers", "allowPrivateNetwork"]),
+    (
+        "RawLocalService",
+        &["command", "args", "cwd", "env", "healthUrl", "readyTimeoutMs", "idleStopMs"],
+    ),
+    (
+        "RawModel",
+        &[
+            "id",
+            "name",
+            "api",
+            "reasoning",
+            "input",
+            "cost",
+            "contextWindow",
+            "contextTokens",
+            "maxTokens",
+            "compat",
+            "params",
+        ],
+    ),
+    ("RawCost", &["input", "output", "cacheRead", "cacheWrite"]),
+    ("RawAgents", &["defaults", "entries"]),
+    ("RawModelChain", &["primary", "fallbacks"]),
+    ("RawModelSettings", &["alias", "params"]),
+    ("RawModelPolicy", &["allow"]),
+    (
+        "RawAgentDefaults",
+        &["model", "models", "modelPolicy", "timeoutSeconds", "params", "compaction"],
+    ),
+    ("RawCompaction", &["model", "timeoutSeconds"]),
+    (
+        "RawAgent",
+        &["name", "default", "model", "models", "modelPolicy", "timeoutSeconds", "params"],
+    ),
+    ("RawGateway", &["port", "bind", "auth", "http", "mode"]),
+    ("RawGatewayAuth", &["mode", "token", "password"]),
+    ("RawGatewayHttp", &["endpoints"]),
+    ("RawEndpoints", &["chatCompletions", "responses"]),
+    ("RawEndpoint", &["enabled"]),
+];
+
+impl Decode for RawConfig {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let config = RawConfig {
+            models: obj.get("models", cx),
+            agents: obj.get("agents", cx),
+            gateway: obj.get("gateway", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(config)
+    }
+}
+
+impl Decode for ModelsMode {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(node, cx, &[("merge", ModelsMode::Merge), ("replace", ModelsMode::Replace)])
+    }
+}
+
+impl Decode for RawModels {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let models = RawModels { mode: obj.get("mode", cx), providers: obj.get("providers", cx) };
+        obj.finish_with(
+            cx,
+            Unknown::Error,
+            &[
+                ("catalogRefresh", "hearth ships its catalog in the binary and never fetches one"),
+                (
+                    "pricing",
+                    "retired by OpenClaw; put prices in models.providers.<id>.models[].cost",
+                ),
+            ],
+        );
+        Some(models)
+    }
+}
+
+const PROVIDER_IGNORED: &[(&str, &str)] = &[("agentRuntime", "hearth has a single runtime")];
+
+impl Decode for RawProvider {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let provider = RawProvider {
+            base_url: obj.get_any(&["baseUrl", "baseURL"], cx),
+            api_key: obj.get("apiKey", cx),
+            api: obj.get("api", cx),
+            auth: obj.get("auth", cx),
+            auth_header: obj.get("authHeader", cx),
+            headers: obj.get("headers", cx),
+            max_tokens: obj.get("maxTokens", cx),
+            timeout_seconds: obj.get("timeoutSeconds", cx),
+            request: obj.get("request", cx),
+            inject_num_ctx_for_open_ai_compat: obj.get("injectNumCtxForOpenAICompat", cx),
+            params: object_value(&mut obj, "params", cx),
+            local_service: obj.get("localService", cx),
+            models: obj.get("models", cx),
+        };
+        obj.finish_with(cx, Unknown::Error, PROVIDER_IGNORED);
+        Some(provider)
+    }
+}
+
+/// A `params`-like member: any object, kept as JSON.
+fn object_value(
+    obj: &mut Obj<'_>,
+    key: &'static str,
+    cx: &mut Cx<'_>,
+) -> Option<serde_json::Value> {
+    let node = obj.node(key, cx)?;
+    if !matches!(node.value, Value::Object(_)) {
+        cx.push_key(key);
+        cx.type_error(node, "object");
+        cx.pop();
+        return None;
+    }
+    Some(node.to_json())
+}
+
+impl Decode for RawRequest {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let request = RawRequest {
+            headers: obj.get("headers", cx),
+            allow_private_network: obj.get("allowPrivateNetwork", cx),
+        };
+        obj.finish_with(
+            cx,
+            Unknown::Error,
+            &[
+                ("auth", "custom request auth is not implemented yet; use apiKey and headers"),
+                ("proxy", "HTTP proxies are not implemented yet"),
+                ("tls", "custom TLS settings are not implemented yet"),
+            ],
+        );
+        Some(request)
+    }
+}
+
+impl Decode for RawLocalService {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let service = RawLocalService {
+            command: obj.get("command", cx),
+            args: obj.get("args", cx),
+            cwd: obj.get("cwd", cx),
+            env: obj.get("env", cx),
+            health_url: obj.get("healthUrl", cx),
+            ready_timeout_ms: obj.get("readyTimeoutMs", cx),
+            idle_stop_ms: obj.get("idleStopMs", cx),
+        };
+        if service.command.is_none() && obj.node("command", cx).is_none() {
+            cx.error(
+                "missing-key",
+                obj.span(),
+                "localService needs `command`",
+                Some(
+                    "the absolute path of the server binary, e.g. \"/usr/local/bin/llama-server\""
+                        .into(),
+                ),
+            );
+        }
+        obj.finish(cx, Unknown::Error);
+        Some(service)
+    }
+}
+
+impl Decode for InputKind {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(node, cx, &[("text", InputKind::Text), ("image", InputKind::Image)])
+    }
+}
+
+impl Decode for RawModel {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let model = RawModel {
+            id: obj.get("id", cx),
+            name: obj.get("name", cx),
+            api: obj.get("api", cx),
+            reasoning: obj.get("reasoning", cx),
+            input: obj.get("input", cx),
+            cost: obj.get("cost", cx),
+            context_window: obj.get("contextWindow", cx),
+            context_tokens: obj.get("contextTokens", cx),
+            max_tokens: obj.get("maxTokens", cx),
+            compat: obj.get("compat", cx),
+            params: object_value(&mut obj, "params", cx),
+        };
+        if model.id.is_none() && obj.node("id", cx).is_none() {
+            cx.error(
+                "missing-key",
+                obj.span(),
+                "a model entry needs `id`",
+                Some("the id the server knows the model by, e.g. \"qwen3:32b\"".into()),
+            );
+        }
+        obj.finish_with(cx, Unknown::Error, &[("agentRuntime", "hearth has a single runtime")]);
+        Some(model)
+    }
+}
+
+impl Decode for RawCost {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let cost = RawCost {
+            input: obj.get("input", cx),
+            output: obj.get("output", cx),
+            cache_read: obj.get("cacheRead", cx),
+            cache_write: obj.get("cacheWrite", cx),
+        };
+        obj.finish(cx, Unknown::Error);
+        Some(cost)
+    }
+}
+
+fn decode_choice(
+    obj: &mut Obj<'_>,
+    key: &'static str,
+    cx: &mut Cx<'_>,
+    choices: &[&'static str],
+) -> Option<String> {
+    let node = obj.node(key, cx)?;
+    let pairs: Vec<(&'static str, &'static str)> = choices.iter().map(|c| (*c, *c)).collect();
+    cx.push_key(key);
+    let value = decode_enum(node, cx, &pairs);
+    cx.pop();
+    value.map(str::to_owned)
+}
+
+impl Decode for RawCompat {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let compat = RawCompat {
+            supports_store: obj.get("supportsStore", cx),
+            supports_prompt_cache_key: obj.get("supportsPromptCacheKey", cx),
+            supports_developer_role: obj.get("supportsDeveloperRole", cx),
+            supports_reasoning_effort: obj.get("supportsReasoningEffort", cx),
+            supports_temperature: obj.get("supportsTemperature", cx),
+            supports_usage_in_streaming: obj.get("supportsUsageInStreaming", cx),
+            supports_tools: obj.get("supportsTools", cx),
+            supports_strict_mode: obj.get("supportsStrictMode", cx),
+            requires_string_content: obj.get("requiresStringContent", cx),
+            strict_message_keys: obj.get("strictMessageKeys", cx),
+            visible_reasoning_detail_types: obj.get("visibleReasoningDetailTypes", cx),
+            supported_reasoning_efforts: obj.get("supportedReasoningEfforts", cx),
+            reasoning_effort_map: obj.get("reasoningEffortMap", cx),
+            max_tokens_field: decode_choice(
+                &mut obj,
+                "maxTokensField",
+                cx,
+                &["max_tokens", "max_completion_tokens"],
+            ),
+            thinking_format: decode_choice(
+                &mut obj,
+                "thinkingFormat",
+                cx,
+                &["together", "qwen", "qwen-chat-template", "deepseek"],
+            ),
+            requires_tool_result_name: obj.get("requiresToolResultName", cx),
+            requires_assistant_after_tool_result: obj.get("requiresAssistantAfterToolResult", cx),
+            requires_thinking_as_text: obj.get("requiresThinkingAsText", cx),
+            requires_reasoning_content_on_assistant_messages: obj
+                .get("requiresReasoningContentOnAssistantMessages", cx),
+            tool_schema_profile: decode_choice(
+                &mut obj,
+                "toolSchemaProfile",
+                cx,
+                &["llamacpp", "gemini"],
+            ),
+            unsupported_tool_schema_keywords: obj.get("unsupportedToolSchemaKeywords", cx),
+            tool_call_arguments_encoding: obj.get("toolCallArgumentsEncoding", cx),
+            requires_open_ai_anthropic_tool_payload: obj
+                .get("requiresOpenAiAnthropicToolPayload", cx),
+        };
+        obj.finish(cx, Unknown::Error);
+        Some(compat)
+    }
+}
+
+impl Decode for RawAgents {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let agents =
+            RawAgents { defaults: obj.get("defaults", cx), entries: obj.get("entries", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(agents)
+    }
+}
+
+impl Decode for RawModelSelection {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        match &node.value {
+            Value::String(_) => Spanned::<String>::decode(node, cx).map(RawModelSelection::Ref),
+            Value::Object(_) => {
+                let mut obj = Obj::new(node, cx)?;
+                let chain = RawModelChain {
+                    primary: obj.get("primary", cx),
+                    fallbacks: obj.get("fallbacks", cx),
+                };
+                obj.finish(cx, Unknown::Error);
+                Some(RawModelSelection::Chain(chain))
+            }
+            _ => {
+                cx.type_error(node, "\"provider/model\" string or {primary, fallbacks} object");
+                None
+            }
+        }
+    }
+}
+
+impl Decode for RawModelSettings {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let settings = RawModelSettings {
+            alias: obj.get("alias", cx),
+            params: object_value(&mut obj, "params", cx),
+        };
+        obj.finish_with(cx, Unknown::Error, &[("agentRuntime", "hearth has a single runtime")]);
+        Some(settings)
+    }
+}
+
+impl Decode for RawModelPolicy {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let policy = RawModelPolicy { allow: obj.get("allow", cx) };
+        obj.finish(cx, Unknown::Error);
+        Some(policy)
+    }
+}
+
+impl Decode for RawAgentDefaults {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let defaults = RawAgentDefaults {
+            model: obj.get("model", cx),
+            models: obj.get("models", cx),
+            model_policy: obj.get("modelPolicy", cx),
+            timeout_seconds: obj.get("timeoutSeconds", cx),
+            params: object_value(&mut obj, "params", cx),
+            compaction: obj.get("compaction", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(defaults)
+    }
+}
+
+impl Decode for RawCompaction {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let compaction = RawCompaction {
+            model: obj.get("model", cx),
+            timeout_seconds: obj.get("timeoutSeconds", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(compaction)
+    }
+}
+
+impl Decode for RawAgent {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let agent = RawAgent {
+            name: obj.get("name", cx),
+            default: obj.get("default", cx),
+            model: obj.get("model", cx),
+            models: obj.get("models", cx),
+            model_policy: obj.get("modelPolicy", cx),
+            timeout_seconds: obj.get("timeoutSeconds", cx),
+            params: object_value(&mut obj, "params", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(agent)
+    }
+}
+
+impl Decode for RawGateway {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let gateway = RawGateway {
+            port: obj.get("port", cx),
+            bind: obj.get("bind", cx),
+            auth: obj.get("auth", cx),
+            http: obj.get("http", cx),
+            mode: obj.get("mode", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(gateway)
+    }
+}
+
+impl Decode for AuthMode {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(
+            node,
+            cx,
+            &[
+                ("token", AuthMode::Token),
+                ("password", AuthMode::Password),
+                ("none", AuthMode::None),
+            ],
+        )
+    }
+}
+
+impl Decode for RawGatewayAuth {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let auth = RawGatewayAuth {
+            mode: obj.get("mode", cx),
+            token: obj.get("token", cx),
+            password: obj.get("password", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(auth)
+    }
+}
+
+impl Decode for RawGatewayHttp {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let http = RawGatewayHttp { endpoints: obj.get("endpoints", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(http)
+    }
+}
+
+impl Decode for RawEndpoints {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let endpoints = RawEndpoints {
+            chat_completions: obj.get("chatCompletions", cx),
+            responses: obj.get("responses", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(endpoints)
+    }
+}
+
+impl Decode for RawEndpoint {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let endpoint = RawEndpoint { enabled: obj.get("enabled", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(endpoint)
+    }
+}

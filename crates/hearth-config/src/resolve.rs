@@ -1,0 +1,979 @@
+//! From the file as written to what the runtime uses: the catalog (built-in merged with the
+//! config), defaults applied, references checked.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::decode::{Cx, Decode, Spanned};
+use crate::diag::Severity;
+use crate::model_ref::{ModelRef, ModelSelection};
+use crate::raw::{
+    Api, AuthMode, InputKind, ModelsMode, RawAgent, RawApi, RawCompat, RawConfig, RawCost,
+    RawModel, RawModelSelection, RawModelSettings, RawProvider,
+};
+use crate::secret::Secret;
+use crate::source::SourceMap;
+
+/// Output cap of a model entry that sets none (and whose provider sets none).
+pub const DEFAULT_MAX_TOKENS: u64 = 8192;
+/// Context budget when neither the server nor the config says.
+pub const DEFAULT_CONTEXT_WINDOW: u64 = 200_000;
+/// Default gateway port (OpenClaw's).
+pub const DEFAULT_PORT: u16 = 18789;
+/// Whole agent-run budget for gateway turns (48 h).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(172_800);
+/// `localService.readyTimeoutMs` default.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_millis(120_000);
+
+/// The built-in catalog, in the config file's own format.
+pub const BUILTIN_CATALOG: &str = include_str!("../builtin/providers.json5");
+const BUILTIN_NAME: &str = "<builtin>/providers.json5";
+
+/// Where a provider or model row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// hearth's built-in catalog only.
+    Builtin,
+    /// Written in the config (possibly overriding a built-in row).
+    Config,
+    /// Not in any catalog: a reference to a known provider with a model id it may serve.
+    Synthetic,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Builtin => "builtin",
+            Origin::Config => "config",
+            Origin::Synthetic => "ref",
+        }
+    }
+}
+
+/// Where a host is, as far as trust and local markers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostClass {
+    Loopback,
+    /// RFC 1918 / unique-local addresses, `.local` names and bare host names.
+    Private,
+    /// Link-local and cloud metadata addresses: never trusted implicitly.
+    LinkLocal,
+    Public,
+}
+
+impl HostClass {
+    pub fn is_local(self) -> bool {
+        matches!(self, HostClass::Loopback | HostClass::Private)
+    }
+}
+
+/// The resolved configuration: one immutable snapshot.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: ModelsMode,
+    pub providers: IndexMap<String, Provider>,
+    /// Keys of `agents.defaults.models`, in file order.
+    pub model_settings: IndexMap<ModelRef, ModelSettings>,
+    /// Lowercased alias → (alias as written, target).
+    pub aliases: IndexMap<String, (String, ModelRef)>,
+    pub defaults: AgentDefaults,
+    pub agents: IndexMap<String, Agent>,
+    pub gateway: Gateway,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub base_url: url::Url,
+    pub api: Api,
+    pub api_key: Option<Secret>,
+    pub headers: Vec<(String, Secret)>,
+    pub max_tokens: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub allow_private_network: Option<bool>,
+    pub inject_num_ctx: bool,
+    pub params: Option<serde_json::Value>,
+    pub local_service: Option<LocalService>,
+    pub models: Vec<Model>,
+    pub origin: Origin,
+    pub host: HostClass,
+}
+
+impl Provider {
+    pub fn model(&self, id: &str) -> Option<&Model> {
+        self.models
+            .iter()
+            .find(|m| m.id == id)
+            .or_else(|| self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id)))
+    }
+
+    /// Local providers' usage costs nothing.
+    pub fn is_local(&self) -> bool {
+        self.host.is_local()
+    }
+
+    /// A row for a model id this provider may serve but no catalog lists.
+    pub fn synthetic_model(&self, id: &str) -> Model {
+        Model {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            api: self.api,
+            reasoning: false,
+            input: vec![InputKind::Text],
+            cost: self.is_local().then(Cost::default),
+            context_window: None,
+            context_tokens: None,
+            max_tokens: self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            compat: RawCompat::default(),
+            params: None,
+            origin: Origin::Synthetic,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalService {
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub health_url: String,
+    pub ready_timeout: Duration,
+    /// `None`: keep running until hearth exits.
+    pub idle_stop: Option<Duration>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+}
+
+impl From<&RawCost> for Cost {
+    fn from(raw: &RawCost) -> Self {
+        Cost {
+            input: raw.input.unwrap_or(0.0),
+            output: raw.output.unwrap_or(0.0),
+            cache_read: raw.cache_read.unwrap_or(0.0),
+            cache_write: raw.cache_write.unwrap_or(0.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    pub api: Api,
+    pub reasoning: bool,
+    pub input: Vec<InputKind>,
+    /// `None`: price unknown (built-in rows hearth could not price).
+    pub cost: Option<Cost>,
+    pub context_window: Option<u64>,
+    pub context_tokens: Option<u64>,
+    pub max_tokens: u64,
+    pub compat: RawCompat,
+    pub params: Option<serde_json::Value>,
+    pub origin: Origin,
+}
+
+impl Model {
+    /// Tokens of context to budget with, before the server has told us its real size.
+    pub fn context_budget(&self) -> u64 {
+        self.context_tokens.or(self.context_window).unwrap_or(DEFAULT_CONTEXT_WINDOW)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelSettings {
+    pub alias: Option<String>,
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentDefaults {
+    pub model: Option<ModelSelection>,
+    /// Empty: any model allowed.
+    pub allow: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub params: Option<serde_json::Value>,
+    pub compaction_model: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub name: Option<String>,
+    pub is_default: bool,
+    pub model: Option<ModelSelection>,
+    /// `Some(vec![])` allows any model; `None` inherits the default policy.
+    pub allow: Option<Vec<String>>,
+    pub timeout: Option<Duration>,
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    Loopback,
+    Lan,
+    Addr(IpAddr),
+}
+
+impl Bind {
+    pub fn ip(self) -> IpAddr {
+        match self {
+            Bind::Loopback => IpAddr::from([127, 0, 0, 1]),
+            Bind::Lan => IpAddr::from([0, 0, 0, 0]),
+            Bind::Addr(ip) => ip,
+        }
+    }
+
+    pub fn is_loopback(self) -> bool {
+        self.ip().is_loopback()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub port: u16,
+    pub bind: Bind,
+    pub auth_mode: Option<AuthMode>,
+    pub token: Option<Secret>,
+    pub password: Option<Secret>,
+    pub chat_completions: bool,
+    pub responses: bool,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            port: DEFAULT_PORT,
+            bind: Bind::Loopback,
+            auth_mode: None,
+            token: None,
+            password: None,
+            chat_completions: true,
+            responses: true,
+        }
+    }
+}
+
+/// The built-in providers as raw config (validated by a test to produce no diagnostics).
+pub fn builtin_providers() -> IndexMap<String, RawProvider> {
+    let mut sources = SourceMap::default();
+    let file = sources.add(Path::new(BUILTIN_NAME), BUILTIN_CATALOG.to_owned());
+    let env = std::collections::BTreeMap::<String, String>::new();
+    let mut cx = Cx::new(&sources, &env);
+    crate::json5::parse(BUILTIN_CATALOG, file)
+        .ok()
+        .and_then(|node| RawConfig::decode(&node, &mut cx))
+        .and_then(|raw| raw.models)
+        .and_then(|m| m.providers)
+        .unwrap_or_default()
+}
+
+/// Resolves the raw file into a [`Config`], recording diagnostics in `cx`.
+pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
+    let models = raw.models.clone().unwrap_or_default();
+    let mode = models.mode.unwrap_or_default();
+    let builtin = builtin_providers();
+    let user = models.providers.unwrap_or_default();
+
+    let mut providers = IndexMap::new();
+    let mut merged: Vec<(String, RawProvider, Origin, Option<RawProvider>)> = Vec::new();
+    if mode == ModelsMode::Merge {
+        for (id, b) in &builtin {
+            if !user.contains_key(id) {
+                merged.push((id.clone(), b.clone(), Origin::Builtin, None));
+            }
+        }
+    }
+    for (id, u) in &user {
+        let base = builtin.get(id).cloned();
+        merged.push((id.clone(), u.clone(), Origin::Config, base));
+    }
+    cx.push_key("models");
+    cx.push_key("providers");
+    for (id, raw_provider, origin, base) in merged {
+        cx.push_key(&id);
+        if let Some(p) = resolve_provider(&id, &raw_provider, base.as_ref(), origin, mode, cx) {
+            providers.insert(id.to_ascii_lowercase(), p);
+        }
+        cx.pop();
+    }
+    cx.pop();
+    cx.pop();
+
+    let agents_raw = raw.agents.clone().unwrap_or_default();
+    let defaults_raw = agents_raw.defaults.unwrap_or_default();
+
+    let mut model_settings = IndexMap::new();
+    let mut aliases: IndexMap<String, (String, ModelRef)> = IndexMap::new();
+    cx.push_key("agents");
+    cx.push_key("defaults");
+    cx.push_key("models");
+    for (key, settings) in defaults_raw.models.iter().flatten() {
+        cx.push_key(key);
+        if let Some(model_ref) = settings_key(key, cx, &providers) {
+            if let Some(alias) = &settings.alias {
+                let lower = alias.value.trim().to_lowercase();
+                if let Some((_, existing)) = aliases.get(&lower) {
+                    let message = format!("alias `{}` already points at `{existing}`", alias.value);
+                    cx.push_key("alias");
+                    cx.error(
+                        "duplicate-alias",
+                        alias.span,
+                        message,
+                        Some("give each model its own alias".into()),
+                    );
+                    cx.pop();
+                } else {
+                    aliases.insert(lower, (alias.value.trim().to_owned(), model_ref.clone()));
+                }
+            }
+            model_settings.insert(model_ref, settings_of(settings));
+        }
+        cx.pop();
+    }
+    cx.pop();
+
+    let mut config = Config {
+        mode,
+        providers,
+        model_settings,
+        aliases,
+        defaults: AgentDefaults {
+            model: None,
+            allow: defaults_raw
+                .model_policy
+                .as_ref()
+                .and_then(|p| p.allow.clone())
+                .unwrap_or_default(),
+            timeout: defaults_raw.timeout_seconds.map(Duration::from_secs),
+            params: defaults_raw.params.clone(),
+            compaction_model: defaults_raw
+                .compaction
+                .as_ref()
+                .and_then(|c| c.model.as_ref())
+                .map(|m| m.value.clone()),
+        },
+        agents: IndexMap::new(),
+        gateway: Gateway::default(),
+    };
+
+    config.defaults.model = defaults_raw.model.as_ref().and_then(|sel| {
+        cx.push_key("model");
+        let resolved = selection(sel, &config, cx);
+        cx.pop();
+        resolved
+    });
+    if let Some(compaction) = defaults_raw.compaction.as_ref().and_then(|c| c.model.as_ref()) {
+        cx.push_key("compaction");
+        cx.push_key("model");
+        check_ref(compaction, &config, cx);
+        cx.pop();
+        cx.pop();
+    }
+    cx.pop(); // defaults
+
+    cx.push_key("entries");
+    let mut default_agents = Vec::new();
+    for (id, agent) in agents_raw.entries.iter().flatten() {
+        cx.push_key(id);
+        let resolved = resolve_agent(id, agent, &config, cx);
+        if resolved.is_default {
+            default_agents.push(id.clone());
+        }
+        config.agents.insert(id.clone(), resolved);
+        cx.pop();
+    }
+    cx.pop();
+    cx.pop(); // agents
+    if default_agents.len() > 1 {
+        cx.report(
+            Severity::Warning,
+            "multiple-defaults",
+            None,
+            format!(
+                "several agents are marked `default: true` ({}); `{}` is used",
+                default_agents.join(", "),
+                default_agents[0]
+            ),
+            None,
+        );
+    }
+
+    if let Some(gateway) = &raw.gateway {
+        cx.push_key("gateway");
+        config.gateway = resolve_gateway(gateway, cx);
+        cx.pop();
+    }
+    Some(config)
+}
+
+fn settings_of(raw: &RawModelSettings) -> ModelSettings {
+    ModelSettings {
+        alias: raw.alias.as_ref().map(|a| a.value.trim().to_owned()),
+        params: raw.params.clone(),
+    }
+}
+
+/// Keys of `agents.defaults.models`: `provider/model` or `provider/*`.
+fn settings_key(
+    key: &str,
+    cx: &mut Cx<'_>,
+    providers: &IndexMap<String, Provider>,
+) -> Option<ModelRef> {
+    match key.parse::<ModelRef>() {
+        Ok(model_ref) => {
+            if !providers.contains_key(&model_ref.provider) {
+                unknown_provider_warning(cx, None, &model_ref.provider, providers);
+            }
+            Some(model_ref)
+        }
+        Err(e) => {
+            cx.report(
+                Severity::Error,
+                "model-ref",
+                None,
+                format!("`{key}` is not a model ref: {e}"),
+                Some("keys here are \"provider/model\"".into()),
+            );
+            None
+        }
+    }
+}
+
+fn unknown_provider_warning(
+    cx: &mut Cx<'_>,
+    span: Option<crate::source::Span>,
+    provider: &str,
+    providers: &IndexMap<String, Provider>,
+) {
+    let help = match crate::diag::suggest(provider, providers.keys().map(String::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => "define it under models.providers, or use a built-in provider (hearth models list --all)".to_owned(),
+    };
+    cx.report(
+        Severity::Warning,
+        "unknown-provider",
+        span,
+        format!("unknown provider `{provider}`; requests to it will fail"),
+        Some(help),
+    );
+}
+
+/// Checks that a model reference resolves; unknown providers and models are warnings.
+fn check_ref(input: &Spanned<String>, config: &Config, cx: &mut Cx<'_>) {
+    match config.resolve_ref(&input.value) {
+        Ok(_) => {}
+        Err(crate::model_ref::RefError::UnknownProvider { provider, .. }) => {
+            unknown_provider_warning(cx, Some(input.span), &provider, &config.providers);
+        }
+        Err(e) => {
+            cx.report(Severity::Warning, "unknown-model", Some(input.span), e.to_string(), e.help())
+        }
+    }
+}
+
+fn selection(raw: &RawModelSelection, config: &Config, cx: &mut Cx<'_>) -> Option<ModelSelection> {
+    match raw {
+        RawModelSelection::Ref(primary) => {
+            check_ref(primary, config, cx);
+            Some(ModelSelection { primary: primary.value.clone(), fallbacks: None })
+        }
+        RawModelSelection::Chain(chain) => {
+            let Some(primary) = &chain.primary else {
+                if chain.fallbacks.as_ref().is_some_and(|f| !f.is_empty()) {
+                    cx.report(
+                        Severity::Error,
+                        "missing-key",
+                        None,
+                        "`fallbacks` without `primary`",
+                        Some("add `primary: \"provider/model\"`".into()),
+                    );
+                }
+                return None;
+            };
+            cx.push_key("primary");
+            check_ref(primary, config, cx);
+            cx.pop();
+            let fallbacks = chain.fallbacks.as_ref().map(|list| {
+                cx.push_key("fallbacks");
+                for (i, f) in list.iter().enumerate() {
+                    cx.push_index(i);
+                    check_ref(f, config, cx);
+                    cx.pop();
+                }
+                cx.pop();
+                list.iter().map(|f| f.value.clone()).collect()
+            });
+            Some(ModelSelection { primary: primary.value.clone(), fallbacks })
+        }
+    }
+}
+
+fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> Agent {
+    let model = raw.model.as_ref().and_then(|sel| {
+        cx.push_key("model");
+        let s = selection(sel, config, cx);
+        cx.pop();
+        s
+    });
+    if let Some(models) = &raw.models {
+        cx.push_key("models");
+        for key in models.keys() {
+            cx.push_key(key);
+            settings_key(key, cx, &config.providers);
+            cx.pop();
+        }
+        cx.pop();
+    }
+    Agent {
+        id: id.to_owned(),
+        name: raw.name.clone(),
+        is_default: raw.default.unwrap_or(false),
+        model,
+        allow: raw.model_policy.as_ref().and_then(|p| p.allow.clone()),
+        timeout: raw.timeout_seconds.map(Duration::from_secs),
+        params: raw.params.clone(),
+    }
+}
+
+fn resolve_provider(
+    id: &str,
+    user: &RawProvider,
+    base: Option<&RawProvider>,
+    origin: Origin,
+    mode: ModelsMode,
+    cx: &mut Cx<'_>,
+) -> Option<Provider> {
+    let empty = RawProvider::default();
+    let base = base.unwrap_or(&empty);
+
+    let api = match user.api.as_ref().or(base.api.as_ref()) {
+        Some(Spanned { value: RawApi::Known(api), .. }) => *api,
+        Some(Spanned { value: RawApi::Unsupported(_), .. }) => return None,
+        None => Api::OpenaiCompletions,
+    };
+    let Some(base_url_raw) = user.base_url.as_ref().or(base.base_url.as_ref()) else {
+        cx.report(
+            Severity::Error,
+            "missing-key",
+            None,
+            format!("provider `{id}` has no `baseUrl`"),
+            Some("set baseUrl, e.g. \"http://127.0.0.1:8000/v1\" (OpenAI-compatible servers include /v1)".into()),
+        );
+        return None;
+    };
+    cx.push_key("baseUrl");
+    let base_url = parse_base_url(base_url_raw, cx);
+    cx.pop();
+    let base_url = base_url?;
+    let host = host_class(&base_url);
+
+    if api == Api::Ollama && base_url.path().trim_end_matches('/').ends_with("/v1") {
+        cx.push_key("baseUrl");
+        cx.warn(
+            "ollama-v1",
+            base_url_raw.span,
+            "native Ollama (`api: \"ollama\"`) is served at the root, not under /v1",
+            Some(format!(
+                "write baseUrl: \"{}\"",
+                base_url.as_str().trim_end_matches('/').trim_end_matches("/v1")
+            )),
+        );
+        cx.pop();
+    }
+
+    let api_key = user
+        .api_key
+        .as_ref()
+        .map(|s| &s.value)
+        .or(base.api_key.as_ref().map(|s| &s.value))
+        .map(Secret::from_raw);
+    if origin == Origin::Config
+        && let Some(key_spanned) = &user.api_key
+        && let Some(secret) = api_key.as_ref()
+        && let Some(var) = secret.missing_env(cx.env())
+    {
+        cx.push_key("apiKey");
+        cx.warn(
+            "missing-env",
+            key_spanned.span,
+            format!(
+                "environment variable `{var}` is not set; requests to `{id}` will carry no API key"
+            ),
+            Some(format!("export {var}=... before starting hearth")),
+        );
+        cx.pop();
+    }
+    let mut headers: Vec<(String, Secret)> = Vec::new();
+    for source in [
+        base.headers.as_ref(),
+        user.headers.as_ref(),
+        user.request.as_ref().and_then(|r| r.headers.as_ref()),
+    ] {
+        for (name, value) in source.into_iter().flatten() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), Secret::from_raw(value)));
+        }
+    }
+    let timeout = match user.timeout_seconds.as_ref().or(base.timeout_seconds.as_ref()) {
+        Some(t) if t.value <= 0.0 => {
+            cx.push_key("timeoutSeconds");
+            cx.error(
+                "range",
+                t.span,
+                "timeoutSeconds must be positive",
+                Some("omit it to use the default timeouts".into()),
+            );
+            cx.pop();
+            None
+        }
+        Some(t) => Some(Duration::from_secs_f64(t.value.min(1.0e9))),
+        None => None,
+    };
+    let local_service = user.local_service.as_ref().and_then(|ls| {
+        cx.push_key("localService");
+        let resolved = resolve_local_service(ls, &base_url, cx);
+        cx.pop();
+        resolved
+    });
+    let max_tokens = user.max_tokens.or(base.max_tokens);
+
+    // Models: built-in rows first (not in replace mode), then config rows merged over them by id.
+    // For a built-in provider `user` is the built-in entry itself and `base` is empty.
+    let mut models: Vec<Model> = Vec::new();
+    let builtin_rows = match origin {
+        Origin::Builtin => user.models.as_deref().unwrap_or_default(),
+        _ if mode == ModelsMode::Merge => base.models.as_deref().unwrap_or_default(),
+        _ => &[],
+    };
+    models.extend(
+        builtin_rows
+            .iter()
+            .filter_map(|raw| model_row(raw, None, api, max_tokens, Origin::Builtin, host)),
+    );
+    if origin == Origin::Config {
+        cx.push_key("models");
+        for (idx, raw) in user.models.iter().flatten().enumerate() {
+            let Some(model_id) = &raw.id else { continue };
+            cx.push_index(idx);
+            if let Some(Spanned { value: RawApi::Unsupported(_), .. }) = &raw.api {
+                cx.pop();
+                continue;
+            }
+            let builtin_row = base
+                .models
+                .iter()
+                .flatten()
+                .find(|b| b.id.as_ref().is_some_and(|b| b.value == model_id.value));
+            if let (Some(window), Some(tokens)) = (raw.context_window, raw.context_tokens)
+                && tokens > window
+            {
+                cx.report(
+                    Severity::Warning,
+                    "context",
+                    None,
+                    format!("contextTokens ({tokens}) is larger than contextWindow ({window})"),
+                    Some("contextTokens caps the input below the native window".into()),
+                );
+            }
+            if let Some(row) = model_row(raw, builtin_row, api, max_tokens, Origin::Config, host) {
+                if let Some(existing) = models.iter_mut().find(|m| m.id == row.id) {
+                    if existing.origin == Origin::Config {
+                        cx.report(
+                            Severity::Warning,
+                            "duplicate-model",
+                            Some(model_id.span),
+                            format!("model `{}` is listed twice; the last entry wins", row.id),
+                            None,
+                        );
+                    }
+                    *existing = row;
+                } else {
+                    models.push(row);
+                }
+            }
+            cx.pop();
+        }
+        cx.pop();
+    }
+
+    Some(Provider {
+        id: id.to_ascii_lowercase(),
+        base_url,
+        api,
+        api_key,
+        headers,
+        max_tokens,
+        timeout,
+        allow_private_network: user.request.as_ref().and_then(|r| r.allow_private_network),
+        inject_num_ctx: user.inject_num_ctx_for_open_ai_compat.unwrap_or(true),
+        params: user.params.clone().or_else(|| base.params.clone()),
+        local_service,
+        models,
+        origin,
+        host,
+    })
+}
+
+fn model_row(
+    raw: &RawModel,
+    base: Option<&RawModel>,
+    provider_api: Api,
+    provider_max_tokens: Option<u64>,
+    origin: Origin,
+    host: HostClass,
+) -> Option<Model> {
+    let id = raw.id.as_ref().or(base.and_then(|b| b.id.as_ref()))?.value.clone();
+    let api = match raw.api.as_ref().or(base.and_then(|b| b.api.as_ref())) {
+        Some(Spanned { value: RawApi::Known(api), .. }) => *api,
+        Some(Spanned { value: RawApi::Unsupported(_), .. }) => return None,
+        None => provider_api,
+    };
+    let cost = match (&raw.cost, base.and_then(|b| b.cost.as_ref())) {
+        (Some(c), _) | (None, Some(c)) => Some(Cost::from(c)),
+        // Config rows default to zero cost (OpenClaw's default); unknown built-in prices stay unknown.
+        (None, None) if origin == Origin::Config || host.is_local() => Some(Cost::default()),
+        (None, None) => None,
+    };
+    let positive = |v: Option<u64>| v.filter(|n| *n > 0);
+    Some(Model {
+        name: raw
+            .name
+            .clone()
+            .or_else(|| base.and_then(|b| b.name.clone()))
+            .unwrap_or_else(|| id.clone()),
+        id,
+        api,
+        reasoning: raw.reasoning.or(base.and_then(|b| b.reasoning)).unwrap_or(false),
+        input: raw
+            .input
+            .clone()
+            .or_else(|| base.and_then(|b| b.input.clone()))
+            .unwrap_or_else(|| vec![InputKind::Text]),
+        cost,
+        context_window: positive(raw.context_window)
+            .or(base.and_then(|b| positive(b.context_window))),
+        context_tokens: positive(raw.context_tokens)
+            .or(base.and_then(|b| positive(b.context_tokens))),
+        max_tokens: positive(raw.max_tokens)
+            .or(base.and_then(|b| positive(b.max_tokens)))
+            .or(provider_max_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS),
+        compat: raw
+            .compat
+            .clone()
+            .or_else(|| base.and_then(|b| b.compat.clone()))
+            .unwrap_or_default(),
+        params: raw.params.clone().or_else(|| base.and_then(|b| b.params.clone())),
+        origin,
+    })
+}
+
+fn parse_base_url(raw: &Spanned<String>, cx: &mut Cx<'_>) -> Option<url::Url> {
+    if raw.value.contains('<') && raw.value.contains('>') {
+        cx.warn(
+            "placeholder",
+            raw.span,
+            format!("baseUrl `{}` still holds a placeholder; this provider is skipped", raw.value),
+            Some("replace the <...> part with your endpoint".into()),
+        );
+        return None;
+    }
+    let url = match url::Url::parse(raw.value.trim()) {
+        Ok(u) => u,
+        Err(e) => {
+            cx.error(
+                "url",
+                raw.span,
+                format!("`{}` is not a valid URL: {e}", raw.value),
+                Some("write a full URL, e.g. \"http://127.0.0.1:8000/v1\"".into()),
+            );
+            return None;
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        cx.error(
+            "url",
+            raw.span,
+            format!("baseUrl must use http or https, not `{}`", url.scheme()),
+            None,
+        );
+        return None;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        cx.error(
+            "url",
+            raw.span,
+            "baseUrl must not carry credentials",
+            Some("put the key in `apiKey` (or a header) instead of the URL".into()),
+        );
+        return None;
+    }
+    if url.host().is_none() {
+        cx.error("url", raw.span, "baseUrl has no host", None);
+        return None;
+    }
+    Some(url)
+}
+
+/// Classifies the host of a URL for trust decisions and local-marker keys.
+pub fn host_class(url: &url::Url) -> HostClass {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => classify_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => classify_ip(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                HostClass::Loopback
+            } else if name.ends_with(".local")
+                || !name.contains('.')
+                || name.ends_with(".internal")
+                || name.ends_with(".lan")
+            {
+                HostClass::Private
+            } else {
+                HostClass::Public
+            }
+        }
+        None => HostClass::Public,
+    }
+}
+
+pub fn classify_ip(ip: IpAddr) -> HostClass {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                HostClass::Loopback
+            } else if v4.is_link_local() {
+                HostClass::LinkLocal
+            } else if v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64) {
+                HostClass::Private
+            } else {
+                HostClass::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                HostClass::Loopback
+            } else if (first & 0xffc0) == 0xfe80 {
+                HostClass::LinkLocal
+            } else if (first & 0xfe00) == 0xfc00 {
+                HostClass::Private
+            } else {
+                HostClass::Public
+            }
+        }
+    }
+}
+
+fn resolve_local_service(
+    raw: &crate::raw::RawLocalService,
+    base_url: &url::Url,
+    cx: &mut Cx<'_>,
+) -> Option<LocalService> {
+    let command = raw.command.as_ref()?;
+    let path = PathBuf::from(&command.value);
+    cx.push_key("command");
+    let usable = if command.value.contains('<') && command.value.contains('>') {
+        cx.warn(
+            "placeholder",
+            command.span,
+            format!("localService.command `{}` still holds a placeholder; hearth will not start this server", command.value),
+            Some("replace the <...> part with the absolute path of the server binary".into()),
+        );
+        false
+    } else if !path.is_absolute() {
+        cx.error(
+            "relative-command",
+            command.span,
+            format!("localService.command must be an absolute path, not `{}`", command.value),
+            Some(format!(
+                "hearth does no PATH lookup; write the full path, e.g. \"/usr/local/bin/{}\"",
+                command.value.trim_start_matches("./")
+            )),
+        );
+        false
+    } else {
+        true
+    };
+    cx.pop();
+    let health_url = raw
+        .health_url
+        .as_ref()
+        .map(|h| h.value.clone())
+        .unwrap_or_else(|| format!("{}/models", base_url.as_str().trim_end_matches('/')));
+    usable.then(|| LocalService {
+        command: path,
+        args: raw.args.clone().unwrap_or_default(),
+        cwd: raw.cwd.as_ref().map(PathBuf::from),
+        env: raw.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        health_url,
+        ready_timeout: raw.ready_timeout_ms.map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis),
+        idle_stop: raw.idle_stop_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
+    })
+}
+
+fn resolve_gateway(raw: &crate::raw::RawGateway, cx: &mut Cx<'_>) -> Gateway {
+    let mut gateway = Gateway::default();
+    if let Some(port) = &raw.port {
+        if port.value == 0 {
+            cx.push_key("port");
+            cx.error("range", port.span, "gateway.port must be between 1 and 65535", None);
+            cx.pop();
+        } else {
+            gateway.port = port.value;
+        }
+    }
+    if let Some(bind) = &raw.bind {
+        cx.push_key("bind");
+        gateway.bind = match bind.value.as_str() {
+            "loopback" => Bind::Loopback,
+            "lan" => Bind::Lan,
+            other => {
+                match other.parse::<IpAddr>() {
+                    Ok(ip) => Bind::Addr(ip),
+                    Err(_) => {
+                        cx.warn(
+                        "unsupported-value",
+                        bind.span,
+                        format!("gateway.bind `{other}` is not supported by hearth; binding to loopback"),
+                        Some("use \"loopback\", \"lan\" or an IP address".into()),
+                    );
+                        Bind::Loopback
+                    }
+                }
+            }
+        };
+        cx.pop();
+    }
+    if let Some(auth) = &raw.auth {
+        gateway.auth_mode = auth.mode.as_ref().map(|m| m.value);
+        gateway.token = auth.token.as_ref().map(Secret::from_raw);
+        gateway.password = auth.password.as_ref().map(Secret::from_raw);
+        if gateway.auth_mode.is_none() && gateway.token.is_some() && gateway.password.is_some() {
+            cx.push_key("auth");
+            cx.report(Severity::Error, "ambiguous-auth", None, "both gateway.auth.token and gateway.auth.password are set but gateway.auth.mode is not", Some("set mode: \"token\" or mode: \"password\"".into()));
+            cx.pop();
+        }
+    }
+    if let Some(endpoints) = raw.http.as_ref().and_then(|h| h.endpoints.as_ref()) {
+        gateway.chat_completions =
+            endpoints.chat_completions.as_ref().and_then(|e| e.enabled).unwrap_or(true);
+        gateway.responses = endpoints.responses.as_ref().and_then(|e| e.enabled).unwrap_or(true);
+    }
+    gateway
+}

@@ -1,0 +1,191 @@
+//! Credentials: where a secret comes from, resolved only when it is used, never printed.
+
+use std::path::PathBuf;
+
+use crate::decode::Env;
+use crate::raw::{RawSecret, SecretSource};
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: String) -> Self {
+        SecretString(value)
+    }
+
+    /// The secret itself, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Local markers: non-secret placeholders that local servers accept as a key.
+const LOCAL_MARKERS: &[&str] =
+    &["lmstudio", "ollama", "sk-local", "no-key", "none", "local", "sk-no-key-required"];
+
+/// Where a credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Written in the config.
+    Literal(SecretString),
+    /// Read from an environment variable when used (`${VAR}`, `{source: "env"}`, or a bare
+    /// variable name such as `"OPENAI_API_KEY"`).
+    Env(String),
+    /// A string with `${VAR}` parts, substituted when used.
+    Template(String),
+    /// Read from a file when used (trimmed).
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable `{0}` is not set")]
+    MissingEnv(String),
+    #[error("cannot read secret file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl Secret {
+    pub fn from_raw(raw: &RawSecret) -> Secret {
+        match raw {
+            RawSecret::Ref(r) => match r.source {
+                SecretSource::Env => Secret::Env(r.id.clone()),
+                SecretSource::File => Secret::File(PathBuf::from(&r.id)),
+            },
+            RawSecret::Text(text) => {
+                if let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
+                    && is_env_name(name)
+                {
+                    Secret::Env(name.to_owned())
+                } else if text.contains("${") {
+                    Secret::Template(text.clone())
+                } else if is_env_name(text) && text.contains('_') && text.len() >= 4 {
+                    Secret::Env(text.clone())
+                } else {
+                    Secret::Literal(SecretString::new(text.clone()))
+                }
+            }
+        }
+    }
+
+    /// The value, read now. `Ok(None)` only for an empty literal.
+    pub fn resolve(&self, env: &dyn Env) -> Result<Option<SecretString>, SecretError> {
+        match self {
+            Secret::Literal(s) => Ok((!s.expose().is_empty()).then(|| s.clone())),
+            Secret::Env(name) => env
+                .var(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| Some(SecretString::new(v)))
+                .ok_or_else(|| SecretError::MissingEnv(name.clone())),
+            Secret::Template(template) => {
+                let mut out = String::new();
+                let mut rest = template.as_str();
+                while let Some(idx) = rest.find("${") {
+                    out.push_str(&rest[..idx]);
+                    let tail = &rest[idx + 2..];
+                    match tail.find('}') {
+                        Some(end) if is_env_name(&tail[..end]) => {
+                            let name = &tail[..end];
+                            let value = env
+                                .var(name)
+                                .filter(|v| !v.is_empty())
+                                .ok_or_else(|| SecretError::MissingEnv(name.to_owned()))?;
+                            out.push_str(&value);
+                            rest = &tail[end + 1..];
+                        }
+                        _ => {
+                            out.push_str("${");
+                            rest = tail;
+                        }
+                    }
+                }
+                out.push_str(rest);
+                Ok(Some(SecretString::new(out)))
+            }
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|s| Some(SecretString::new(s.trim().to_owned())))
+                .map_err(|e| SecretError::File { path: path.clone(), message: e.to_string() }),
+        }
+    }
+
+    /// The variable that would be read and is not set, if any.
+    pub fn missing_env(&self, env: &dyn Env) -> Option<String> {
+        match self.resolve(env) {
+            Err(SecretError::MissingEnv(name)) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a non-secret local marker such as `"lmstudio"` or `"ollama-local"`.
+    pub fn is_local_marker(&self) -> bool {
+        match self {
+            Secret::Literal(s) => {
+                let v = s.expose();
+                LOCAL_MARKERS.contains(&v) || v.ends_with("-local")
+            }
+            _ => false,
+        }
+    }
+
+    /// A description safe to print: never the value itself.
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Literal(s) if self.is_local_marker() => format!("marker({})", s.expose()),
+            Secret::Literal(_) => "***".to_owned(),
+            Secret::Env(name) => format!("env {name}"),
+            Secret::Template(_) => "template (***)".to_owned(),
+            Secret::File(path) => format!("file {}", path.display()),
+        }
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn text(s: &str) -> Secret {
+        Secret::from_raw(&RawSecret::Text(s.to_owned()))
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(text("${LM_API_TOKEN}"), Secret::Env("LM_API_TOKEN".into()));
+        assert_eq!(text("OPENAI_API_KEY"), Secret::Env("OPENAI_API_KEY".into()));
+        assert!(matches!(text("lmstudio"), Secret::Literal(_)));
+        assert!(text("lmstudio").is_local_marker());
+        assert!(text("ollama-local").is_local_marker());
+        assert!(!text("sk-abc123").is_local_marker());
+        assert!(matches!(text("Bearer ${TOKEN}"), Secret::Template(_)));
+    }
+
+    #[test]
+    fn never_printed() {
+        let s = text("sk-very-secret");
+        assert_eq!(s.describe(), "***");
+        assert!(!format!("{s:?}").contains("very-secret"));
+        assert_eq!(text("lmstudio").describe(), "marker(lmstudio)");
+    }
+
+    #[test]
+    fn resolution() {
+        let env: BTreeMap<String, String> = [("TOKEN".to_owned(), "abc".to_owned())].into();
+        assert_eq!(text("Bearer ${TOKEN}").resolve(&env).unwrap().unwrap().expose(), "Bearer abc");
+        assert_eq!(text("${TOKEN}").resolve(&env).unwrap().unwrap().expose(), "abc");
+        assert_eq!(text("${NOPE}").resolve(&env), Err(SecretError::MissingEnv("NOPE".into())));
+        assert_eq!(text("${NOPE}").missing_env(&env).as_deref(), Some("NOPE"));
+    }
+}

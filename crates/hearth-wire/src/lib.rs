@@ -1,0 +1,1 @@
+//! Wire types and codecs. serde only: no IO, no tokio.

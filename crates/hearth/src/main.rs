@@ -1,0 +1,291 @@
+//! The `hearth` command line. The only crate that writes to the terminal.
+
+mod render;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hearth_config::{Config, ConfigSource, Loaded, ProcessEnv};
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG; systemd units use
+/// `RestartPreventExitStatus=78`).
+const EXIT_CONFIG: u8 = 78;
+/// Exit code when a lookup (a model ref, a config path) finds nothing.
+const EXIT_NOT_FOUND: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A local-first gateway for personal AI agents",
+    long_about = "hearth routes your agents to the models on your own hardware first (LM Studio, \
+llama.cpp, vLLM, SGLang, Ollama, MLX), with hosted models as a safety net. It reads \
+OpenClaw's JSON5 config.",
+    after_help = "Config file: --config PATH, else $HEARTH_CONFIG, else ~/.hearth/hearth.json5; \
+with none, built-in defaults apply.\n\nExit codes: 0 ok, 1 not found, 2 usage error, 78 invalid config.\n\n\
+Examples:\n  hearth config validate --config ~/.openclaw/openclaw.json\n  hearth models list\n  \
+hearth models resolve Minimax"
+)]
+struct Cli {
+    /// Config file to use (overrides HEARTH_CONFIG and ~/.hearth/hearth.json5).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, read and describe the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List the model catalog and resolve model references.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in the config at once; exit 78 if any is an error.
+    #[command(
+        after_help = "Examples:\n  hearth config validate\n  hearth config validate --config openclaw.json --json"
+    )]
+    Validate(JsonFlag),
+    /// Print the value at a path, as written in the file (secrets shown as ***).
+    #[command(after_help = "Examples:\n  hearth config get models.providers.lmstudio.baseUrl\n  \
+hearth config get 'agents.defaults.models[\"lmstudio/minimax-m2.1-gs32\"].alias'\n  \
+hearth config get agents.defaults.model.fallbacks[0]")]
+    Get {
+        /// Dotted path; `[N]` indexes arrays, `["key"]` quotes keys with dots or slashes.
+        path: String,
+    },
+    /// Print the JSON Schema of the config file format.
+    #[command(after_help = "Example:\n  hearth config schema > hearth.schema.json")]
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Show the model catalog: configured models, built-in models, and referenced models.
+    #[command(
+        after_help = "Examples:\n  hearth models list\n  hearth models list --all --provider anthropic\n  \
+hearth models list --json | jq '.[].ref'"
+    )]
+    List(ListArgs),
+    /// Resolve a model ref or alias, and show the candidate chain a turn would try.
+    #[command(after_help = "Without REF, the configured default chain is shown.\n\nExamples:\n  \
+hearth models resolve\n  hearth models resolve Minimax\n  hearth models resolve ollama/llama3.3 --strict\n  \
+hearth models resolve --agent coder --json")]
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+struct JsonFlag {
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Show every built-in row, not just the configured and referenced ones.
+    #[arg(long)]
+    all: bool,
+    /// Only rows of this provider id.
+    #[arg(long, value_name = "ID")]
+    provider: Option<String>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ResolveArgs {
+    /// A model ref (`provider/model`), an alias, or a model id; default: the configured default.
+    #[arg(value_name = "REF")]
+    model: Option<String>,
+    /// Use this agent's model settings.
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+    /// Treat REF as an explicit user selection: no fallback.
+    #[arg(long)]
+    strict: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // `hearth models list | head` closes the pipe early: that is success.
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let env = ProcessEnv;
+    let source = hearth_config::locate(cli.config.as_deref(), &env);
+    let loaded = hearth_config::load(&source, &env);
+    match cli.command {
+        Command::Config(ConfigCommand::Validate(flags)) => validate(&source, &loaded, flags.json),
+        Command::Config(ConfigCommand::Get { path }) => config_get(&source, &loaded, &path),
+        Command::Config(ConfigCommand::Schema) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string_pretty(&hearth_config::schema())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(cmd) => {
+            let Some(config) = usable(&source, &loaded)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            match cmd {
+                ModelsCommand::List(args) => models_list(config, &args),
+                ModelsCommand::Resolve(args) => models_resolve(config, &args),
+            }
+        }
+    }
+}
+
+/// The config, or the rendered errors. Warnings are summarized in one line.
+fn usable<'l>(source: &ConfigSource, loaded: &'l Loaded) -> anyhow::Result<Option<&'l Config>> {
+    let mut err = std::io::stderr().lock();
+    if loaded.has_errors() {
+        render::diagnostics(&mut err, &loaded.diagnostics)?;
+        writeln!(
+            err,
+            "hearth: the config at {} is invalid (run `hearth config validate`)",
+            source.describe()
+        )?;
+        return Ok(None);
+    }
+    let warnings = loaded.diagnostics.len();
+    if warnings > 0 {
+        writeln!(err, "note: {warnings} config warning(s); `hearth config validate` shows them")?;
+    }
+    Ok(loaded.config.as_ref())
+}
+
+fn validate(source: &ConfigSource, loaded: &Loaded, json: bool) -> anyhow::Result<ExitCode> {
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    if json {
+        let value = serde_json::json!({
+            "ok": errors == 0,
+            "config": source.path().map(|p| p.display().to_string()),
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": loaded.diagnostics.iter().map(render::diagnostic_json).collect::<Vec<_>>(),
+        });
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        let mut err = std::io::stderr().lock();
+        render::diagnostics(&mut err, &loaded.diagnostics)?;
+        let verdict = if errors == 0 { "valid" } else { "invalid" };
+        writeln!(
+            err,
+            "{}: {verdict} ({errors} error(s), {warnings} warning(s))",
+            source.describe()
+        )?;
+    }
+    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) })
+}
+
+fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Result<ExitCode> {
+    let Some(tree) = &loaded.tree else {
+        let mut err = std::io::stderr().lock();
+        if loaded.has_errors() {
+            render::diagnostics(&mut err, &loaded.diagnostics)?;
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        writeln!(err, "no config file ({}); nothing is set", source.describe())?;
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    };
+    let segments = match render::parse_path(path) {
+        Ok(s) => s,
+        Err(e) => anyhow::bail!("invalid path `{path}`: {e}"),
+    };
+    match render::lookup(tree, &segments) {
+        Some(node) => {
+            let value = render::redact(node.to_json(), segments.last().and_then(|s| s.key()));
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            writeln!(std::io::stderr().lock(), "`{path}` is not set in {}", source.describe())?;
+            Ok(ExitCode::from(EXIT_NOT_FOUND))
+        }
+    }
+}
+
+fn models_list(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let view = render::list_view(config, args.all, args.provider.as_deref());
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&render::rows_json(config, &view.rows))?)?;
+    } else {
+        writeln!(out, "{}", render::rows_table(config, &view.rows))?;
+        let mut err = std::io::stderr().lock();
+        for note in &view.notes {
+            writeln!(err, "{note}")?;
+        }
+    }
+    if let Some(p) = &args.provider
+        && view.rows.is_empty()
+        && !config.providers.contains_key(&p.to_ascii_lowercase())
+    {
+        writeln!(std::io::stderr().lock(), "unknown provider `{p}`")?;
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCode> {
+    let chain = config.candidate_chain(args.agent.as_deref(), args.model.as_deref(), args.strict);
+    let resolved = args.model.as_deref().map(|m| config.resolve_ref(m));
+    let error = match (&resolved, &chain) {
+        (Some(Err(e)), _) | (_, Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    if let Some(e) = error {
+        if args.json {
+            let value = serde_json::json!({"ok": false, "error": e.to_string(), "help": e.help()});
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+        } else {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "error: {e}")?;
+            if let Some(help) = e.help() {
+                writeln!(err, "  = help: {help}")?;
+            }
+        }
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    }
+    let chain = chain?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&render::resolve_json(
+                config,
+                args.model.as_deref(),
+                &chain
+            ))?
+        )?;
+    } else {
+        write!(out, "{}", render::resolve_text(config, args.model.as_deref(), &chain))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
