@@ -380,10 +380,10 @@ impl<T: Decode> Decode for IndexMap<String, T> {
         };
         let mut out = IndexMap::with_capacity(members.len());
         for member in members {
-            if let Some(v) = cx.field::<T>(&member.key, &member.value) {
-                if out.insert(member.key.clone(), v).is_some() {
-                    duplicate_warning(cx, &member.key, member.key_span);
-                }
+            if let Some(v) = cx.field::<T>(&member.key, &member.value)
+                && out.insert(member.key.clone(), v).is_some()
+            {
+                duplicate_warning(cx, &member.key, member.key_span);
             }
         }
         Some(out)

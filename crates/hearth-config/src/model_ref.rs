@@ -281,7 +281,7 @@ impl Config {
         };
         // An agent's own model: a string or an object without fallbacks is strict.
         let (selection, selection_strict) = match agent_selection {
-            Some(sel) => (Some(sel), sel.fallbacks.is_none()),
+            Some(sel) => (Some(sel), sel.fallbacks.as_ref().is_none_or(Vec::is_empty)),
             None => (self.defaults.model.as_ref(), false),
         };
         let resolve = |s: &str| self.resolve_ref(s).map(|r| r.model_ref);

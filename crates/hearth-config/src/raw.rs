@@ -243,6 +243,7 @@ pub struct RawProvider {
     pub timeout_seconds: Option<Spanned<f64>>,
     pub request: Option<RawRequest>,
     /// Ollama via `openai-completions` only: send `options.num_ctx` (default true).
+    #[serde(rename = "injectNumCtxForOpenAICompat")]
     pub inject_num_ctx_for_open_ai_compat: Option<bool>,
     /// Provider-wide request parameters.
     pub params: Option<serde_json::Value>,
@@ -969,5 +970,34 @@ impl Decode for RawEndpoint {
         let endpoint = RawEndpoint { enabled: obj.get("enabled", cx) };
         obj.finish(cx, Unknown::Warn);
         Some(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KEYS;
+
+    /// The schema (from serde attributes) and the decoders (hand-written key lists) must agree.
+    #[test]
+    fn decoders_accept_exactly_the_schema_properties() {
+        let schema = crate::schema();
+        let defs = schema["$defs"].as_object().expect("schema has $defs");
+        for (name, keys) in KEYS {
+            let props = if *name == "RawConfig" {
+                &schema["properties"]
+            } else {
+                &defs[*name]["properties"]
+            };
+            let mut from_schema: Vec<&str> = props
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} in schema"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut from_decoder: Vec<&str> = keys.to_vec();
+            from_schema.sort_unstable();
+            from_decoder.sort_unstable();
+            assert_eq!(from_schema, from_decoder, "{name}");
+        }
     }
 }

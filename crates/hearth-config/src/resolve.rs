@@ -563,6 +563,15 @@ fn resolve_provider(
         None => Api::OpenaiCompletions,
     };
     let Some(base_url_raw) = user.base_url.as_ref().or(base.base_url.as_ref()) else {
+        // A baseUrl that failed to decode was reported already; do not pile on.
+        let here = cx.path_string();
+        if cx
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.path.as_deref().is_some_and(|p| p.starts_with(&here)))
+        {
+            return None;
+        }
         cx.report(
             Severity::Error,
             "missing-key",

@@ -1,0 +1,415 @@
+//! One test per rule of the model layer: defaults, merge, refs, chains, policy, diagnostics.
+
+use std::collections::BTreeMap;
+
+use hearth_config::{Config, InputKind, ModelRef, Origin, RefError, Severity, load_str};
+
+fn env() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+fn config(text: &str) -> Config {
+    let loaded = load_str("test.json5", text, &env());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    loaded.config.unwrap()
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let loaded = load_str("test.json5", text, &env());
+    assert!(loaded.config.is_none());
+    loaded.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect()
+}
+
+fn chain(c: &Config, agent: Option<&str>, requested: Option<&str>, strict: bool) -> Vec<String> {
+    c.candidate_chain(agent, requested, strict)
+        .unwrap()
+        .candidates
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn builtin_catalog_loads_without_diagnostics() {
+    let loaded = load_str("builtin.json5", hearth_config::resolve::BUILTIN_CATALOG, &env());
+    let problems: Vec<_> = loaded.diagnostics.iter().filter(|d| d.code != "missing-env").collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    let c = loaded.config.unwrap();
+    for id in [
+        "anthropic",
+        "openai",
+        "openrouter",
+        "groq",
+        "together",
+        "mistral",
+        "deepseek",
+        "huggingface",
+        "moonshot",
+        "minimax",
+        "qwen",
+        "xai",
+        "fireworks",
+        "cerebras",
+        "nvidia",
+    ] {
+        assert!(c.providers.contains_key(id), "built-in provider {id}");
+    }
+    for (id, port) in [
+        ("lmstudio", 1234),
+        ("ollama", 11434),
+        ("vllm", 8000),
+        ("sglang", 30000),
+        ("llamacpp", 8080),
+        ("litellm", 4000),
+    ] {
+        let p = &c.providers[id];
+        assert_eq!(p.base_url.port(), Some(port), "{id}");
+        assert!(p.is_local());
+    }
+    assert_eq!(c.providers["lmstudio"].api.as_str(), "openai-responses");
+    assert_eq!(c.providers["ollama"].api.as_str(), "ollama");
+    for m in ["claude-opus-4-6", "claude-sonnet-4-5", "claude-sonnet-4-6", "claude-haiku-4-5"] {
+        let row = c.providers["anthropic"].model(m).unwrap_or_else(|| panic!("{m}"));
+        assert!(row.cost.is_some() && row.context_window.is_some(), "{m}");
+    }
+}
+
+#[test]
+fn custom_model_defaults() {
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://127.0.0.1:9/v1", models: [{id: "m"}]}}}}"#,
+    );
+    let p = &c.providers["p"];
+    assert_eq!(p.api.as_str(), "openai-completions");
+    let m = p.model("m").unwrap();
+    assert_eq!((m.reasoning, m.max_tokens, m.context_window), (false, 8192, None));
+    assert_eq!(m.input, vec![InputKind::Text]);
+    assert_eq!(m.cost, Some(Default::default()));
+    assert_eq!(m.context_budget(), 200_000);
+    assert_eq!(m.name, "m");
+}
+
+#[test]
+fn provider_max_tokens_and_model_override() {
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", maxTokens: 16384, models: [{id: "a"}, {id: "b", maxTokens: 4096}]}}}}"#,
+    );
+    assert_eq!(c.providers["p"].model("a").unwrap().max_tokens, 16384);
+    assert_eq!(c.providers["p"].model("b").unwrap().max_tokens, 4096);
+}
+
+#[test]
+fn context_tokens_caps_the_budget() {
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", models: [{id: "a", contextWindow: 131072, contextTokens: 32768}]}}}}"#,
+    );
+    assert_eq!(c.providers["p"].model("a").unwrap().context_budget(), 32768);
+}
+
+#[test]
+fn merge_keeps_builtins_and_overrides_field_by_field() {
+    let c = config(
+        r#"{models: {providers: {anthropic: {timeoutSeconds: 5, models: [{id: "claude-sonnet-4-5", maxTokens: 1000}]}}}}"#,
+    );
+    let a = &c.providers["anthropic"];
+    assert_eq!(a.base_url.as_str(), "https://api.anthropic.com/");
+    assert_eq!(a.api.as_str(), "anthropic-messages");
+    assert_eq!(a.timeout, Some(std::time::Duration::from_secs(5)));
+    let sonnet = a.model("claude-sonnet-4-5").unwrap();
+    assert_eq!(sonnet.max_tokens, 1000);
+    assert!(sonnet.cost.is_some_and(|cost| cost.input > 0.0), "price kept from the built-in row");
+    assert_eq!(sonnet.origin, Origin::Config);
+    assert!(a.model("claude-haiku-4-5").is_some());
+    assert!(c.providers.contains_key("openai"));
+}
+
+#[test]
+fn replace_drops_builtins() {
+    let c = config(r#"{models: {mode: "replace", providers: {lmstudio: {models: [{id: "x"}]}}}}"#);
+    assert_eq!(c.providers.len(), 1);
+    assert_eq!(
+        c.providers["lmstudio"].base_url.as_str(),
+        "http://127.0.0.1:1234/v1",
+        "provider defaults still apply"
+    );
+    assert_eq!(c.providers["lmstudio"].models.len(), 1);
+}
+
+#[test]
+fn refs_split_on_first_slash_and_strip_nothing() {
+    let c = config(
+        r#"{models: {providers: {mlx: {baseUrl: "http://127.0.0.1:8080/v1", models: [{id: "mlx-community/Qwen3-30B-A3B-6bit"}]}}}}"#,
+    );
+    let r = c.resolve_ref("mlx/mlx-community/Qwen3-30B-A3B-6bit").unwrap();
+    assert_eq!(r.model_ref, ModelRef::new("mlx", "mlx-community/Qwen3-30B-A3B-6bit"));
+    assert_eq!(r.model.id, "mlx-community/Qwen3-30B-A3B-6bit");
+    let r = c.resolve_ref("openrouter/openrouter/fusion").unwrap();
+    assert_eq!(r.model.id, "openrouter/fusion");
+    assert_eq!(r.model.origin, Origin::Synthetic);
+    // A built-in provider with a model it does not list still resolves.
+    assert_eq!(c.resolve_ref("ollama/llama3.3").unwrap().model_ref.to_string(), "ollama/llama3.3");
+    assert_eq!(c.resolve_ref("groq/openai/gpt-oss-120b").unwrap().model.origin, Origin::Builtin);
+}
+
+#[test]
+fn resolution_order_alias_then_ref_then_unique_id() {
+    let c = config(
+        r#"{agents: {defaults: {models: {"lmstudio/my-model": {alias: "Local"}}}},
+            models: {providers: {lmstudio: {models: [{id: "my-model"}, {id: "only-here"}]},
+                                 vllm: {models: [{id: "shared"}]}, sglang: {models: [{id: "shared"}]}}}}"#,
+    );
+    assert_eq!(
+        c.resolve_ref("local").unwrap().model_ref.to_string(),
+        "lmstudio/my-model",
+        "aliases ignore case"
+    );
+    assert_eq!(c.resolve_ref("only-here").unwrap().model_ref.to_string(), "lmstudio/only-here");
+    assert!(matches!(c.resolve_ref("shared"), Err(RefError::Ambiguous { .. })));
+    let err = c.resolve_ref("nosuch/x").unwrap_err();
+    assert!(matches!(err, RefError::UnknownProvider { ref provider, .. } if provider == "nosuch"));
+    let err = c.resolve_ref("only-her").unwrap_err();
+    match err {
+        RefError::UnknownModel { candidates, .. } => {
+            assert!(candidates.contains(&"lmstudio/only-here".to_owned()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn builtin_alias_needs_its_target_configured() {
+    let without = config(r#"{}"#);
+    assert!(without.resolve_ref("opus").is_err());
+    let with = config(r#"{agents: {defaults: {models: {"anthropic/claude-opus-5": {}}}}}"#);
+    assert_eq!(with.resolve_ref("opus").unwrap().model_ref.to_string(), "anthropic/claude-opus-5");
+    let user = config(
+        r#"{agents: {defaults: {models: {"anthropic/claude-opus-5": {}, "lmstudio/m": {alias: "opus"}}}}}"#,
+    );
+    assert_eq!(user.resolve_ref("opus").unwrap().model_ref.to_string(), "lmstudio/m");
+}
+
+#[test]
+fn candidate_chains() {
+    let c = config(
+        r#"{agents: {
+              defaults: {model: {primary: "anthropic/claude-sonnet-4-5", fallbacks: ["lmstudio/m", "anthropic/claude-opus-4-6", "lmstudio/m"]}},
+              entries: {strict: {model: "lmstudio/m"}, chained: {model: {primary: "lmstudio/m", fallbacks: ["openai/gpt-5.4"]}}, empty: {model: {primary: "lmstudio/m", fallbacks: []}}}},
+            models: {providers: {lmstudio: {models: [{id: "m"}]}}}}"#,
+    );
+    assert_eq!(
+        chain(&c, None, None, false),
+        ["anthropic/claude-sonnet-4-5", "lmstudio/m", "anthropic/claude-opus-4-6"]
+    );
+    // Requesting another model: it, the fallbacks, then the primary appended.
+    assert_eq!(
+        chain(&c, None, Some("openai/gpt-5.4"), false),
+        [
+            "openai/gpt-5.4",
+            "lmstudio/m",
+            "anthropic/claude-opus-4-6",
+            "anthropic/claude-sonnet-4-5"
+        ]
+    );
+    assert_eq!(
+        chain(&c, None, Some("lmstudio/m"), false),
+        ["lmstudio/m", "anthropic/claude-opus-4-6", "anthropic/claude-sonnet-4-5"]
+    );
+    // An explicit user selection is strict.
+    assert_eq!(chain(&c, None, Some("openai/gpt-5.4"), true), ["openai/gpt-5.4"]);
+    // An agent's string model is strict; an object with fallbacks opts in; `[]` is strict.
+    assert_eq!(chain(&c, Some("strict"), None, false), ["lmstudio/m"]);
+    assert!(c.candidate_chain(Some("strict"), None, false).unwrap().strict);
+    assert_eq!(chain(&c, Some("chained"), None, false), ["lmstudio/m", "openai/gpt-5.4"]);
+    assert!(c.candidate_chain(Some("empty"), None, false).unwrap().strict);
+    assert!(matches!(c.candidate_chain(Some("nope"), None, false), Err(RefError::UnknownAgent(_))));
+    assert!(matches!(config("{}").candidate_chain(None, None, false), Err(RefError::NoDefault)));
+}
+
+#[test]
+fn model_policy() {
+    let c = config(
+        r#"{agents: {defaults: {models: {"anthropic/claude-sonnet-4-6": {alias: "Sonnet"}}, modelPolicy: {allow: ["openai/*", "Sonnet", "vllm/ns/*"]}},
+                     entries: {open: {modelPolicy: {allow: []}}}}}"#,
+    );
+    let r = |s: &str| s.parse::<ModelRef>().unwrap();
+    assert!(c.allows(None, &r("openai/gpt-5.4")));
+    assert!(c.allows(None, &r("anthropic/claude-sonnet-4-6")));
+    assert!(c.allows(None, &r("vllm/ns/model")));
+    assert!(!c.allows(None, &r("vllm/other")));
+    assert!(!c.allows(None, &r("ollama/gemma4")));
+    assert!(c.allows(Some("open"), &r("ollama/gemma4")), "an agent's [] allows any model");
+}
+
+#[test]
+fn unknown_keys_error_under_models_and_warn_elsewhere() {
+    let loaded = load_str(
+        "t.json5",
+        r#"{channels: {}, agents: {defaults: {heartbeat: {}}}, models: {providers: {p: {baseUrl: "http://h:1", bogus: 1}}}}"#,
+        &env(),
+    );
+    let by_code = |code: &str, sev: Severity| {
+        loaded.diagnostics.iter().filter(|d| d.code == code && d.severity == sev).count()
+    };
+    assert_eq!(by_code("unsupported-key", Severity::Warning), 2);
+    assert_eq!(by_code("unknown-key", Severity::Error), 1);
+}
+
+#[test]
+fn near_misses_are_errors_with_suggestions() {
+    let errs = errors(
+        r#"{agents: {defaults: {modle: "x", model: {primry: "a/b"}}}, models: {providers: {p: {baseUrl: "http://h:1", models: [{id: "m", contextwindow: 1}]}}}}"#,
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("did you mean `model`")));
+    assert!(errs.iter().any(|e| e.contains("did you mean `primary`")));
+    assert!(errs.iter().any(|e| e.contains("did you mean `contextWindow`")));
+}
+
+#[test]
+fn wrong_types_name_the_path() {
+    let errs =
+        errors(r#"{models: {providers: {lmstudio: {models: [{id: "m", maxTokens: "8192"}]}}}}"#);
+    assert!(
+        errs[0].contains(
+            "models.providers.lmstudio.models[0].maxTokens: expected integer, found string"
+        ),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("test.json5:1:64"), "{errs:?}");
+}
+
+#[test]
+fn env_substitution_in_strings() {
+    let env: BTreeMap<String, String> = [("HOST".to_owned(), "10.1.2.3".to_owned())].into();
+    let loaded = load_str(
+        "t.json5",
+        r#"{models: {providers: {p: {baseUrl: "http://${HOST}:8000/v1", models: [{id: "$${LITERAL}"}]}}}}"#,
+        &env,
+    );
+    let c = loaded.config.unwrap();
+    assert_eq!(c.providers["p"].base_url.as_str(), "http://10.1.2.3:8000/v1");
+    assert_eq!(c.providers["p"].models[0].id, "${LITERAL}");
+    let errs =
+        errors(r#"{models: {providers: {p: {baseUrl: "http://${NOT_SET_ANYWHERE}:1/v1"}}}}"#);
+    assert!(errs[0].contains("`NOT_SET_ANYWHERE` is not set"), "{errs:?}");
+}
+
+#[test]
+fn secrets_in_env_are_warnings_not_errors() {
+    let loaded = load_str(
+        "t.json5",
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", apiKey: "${NOT_SET_KEY}"}}}}"#,
+        &env(),
+    );
+    assert!(loaded.config.is_some());
+    assert!(
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "missing-env" && d.severity == Severity::Warning)
+    );
+}
+
+#[test]
+fn local_service_command_must_be_absolute() {
+    let errs = errors(
+        r#"{models: {providers: {p: {baseUrl: "http://127.0.0.1:1/v1", localService: {command: "llama-server"}}}}}"#,
+    );
+    assert!(errs[0].contains("absolute path"), "{errs:?}");
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://127.0.0.1:1/v1", localService: {command: "/bin/true"}}}}}"#,
+    );
+    let ls = c.providers["p"].local_service.as_ref().unwrap();
+    assert_eq!(ls.health_url, "http://127.0.0.1:1/v1/models");
+    assert_eq!(ls.ready_timeout, std::time::Duration::from_millis(120_000));
+    assert_eq!(ls.idle_stop, None);
+}
+
+#[test]
+fn gateway_settings() {
+    let c = config(r#"{}"#);
+    assert_eq!(c.gateway.port, 18789);
+    assert!(c.gateway.bind.is_loopback());
+    let errs = errors(r#"{gateway: {auth: {token: "a", password: "b"}}}"#);
+    assert!(errs[0].contains("gateway.auth.mode"), "{errs:?}");
+}
+
+#[test]
+fn hostile_input_gives_errors_not_panics() {
+    for text in [
+        "",
+        "{",
+        "{a:",
+        "[[[[",
+        "{'a",
+        "\"\\u12",
+        "{a: 1,,}",
+        "{\"a\" 1}",
+        "nul",
+        "{a: 0x}",
+        "{a: 1e}",
+        "/*",
+        "{a: -}",
+    ] {
+        let loaded = load_str("t.json5", text, &env());
+        assert!(loaded.has_errors(), "{text:?} should be rejected");
+    }
+    let deep = "{a:".repeat(10_000);
+    assert!(load_str("t.json5", &deep, &env()).diagnostics[0].message.contains("nesting"));
+}
+
+#[test]
+fn big_and_binary_files_are_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json5");
+    std::fs::write(&big, vec![b' '; 50 * 1024 * 1024]).unwrap();
+    let loaded = hearth_config::load_file(&big, &env());
+    assert!(loaded.diagnostics[0].message.contains("the limit is"), "{:?}", loaded.diagnostics);
+    let binary = dir.path().join("bin.json5");
+    std::fs::write(&binary, b"{a: '\xff\xfe'}").unwrap();
+    let loaded = hearth_config::load_file(&binary, &env());
+    let d = &loaded.diagnostics[0];
+    assert_eq!(d.code, "encoding");
+    assert_eq!(d.location.as_ref().unwrap().column, 6);
+}
+
+#[test]
+fn includes_merge_and_are_confined() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.json5");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/p.json5"),
+        r#"{providers: {p: {baseUrl: "http://h:1/v1", models: [{id: "a"}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(&main, r#"{models: {$include: "./sub/p.json5", mode: "replace"}}"#).unwrap();
+    let loaded = hearth_config::load_file(&main, &env());
+    let c = loaded.config.unwrap();
+    assert_eq!(c.providers.keys().collect::<Vec<_>>(), ["p"]);
+    std::fs::write(&main, r#"{$include: "../outside.json5"}"#).unwrap();
+    std::fs::write(dir.path().parent().unwrap().join("outside.json5"), "{}").ok();
+    let loaded = hearth_config::load_file(&main, &env());
+    assert!(loaded.has_errors());
+    std::fs::write(&main, r#"{$include: "./main.json5"}"#).unwrap();
+    let loaded = hearth_config::load_file(&main, &env());
+    assert!(
+        loaded.diagnostics.iter().any(|d| d.message.contains("cycle")),
+        "{:?}",
+        loaded.diagnostics
+    );
+}
+
+#[test]
+fn locate_prefers_flag_then_env_then_home() {
+    use hearth_config::{ConfigSource, locate};
+    let mut env = BTreeMap::new();
+    env.insert("HOME".to_owned(), "/nonexistent-home".to_owned());
+    assert!(matches!(locate(None, &env), ConfigSource::Builtin(Some(_))));
+    env.insert("HEARTH_CONFIG".to_owned(), "/etc/h.json5".to_owned());
+    assert_eq!(locate(None, &env), ConfigSource::EnvVar("/etc/h.json5".into()));
+    assert_eq!(
+        locate(Some(std::path::Path::new("x.json5")), &env),
+        ConfigSource::Flag("x.json5".into())
+    );
+}

@@ -1,0 +1,436 @@
+//! Anthropic Messages API (`POST /v1/messages`): request, response and stream events, as
+//! spoken by Anthropic and by the Anthropic-compatible local servers.
+//!
+//! Every struct keeps the fields it does not name in `extra`. Content blocks, deltas and stream
+//! events whose `type` hearth does not model, or whose shape does not match, are kept whole in
+//! an `Other` variant. Thinking blocks keep their `signature` byte for byte, since Anthropic
+//! rejects edited ones. A known optional field that was `null` comes back absent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Extra;
+
+/// SSE event name and `type` of a keep-alive.
+pub const EVENT_PING: &str = "ping";
+/// SSE event name and `type` of the terminal event.
+pub const EVENT_MESSAGE_STOP: &str = "message_stop";
+
+/// A request body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessagesRequest {
+    /// Model id.
+    pub model: String,
+    /// The conversation, alternating `user` and `assistant`.
+    pub messages: Vec<Message>,
+    /// Output token limit (required by Anthropic; llama.cpp defaults it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// System prompt: a string or text blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Content>,
+    /// Whether to stream events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Tool definitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `{"type":"auto"|"any"|"tool"|"none", …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// Extended thinking: `{"type":"enabled","budget_tokens":N}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingConfig>,
+    /// Custom stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `thinking` of a request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThinkingConfig {
+    /// `enabled`, `disabled` or `adaptive`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Thinking token budget, below `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A tool definition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Tool name.
+    pub name: String,
+    /// What the tool does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// Every other field (`type` of server tools, `cache_control`), kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One message of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// A string or content blocks.
+    pub content: Content,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Message or system content: a plain string or a list of blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Content blocks.
+    Blocks(Vec<ContentBlock>),
+}
+
+/// One content block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ContentBlock {
+    /// Text.
+    #[serde(rename = "text")]
+    Text(TextBlock),
+    /// Extended thinking with its signature.
+    #[serde(rename = "thinking")]
+    Thinking(ThinkingBlock),
+    /// Encrypted thinking.
+    #[serde(rename = "redacted_thinking")]
+    RedactedThinking(RedactedThinkingBlock),
+    /// A tool call.
+    #[serde(rename = "tool_use")]
+    ToolUse(ToolUseBlock),
+    /// A tool result, in a user message.
+    #[serde(rename = "tool_result")]
+    ToolResult(ToolResultBlock),
+    /// Any other block (`image`, `document`, server tools), kept whole (its `type` included).
+    #[serde(untagged)]
+    Other(Extra),
+}
+
+/// A text block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TextBlock {
+    /// The text.
+    pub text: String,
+    /// Every other field (`citations`, `cache_control`), kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A thinking block; pass it back unmodified while a tool loop is in progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThinkingBlock {
+    /// The thinking text.
+    pub thinking: String,
+    /// Opaque signature; local servers send none or `""`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A redacted thinking block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedactedThinkingBlock {
+    /// Encrypted thinking.
+    pub data: String,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A tool call block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolUseBlock {
+    /// Call id (`toolu_…`).
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// The input, a JSON object (not a string); `{}` at `content_block_start`.
+    #[serde(default)]
+    pub input: Value,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A tool result block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolResultBlock {
+    /// The call it answers.
+    pub tool_use_id: String,
+    /// A string or content blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    /// Whether the tool failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A non-streaming response, and the `message` of `message_start`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessagesResponse {
+    /// Message id (`msg_…`).
+    #[serde(default)]
+    pub id: String,
+    /// `message`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// `assistant`.
+    #[serde(default)]
+    pub role: String,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: String,
+    /// Content blocks; empty in `message_start`.
+    #[serde(default)]
+    pub content: Vec<ContentBlock>,
+    /// `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`, `pause_turn`, `refusal`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// The stop sequence that matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequence: Option<String>,
+    /// Token usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Token usage. `input_tokens` excludes cache reads and writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Uncached input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Output tokens, thinking included; cumulative in `message_delta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// Input tokens written to the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
+    /// Input tokens read from the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One stream event, the `data` of one SSE event (whose `event:` repeats the `type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum StreamEvent {
+    /// The message started; carries usage so far.
+    #[serde(rename = "message_start")]
+    MessageStart(MessageStartEvent),
+    /// A content block started.
+    #[serde(rename = "content_block_start")]
+    ContentBlockStart(ContentBlockStartEvent),
+    /// A piece of a content block.
+    #[serde(rename = "content_block_delta")]
+    ContentBlockDelta(ContentBlockDeltaEvent),
+    /// A content block ended.
+    #[serde(rename = "content_block_stop")]
+    ContentBlockStop(ContentBlockStopEvent),
+    /// Stop reason and cumulative usage.
+    #[serde(rename = "message_delta")]
+    MessageDelta(MessageDeltaEvent),
+    /// Terminal: the message is complete.
+    #[serde(rename = "message_stop")]
+    MessageStop(EmptyEvent),
+    /// Keep-alive.
+    #[serde(rename = "ping")]
+    Ping(EmptyEvent),
+    /// Terminal: an error after HTTP 200 (such as `overloaded_error`).
+    #[serde(rename = "error")]
+    Error(ErrorEvent),
+    /// Any other event, kept whole (its `type` included).
+    #[serde(untagged)]
+    Other(Extra),
+}
+
+/// `message_start`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageStartEvent {
+    /// The message, with empty content.
+    pub message: MessagesResponse,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `content_block_start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentBlockStartEvent {
+    /// Block index.
+    pub index: u32,
+    /// The block, with empty text, thinking or input.
+    pub content_block: ContentBlock,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `content_block_delta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentBlockDeltaEvent {
+    /// Block index.
+    pub index: u32,
+    /// The piece.
+    pub delta: BlockDelta,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The piece carried by `content_block_delta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum BlockDelta {
+    /// Answer text.
+    #[serde(rename = "text_delta")]
+    Text {
+        /// The text piece.
+        text: String,
+        /// Every other field, kept verbatim.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+    /// Thinking text.
+    #[serde(rename = "thinking_delta")]
+    Thinking {
+        /// The thinking piece.
+        thinking: String,
+        /// Every other field, kept verbatim.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+    /// The thinking block's signature, just before `content_block_stop`.
+    #[serde(rename = "signature_delta")]
+    Signature {
+        /// The signature.
+        signature: String,
+        /// Every other field, kept verbatim.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+    /// A piece of tool input JSON; may be empty.
+    #[serde(rename = "input_json_delta")]
+    InputJson {
+        /// The JSON piece.
+        partial_json: String,
+        /// Every other field, kept verbatim.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+    /// Any other delta, kept whole (its `type` included).
+    #[serde(untagged)]
+    Other(Extra),
+}
+
+/// `content_block_stop`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContentBlockStopEvent {
+    /// Block index.
+    pub index: u32,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `message_delta`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageDeltaEvent {
+    /// Stop reason and sequence.
+    #[serde(default)]
+    pub delta: MessageDelta,
+    /// Cumulative usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `delta` of `message_delta`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageDelta {
+    /// Why generation stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// The stop sequence that matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequence: Option<String>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An event with no fields of its own (`message_stop`, `ping`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmptyEvent {
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `error` event, and the body of an error response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    /// The error.
+    pub error: ErrorDetail,
+    /// Every other field (`request_id`), kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `{"type","message"}` of an error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// `overloaded_error`, `invalid_request_error`, `rate_limit_error`, …
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+// === impl StreamEvent ===
+
+impl StreamEvent {
+    /// Whether the event ends the stream (`message_stop` or `error`).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::MessageStop(_) | Self::Error(_))
+    }
+}
