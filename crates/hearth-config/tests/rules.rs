@@ -1,4 +1,5 @@
 //! One test per rule of the model layer: defaults, merge, refs, chains, policy, diagnostics.
+#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,293 @@
+//! The `hearth` binary: exit codes, diagnostics on stderr, data on stdout.
+#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hearth-config/tests/corpus").join(name)
+}
+
+/// A `hearth` command isolated from the developer's own config and keys.
+fn hearth() -> Command {
+    let mut cmd = Command::cargo_bin("hearth").unwrap();
+    cmd.env_clear()
+        .env("HOME", "/nonexistent-hearth-home")
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "200");
+    cmd
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = hearth().args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn cfg(name: &str) -> String {
+    corpus(name).display().to_string()
+}
+
+#[test]
+fn the_three_seed_configs_validate() {
+    for name in ["seed-lmstudio-minimax.json5", "seed-hybrid.json5", "seed-custom-proxy.json5"] {
+        let (code, _, stderr) = run(&["config", "validate", "--config", &cfg(name)]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert!(stderr.contains("valid (0 error(s), 0 warning(s))"), "{stderr}");
+    }
+}
+
+#[test]
+fn three_mistakes_in_one_run_exit_78() {
+    let (code, _, stderr) =
+        run(&["config", "validate", "--config", &cfg("error-three-mistakes.json5")]);
+    assert_eq!(code, 78);
+    let stderr = stderr.replace(&cfg(""), "<corpus>/");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn validate_json() {
+    let (code, stdout, _) =
+        run(&["config", "validate", "--json", "--config", &cfg("error-three-mistakes.json5")]);
+    assert_eq!(code, 78);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"], 3);
+    let lines: Vec<u64> =
+        v["diagnostics"].as_array().unwrap().iter().map(|d| d["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [5, 12, 13]);
+    assert_eq!(v["diagnostics"][0]["help"], "did you mean `fallbacks`?");
+}
+
+#[test]
+fn models_commands_refuse_an_invalid_config() {
+    let (code, stdout, stderr) = run(&["models", "list", "--config", &cfg("error-syntax.json5")]);
+    assert_eq!(code, 78);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("error[syntax]"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_is_an_error_when_named() {
+    let (code, _, stderr) = run(&["config", "validate", "--config", "/nonexistent/hearth.json5"]);
+    assert_eq!(code, 78);
+    assert!(stderr.contains("cannot read config file"), "{stderr}");
+}
+
+#[test]
+fn no_config_means_builtin_defaults() {
+    let (code, stdout, stderr) = run(&["models", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("anthropic/claude-opus-4-6"));
+    assert!(stderr.contains("lmstudio (http://127.0.0.1:1234/v1)"), "{stderr}");
+    let (code, _, stderr) = run(&["config", "validate"]);
+    assert_eq!(code, 0);
+    assert!(stderr.contains("built-in defaults"), "{stderr}");
+}
+
+#[test]
+fn hearth_config_env_var_is_used() {
+    let out = hearth()
+        .env("HEARTH_CONFIG", cfg("seed-hybrid.json5"))
+        .args(["models", "resolve"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("anthropic/claude-sonnet-4-5 → lmstudio/minimax-m2.1-gs32")
+    );
+}
+
+#[test]
+fn models_list_on_the_seed() {
+    let (code, stdout, _) =
+        run(&["models", "list", "--config", &cfg("seed-lmstudio-minimax.json5")]);
+    assert_eq!(code, 0);
+    let row = stdout.lines().find(|l| l.contains("lmstudio/minimax-m2.1-gs32")).unwrap();
+    for cell in ["Minimax", "openai-responses", "196608", "8192", "text", "$0", "config"] {
+        assert!(row.contains(cell), "missing {cell} in {row}");
+    }
+    assert!(
+        stdout.contains("anthropic/claude-opus-4-6"),
+        "built-in Anthropic rows are listed beside it"
+    );
+    let (_, json, _) =
+        run(&["models", "list", "--json", "--config", &cfg("seed-lmstudio-minimax.json5")]);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let row =
+        rows.as_array().unwrap().iter().find(|r| r["ref"] == "lmstudio/minimax-m2.1-gs32").unwrap();
+    assert_eq!(row["alias"], "Minimax");
+    assert_eq!(row["contextWindow"], 196608);
+    assert_eq!(row["maxTokens"], 8192);
+    assert_eq!(row["cost"]["input"], 0.0);
+}
+
+#[test]
+fn replace_mode_leaves_only_the_configured_row() {
+    let (code, json, _) =
+        run(&["models", "list", "--json", "--all", "--config", &cfg("replace-mode.json5")]);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let refs: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["ref"].as_str().unwrap()).collect();
+    assert_eq!(refs, ["lmstudio/minimax-m2.1-gs32"]);
+}
+
+#[test]
+fn list_filters_by_provider() {
+    let (code, json, _) = run(&["models", "list", "--json", "--provider", "groq"]);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(rows.as_array().unwrap().iter().all(|r| r["provider"] == "groq"));
+    assert!(rows.as_array().unwrap().iter().any(|r| r["model"] == "openai/gpt-oss-120b"));
+    let (code, _, stderr) = run(&["models", "list", "--provider", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown provider"));
+}
+
+#[test]
+fn resolve_alias_and_chain() {
+    let (code, stdout, _) =
+        run(&["models", "resolve", "Minimax", "--config", &cfg("seed-lmstudio-minimax.json5")]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().next(), Some("lmstudio/minimax-m2.1-gs32"));
+    let (code, stdout, _) = run(&["models", "resolve", "--config", &cfg("seed-hybrid.json5")]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("chain: anthropic/claude-sonnet-4-5 → lmstudio/minimax-m2.1-gs32 → anthropic/claude-opus-4-6"), "{stdout}");
+    let (_, json, _) =
+        run(&["models", "resolve", "Sonnet", "--json", "--config", &cfg("seed-hybrid.json5")]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["chain"],
+        serde_json::json!([
+            "anthropic/claude-sonnet-4-5",
+            "lmstudio/minimax-m2.1-gs32",
+            "anthropic/claude-opus-4-6"
+        ])
+    );
+    assert_eq!(v["resolvedBy"], "alias");
+    let (_, json, _) = run(&[
+        "models",
+        "resolve",
+        "MiniMax Local",
+        "--strict",
+        "--json",
+        "--config",
+        &cfg("seed-hybrid.json5"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["chain"], serde_json::json!(["lmstudio/minimax-m2.1-gs32"]));
+}
+
+#[test]
+fn resolve_unknown_lists_candidates() {
+    let (code, _, stderr) =
+        run(&["models", "resolve", "Minimx", "--config", &cfg("seed-lmstudio-minimax.json5")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no model, alias or model id matches `Minimx`"), "{stderr}");
+    assert!(stderr.contains("Minimax"), "{stderr}");
+    let (code, _, stderr) = run(&["models", "resolve", "nosuch/model"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown provider `nosuch`"), "{stderr}");
+}
+
+#[test]
+fn config_get_masks_secrets() {
+    let (code, stdout, _) =
+        run(&["config", "get", "models.providers.literal", "--config", &cfg("secrets.json5")]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("sk-literal-do-not-print"), "{stdout}");
+    assert!(stdout.contains("\"apiKey\": \"***\""), "{stdout}");
+    assert!(stdout.contains("https://api.example.com/v1"));
+    let (code, stdout, _) = run(&[
+        "config",
+        "get",
+        "models.providers.literal.apiKey",
+        "--config",
+        &cfg("secrets.json5"),
+    ]);
+    assert_eq!((code, stdout.trim()), (0, "\"***\""));
+    let (code, stdout, _) = run(&[
+        "config",
+        "get",
+        r#"agents.defaults.models["lmstudio/minimax-m2.1-gs32"].alias"#,
+        "--config",
+        &cfg("seed-lmstudio-minimax.json5"),
+    ]);
+    assert_eq!((code, stdout.trim()), (0, "\"Minimax\""));
+    let (code, _, stderr) =
+        run(&["config", "get", "gateway.port", "--config", &cfg("seed-lmstudio-minimax.json5")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not set"));
+}
+
+#[test]
+fn schema_is_json_schema() {
+    let (code, stdout, _) = run(&["config", "schema"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert!(v["$defs"]["RawModel"]["properties"]["contextWindow"].is_object());
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        &["config", "validate"][..],
+        &["config", "get"],
+        &["config", "schema"],
+        &["models", "list"],
+        &["models", "resolve"],
+    ] {
+        let out = hearth().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8(out.stdout).unwrap().contains("Example"), "{args:?}");
+    }
+}
+
+#[test]
+fn broken_pipe_is_success() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .args(["models", "list", "--all"])
+        .env("HOME", "/nonexistent-hearth-home")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is dropped here: the pipe closes while hearth may still be writing.
+    assert!(child.wait().unwrap().success());
+}
+
+/// Every model-layer example of OpenClaw's docs must load (warnings allowed). They are
+/// third-party data kept outside the project, next to it in `shared/`; the test reads them there.
+#[test]
+fn openclaw_doc_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/openclaw-config-examples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} is not present in this checkout", dir.display());
+        return;
+    };
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json5") {
+            continue;
+        }
+        count += 1;
+        let (code, _, stderr) =
+            run(&["config", "validate", "--config", &path.display().to_string()]);
+        assert_eq!(code, 0, "{}:\n{stderr}", path.display());
+    }
+    assert!(count > 100, "expected the whole example set, found {count}");
+}
