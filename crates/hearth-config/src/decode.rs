@@ -197,7 +197,8 @@ impl<'a> Cx<'a> {
     }
 }
 
-fn is_env_name(name: &str) -> bool {
+/// `[A-Z_][A-Z0-9_]*`: the variable names `${...}` substitutes.
+pub(crate) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::decode::Env;
+use crate::decode::{Env, is_env_name};
 use crate::raw::{RawSecret, SecretSource};
 
 /// A secret value. `Debug` and `Display` never show it.
@@ -144,12 +144,6 @@ impl Secret {
             Secret::File(path) => format!("file {}", path.display()),
         }
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]
