@@ -1,1 +1,8 @@
-//! Not yet implemented: see `docs/ARCHITECTURE.md` for this crate's boundary and the issue that builds it.
+//! Test support: a scriptable upstream for faults real servers cannot be made to produce, and a
+//! launcher for the real llama.cpp test server.
+
+pub mod llama;
+pub mod upstream;
+
+pub use llama::LlamaServer;
+pub use upstream::{End, FakeUpstream, Recorded, Reply};

@@ -1,5 +1,6 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
+mod infer;
 mod render;
 
 use std::io::Write;
@@ -44,6 +45,28 @@ enum Command {
     /// List the model catalog and resolve model references.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Call a model directly.
+    #[command(subcommand)]
+    Infer(InferCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InferCommand {
+    /// Model calls.
+    #[command(subcommand)]
+    Model(InferModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InferModelCommand {
+    /// One call to one model: no tools, no session, no fallback.
+    #[command(
+        after_help = "Exit codes: 0 text received, 1 the model failed or returned no text, 2 usage error, 78 invalid config.\n\n\
+Examples:\n  hearth infer model run --model Minimax --prompt 'Say hi'\n  \
+hearth infer model run --model lmstudio/minimax-m2.1-gs32 --prompt hi --stream --no-reasoning\n  \
+hearth infer model run --model ollama/llama3.3 --prompt hi --json | jq .usage"
+    )]
+    Run(infer::RunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +169,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string_pretty(&hearth_config::schema())?)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Infer(InferCommand::Model(InferModelCommand::Run(args))) => {
+            if args.prompt.trim().is_empty() {
+                writeln!(std::io::stderr().lock(), "error: --prompt is blank; nothing to send")?;
+                return Ok(ExitCode::from(2));
+            }
+            let Some(config) = usable(&source, &loaded)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let code = runtime.block_on(infer::run(config, &args, &env))?;
+            Ok(ExitCode::from(code))
         }
         Command::Models(cmd) => {
             let Some(config) = usable(&source, &loaded)? else {

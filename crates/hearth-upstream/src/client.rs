@@ -1,0 +1,363 @@
+//! HTTP transport: one pooled client per provider, requests out, canonical events back.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use hearth_config::{Api, Env, Provider};
+use hearth_wire::ndjson::{NdjsonDecoder, NdjsonItem};
+use hearth_wire::sse::{SseDecoder, SseItem};
+
+use crate::classify;
+use crate::decode::Decoder;
+use crate::encode::{Target, encode};
+use crate::event::{ErrorClass, Event, UpstreamError};
+use crate::prompt::Prompt;
+
+/// How long to wait for a TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle limit between chunks for hosted providers.
+pub const HOSTED_IDLE: Duration = Duration::from_secs(120);
+/// Idle limit between chunks for local servers (slow hardware, long prompts).
+pub const LOCAL_IDLE: Duration = Duration::from_secs(300);
+/// Error bodies are read up to this size.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Non-streaming bodies are read up to this size.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// A stream of canonical events; ends after `Finish` or `Error`.
+pub type EventStream = BoxStream<'static, Event>;
+
+/// One provider's HTTP client (pooled connections, TCP_NODELAY).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    idle: Duration,
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed a provider already; both are fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Client {
+    pub fn new(provider: &Provider) -> Result<Self, UpstreamError> {
+        install_crypto();
+        let idle =
+            provider.timeout.unwrap_or(if provider.is_local() { LOCAL_IDLE } else { HOSTED_IDLE });
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
+            })?;
+        Ok(Client { http, idle })
+    }
+
+    /// The URL a request for `api` goes to.
+    pub fn endpoint(provider: &Provider, api: Api) -> String {
+        let base = provider.base_url.as_str().trim_end_matches('/');
+        match api {
+            Api::OpenaiCompletions => format!("{base}/chat/completions"),
+            Api::OpenaiResponses => format!("{base}/responses"),
+            // The Anthropic base URL omits /v1 (tolerated when present).
+            Api::AnthropicMessages => {
+                if base.ends_with("/v1") {
+                    format!("{base}/messages")
+                } else {
+                    format!("{base}/v1/messages")
+                }
+            }
+            Api::Ollama => format!("{}/api/chat", base.trim_end_matches("/v1")),
+        }
+    }
+
+    /// Sends one call. `Err` means nothing was received (the caller may fail over); once `Ok`,
+    /// failures arrive as a terminal `Event::Error` in the stream.
+    pub async fn send(
+        &self,
+        target: &Target<'_>,
+        prompt: &Prompt,
+        env: &dyn Env,
+    ) -> Result<EventStream, UpstreamError> {
+        let provider = target.provider;
+        let api = target.model.api;
+        let body = encode(prompt, target);
+        let mut request = self.http.post(Self::endpoint(provider, api)).json(&body);
+        request = authorize(request, provider, api, env)?;
+        if !prompt.stream {
+            request = request.timeout(self.idle);
+        }
+        let response = tokio::time::timeout(self.idle, request.send())
+            .await
+            .map_err(|_| {
+                UpstreamError::new(
+                    ErrorClass::Timeout,
+                    format!("no response from {} within {:?}", provider.id, self.idle),
+                )
+            })?
+            .map_err(|e| transport_error(&provider.id, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = read_limited(response, MAX_ERROR_BODY).await.unwrap_or_default();
+            let mut error = classify::classify_http(
+                status.as_u16(),
+                retry_after.as_deref(),
+                &String::from_utf8_lossy(&body),
+            );
+            error.status = Some(status.as_u16());
+            return Err(error);
+        }
+        let decoder = Decoder::new(api, target.model.reasoning, prompt.char_count());
+        let streaming = prompt.stream
+            && response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|ct| !ct.starts_with("application/json"));
+        if streaming {
+            Ok(stream_events(response, decoder, api, self.idle))
+        } else {
+            let bytes = tokio::time::timeout(self.idle, read_limited(response, MAX_BODY))
+                .await
+                .map_err(|_| {
+                    UpstreamError::new(
+                        ErrorClass::Timeout,
+                        "the response body did not arrive in time",
+                    )
+                })?
+                .map_err(|e| transport_error(&provider.id, &e))?;
+            let mut decoder = decoder;
+            let mut out = Vec::new();
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(value) => {
+                    decoder.body(&value, &mut out);
+                    decoder.finish(&mut out);
+                }
+                Err(e) => out.push(Event::Error(UpstreamError::new(
+                    ErrorClass::ServerError,
+                    format!("the upstream answered with invalid JSON: {e}"),
+                ))),
+            }
+            Ok(futures::stream::iter(out).boxed())
+        }
+    }
+}
+
+fn authorize(
+    mut request: reqwest::RequestBuilder,
+    provider: &Provider,
+    api: Api,
+    env: &dyn Env,
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
+    let key = match &provider.api_key {
+        Some(secret) => match secret.resolve(env) {
+            Ok(key) => key,
+            Err(e) if provider.is_local() => {
+                let _ = e;
+                None
+            }
+            Err(e) => {
+                return Err(UpstreamError::new(
+                    ErrorClass::Auth,
+                    format!("no API key for {}: {e}", provider.id),
+                ));
+            }
+        },
+        None => None,
+    };
+    if let Some(key) = key {
+        request = match api {
+            Api::AnthropicMessages => request.header("x-api-key", key.expose()),
+            _ => request.bearer_auth(key.expose()),
+        };
+    }
+    if api == Api::AnthropicMessages {
+        request = request.header("anthropic-version", "2023-06-01");
+    }
+    for (name, value) in &provider.headers {
+        match value.resolve(env) {
+            Ok(Some(v)) => request = request.header(name.as_str(), v.expose()),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(UpstreamError::new(
+                    ErrorClass::Auth,
+                    format!("header {name} for {}: {e}", provider.id),
+                ));
+            }
+        }
+    }
+    Ok(request)
+}
+
+fn transport_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
+    let class = if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() {
+        ErrorClass::Connect
+    } else {
+        ErrorClass::ServerError
+    };
+    // reqwest's Display names the URL, never headers, so no secret can leak here. The root
+    // cause (e.g. "Connection refused") is at the end of the source chain.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let url = e.url().map_or(String::new(), |u| format!(" {u}"));
+    UpstreamError::new(class, format!("{provider}{url}: {cause}"))
+}
+
+async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+enum Framing {
+    Sse(SseDecoder),
+    Ndjson(NdjsonDecoder),
+}
+
+struct StreamState {
+    bytes: BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+    framing: Framing,
+    decoder: Decoder,
+    idle: Duration,
+    done: bool,
+}
+
+fn stream_events(
+    response: reqwest::Response,
+    decoder: Decoder,
+    api: Api,
+    idle: Duration,
+) -> EventStream {
+    let framing = match api {
+        Api::Ollama => Framing::Ndjson(NdjsonDecoder::new()),
+        _ => Framing::Sse(SseDecoder::new()),
+    };
+    let state =
+        StreamState { bytes: response.bytes_stream().boxed(), framing, decoder, idle, done: false };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let mut events = Vec::new();
+        loop {
+            match tokio::time::timeout(st.idle, st.bytes.next()).await {
+                Err(_) => {
+                    events.push(Event::Error(UpstreamError::new(
+                        ErrorClass::Timeout,
+                        format!("the stream stalled: no data for {:?}", st.idle),
+                    )));
+                    st.done = true;
+                    return Some((events, st));
+                }
+                Ok(Some(Ok(chunk))) => {
+                    feed(&mut st, &chunk, &mut events);
+                    if st.decoder.is_done() {
+                        st.decoder.finish(&mut events);
+                        st.done = true;
+                    }
+                    if !events.is_empty() {
+                        return Some((events, st));
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    // The connection broke mid-stream: whatever the decoder holds decides
+                    // between a proper end and a truncated one.
+                    let _ = e;
+                    flush(&mut st, &mut events);
+                    st.decoder.finish(&mut events);
+                    st.done = true;
+                    return Some((events, st));
+                }
+                Ok(None) => {
+                    flush(&mut st, &mut events);
+                    st.decoder.finish(&mut events);
+                    st.done = true;
+                    return Some((events, st));
+                }
+            }
+        }
+    })
+    .flat_map(futures::stream::iter)
+    .boxed()
+}
+
+fn feed(st: &mut StreamState, chunk: &[u8], events: &mut Vec<Event>) {
+    match &mut st.framing {
+        Framing::Sse(sse) => {
+            let mut items = Vec::new();
+            sse.feed(chunk, &mut items);
+            route_sse(&mut st.decoder, items, events);
+        }
+        Framing::Ndjson(nd) => {
+            let mut items = Vec::new();
+            nd.feed(chunk, &mut items);
+            route_ndjson(&mut st.decoder, items, events);
+        }
+    }
+}
+
+fn flush(st: &mut StreamState, events: &mut Vec<Event>) {
+    match &mut st.framing {
+        Framing::Sse(sse) => {
+            let mut items = Vec::new();
+            sse.finish(&mut items);
+            route_sse(&mut st.decoder, items, events);
+        }
+        Framing::Ndjson(nd) => {
+            let mut items = Vec::new();
+            nd.finish(&mut items);
+            route_ndjson(&mut st.decoder, items, events);
+        }
+    }
+}
+
+fn route_sse(decoder: &mut Decoder, items: Vec<SseItem>, events: &mut Vec<Event>) {
+    for item in items {
+        match item {
+            SseItem::Event(event) => decoder.sse(&event, events),
+            SseItem::Comment(_) => {}
+            SseItem::Error(e) => {
+                decoder.fail(UpstreamError::new(ErrorClass::ServerError, e.to_string()), events)
+            }
+        }
+    }
+}
+
+fn route_ndjson(decoder: &mut Decoder, items: Vec<NdjsonItem>, events: &mut Vec<Event>) {
+    for item in items {
+        match item {
+            NdjsonItem::Line(line) => decoder.ndjson(&line, events),
+            NdjsonItem::Error(e) => {
+                decoder.fail(UpstreamError::new(ErrorClass::ServerError, e.to_string()), events)
+            }
+        }
+    }
+}

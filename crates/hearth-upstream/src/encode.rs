@@ -1,0 +1,577 @@
+//! Request shaping: the canonical [`Prompt`] as each upstream API's request body.
+//!
+//! Rules (OpenClaw's, `docs/upstream.md`): `system` never `developer` off api.openai.com;
+//! `compat` flags respected; OpenAI-only fields (`store`, `service_tier`, ...) never sent to
+//! other hosts; `stream_options.include_usage` only when streaming; the output cap is the
+//! smaller of the caller's and the model's `maxTokens`; `params` applied, `extra_body` last.
+
+use hearth_config::{Api, Model, Provider};
+use serde_json::{Map, Value, json};
+
+use crate::prompt::{Message, Part, Prompt, Role, ToolChoice};
+use crate::reasoning::{ReplayPolicy, replay_policy_for};
+
+/// Request parameters that are wire fields of OpenAI-compatible bodies. Other `params` keys are
+/// OpenClaw runtime knobs (`fastMode`, `cacheRetention`, ...) and are not sent.
+const WIRE_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "repeat_penalty",
+    "stop",
+    "chat_template_kwargs",
+    "reasoning_effort",
+    "response_format",
+    "parallel_tool_calls",
+    "logit_bias",
+    "typical_p",
+    "enable_thinking",
+    "reasoning_format",
+    "cache_prompt",
+    "n_probs",
+    "grammar",
+    "json_schema",
+    "guided_json",
+    "separate_reasoning",
+    "provider",
+    "reasoning",
+    "transforms",
+    "thinking",
+];
+
+/// Fields only OpenAI's own API accepts; stripped for every other host.
+const OPENAI_ONLY: &[&str] =
+    &["store", "service_tier", "prompt_cache_key", "safety_identifier", "metadata", "user"];
+
+/// Ollama `options` keys (model runtime settings).
+const OLLAMA_OPTIONS: &[&str] = &[
+    "num_ctx",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "num_predict",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "num_keep",
+    "typical_p",
+    "mirostat",
+];
+
+/// Everything about the target that shapes a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub provider: &'a Provider,
+    pub model: &'a Model,
+    /// Merged `params` (agent defaults < model settings < agent), without `extra_body`.
+    pub params: Option<&'a Map<String, Value>>,
+}
+
+impl Target<'_> {
+    /// The official OpenAI host (gets OpenAI-only fields and the `developer` role).
+    pub fn is_native_openai(&self) -> bool {
+        self.provider.base_url.host_str() == Some("api.openai.com")
+    }
+
+    fn output_cap(&self, prompt: &Prompt) -> u64 {
+        let model_cap = self.model.max_tokens;
+        let param_cap =
+            self.param("maxTokens").or_else(|| self.param("max_tokens")).and_then(Value::as_u64);
+        let requested = prompt.max_tokens.or(param_cap).unwrap_or(model_cap);
+        requested.min(model_cap).max(1)
+    }
+
+    fn param(&self, key: &str) -> Option<&Value> {
+        self.params
+            .and_then(|p| p.get(key))
+            .or_else(|| self.model.params.as_ref().and_then(|p| p.get(key)))
+    }
+
+    /// All params in precedence order: provider < model row < merged agent params.
+    fn all_params(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        for layer in
+            [self.provider.params.as_ref(), self.model.params.as_ref()].into_iter().flatten()
+        {
+            if let Value::Object(map) = layer {
+                out.extend(map.clone());
+            }
+        }
+        if let Some(map) = self.params {
+            out.extend(map.clone());
+        }
+        out
+    }
+
+    fn extra_body(&self) -> Option<Value> {
+        let params = self.all_params();
+        params.get("extra_body").or_else(|| params.get("extraBody")).cloned()
+    }
+
+    fn replay(&self) -> ReplayPolicy {
+        replay_policy_for(&self.model.id)
+    }
+}
+
+/// Deep-merges `over` into `base` (objects by key, anything else replaced).
+pub fn merge_json(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// The request body for `target`'s API.
+pub fn encode(prompt: &Prompt, target: &Target<'_>) -> Value {
+    let mut body = match target.model.api {
+        Api::OpenaiCompletions => openai_chat(prompt, target),
+        Api::OpenaiResponses => responses(prompt, target),
+        Api::AnthropicMessages => anthropic(prompt, target),
+        Api::Ollama => ollama(prompt, target),
+    };
+    if let Some(extra) = target.extra_body() {
+        merge_json(&mut body, &extra);
+    }
+    body
+}
+
+fn wire_params(target: &Target<'_>, body: &mut Map<String, Value>) {
+    for (k, v) in target.all_params() {
+        if WIRE_PARAMS.contains(&k.as_str()) {
+            body.insert(k, v);
+        }
+    }
+}
+
+fn passthrough(prompt: &Prompt, target: &Target<'_>, body: &mut Map<String, Value>) {
+    for (k, v) in &prompt.passthrough {
+        if !target.is_native_openai() && OPENAI_ONLY.contains(&k.as_str()) {
+            continue;
+        }
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+fn sampling(prompt: &Prompt, body: &mut Map<String, Value>) {
+    if let Some(t) = prompt.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = prompt.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if !prompt.stop.is_empty() {
+        body.insert("stop".into(), json!(prompt.stop));
+    }
+}
+
+fn tools_allowed(target: &Target<'_>) -> bool {
+    target.model.compat.supports_tools != Some(false)
+}
+
+fn text_with_replayed_reasoning(message: &Message, policy: ReplayPolicy) -> String {
+    let text = message.text();
+    match (&message.reasoning, policy) {
+        (Some(r), ReplayPolicy::KeepInline) if !r.text.is_empty() => {
+            format!("<think>{}</think>\n\n{text}", r.text)
+        }
+        _ => text,
+    }
+}
+
+fn openai_content(message: &Message, string_only: bool) -> Value {
+    if string_only || message.is_text_only() {
+        return Value::String(message.text());
+    }
+    Value::Array(
+        message
+            .content
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => json!({"type": "text", "text": t}),
+                Part::Image { url } => json!({"type": "image_url", "image_url": {"url": url}}),
+            })
+            .collect(),
+    )
+}
+
+fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
+    let compat = &target.model.compat;
+    let native = target.is_native_openai();
+    let strict_keys = compat.strict_message_keys == Some(true);
+    let string_only = compat.requires_string_content == Some(true);
+    let policy = target.replay();
+    let mut messages = Vec::new();
+    let system_role =
+        if native && compat.supports_developer_role == Some(true) { "developer" } else { "system" };
+    for s in &prompt.system {
+        messages.push(json!({"role": system_role, "content": s}));
+    }
+    for m in &prompt.messages {
+        let mut msg = Map::new();
+        match m.role {
+            Role::User => {
+                msg.insert("role".into(), json!("user"));
+                msg.insert("content".into(), openai_content(m, string_only));
+            }
+            Role::Assistant => {
+                msg.insert("role".into(), json!("assistant"));
+                msg.insert("content".into(), json!(text_with_replayed_reasoning(m, policy)));
+                if !strict_keys {
+                    if let Some(r) = &m.reasoning
+                        && compat.requires_reasoning_content_on_assistant_messages == Some(true)
+                    {
+                        msg.insert("reasoning_content".into(), json!(r.text));
+                    }
+                    if !m.tool_calls.is_empty() && tools_allowed(target) {
+                        let calls: Vec<Value> = m
+                            .tool_calls
+                            .iter()
+                            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                            .collect();
+                        msg.insert("tool_calls".into(), Value::Array(calls));
+                    }
+                }
+            }
+            Role::Tool => {
+                if strict_keys || !tools_allowed(target) {
+                    msg.insert("role".into(), json!("user"));
+                    msg.insert("content".into(), json!(format!("Tool result:\n{}", m.text())));
+                } else {
+                    msg.insert("role".into(), json!("tool"));
+                    msg.insert("content".into(), json!(m.text()));
+                    msg.insert(
+                        "tool_call_id".into(),
+                        json!(m.tool_call_id.clone().unwrap_or_default()),
+                    );
+                    if compat.requires_tool_result_name == Some(true)
+                        && let Some(name) = &m.name
+                    {
+                        msg.insert("name".into(), json!(name));
+                    }
+                }
+            }
+        }
+        messages.push(Value::Object(msg));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.model.id));
+    body.insert("messages".into(), Value::Array(messages));
+    let cap_field = match compat.max_tokens_field.as_deref() {
+        Some(field) => field.to_owned(),
+        None if native => "max_completion_tokens".to_owned(),
+        None => "max_tokens".to_owned(),
+    };
+    body.insert(cap_field, json!(target.output_cap(prompt)));
+    sampling(prompt, &mut body);
+    if tools_allowed(target) && !prompt.tools.is_empty() {
+        let tools: Vec<Value> = prompt
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = &prompt.tool_choice {
+            body.insert(
+                "tool_choice".into(),
+                match choice {
+                    ToolChoice::Auto => json!("auto"),
+                    ToolChoice::None => json!("none"),
+                    ToolChoice::Required => json!("required"),
+                    ToolChoice::Function(name) => {
+                        json!({"type": "function", "function": {"name": name}})
+                    }
+                },
+            );
+        }
+    }
+    body.insert("stream".into(), json!(prompt.stream));
+    if prompt.stream && compat.supports_usage_in_streaming != Some(false) {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    wire_params(target, &mut body);
+    passthrough(prompt, target, &mut body);
+    if !native {
+        for k in OPENAI_ONLY {
+            body.remove(*k);
+        }
+    }
+    Value::Object(body)
+}
+
+fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
+    let policy = target.replay();
+    let mut input = Vec::new();
+    for m in &prompt.messages {
+        match m.role {
+            Role::User => {
+                let content: Vec<Value> = m
+                    .content
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => json!({"type": "input_text", "text": t}),
+                        Part::Image { url } => json!({"type": "input_image", "image_url": url}),
+                    })
+                    .collect();
+                input.push(json!({"type": "message", "role": "user", "content": content}));
+            }
+            Role::Assistant => {
+                let text = text_with_replayed_reasoning(m, policy);
+                if !text.is_empty() {
+                    input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}));
+                }
+                for c in &m.tool_calls {
+                    input.push(json!({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}));
+                }
+            }
+            Role::Tool => {
+                input.push(json!({"type": "function_call_output", "call_id": m.tool_call_id.clone().unwrap_or_default(), "output": m.text()}));
+            }
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.model.id));
+    if let Some(system) = prompt.system_text() {
+        body.insert("instructions".into(), json!(system));
+    }
+    body.insert("input".into(), Value::Array(input));
+    body.insert("max_output_tokens".into(), json!(target.output_cap(prompt)));
+    if let Some(t) = prompt.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = prompt.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if tools_allowed(target) && !prompt.tools.is_empty() {
+        let tools: Vec<Value> = prompt
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = &prompt.tool_choice {
+            body.insert(
+                "tool_choice".into(),
+                match choice {
+                    ToolChoice::Auto => json!("auto"),
+                    ToolChoice::None => json!("none"),
+                    ToolChoice::Required => json!("required"),
+                    ToolChoice::Function(name) => json!({"type": "function", "name": name}),
+                },
+            );
+        }
+    }
+    body.insert("stream".into(), json!(prompt.stream));
+    wire_params(target, &mut body);
+    passthrough(prompt, target, &mut body);
+    if !target.is_native_openai() {
+        for k in OPENAI_ONLY {
+            body.remove(*k);
+        }
+    }
+    Value::Object(body)
+}
+
+fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
+    let policy = target.replay();
+    let mut messages: Vec<Value> = Vec::new();
+    for m in &prompt.messages {
+        let (role, blocks) = match m.role {
+            Role::User => (
+                "user",
+                m.content
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => json!({"type": "text", "text": t}),
+                        Part::Image { url } => {
+                            json!({"type": "image", "source": {"type": "url", "url": url}})
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                if let Some(r) = &m.reasoning
+                    && let (ReplayPolicy::KeepSigned, Some(sig)) = (policy, &r.signature)
+                {
+                    blocks.push(json!({"type": "thinking", "thinking": r.text, "signature": sig}));
+                }
+                let text = text_with_replayed_reasoning(m, policy);
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                for c in &m.tool_calls {
+                    let input: Value =
+                        serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+                    blocks.push(
+                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
+                    );
+                }
+                ("assistant", blocks)
+            }
+            Role::Tool => (
+                "user",
+                vec![
+                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id.clone().unwrap_or_default(), "content": m.text()}),
+                ],
+            ),
+        };
+        // Anthropic wants alternating roles: merge consecutive same-role turns.
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(Value::Array(existing)) = last.get_mut("content") {
+                    existing.extend(blocks);
+                }
+            }
+            _ => messages.push(json!({"role": role, "content": blocks})),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.model.id));
+    if let Some(system) = prompt.system_text() {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    body.insert("max_tokens".into(), json!(target.output_cap(prompt)));
+    if let Some(t) = prompt.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = prompt.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if !prompt.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(prompt.stop));
+    }
+    if tools_allowed(target) && !prompt.tools.is_empty() {
+        let tools: Vec<Value> = prompt
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = &prompt.tool_choice {
+            body.insert(
+                "tool_choice".into(),
+                match choice {
+                    ToolChoice::Auto => json!({"type": "auto"}),
+                    ToolChoice::None => json!({"type": "none"}),
+                    ToolChoice::Required => json!({"type": "any"}),
+                    ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
+                },
+            );
+        }
+    }
+    body.insert("stream".into(), json!(prompt.stream));
+    Value::Object(body)
+}
+
+fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
+    let mut messages = Vec::new();
+    for s in &prompt.system {
+        messages.push(json!({"role": "system", "content": s}));
+    }
+    for m in &prompt.messages {
+        let mut msg = Map::new();
+        match m.role {
+            Role::User => {
+                msg.insert("role".into(), json!("user"));
+                msg.insert("content".into(), json!(m.text()));
+                let images: Vec<&str> = m
+                    .content
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Image { url } => url.split_once("base64,").map(|(_, data)| data),
+                        Part::Text(_) => None,
+                    })
+                    .collect();
+                if !images.is_empty() {
+                    msg.insert("images".into(), json!(images));
+                }
+            }
+            Role::Assistant => {
+                msg.insert("role".into(), json!("assistant"));
+                msg.insert(
+                    "content".into(),
+                    json!(text_with_replayed_reasoning(m, target.replay())),
+                );
+                if !m.tool_calls.is_empty() {
+                    let calls: Vec<Value> = m
+                        .tool_calls
+                        .iter()
+                        .map(|c| {
+                            let args: Value =
+                                serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+                            json!({"function": {"name": c.name, "arguments": args}})
+                        })
+                        .collect();
+                    msg.insert("tool_calls".into(), Value::Array(calls));
+                }
+            }
+            Role::Tool => {
+                msg.insert("role".into(), json!("tool"));
+                msg.insert("content".into(), json!(m.text()));
+                if let Some(name) = &m.name {
+                    msg.insert("tool_name".into(), json!(name));
+                }
+            }
+        }
+        messages.push(Value::Object(msg));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.model.id));
+    body.insert("messages".into(), Value::Array(messages));
+    body.insert("stream".into(), json!(prompt.stream));
+    let mut options = Map::new();
+    let params = target.all_params();
+    for (k, v) in &params {
+        if OLLAMA_OPTIONS.contains(&k.as_str()) {
+            options.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(keep_alive) = params.get("keep_alive").or_else(|| params.get("keepAlive")) {
+        body.insert("keep_alive".into(), keep_alive.clone());
+    }
+    if let Some(think) = params.get("think") {
+        // Never a truthy `think` for a model not marked reasoning.
+        let truthy = !matches!(think, Value::Bool(false) | Value::Null);
+        if !truthy || target.model.reasoning {
+            body.insert("think".into(), think.clone());
+        }
+    }
+    if let Some(t) = prompt.temperature {
+        options.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = prompt.top_p {
+        options.insert("top_p".into(), json!(p));
+    }
+    if !prompt.stop.is_empty() {
+        options.insert("stop".into(), json!(prompt.stop));
+    }
+    options.insert("num_predict".into(), json!(target.output_cap(prompt)));
+    body.insert("options".into(), Value::Object(options));
+    if tools_allowed(target) && !prompt.tools.is_empty() {
+        let tools: Vec<Value> = prompt
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    Value::Object(body)
+}

@@ -1,0 +1,139 @@
+//! The canonical request: what one model call asks for, independent of the upstream API.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A piece of message content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// An image by URL (`data:` URLs included).
+    Image {
+        url: String,
+    },
+}
+
+/// A tool call the assistant made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text of the arguments.
+    pub arguments: String,
+}
+
+/// Reasoning of an earlier assistant turn, for replay.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reasoning {
+    pub text: String,
+    /// Anthropic thinking signature, when the reasoning came from Anthropic.
+    pub signature: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+    pub reasoning: Option<Reasoning>,
+    pub tool_calls: Vec<ToolCall>,
+    /// For `Role::Tool`: the call this result answers.
+    pub tool_call_id: Option<String>,
+    /// For `Role::Tool`: the tool's name, when known.
+    pub name: Option<String>,
+}
+
+impl Message {
+    pub fn user(text: impl Into<String>) -> Self {
+        Message {
+            role: Role::User,
+            content: vec![Part::Text(text.into())],
+            reasoning: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
+
+    pub fn assistant(text: impl Into<String>) -> Self {
+        Message { role: Role::Assistant, ..Message::user(text) }
+    }
+
+    /// All text parts joined.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text(t) = part {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+
+    pub fn is_text_only(&self) -> bool {
+        self.content.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+}
+
+/// A function tool the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+/// How the model must use tools.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    Function(String),
+}
+
+/// One model call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Prompt {
+    /// System instructions (`system` and `developer` messages, in order).
+    pub system: Vec<String>,
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    /// Output cap requested by the caller (bounded by the model's `maxTokens`).
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    /// Request fields hearth does not own, passed through to OpenAI-compatible upstreams.
+    pub passthrough: Map<String, Value>,
+}
+
+impl Prompt {
+    /// A one-message prompt.
+    pub fn text(system: Option<&str>, user: &str) -> Self {
+        Prompt {
+            system: system.map(|s| vec![s.to_owned()]).unwrap_or_default(),
+            messages: vec![Message::user(user)],
+            ..Prompt::default()
+        }
+    }
+
+    /// The system instructions as one string.
+    pub fn system_text(&self) -> Option<String> {
+        (!self.system.is_empty()).then(|| self.system.join("\n\n"))
+    }
+
+    /// Characters of every text in the prompt (for estimates when no usage is reported).
+    pub fn char_count(&self) -> usize {
+        self.system.iter().map(String::len).sum::<usize>()
+            + self.messages.iter().map(|m| m.text().len()).sum::<usize>()
+    }
+}

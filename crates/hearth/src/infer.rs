@@ -1,0 +1,207 @@
+//! `hearth infer model run`: one model call, no tools, no session.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use futures::StreamExt;
+use hearth_config::{Config, Env};
+use hearth_upstream::{Client, Event, Prompt, Target, UpstreamError, Usage};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Model ref (`provider/model`) or alias. Strict: no fallback.
+    #[arg(long, value_name = "REF")]
+    pub model: String,
+    /// The user message.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    /// A system message.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Output cap in tokens (never above the model's maxTokens).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Print text as it arrives.
+    #[arg(long)]
+    pub stream: bool,
+    /// Do not print reasoning.
+    #[arg(long)]
+    pub no_reasoning: bool,
+    /// Print one JSON envelope on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one attempt produced.
+#[derive(Debug, Default)]
+struct Collected {
+    text: String,
+    reasoning: String,
+    usage: Option<Usage>,
+    finish: Option<String>,
+    error: Option<UpstreamError>,
+}
+
+/// Runs the call; returns the exit code (0 ok, 1 model failure or no text).
+pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Result<u8> {
+    let resolved = match config.resolve_ref(&args.model) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "error: {e}")?;
+            if let Some(help) = e.help() {
+                writeln!(err, "  = help: {help}")?;
+            }
+            return Ok(1);
+        }
+    };
+    let provider = resolved.provider;
+    let model = &resolved.model;
+    let mut prompt = Prompt::text(args.system.as_deref(), &args.prompt);
+    prompt.stream = args.stream;
+    prompt.max_tokens = args.max_tokens;
+    let params = config
+        .model_settings
+        .get(&resolved.model_ref)
+        .and_then(|s| s.params.as_ref())
+        .and_then(|p| p.as_object());
+    let target = Target { provider, model, params };
+
+    let started = Instant::now();
+    let mut collected = Collected::default();
+    let live = args.stream && !args.json;
+    let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    match Client::new(provider) {
+        Err(e) => collected.error = Some(e),
+        Ok(client) => match client.send(&target, &prompt, env).await {
+            Err(e) => collected.error = Some(e),
+            Ok(mut events) => {
+                while let Some(event) = events.next().await {
+                    match event {
+                        Event::TextDelta(t) => {
+                            if live {
+                                let mut out = std::io::stdout().lock();
+                                out.write_all(t.as_bytes())?;
+                                out.flush()?;
+                            }
+                            collected.text.push_str(&t);
+                        }
+                        Event::ReasoningDelta(r) => {
+                            if live && !args.no_reasoning {
+                                let mut err = std::io::stderr().lock();
+                                if dim {
+                                    write!(err, "\x1b[2m{r}\x1b[0m")?;
+                                } else {
+                                    err.write_all(r.as_bytes())?;
+                                }
+                                err.flush()?;
+                            }
+                            collected.reasoning.push_str(&r);
+                        }
+                        Event::Usage(u) => collected.usage = Some(u),
+                        Event::Finish(f) => collected.finish = Some(f.as_openai().to_owned()),
+                        Event::Error(e) => collected.error = Some(e),
+                        Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) => {}
+                    }
+                }
+            }
+        },
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let ok = collected.error.is_none() && !collected.text.trim().is_empty();
+    let cost_usd = match (collected.usage, model.cost) {
+        (Some(u), Some(c)) => Some(hearth_upstream::usage::cost_usd(&u, &c)),
+        _ => None,
+    };
+
+    if args.json {
+        let envelope = json!({
+            "ok": ok,
+            "provider": provider.id,
+            "model": model.id,
+            "ref": resolved.model_ref.to_string(),
+            "api": model.api.as_str(),
+            "attempts": [{
+                "provider": provider.id,
+                "model": model.id,
+                "outcome": if collected.error.is_some() { "error" } else { "ok" },
+                "errorClass": collected.error.as_ref().map(|e| e.class.as_str()),
+                "status": collected.error.as_ref().and_then(|e| e.status),
+                "error": collected.error.as_ref().map(|e| e.message.clone()),
+                "ms": elapsed_ms,
+            }],
+            "outputs": {"text": collected.text, "reasoning": collected.reasoning},
+            "finishReason": collected.finish,
+            "usage": collected.usage.map(|u| json!({
+                "inputTokens": u.input_tokens,
+                "outputTokens": u.output_tokens,
+                "cacheReadTokens": u.cache_read_tokens,
+                "cacheWriteTokens": u.cache_write_tokens,
+                "reasoningTokens": u.reasoning_tokens,
+                "estimated": u.estimated,
+            })),
+            "costUsd": cost_usd,
+        });
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&envelope)?)?;
+    } else {
+        if !live {
+            if !args.no_reasoning && !collected.reasoning.is_empty() {
+                let mut err = std::io::stderr().lock();
+                if dim {
+                    writeln!(err, "\x1b[2m{}\x1b[0m", collected.reasoning)?;
+                } else {
+                    writeln!(err, "{}", collected.reasoning)?;
+                }
+            }
+            if !collected.text.is_empty() {
+                writeln!(std::io::stdout().lock(), "{}", collected.text)?;
+            }
+        } else if !collected.text.is_empty() {
+            writeln!(std::io::stdout().lock())?;
+        }
+        let mut err = std::io::stderr().lock();
+        match &collected.error {
+            Some(e) => {
+                writeln!(err, "error: {} ({}) after {elapsed_ms} ms", e.message, e.class.as_str())?;
+                if let Some(hint) = hint(e, provider) {
+                    writeln!(err, "  = help: {hint}")?;
+                }
+            }
+            None if !ok => writeln!(err, "error: {} returned no text", resolved.model_ref)?,
+            None => {
+                let usage = collected.usage.map_or(String::new(), |u| {
+                    format!(
+                        ", {} in / {} out tokens{}",
+                        u.input_tokens,
+                        u.output_tokens,
+                        if u.estimated { " (estimated)" } else { "" }
+                    )
+                });
+                let cost = cost_usd.map_or(String::new(), |c| format!(", ${c:.6}"));
+                writeln!(
+                    err,
+                    "{} via {} in {elapsed_ms} ms{usage}{cost}",
+                    resolved.model_ref,
+                    model.api.as_str()
+                )?;
+            }
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn hint(e: &UpstreamError, provider: &hearth_config::Provider) -> Option<String> {
+    use hearth_upstream::ErrorClass as C;
+    match e.class {
+        C::Connect => Some(format!(
+            "nothing answers at {}; start the server (or fix models.providers.{}.baseUrl)",
+            provider.base_url, provider.id
+        )),
+        C::ContextOverflow => Some("lower contextWindow/contextTokens, shorten the prompt, or raise the server's context size".into()),
+        C::Auth => Some(format!("check the API key of provider `{}`", provider.id)),
+        C::ModelNotFound => Some("the server does not know this model id; check the id (without the provider prefix) and that baseUrl ends in /v1".into()),
+        C::Loading => Some("the server is still loading the model; try again in a moment".into()),
+        _ => None,
+    }
+}
