@@ -5,7 +5,7 @@ Usage: python3 make_tiny_gguf.py OUT.gguf
 
 Needs only the `gguf` package (0.19.0) and numpy. The output is byte-identical on
 every run (fixed seed, numpy's legacy RandomState stream, which numpy keeps stable
-across versions), about 0.36 MB.
+across versions), about 0.4 MB.
 
 The model: llama architecture, n_embd 64, 2 layers, 4 heads (head_dim 16), n_ff 128,
 trained context 2048; 2-D weights F16, norms F32. The vocabulary is SentencePiece-style
@@ -21,17 +21,18 @@ the layers write only as described here, shape the output so that tests can rely
 - channel 0 is a constant on every token; the output matrix uses it to favour whole
   words and to suppress byte, control and partial-word tokens, so generated text is
   readable words (valid UTF-8) rather than random bytes;
-- channel 1 is non-zero only on the token `▁done`; the output matrix turns it into a
-  very strong preference for EOS (`<|im_end|>`): right after "done" the turn ends;
-- channel 2 is written only by head 0 of layer 0, which attends to any earlier `▁done`
-  token (its query reads channel 0, its key channel 1, on the slowest RoPE pair so the
-  position hardly matters); the output matrix turns it into a strong preference for
+- channel 1 is non-zero only on the tokens `▁done` and `done`; the output matrix turns
+  it into a very strong preference for EOS (`<|im_end|>`): right after "done" the turn ends;
+- channel 2 is written only by head 0 of layer 0, which attends to any earlier `▁done` or
+  `done` token (its query reads channel 0, its key channel 1, on the slowest RoPE pair so
+  the distance hardly matters); the output matrix turns it into a strong preference for
   `▁done`.
 
-So a prompt containing the word " done" (with a space or start of a sentence before it,
-e.g. "we are done") gets the reply " done" followed by EOS: a deterministic natural stop
-(finish_reason "stop", Anthropic "end_turn") on every API. Any other prompt, at
-temperature 0, gives deterministic word salad until max_tokens.
+So a prompt containing the lowercase word "done" ("we are done", a message that starts
+with "done", also the tail of "undone"; not "Done") gets the reply " done" followed by
+EOS: a deterministic natural stop (finish_reason "stop", Anthropic "end_turn") on every
+API. It also fires when an earlier turn of the conversation contains "done". Any other
+prompt, at temperature 0, gives deterministic word salad until max_tokens.
 
 Bump GENERATOR_VERSION whenever the output bytes change: setup.sh keys the cached
 file name by it (tiny-v<GENERATOR_VERSION>.gguf).
@@ -125,8 +126,12 @@ def build_vocab():
             if prefix not in seen:
                 seen.add(prefix)
                 add(prefix, -1000.0 + 10.0 * n, gguf.TokenType.NORMAL)
+    # "done" right after a newline (start of a message) has no word marker: add those pieces too.
+    for n in range(2, len("done") + 1):
+        add("done"[:n], -1000.0 + 10.0 * n, gguf.TokenType.NORMAL)
     ids["whole_words"] = sorted(tokens.index(w) for w in whole_words)
     ids["done"] = tokens.index(SPACE + "done")
+    ids["done_bare"] = tokens.index("done")
     return tokens, scores, types, ids
 
 
@@ -150,6 +155,7 @@ def main(argv):
     embd[:, 0] = 4.0          # channel 0: constant on every token
     embd[:, 1] = 0.0          # channel 1: marks the token "done"
     embd[ids["done"], 1] = 8.0
+    embd[ids["done_bare"], 1] = 8.0
     embd[:, 2] = 0.0          # channel 2: "done" was seen earlier (written by layer 0, head 0)
 
     # output.weight: ne [n_embd, n_vocab] -> numpy (n_vocab, n_embd).
@@ -160,7 +166,7 @@ def main(argv):
     out_w[:, 1] = -2.0
     out_w[ids["im_end"], 1] = 20.0            # right after "done", end the turn
     out_w[:, 2] = 0.0
-    out_w[ids["done"], 2] = 3.0               # "done" in the prompt: answer "done"
+    out_w[ids["done"], 2] = 6.0               # "done" in the prompt: answer "done"
     w = gguf.GGUFWriter(out, "llama")  # writes general.architecture itself
     w.add_name("hearth-tiny")
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)

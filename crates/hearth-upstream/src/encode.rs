@@ -9,7 +9,7 @@ use hearth_config::{Api, Model, Provider};
 use serde_json::{Map, Value, json};
 
 use crate::prompt::{Message, Part, Prompt, Role, ToolChoice};
-use crate::reasoning::{ReplayPolicy, replay_policy_for};
+use crate::reasoning::{ReplayPolicy, parse_replay_policy, replay_policy_for};
 
 /// Request parameters that are wire fields of OpenAI-compatible bodies. Other `params` keys are
 /// OpenClaw runtime knobs (`fastMode`, `cacheRetention`, ...) and are not sent.
@@ -116,8 +116,15 @@ impl Target<'_> {
         params.get("extra_body").or_else(|| params.get("extraBody")).cloned()
     }
 
+    /// `params.reasoningReplay` (`keep-inline`, `drop`, `keep-signed`) on the model row or its
+    /// settings, else the model family's default.
     fn replay(&self) -> ReplayPolicy {
-        replay_policy_for(&self.model.id)
+        let configured = self
+            .all_params()
+            .get("reasoningReplay")
+            .and_then(Value::as_str)
+            .and_then(parse_replay_policy);
+        configured.unwrap_or_else(|| replay_policy_for(&self.model.id))
     }
 }
 
@@ -574,4 +581,214 @@ fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
         body.insert("tools".into(), Value::Array(tools));
     }
     Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompt::{Reasoning, Tool, ToolCall};
+    use hearth_config::load_str;
+
+    fn config(api: &str, base: &str, model: &str) -> hearth_config::Config {
+        let text = format!(
+            r#"{{models: {{mode: "replace", providers: {{p: {{baseUrl: "{base}", api: "{api}", models: [{model}]}}}}}}}}"#
+        );
+        let loaded =
+            load_str("t.json5", &text, &std::collections::BTreeMap::<String, String>::new());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config.unwrap()
+    }
+
+    fn body(api: &str, base: &str, model: &str, prompt: &Prompt) -> Value {
+        let c = config(api, base, model);
+        let provider = &c.providers["p"];
+        encode(prompt, &Target { provider, model: &provider.models[0], params: None })
+    }
+
+    fn conversation() -> Prompt {
+        let mut prompt = Prompt::text(Some("sys"), "weather in Paris?");
+        prompt.messages.push(Message {
+            reasoning: Some(Reasoning {
+                text: "need the tool".into(),
+                signature: Some("sig".into()),
+            }),
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                name: "weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into(),
+            }],
+            ..Message::assistant("")
+        });
+        prompt.messages.push(Message {
+            role: Role::Tool,
+            tool_call_id: Some("call_1".into()),
+            name: Some("weather".into()),
+            ..Message::user("sunny")
+        });
+        prompt.tools.push(Tool {
+            name: "weather".into(),
+            description: Some("Weather".into()),
+            parameters: json!({"type": "object"}),
+        });
+        prompt.tool_choice = Some(ToolChoice::Auto);
+        prompt
+    }
+
+    #[test]
+    fn tools_map_across_the_apis() {
+        let p = conversation();
+        let chat = body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "m"}"#, &p);
+        assert_eq!(chat["messages"][0], json!({"role": "system", "content": "sys"}));
+        assert_eq!(chat["messages"][2]["tool_calls"][0]["function"]["name"], "weather");
+        assert_eq!(
+            chat["messages"][3],
+            json!({"role": "tool", "content": "sunny", "tool_call_id": "call_1"})
+        );
+        assert_eq!(chat["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        assert_eq!(chat["tool_choice"], "auto");
+
+        let responses = body("openai-responses", "http://127.0.0.1:1/v1", r#"{id: "m"}"#, &p);
+        assert_eq!(responses["instructions"], "sys");
+        let input = responses["input"].as_array().unwrap();
+        assert_eq!(
+            input[1],
+            json!({"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": r#"{"city":"Paris"}"#})
+        );
+        assert_eq!(
+            input[2],
+            json!({"type": "function_call_output", "call_id": "call_1", "output": "sunny"})
+        );
+        assert_eq!(responses["tools"][0]["name"], "weather");
+
+        let anthropic = body(
+            "anthropic-messages",
+            "https://api.anthropic.com",
+            r#"{id: "claude-sonnet-4-5"}"#,
+            &p,
+        );
+        assert_eq!(anthropic["system"], "sys");
+        let assistant = &anthropic["messages"][1]["content"];
+        assert_eq!(
+            assistant[0],
+            json!({"type": "thinking", "thinking": "need the tool", "signature": "sig"}),
+            "signed thinking is replayed"
+        );
+        assert_eq!(
+            assistant[1],
+            json!({"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Paris"}})
+        );
+        assert_eq!(anthropic["messages"][2]["content"][0]["type"], "tool_result");
+        assert_eq!(anthropic["tools"][0]["input_schema"], json!({"type": "object"}));
+        assert_eq!(anthropic["tool_choice"], json!({"type": "auto"}));
+
+        let ollama = body("ollama", "http://127.0.0.1:11434", r#"{id: "m"}"#, &p);
+        assert_eq!(
+            ollama["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            json!({"city": "Paris"})
+        );
+        assert_eq!(ollama["messages"][3]["role"], "tool");
+    }
+
+    #[test]
+    fn compat_flags() {
+        let p = conversation();
+        let strict = body(
+            "openai-completions",
+            "http://127.0.0.1:1/v1",
+            r#"{id: "m", compat: {strictMessageKeys: true, supportsTools: false}}"#,
+            &p,
+        );
+        for m in strict["messages"].as_array().unwrap() {
+            let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["role", "content"], "{m}");
+        }
+        assert!(strict.get("tools").is_none() && strict.get("tool_choice").is_none());
+        let mut image = Prompt::text(None, "what is this?");
+        image.messages[0].content.push(Part::Image { url: "data:image/png;base64,AAAA".into() });
+        let parts = body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "m"}"#, &image);
+        assert!(parts["messages"][0]["content"].is_array());
+        let flat = body(
+            "openai-completions",
+            "http://127.0.0.1:1/v1",
+            r#"{id: "m", compat: {requiresStringContent: true}}"#,
+            &image,
+        );
+        assert_eq!(flat["messages"][0]["content"], "what is this?");
+        // `developer` only on api.openai.com, never on a proxy even when the config claims support.
+        let proxy = body(
+            "openai-completions",
+            "http://127.0.0.1:1/v1",
+            r#"{id: "m", compat: {supportsDeveloperRole: true}}"#,
+            &p,
+        );
+        assert_eq!(proxy["messages"][0]["role"], "system");
+        let native = body(
+            "openai-completions",
+            "https://api.openai.com/v1",
+            r#"{id: "m", compat: {supportsDeveloperRole: true}}"#,
+            &p,
+        );
+        assert_eq!(native["messages"][0]["role"], "developer");
+        assert!(native.get("max_completion_tokens").is_some());
+    }
+
+    #[test]
+    fn params_and_extra_body_last() {
+        let p = Prompt::text(None, "hi");
+        let b = body(
+            "openai-completions",
+            "http://127.0.0.1:8000/v1",
+            r#"{id: "Qwen/Qwen3-8B", params: {chat_template_kwargs: {enable_thinking: true}, fastMode: true,
+                extra_body: {tool_choice: "required", chat_template_kwargs: {enable_thinking: false}}}}"#,
+            &p,
+        );
+        assert_eq!(b["chat_template_kwargs"]["enable_thinking"], false, "extra_body wins");
+        assert_eq!(b["tool_choice"], "required");
+        assert!(b.get("fastMode").is_none(), "runtime knobs are not wire fields");
+        assert!(b.get("extra_body").is_none());
+    }
+
+    #[test]
+    fn reasoning_replay_policies() {
+        let mut p = Prompt::text(None, "q");
+        p.messages.push(Message {
+            reasoning: Some(Reasoning { text: "r".into(), signature: None }),
+            ..Message::assistant("a")
+        });
+        p.messages.push(Message::user("q2"));
+        let minimax =
+            body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "minimax-m2.1-gs32"}"#, &p);
+        assert_eq!(
+            minimax["messages"][1]["content"], "<think>r</think>\n\na",
+            "MiniMax keeps <think> in history"
+        );
+        let qwen = body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "qwen3-8b"}"#, &p);
+        assert_eq!(qwen["messages"][1]["content"], "a", "Qwen3 drops it");
+        let configured = body(
+            "openai-completions",
+            "http://127.0.0.1:1/v1",
+            r#"{id: "qwen3-8b", params: {reasoningReplay: "keep-inline"}}"#,
+            &p,
+        );
+        assert_eq!(
+            configured["messages"][1]["content"], "<think>r</think>\n\na",
+            "configurable per model"
+        );
+    }
+
+    #[test]
+    fn ollama_options_and_think_guard() {
+        let p = Prompt::text(None, "hi");
+        let b = body(
+            "ollama",
+            "http://127.0.0.1:11434",
+            r#"{id: "qwen3.5:27b", params: {num_ctx: 32768, keep_alive: "15m", temperature: 0.7, streaming: false, think: true}}"#,
+            &p,
+        );
+        assert_eq!(b["options"]["num_ctx"], 32768);
+        assert_eq!(b["options"]["temperature"], 0.7);
+        assert_eq!(b["keep_alive"], "15m");
+        assert!(b.get("streaming").is_none());
+        assert!(b.get("think").is_none(), "never a truthy think for a model not marked reasoning");
+    }
 }
