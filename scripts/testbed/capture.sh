@@ -71,7 +71,9 @@ req() {
     {
         echo "== $file"
         echo "$method $path"
-        [ -n "$body" ] && echo "request: $body"
+        if [ -n "$body" ]; then
+            if [ "${#body}" -gt 400 ]; then echo "request: ${body:0:300}... (${#body} chars)"; else echo "request: $body"; fi
+        fi
         echo "status: ${meta%% *}"
         echo "content-type: ${meta#* }"
         echo
@@ -80,11 +82,8 @@ req() {
 }
 
 MSGS='[{"role":"system","content":"You are terse."},{"role":"user","content":"hello world, the quick brown fox!"}]'
-LONG="$(python3 -c 'print("hello world, the quick brown fox jumps over the lazy dog. " * 60)')"
-# Token id of "▁done": after it the tiny model always emits EOS (see make_tiny_gguf.py).
-DONE_ID="$(curl -fsS -H 'Content-Type: application/json' -d '{"content":" done"}' "$BASE/tokenize" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"][-1])')"
-
+LONG="$(python3 -c 'print("hello world, the quick brown fox jumps over the lazy dog. " * 60)')"   # ~800 tokens
+FILL="$(python3 -c 'print("hello world, the quick brown fox jumps over the lazy dog. " * 35)')"   # ~470 tokens
 req health.json   GET /health
 req models.json   GET /v1/models
 req props.json    GET /props
@@ -94,22 +93,28 @@ req chat.json POST /v1/chat/completions \
     "{\"model\":\"tiny\",\"messages\":$MSGS,\"max_tokens\":8,\"temperature\":0}"
 req chat.sse  POST /v1/chat/completions \
     "{\"model\":\"tiny\",\"messages\":$MSGS,\"max_tokens\":8,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
-req chat-stop.json POST /v1/chat/completions \
-    "{\"model\":\"tiny\",\"messages\":$MSGS,\"max_tokens\":8,\"temperature\":0,\"logit_bias\":{\"$DONE_ID\":30}}"
+# A prompt with the word "done": the tiny model answers " done" then EOS (natural stop).
+req chat-eos.json POST /v1/chat/completions \
+    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"we are done\"}],\"max_tokens\":8,\"temperature\":0}"
 req chat-stopseq.json POST /v1/chat/completions \
-    "{\"model\":\"tiny\",\"messages\":$MSGS,\"max_tokens\":8,\"temperature\":0,\"stop\":[\" model\"]}"
+    "{\"model\":\"tiny\",\"messages\":$MSGS,\"max_tokens\":8,\"temperature\":0,\"stop\":[\" can\"]}"
 
 req responses.json POST /v1/responses \
     "{\"model\":\"tiny\",\"instructions\":\"You are terse.\",\"input\":\"hello world, the quick brown fox!\",\"max_output_tokens\":8,\"temperature\":0}"
 req responses.sse  POST /v1/responses \
     "{\"model\":\"tiny\",\"instructions\":\"You are terse.\",\"input\":\"hello world, the quick brown fox!\",\"max_output_tokens\":8,\"temperature\":0,\"stream\":true}"
 
+req responses-eos.json POST /v1/responses \
+    "{\"model\":\"tiny\",\"input\":\"we are done\",\"max_output_tokens\":8,\"temperature\":0}"
+
 req messages.json POST /v1/messages \
     "{\"model\":\"tiny\",\"system\":\"You are terse.\",\"messages\":[{\"role\":\"user\",\"content\":\"hello world, the quick brown fox!\"}],\"max_tokens\":8,\"temperature\":0}"
 req messages.sse  POST /v1/messages \
     "{\"model\":\"tiny\",\"system\":\"You are terse.\",\"messages\":[{\"role\":\"user\",\"content\":\"hello world, the quick brown fox!\"}],\"max_tokens\":8,\"temperature\":0,\"stream\":true}"
-req messages-stop.json POST /v1/messages \
-    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hello world, the quick brown fox!\"}],\"max_tokens\":8,\"temperature\":0,\"logit_bias\":{\"$DONE_ID\":30}}"
+req messages-eos.sse POST /v1/messages \
+    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"we are done\"}],\"max_tokens\":8,\"temperature\":0,\"stream\":true}"
+req messages-stopseq.json POST /v1/messages \
+    "{\"model\":\"tiny\",\"system\":\"You are terse.\",\"messages\":[{\"role\":\"user\",\"content\":\"hello world, the quick brown fox!\"}],\"max_tokens\":8,\"temperature\":0,\"stop_sequences\":[\" can\"]}"
 req count_tokens.json POST /v1/messages/count_tokens \
     "{\"model\":\"tiny\",\"system\":\"You are terse.\",\"messages\":[{\"role\":\"user\",\"content\":\"hello world, the quick brown fox!\"}]}"
 
@@ -121,6 +126,12 @@ req overflow-responses.json POST /v1/responses \
     "{\"model\":\"tiny\",\"input\":\"$LONG\",\"max_output_tokens\":8}"
 req overflow-messages.json POST /v1/messages \
     "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"$LONG\"}],\"max_tokens\":8}"
+
+req overflow-messages-stream.txt POST /v1/messages \
+    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"$LONG\"}],\"max_tokens\":8,\"stream\":true}"
+# The prompt fits but prompt + max_tokens does not.
+req ctx-fill.json POST /v1/chat/completions \
+    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"$FILL\"}],\"max_tokens\":200,\"temperature\":0}"
 
 req malformed.json POST /v1/chat/completions '{"model":"tiny","messages":['
 req notfound.json  GET /v1/nope

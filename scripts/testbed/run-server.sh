@@ -7,6 +7,9 @@
 # model is served under the name "tiny". Stop it with Ctrl-C (or kill its PID).
 # Uses HEARTH_LLAMA_SERVER / HEARTH_TINY_GGUF when both are set, otherwise runs
 # setup.sh (instant once its cache is warm) to find or build them.
+# Tip: `-- --no-cache-prompt` makes usage independent of earlier requests (by default
+# llama-server reuses the previous prompt's KV cache: cached_tokens and Anthropic's
+# input_tokens / cache_read_input_tokens then depend on what was sent before).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,7 +17,7 @@ CTX=512
 PORT=""
 EXTRA=()
 
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
 die() { printf 'run-server: ERROR: %s\n' "$*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do

@@ -2,37 +2,70 @@
 # Real-server test bed: builds llama.cpp's `llama-server` and writes a tiny
 # random-weight GGUF model, both cached outside the clone.
 #
-# Idempotent: safe on every CI run and on a developer machine. With both
-# artifacts cached it does no network access and finishes in well under a second.
-#
 #   bash scripts/testbed/setup.sh
 #
-# Last two stdout lines on success:
+# Idempotent: safe on every CI run and on a developer machine. With both artifacts
+# cached it installs nothing, touches no network and takes a fraction of a second.
+# Cold (fresh machine, 2 cores): about 6 minutes on a quiet machine, up to about
+# 11 minutes when something else (e.g. cargo) builds at the same time. Do not run it
+# beside `cargo build` if you can avoid it.
+#
+# On success the last two stdout lines are (all progress goes to stderr):
 #   HEARTH_LLAMA_SERVER=<path to llama-server>
 #   HEARTH_TINY_GGUF=<path to tiny model>
+# so a caller can do:  eval "$(bash scripts/testbed/setup.sh | grep '^HEARTH_')"
 #
 # Environment:
 #   HEARTH_TESTBED_CACHE  cache folder (default: ~/.cache/hearth-testbed)
 #   HEARTH_BUILD_JOBS     parallel compile jobs for the llama-server build (default: 2)
 #
-# Needs: Debian 12 (or similar) as root for `apt-get install cmake` when cmake is
-# missing, g++, python3 with pip, and network to Debian apt and PyPI on a cold cache.
-# Do not run the llama-server build beside `cargo build` on a 2-core machine:
-# it takes about 6 minutes alone and about twice that when shared.
+# Needs: Debian 12 (or similar) as root when cmake is missing (`apt-get install cmake`),
+# g++, python3 with pip, and, on a cold cache, network to Debian apt and PyPI.
 set -euo pipefail
 
-LLAMA_CPP_PYTHON_VERSION=0.3.36   # PyPI sdist that vendors llama.cpp (0.5.0-dev, commit 0c1e570)
+LLAMA_CPP_PYTHON_VERSION=0.3.36   # PyPI sdist that vendors llama.cpp (reports 0.5.0-dev)
 GGUF_VERSION=0.19.0
-NUMPY_VERSION=2.2.6               # has cp311 wheels; gguf 0.19.0 accepts it
+NUMPY_VERSION=2.2.6               # has CPython 3.11 wheels; gguf 0.19.0 accepts it
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${HEARTH_TESTBED_CACHE:-$HOME/.cache/hearth-testbed}"
 JOBS="${HEARTH_BUILD_JOBS:-2}"
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
-die() { printf 'testbed: ERROR: %s\n' "$*" >&2; exit 1; }
+DIED=0
+die() { printf 'testbed: ERROR: %s\n' "$*" >&2; DIED=1; exit 1; }
 
 mkdir -p "$CACHE" || die "cannot create cache folder $CACHE"
+
+# Temp folders live inside the cache folder, so the final `mv` is an atomic rename.
+TMP_DIRS=()
+cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf -- "$d"; done; }
+trap 'rc=$?; cleanup; if [ $rc -ne 0 ] && [ "$DIED" = 0 ]; then printf "testbed: ERROR: setup failed (exit %s)\n" "$rc" >&2; fi' EXIT
+# Sets WORK to a fresh temp folder that is removed on exit.
+new_tmp() { WORK="$(mktemp -d "$CACHE/tmp.XXXXXX")" || die "mktemp failed in $CACHE"; TMP_DIRS+=("$WORK"); }
+
+SERVER_DIR="$CACHE/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION"
+SERVER_BIN="$SERVER_DIR/llama-server"
+GEN="$HERE/make_tiny_gguf.py"
+[ -f "$GEN" ] || die "generator not found: $GEN"
+GEN_VERSION="$(sed -n 's/^GENERATOR_VERSION *= *\([0-9][0-9]*\).*/\1/p' "$GEN" | head -n1)"
+[ -n "$GEN_VERSION" ] || die "no GENERATOR_VERSION line in $GEN"
+MODEL="$CACHE/tiny-v$GEN_VERSION.gguf"
+
+server_ok() { [ -x "$SERVER_BIN" ] && "$SERVER_BIN" --version >/dev/null 2>&1; }
+
+finish() {
+    printf 'HEARTH_LLAMA_SERVER=%s\n' "$SERVER_BIN"
+    printf 'HEARTH_TINY_GGUF=%s\n' "$MODEL"
+    exit 0
+}
+
+# Fast path: everything cached, no lock, no Python, no network.
+if server_ok && [ -s "$MODEL" ]; then
+    log "cached: $SERVER_BIN"
+    log "cached: $MODEL"
+    finish
+fi
 
 # One setup at a time per cache folder (CI and a developer shell may overlap).
 if command -v flock >/dev/null 2>&1; then
@@ -42,44 +75,46 @@ if command -v flock >/dev/null 2>&1; then
         flock 9 || die "cannot lock $CACHE/.lock"
     fi
 fi
-
-# Temp folders are made inside the cache folder so the final `mv` is an atomic rename.
-TMP_DIRS=()
-cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf -- "$d"; done; }
-trap 'rc=$?; cleanup; if [ $rc -ne 0 ]; then printf "testbed: ERROR: setup failed (exit %s)\n" "$rc" >&2; fi' EXIT
-# Sets WORK to a fresh temp folder that is removed on exit.
-new_tmp() { WORK="$(mktemp -d "$CACHE/tmp.XXXXXX")" || die "mktemp failed in $CACHE"; TMP_DIRS+=("$WORK"); }
 # Leftovers of an interrupted earlier run (we hold the lock, so none is live).
-rm -rf -- "$CACHE"/tmp.* 2>/dev/null || true
+rm -rf -- "$CACHE"/tmp.* "$SERVER_DIR"/.llama-server.tmp.* "$CACHE"/tiny-v*.gguf.tmp.* 2>/dev/null || true
+
+apt_install() {
+    local pkgs=("$@") aptlog="$CACHE/apt.log"
+    log "installing ${pkgs[*]} (apt-get)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"; } >"$aptlog" 2>&1; then
+        tail -n 20 "$aptlog" >&2
+        die "apt-get install ${pkgs[*]} failed (are you root? full log: $aptlog)"
+    fi
+}
 
 # ---------------------------------------------------------------- python
-PY=python3
-command -v "$PY" >/dev/null 2>&1 || die "python3 not found (apt-get install -y python3 python3-venv)"
-
-# Debian's own python3 refuses `pip install` (PEP 668, EXTERNALLY-MANAGED).
-# In that case use a private virtualenv inside the cache folder instead.
-if "$PY" - <<'EOF' 2>/dev/null
+# Debian's own python3 refuses `pip install` (PEP 668, EXTERNALLY-MANAGED); there a
+# private virtualenv inside the cache folder is used instead.
+PY=""
+ensure_python() {
+    [ -n "$PY" ] && return 0
+    PY=python3
+    command -v "$PY" >/dev/null 2>&1 || die "python3 not found (apt-get install -y python3 python3-venv)"
+    if "$PY" - <<'EOF' 2>/dev/null
 import os, sys, sysconfig
 marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
 sys.exit(0 if (os.path.exists(marker) and sys.prefix == sys.base_prefix) else 1)
 EOF
-then
-    VENV="$CACHE/venv"
-    if ! "$VENV/bin/python3" -m pip --version >/dev/null 2>&1; then
-        log "python3 is externally managed; creating a virtualenv at $VENV"
-        rm -rf -- "$VENV"
-        if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-            log "installing python3-venv (apt)"
-            apt-get update -qq >&2 || die "apt-get update failed"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
-                || die "apt-get install python3-venv failed"
-            rm -rf -- "$VENV"
-            "$PY" -m venv "$VENV" || die "cannot create virtualenv $VENV"
+    then
+        local venv="$CACHE/venv"
+        if ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
+            log "python3 is externally managed (PEP 668); creating a virtualenv at $venv"
+            rm -rf -- "$venv"
+            if ! "$PY" -m venv "$venv" >/dev/null 2>&1; then
+                apt_install python3-venv
+                rm -rf -- "$venv"
+                "$PY" -m venv "$venv" >&2 || die "cannot create virtualenv $venv"
+            fi
         fi
+        PY="$venv/bin/python3"
     fi
-    PY="$VENV/bin/python3"
-fi
-"$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available for $PY (apt-get install -y python3-pip)"
+    "$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available for $PY (apt-get install -y python3-pip)"
+}
 
 pip_install() {
     "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@" >&2 \
@@ -87,33 +122,28 @@ pip_install() {
 }
 
 # ---------------------------------------------------------------- llama-server
-SERVER_DIR="$CACHE/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION"
-SERVER_BIN="$SERVER_DIR/llama-server"
-
-server_ok() { [ -x "$SERVER_BIN" ] && "$SERVER_BIN" --version >/dev/null 2>&1; }
-
 if server_ok; then
-    log "llama-server cached: $SERVER_BIN"
+    log "cached: $SERVER_BIN"
 else
+    [ -e "$SERVER_BIN" ] && log "cached llama-server does not run; rebuilding"
+    ensure_python
     if ! command -v cmake >/dev/null 2>&1; then
-        log "installing cmake (apt)"
-        apt-get update -qq >&2 || die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >&2 || die "apt-get install cmake failed"
-        command -v cmake >/dev/null 2>&1 || die "cmake still missing after apt-get install"
+        apt_install cmake
+        command -v cmake >/dev/null 2>&1 || die "cmake still missing after apt-get install cmake"
     fi
     command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 \
         || die "no C++ compiler (apt-get install -y g++)"
 
     new_tmp
-    log "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION sdist (about 75 MB)..."
-    # `--no-binary llama-cpp-python`, not `:all:`: the latter also forces pip's
-    # metadata build dependencies (scikit-build-core, and cmake when pip wants it)
-    # to be compiled from source.
+    log "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION sdist from PyPI (about 75 MB)..."
+    # `--no-binary llama-cpp-python`, not `--no-binary :all:`: the latter also applies to
+    # the build dependencies pip installs to read the sdist's metadata, and makes pip
+    # compile cmake (and more) from source.
     "$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
         --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$WORK/dl" >&2 \
         || die "pip download llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION failed"
-    SDIST="$(ls "$WORK"/dl/llama_cpp_python-"$LLAMA_CPP_PYTHON_VERSION".tar.gz 2>/dev/null | head -n1)"
-    [ -n "$SDIST" ] || die "sdist not found in $WORK/dl"
+    SDIST="$WORK/dl/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
+    [ -f "$SDIST" ] || die "sdist not found in $WORK/dl"
 
     log "unpacking llama.cpp sources..."
     tar -xzf "$SDIST" -C "$WORK" "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp" \
@@ -123,9 +153,9 @@ else
     [ -f "$SRC/CMakeLists.txt" ] || die "no llama.cpp tree in the sdist ($SRC)"
 
     log "configuring llama-server..."
-    # GGML_NATIVE=OFF: a portable AVX2/FMA build, so the cached binary runs on any
-    # x86-64-v3 CPU. LLAMA_USE_PREBUILT_UI=OFF: otherwise the build tries to
-    # download the web UI, which fails without general network access.
+    # GGML_NATIVE=OFF: a portable AVX2/FMA build, so the cached binary also runs on other
+    # x86-64-v3 CPUs. LLAMA_USE_PREBUILT_UI=OFF: otherwise the build tries to download the
+    # web UI, which fails without general network access (LLAMA_BUILD_UI/APP: not needed).
     cmake -S "$SRC" -B "$WORK/build" \
         -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=OFF \
@@ -146,9 +176,10 @@ else
         || { tail -n 60 "$WORK/build.log" >&2; die "llama-server build failed"; }
     log "build took $(( $(date +%s) - start )) s"
 
-    BUILT="$(find "$WORK/build" -type f -name llama-server -perm -u+x | head -n1)"
-    [ -n "$BUILT" ] || die "build finished but no llama-server binary found"
-    "$BUILT" --version >/dev/null 2>&1 || die "built llama-server does not run (--version failed)"
+    BUILT="$WORK/build/bin/llama-server"
+    [ -x "$BUILT" ] || BUILT="$(find "$WORK/build" -type f -name llama-server -perm -u+x | head -n1)"
+    [ -n "$BUILT" ] && [ -x "$BUILT" ] || die "build finished but no llama-server binary found"
+    "$BUILT" --version >/dev/null 2>&1 || die "the built llama-server does not run (--version failed)"
 
     mkdir -p "$SERVER_DIR"
     cp "$BUILT" "$SERVER_DIR/.llama-server.tmp.$$"
@@ -156,28 +187,22 @@ else
     mv -f "$SERVER_DIR/.llama-server.tmp.$$" "$SERVER_BIN"
     rm -rf -- "$WORK"
     server_ok || die "cached llama-server does not run: $SERVER_BIN"
-    log "llama-server ready: $SERVER_BIN ($("$SERVER_BIN" --version 2>&1 | grep -m1 -i version || true))"
+    log "llama-server ready: $SERVER_BIN ($("$SERVER_BIN" --version 2>&1 | grep -m1 -i '^version' || true))"
 fi
 
 # ---------------------------------------------------------------- tiny GGUF
-GEN="$HERE/make_tiny_gguf.py"
-[ -f "$GEN" ] || die "generator not found: $GEN"
-GEN_VERSION="$(sed -n 's/^GENERATOR_VERSION *= *\([0-9][0-9]*\).*/\1/p' "$GEN" | head -n1)"
-[ -n "$GEN_VERSION" ] || die "no GENERATOR_VERSION in $GEN"
-MODEL="$CACHE/tiny-v$GEN_VERSION.gguf"
-
 if [ -s "$MODEL" ]; then
-    log "tiny model cached: $MODEL"
+    log "cached: $MODEL"
 else
-    have_gguf="$("$PY" -c 'import importlib.metadata as m, numpy, gguf; print(m.version("gguf"))' 2>/dev/null || true)"
+    ensure_python
+    if ! "$PY" -c 'import numpy' >/dev/null 2>&1; then
+        log "installing numpy==$NUMPY_VERSION (pip)"
+        pip_install "numpy==$NUMPY_VERSION"
+    fi
+    have_gguf="$("$PY" -c 'import importlib.metadata as m, gguf; print(m.version("gguf"))' 2>/dev/null || true)"
     if [ "$have_gguf" != "$GGUF_VERSION" ]; then
-        if "$PY" -c 'import numpy' >/dev/null 2>&1; then
-            log "installing gguf==$GGUF_VERSION (pip)"
-            pip_install "gguf==$GGUF_VERSION"
-        else
-            log "installing gguf==$GGUF_VERSION numpy==$NUMPY_VERSION (pip)"
-            pip_install "gguf==$GGUF_VERSION" "numpy==$NUMPY_VERSION"
-        fi
+        log "installing gguf==$GGUF_VERSION (pip)"
+        pip_install "gguf==$GGUF_VERSION"
     fi
     log "writing tiny model..."
     "$PY" "$GEN" "$MODEL.tmp.$$" >&2 || { rm -f -- "$MODEL.tmp.$$"; die "make_tiny_gguf.py failed"; }
@@ -185,5 +210,4 @@ else
     log "tiny model ready: $MODEL ($(wc -c <"$MODEL") bytes)"
 fi
 
-printf 'HEARTH_LLAMA_SERVER=%s\n' "$SERVER_BIN"
-printf 'HEARTH_TINY_GGUF=%s\n' "$MODEL"
+finish

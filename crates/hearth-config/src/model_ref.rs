@@ -392,6 +392,27 @@ impl Config {
         out
     }
 
+    /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
+    /// `agents.defaults.models[ref].params` < the agent's `params`.
+    pub fn params_for(
+        &self,
+        agent: Option<&str>,
+        model_ref: &ModelRef,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let layers = [
+            self.defaults.params.as_ref(),
+            self.model_settings.get(model_ref).and_then(|s| s.params.as_ref()),
+            agent.and_then(|id| self.agents.get(id)).and_then(|a| a.params.as_ref()),
+        ];
+        let mut out = serde_json::Map::new();
+        for layer in layers.into_iter().flatten() {
+            if let serde_json::Value::Object(map) = layer {
+                out.extend(map.clone());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// The alias of a ref, if one is configured.
     pub fn alias_of(&self, model_ref: &ModelRef) -> Option<&str> {
         self.aliases

@@ -19,6 +19,8 @@ pub enum End {
     Disconnect,
     /// Nothing more is sent, and the connection stays open until the test ends.
     Stall,
+    /// Not even the status line is sent: the request is read and never answered.
+    NoResponse,
 }
 
 /// A piece of a reply body, or a pause.
@@ -112,6 +114,12 @@ impl Reply {
             Step::Pause(pause),
             Step::Bytes(body[at..].to_vec()),
         ];
+        self
+    }
+
+    /// Reads the request and never answers (not even headers).
+    pub fn stall_before_headers(mut self) -> Self {
+        self.end = End::NoResponse;
         self
     }
 
@@ -248,6 +256,10 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) -> std::io::Result<()
         Reply::json(500, r#"{"error":{"message":"fake upstream: no reply scripted"}}"#)
     });
 
+    if reply.end == End::NoResponse {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return Ok(());
+    }
     let mut head = format!(
         "HTTP/1.1 {} Scripted\r\ntransfer-encoding: chunked\r\nconnection: close\r\n",
         reply.status
@@ -276,7 +288,7 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) -> std::io::Result<()
             socket.flush().await?;
         }
         End::Disconnect => {}
-        End::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
+        End::Stall | End::NoResponse => tokio::time::sleep(Duration::from_secs(3600)).await,
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use hearth_config::{Api, Env, Provider};
+use hearth_config::{Api, Env, Provider, SecretString};
 use hearth_wire::ndjson::{NdjsonDecoder, NdjsonItem};
 use hearth_wire::sse::{SseDecoder, SseItem};
 
@@ -87,11 +87,23 @@ impl Client {
         prompt: &Prompt,
         env: &dyn Env,
     ) -> Result<EventStream, UpstreamError> {
+        self.send_with_key(target, prompt, env, None).await
+    }
+
+    /// Like [`Client::send`], with one credential of the provider's rotation chosen by the
+    /// caller (`None`: the provider's `apiKey`).
+    pub async fn send_with_key(
+        &self,
+        target: &Target<'_>,
+        prompt: &Prompt,
+        env: &dyn Env,
+        key: Option<&SecretString>,
+    ) -> Result<EventStream, UpstreamError> {
         let provider = target.provider;
         let api = target.model.api;
         let body = encode(prompt, target);
         let mut request = self.http.post(Self::endpoint(provider, api)).json(&body);
-        request = authorize(request, provider, api, env)?;
+        request = authorize(request, provider, api, env, key)?;
         if !prompt.stream {
             request = request.timeout(self.idle);
         }
@@ -161,14 +173,15 @@ fn authorize(
     provider: &Provider,
     api: Api,
     env: &dyn Env,
+    chosen: Option<&SecretString>,
 ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-    let key = match &provider.api_key {
-        Some(secret) => match secret.resolve(env) {
+    let key = match (chosen, &provider.api_key) {
+        (Some(k), _) => Some(k.clone()),
+        (None, None) => None,
+        (None, Some(secret)) => match secret.resolve(env) {
             Ok(key) => key,
-            Err(e) if provider.is_local() => {
-                let _ = e;
-                None
-            }
+            // Local servers mostly need no key: a missing variable just means none is sent.
+            Err(_) if provider.is_local() => None,
             Err(e) => {
                 return Err(UpstreamError::new(
                     ErrorClass::Auth,
@@ -176,7 +189,6 @@ fn authorize(
                 ));
             }
         },
-        None => None,
     };
     if let Some(key) = key {
         request = match api {

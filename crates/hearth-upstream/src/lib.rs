@@ -9,9 +9,40 @@ pub mod encode;
 pub mod event;
 pub mod prompt;
 pub mod reasoning;
+pub mod router;
 pub mod usage;
 
 pub use client::{Client, EventStream};
 pub use encode::Target;
 pub use event::{ErrorClass, Event, FinishReason, Overflow, UpstreamError, Usage};
 pub use prompt::{Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice};
+pub use router::{Answer, Attempt, Failure, Router, RunOptions};
+
+use hearth_config::{Env, Model, ModelRef, Provider, Secret, SecretString};
+
+/// The ref of a resolved row.
+pub fn model_ref_of(provider: &Provider, model: &Model) -> ModelRef {
+    ModelRef::new(&provider.id, &model.id)
+}
+
+/// A provider's credentials in rotation order: its `apiKey`, then, when that key comes from a
+/// variable `VAR`, the keys listed in `VARS` (separated by commas, semicolons or spaces).
+/// Duplicates are tried once. Empty when no key is available.
+pub fn secret_keys(provider: &Provider, env: &dyn Env) -> Vec<SecretString> {
+    let mut keys: Vec<SecretString> = Vec::new();
+    let Some(secret) = &provider.api_key else { return keys };
+    if let Ok(Some(key)) = secret.resolve(env) {
+        keys.push(key);
+    }
+    if let Secret::Env(var) = secret
+        && let Some(list) = env.var(&format!("{var}S"))
+    {
+        for key in list.split([',', ';', ' ', '\n', '\t']).map(str::trim).filter(|k| !k.is_empty())
+        {
+            if !keys.iter().any(|k| k.expose() == key) {
+                keys.push(SecretString::new(key.to_owned()));
+            }
+        }
+    }
+    keys
+}

@@ -4,15 +4,16 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use futures::StreamExt;
-use hearth_config::{Config, Env};
-use hearth_upstream::{Client, Event, Prompt, Target, UpstreamError, Usage};
+use hearth_config::{Config, Env, ModelRef};
+use hearth_upstream::{Event, Prompt, Router, RunOptions, UpstreamError, Usage};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Model ref (`provider/model`) or alias. Strict: no fallback.
+    /// Model ref (`provider/model`) or alias; strict (no fallback). Default: the configured
+    /// default chain, with its fallbacks.
     #[arg(long, value_name = "REF")]
-    pub model: String,
+    pub model: Option<String>,
     /// The user message.
     #[arg(long, value_name = "TEXT")]
     pub prompt: String,
@@ -44,9 +45,9 @@ struct Collected {
 }
 
 /// Runs the call; returns the exit code (0 ok, 1 model failure or no text).
-pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Result<u8> {
-    let resolved = match config.resolve_ref(&args.model) {
-        Ok(r) => r,
+pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> anyhow::Result<u8> {
+    let chain = match config.candidate_chain(None, args.model.as_deref(), args.model.is_some()) {
+        Ok(c) => c,
         Err(e) => {
             let mut err = std::io::stderr().lock();
             writeln!(err, "error: {e}")?;
@@ -56,27 +57,26 @@ pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Resu
             return Ok(1);
         }
     };
-    let provider = resolved.provider;
-    let model = &resolved.model;
     let mut prompt = Prompt::text(args.system.as_deref(), &args.prompt);
     prompt.stream = args.stream;
     prompt.max_tokens = args.max_tokens;
-    let params = config
-        .model_settings
-        .get(&resolved.model_ref)
-        .and_then(|s| s.params.as_ref())
-        .and_then(|p| p.as_object());
-    let target = Target { provider, model, params };
+    let params_for = |r: &ModelRef| config.params_for(None, r);
 
     let started = Instant::now();
     let mut collected = Collected::default();
     let live = args.stream && !args.json;
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    match Client::new(provider) {
-        Err(e) => collected.error = Some(e),
-        Ok(client) => match client.send(&target, &prompt, env).await {
-            Err(e) => collected.error = Some(e),
-            Ok(mut events) => {
+    let router = Router::new();
+    let mut answered_by: Option<ModelRef> = None;
+    let attempts =
+        match router.run(config, &chain, &prompt, &params_for, env, RunOptions::default()).await {
+            Err(failure) => {
+                collected.error = Some(failure.last.clone());
+                failure.attempts
+            }
+            Ok(answer) => {
+                answered_by = Some(answer.model_ref.clone());
+                let mut events = answer.events;
                 while let Some(event) = events.next().await {
                     match event {
                         Event::TextDelta(t) => {
@@ -105,12 +105,15 @@ pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Resu
                         Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) => {}
                     }
                 }
+                answer.attempts
             }
-        },
-    }
+        };
+    let last_ref = answered_by.clone().or_else(|| attempts.last().map(|a| a.model_ref.clone()));
+    let resolved = last_ref.as_ref().and_then(|r| config.resolve_ref(&r.to_string()).ok());
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let ok = collected.error.is_none() && !collected.text.trim().is_empty();
-    let cost_usd = match (collected.usage, model.cost) {
+    let model_cost = resolved.as_ref().and_then(|r| r.model.cost);
+    let cost_usd = match (collected.usage, model_cost) {
         (Some(u), Some(c)) => Some(hearth_upstream::usage::cost_usd(&u, &c)),
         _ => None,
     };
@@ -118,19 +121,21 @@ pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Resu
     if args.json {
         let envelope = json!({
             "ok": ok,
-            "provider": provider.id,
-            "model": model.id,
-            "ref": resolved.model_ref.to_string(),
-            "api": model.api.as_str(),
-            "attempts": [{
-                "provider": provider.id,
-                "model": model.id,
-                "outcome": if collected.error.is_some() { "error" } else { "ok" },
-                "errorClass": collected.error.as_ref().map(|e| e.class.as_str()),
-                "status": collected.error.as_ref().and_then(|e| e.status),
-                "error": collected.error.as_ref().map(|e| e.message.clone()),
-                "ms": elapsed_ms,
-            }],
+            "provider": resolved.as_ref().map(|r| r.provider.id.clone()),
+            "model": resolved.as_ref().map(|r| r.model.id.clone()),
+            "ref": last_ref.as_ref().map(ToString::to_string),
+            "api": resolved.as_ref().map(|r| r.model.api.as_str()),
+            "chain": chain.candidates.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "attempts": attempts.iter().map(|a| json!({
+                "provider": a.model_ref.provider,
+                "model": a.model_ref.model,
+                "outcome": a.outcome(),
+                "errorClass": a.error.as_ref().map(|e| e.class.as_str()),
+                "status": a.error.as_ref().and_then(|e| e.status),
+                "error": a.error.as_ref().map(|e| e.message.clone()),
+                "ms": a.elapsed.as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "error": collected.error.as_ref().map(|e| json!({"class": e.class.as_str(), "message": e.message})),
             "outputs": {"text": collected.text, "reasoning": collected.reasoning},
             "finishReason": collected.finish,
             "usage": collected.usage.map(|u| json!({
@@ -163,12 +168,28 @@ pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Resu
         let mut err = std::io::stderr().lock();
         match &collected.error {
             Some(e) => {
+                for a in attempts.iter().filter(|a| a.error.is_some()) {
+                    if let Some(ae) = &a.error {
+                        writeln!(
+                            err,
+                            "attempt {}: {} ({}, {} ms)",
+                            a.model_ref,
+                            ae.message,
+                            ae.class.as_str(),
+                            a.elapsed.as_millis()
+                        )?;
+                    }
+                }
                 writeln!(err, "error: {} ({}) after {elapsed_ms} ms", e.message, e.class.as_str())?;
-                if let Some(hint) = hint(e, provider) {
+                if let Some(hint) = resolved.as_ref().and_then(|r| hint(e, r.provider)) {
                     writeln!(err, "  = help: {hint}")?;
                 }
             }
-            None if !ok => writeln!(err, "error: {} returned no text", resolved.model_ref)?,
+            None if !ok => writeln!(
+                err,
+                "error: {} returned no text",
+                last_ref.as_ref().map_or(String::new(), ToString::to_string)
+            )?,
             None => {
                 let usage = collected.usage.map_or(String::new(), |u| {
                     format!(
@@ -179,12 +200,14 @@ pub async fn run(config: &Config, args: &RunArgs, env: &dyn Env) -> anyhow::Resu
                     )
                 });
                 let cost = cost_usd.map_or(String::new(), |c| format!(", ${c:.6}"));
-                writeln!(
-                    err,
-                    "{} via {} in {elapsed_ms} ms{usage}{cost}",
-                    resolved.model_ref,
-                    model.api.as_str()
-                )?;
+                let api = resolved.as_ref().map_or("", |r| r.model.api.as_str());
+                let who = last_ref.as_ref().map_or(String::new(), ToString::to_string);
+                let fell_back = if attempts.len() > 1 {
+                    format!(" after {} attempts", attempts.len())
+                } else {
+                    String::new()
+                };
+                writeln!(err, "{who} via {api} in {elapsed_ms} ms{fell_back}{usage}{cost}")?;
             }
         }
     }

@@ -122,3 +122,61 @@ fn unreachable_server_is_a_failure_with_a_hint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn default_chain_fails_over_when_the_first_server_dies() {
+    let first = LlamaServer::start(512)
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let second = LlamaServer::start(512).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  agents: {{ defaults: {{ model: {{ primary: "first/tiny", fallbacks: ["second/tiny"] }} }} }},
+  models: {{ mode: "replace", providers: {{
+    first: {{ baseUrl: "{}/v1", models: [{{ id: "tiny", maxTokens: 8 }}] }},
+    second: {{ baseUrl: "{}/v1", models: [{{ id: "tiny", maxTokens: 8 }}] }},
+  }} }},
+}}"#,
+            first.origin(),
+            second.origin()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = hearth()
+            .args(["infer", "model", "run", "--prompt", "hi", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    let (code, v) = run();
+    assert_eq!((code, v["ref"].as_str()), (Some(0), Some("first/tiny")), "{v}");
+    drop(first);
+    let (code, v) = run();
+    assert_eq!((code, v["ref"].as_str()), (Some(0), Some("second/tiny")), "{v}");
+    assert_eq!(v["attempts"][0]["errorClass"], "connect");
+    assert_eq!(v["attempts"][1]["outcome"], "ok");
+    // With --model the run is strict: no fallback.
+    let out = hearth()
+        .args([
+            "infer",
+            "model",
+            "run",
+            "--model",
+            "first/tiny",
+            "--prompt",
+            "hi",
+            "--json",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1);
+}

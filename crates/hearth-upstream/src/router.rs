@@ -1,0 +1,586 @@
+//! The router: runs a candidate chain with failover, cooldowns and retries, and hands back the
+//! first candidate's stream that produced output.
+//!
+//! Invariant 1: failover happens only before the first event is handed to the caller. Once
+//! `Router::run` returns `Ok`, a later upstream failure arrives as a terminal `Event::Error` in
+//! the stream; it is never turned into a silently shorter success.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hearth_config::{Chain, Config, Env, ModelRef};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::client::{Client, EventStream};
+use crate::encode::Target;
+use crate::event::{ErrorClass, Event, UpstreamError};
+use crate::prompt::Prompt;
+use crate::secret_keys;
+
+/// Rate-limit cooldown schedule by consecutive failures: 30 s, 60 s, then 300 s.
+pub const RATE_LIMIT_COOLDOWNS: [Duration; 3] =
+    [Duration::from_secs(30), Duration::from_secs(60), Duration::from_secs(300)];
+/// A `Retry-After` up to this long is honoured; longer means fail over now.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Whole-chain retries when every candidate was only overloaded.
+pub const OVERLOAD_RETRIES: u32 = 10;
+/// First delay of the overload retry; doubles up to [`OVERLOAD_RETRY_CAP`].
+pub const OVERLOAD_RETRY_BASE: Duration = Duration::from_millis(2500);
+pub const OVERLOAD_RETRY_CAP: Duration = Duration::from_secs(30);
+/// Billing failures disable a credential for 5 h, doubling to 24 h.
+pub const BILLING_DISABLE: Duration = Duration::from_secs(5 * 3600);
+pub const BILLING_DISABLE_CAP: Duration = Duration::from_secs(24 * 3600);
+/// Auth failures cool a credential down for 10 min, doubling to 60 min.
+pub const AUTH_COOLDOWN: Duration = Duration::from_secs(600);
+pub const AUTH_COOLDOWN_CAP: Duration = Duration::from_secs(3600);
+/// A refused connection or a timeout cools the provider down briefly.
+pub const CONNECT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Failure counters reset after this long without failures.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// While a server says it is loading a model, poll it this often (up to its timeout).
+pub const LOADING_POLL: Duration = Duration::from_secs(1);
+/// How long to wait for a loading model when the provider sets no `timeoutSeconds`.
+pub const LOADING_WAIT: Duration = Duration::from_secs(120);
+
+/// What happened to one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub model_ref: ModelRef,
+    /// `None`: the candidate answered (its stream was handed out).
+    pub error: Option<UpstreamError>,
+    /// Skipped without a request (in cooldown).
+    pub skipped: bool,
+    pub elapsed: Duration,
+}
+
+impl Attempt {
+    pub fn outcome(&self) -> &'static str {
+        match (&self.error, self.skipped) {
+            (_, true) => "skipped",
+            (None, false) => "ok",
+            (Some(_), false) => "error",
+        }
+    }
+}
+
+/// A candidate answered: its stream, with the attempts that led to it.
+pub struct Answer {
+    pub model_ref: ModelRef,
+    pub attempts: Vec<Attempt>,
+    /// Starts with the first event the candidate produced.
+    pub events: EventStream,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("model_ref", &self.model_ref)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// No candidate answered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", summary(.attempts))]
+pub struct Failure {
+    pub attempts: Vec<Attempt>,
+    /// The error that ended the run (the last real one).
+    pub last: UpstreamError,
+    /// When the soonest cooldown among the candidates ends, if any is cooling down.
+    pub retry_in: Option<Duration>,
+}
+
+fn summary(attempts: &[Attempt]) -> String {
+    let parts: Vec<String> = attempts
+        .iter()
+        .map(|a| match (&a.error, a.skipped) {
+            (_, true) => format!("{}: skipped (cooling down)", a.model_ref),
+            (Some(e), _) => format!("{}: {}", a.model_ref, e),
+            (None, _) => format!("{}: ok", a.model_ref),
+        })
+        .collect();
+    format!("no model could answer ({})", parts.join("; "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    /// One model on one credential (rate limits, overload).
+    Model,
+    /// Every model of the provider on one credential (auth, billing, connect).
+    Provider,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Health {
+    until: Option<Instant>,
+    reason: Option<ErrorClass>,
+    count: u32,
+    last_failure: Option<Instant>,
+}
+
+/// Cooldown state of one (provider, model, credential), for `models status` and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CooldownView {
+    pub provider: String,
+    /// `None`: the whole provider (on that credential).
+    pub model: Option<String>,
+    pub credential: usize,
+    pub reason: ErrorClass,
+    pub remaining: Duration,
+    pub failures: u32,
+}
+
+type Key = (String, Option<String>, usize);
+
+/// Runs candidate chains. One per gateway; cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Router {
+    clients: Mutex<HashMap<String, Client>>,
+    health: Mutex<HashMap<Key, Health>>,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// The whole run (all attempts, waits and retries) ends by then.
+    pub deadline: Option<Instant>,
+    /// Whole-chain retries when every candidate was only overloaded (0: none).
+    pub overload_retries: u32,
+    /// First delay of those retries; doubles up to [`OVERLOAD_RETRY_CAP`].
+    pub overload_base: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            deadline: None,
+            overload_retries: OVERLOAD_RETRIES,
+            overload_base: OVERLOAD_RETRY_BASE,
+        }
+    }
+}
+
+enum Step {
+    Answered(Box<Answer>),
+    Failed(UpstreamError),
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    fn client(&self, provider: &hearth_config::Provider) -> Result<Client, UpstreamError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| UpstreamError::new(ErrorClass::ServerError, "router state poisoned"))?;
+        if let Some(c) = clients.get(&provider.id) {
+            return Ok(c.clone());
+        }
+        let client = Client::new(provider)?;
+        clients.insert(provider.id.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Current cooldowns (for status pages and metrics).
+    pub fn cooldowns(&self) -> Vec<CooldownView> {
+        let now = Instant::now();
+        let Ok(health) = self.health.lock() else { return Vec::new() };
+        let mut out: Vec<CooldownView> = health
+            .iter()
+            .filter_map(|((provider, model, credential), h)| {
+                let until = h.until.filter(|u| *u > now)?;
+                Some(CooldownView {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    credential: *credential,
+                    reason: h.reason?,
+                    remaining: until - now,
+                    failures: h.count,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        out
+    }
+
+    /// When (provider, model, credential) may be tried again; `None` when it may now.
+    fn cooling_until(&self, provider: &str, model: &str, credential: usize) -> Option<Instant> {
+        let now = Instant::now();
+        let health = self.health.lock().ok()?;
+        let model_until = health
+            .get(&(provider.to_owned(), Some(model.to_owned()), credential))
+            .and_then(|h| h.until);
+        let provider_until =
+            health.get(&(provider.to_owned(), None, credential)).and_then(|h| h.until);
+        [model_until, provider_until].into_iter().flatten().filter(|u| *u > now).max()
+    }
+
+    fn record_success(&self, provider: &str, model: &str, credential: usize) {
+        if let Ok(mut health) = self.health.lock() {
+            health.remove(&(provider.to_owned(), Some(model.to_owned()), credential));
+            health.remove(&(provider.to_owned(), None, credential));
+        }
+    }
+
+    /// Records a failure and returns the cooldown it started, if any.
+    fn record_failure(
+        &self,
+        provider: &str,
+        model: &str,
+        credential: usize,
+        error: &UpstreamError,
+    ) -> Option<Duration> {
+        let (scope, base, cap, schedule): (Scope, Duration, Duration, Option<&[Duration]>) =
+            match error.class {
+                ErrorClass::RateLimit => (
+                    Scope::Model,
+                    RATE_LIMIT_COOLDOWNS[0],
+                    RATE_LIMIT_COOLDOWNS[2],
+                    Some(&RATE_LIMIT_COOLDOWNS),
+                ),
+                ErrorClass::Overloaded => (
+                    Scope::Model,
+                    RATE_LIMIT_COOLDOWNS[0],
+                    RATE_LIMIT_COOLDOWNS[2],
+                    Some(&RATE_LIMIT_COOLDOWNS),
+                ),
+                ErrorClass::Billing => {
+                    (Scope::Provider, BILLING_DISABLE, BILLING_DISABLE_CAP, None)
+                }
+                ErrorClass::Auth => (Scope::Provider, AUTH_COOLDOWN, AUTH_COOLDOWN_CAP, None),
+                ErrorClass::Connect | ErrorClass::Timeout => {
+                    (Scope::Provider, CONNECT_COOLDOWN, CONNECT_COOLDOWN, None)
+                }
+                _ => return None,
+            };
+        let key: Key =
+            (provider.to_owned(), (scope == Scope::Model).then(|| model.to_owned()), credential);
+        let now = Instant::now();
+        let mut health = self.health.lock().ok()?;
+        let h = health.entry(key).or_default();
+        if h.last_failure.is_some_and(|t| now.duration_since(t) > FAILURE_WINDOW) {
+            h.count = 0;
+        }
+        h.count += 1;
+        h.last_failure = Some(now);
+        let mut cooldown = match schedule {
+            Some(s) => s[(h.count as usize - 1).min(s.len() - 1)],
+            None => base.saturating_mul(1 << (h.count - 1).min(8)).min(cap),
+        };
+        if let Some(retry_after) = error.retry_after {
+            cooldown = cooldown.max(retry_after);
+        }
+        h.until = Some(now + cooldown);
+        h.reason = Some(error.class);
+        Some(cooldown)
+    }
+
+    /// Runs `chain`: each candidate in order (skipping those cooling down), failing over on
+    /// failover-eligible errors before anything was produced; the whole chain again (with
+    /// backoff) when every candidate was only overloaded. `params_for` gives the merged params
+    /// of a candidate.
+    pub async fn run(
+        &self,
+        config: &Config,
+        chain: &Chain,
+        prompt: &Prompt,
+        params_for: &(dyn Fn(&ModelRef) -> Option<Map<String, Value>> + Sync),
+        env: &(dyn Env + Sync),
+        options: RunOptions,
+    ) -> Result<Answer, Failure> {
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut retry = 0u32;
+        loop {
+            let mut last: Option<UpstreamError> = None;
+            let mut only_overloaded = true;
+            let mut tried_any = false;
+            let mut soonest: Option<Instant> = None;
+            let all_cooling =
+                chain.candidates.iter().all(|r| self.candidate_cooling(config, r, env).is_some());
+            for (idx, model_ref) in chain.candidates.iter().enumerate() {
+                // When every candidate cools down, the first one is probed anyway, so a turn is
+                // never refused only because of old failures.
+                let probe = all_cooling && idx == 0;
+                match self
+                    .try_candidate(
+                        config,
+                        model_ref,
+                        prompt,
+                        params_for,
+                        env,
+                        options,
+                        probe,
+                        &mut attempts,
+                    )
+                    .await
+                {
+                    Step::Answered(answer) => {
+                        let mut answer = *answer;
+                        answer.attempts = attempts;
+                        return Ok(answer);
+                    }
+                    Step::Failed(error) => {
+                        if attempts.last().is_some_and(|a| a.skipped) {
+                            if let Some(until) = self.candidate_cooling(config, model_ref, env) {
+                                soonest = Some(soonest.map_or(until, |s: Instant| s.min(until)));
+                            }
+                        } else {
+                            tried_any = true;
+                            if error.class != ErrorClass::Overloaded {
+                                only_overloaded = false;
+                            }
+                        }
+                        let terminal = !error.class.is_failover_eligible();
+                        last = Some(error);
+                        if terminal {
+                            break;
+                        }
+                    }
+                }
+                if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                    last = Some(UpstreamError::new(
+                        ErrorClass::Timeout,
+                        "the run's time budget ran out",
+                    ));
+                    break;
+                }
+            }
+            let last = last.unwrap_or_else(|| {
+                UpstreamError::new(ErrorClass::ServerError, "the candidate chain is empty")
+            });
+            if tried_any
+                && only_overloaded
+                && last.class == ErrorClass::Overloaded
+                && retry < options.overload_retries
+            {
+                let delay =
+                    options.overload_base.saturating_mul(1 << retry.min(8)).min(OVERLOAD_RETRY_CAP);
+                if options.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                    return Err(Failure { attempts, last, retry_in: None });
+                }
+                retry += 1;
+                // The overloaded candidates' cooldowns must not block the retry.
+                self.clear_class(ErrorClass::Overloaded);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let retry_in = soonest.map(|s| s.saturating_duration_since(Instant::now()));
+            return Err(Failure { attempts, last, retry_in });
+        }
+    }
+
+    fn clear_class(&self, class: ErrorClass) {
+        if let Ok(mut health) = self.health.lock() {
+            for h in health.values_mut() {
+                if h.reason == Some(class) {
+                    h.until = None;
+                }
+            }
+        }
+    }
+
+    fn candidate_cooling(
+        &self,
+        config: &Config,
+        model_ref: &ModelRef,
+        env: &(dyn Env + Sync),
+    ) -> Option<Instant> {
+        let resolved = config.resolve_ref(&model_ref.to_string()).ok()?;
+        let keys = secret_keys(resolved.provider, env).len().max(1);
+        (0..keys)
+            .map(|k| self.cooling_until(&resolved.provider.id, &resolved.model.id, k))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+    async fn try_candidate(
+        &self,
+        config: &Config,
+        model_ref: &ModelRef,
+        prompt: &Prompt,
+        params_for: &(dyn Fn(&ModelRef) -> Option<Map<String, Value>> + Sync),
+        env: &(dyn Env + Sync),
+        options: RunOptions,
+        probe: bool,
+        attempts: &mut Vec<Attempt>,
+    ) -> Step {
+        let started = Instant::now();
+        let resolved = match config.resolve_ref(&model_ref.to_string()) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = UpstreamError::new(ErrorClass::ModelNotFound, e.to_string());
+                attempts.push(Attempt {
+                    model_ref: model_ref.clone(),
+                    error: Some(error.clone()),
+                    skipped: false,
+                    elapsed: started.elapsed(),
+                });
+                return Step::Failed(error);
+            }
+        };
+        let provider = resolved.provider;
+        let model = &resolved.model;
+        let client = match self.client(provider) {
+            Ok(c) => c,
+            Err(e) => {
+                attempts.push(Attempt {
+                    model_ref: model_ref.clone(),
+                    error: Some(e.clone()),
+                    skipped: false,
+                    elapsed: started.elapsed(),
+                });
+                return Step::Failed(e);
+            }
+        };
+        let params = params_for(model_ref);
+        let target = Target { provider, model, params: params.as_ref() };
+        let keys = secret_keys(provider, env);
+        let key_count = keys.len().max(1);
+        let mut last_error: Option<UpstreamError> = None;
+        let mut any_tried = false;
+        for credential in 0..key_count {
+            if !probe && self.cooling_until(&provider.id, &model.id, credential).is_some() {
+                continue;
+            }
+            any_tried = true;
+            let key = keys.get(credential);
+            let loading_deadline = Instant::now() + provider.timeout.unwrap_or(LOADING_WAIT);
+            loop {
+                let attempt_started = Instant::now();
+                let result = match options.deadline {
+                    Some(d) => match tokio::time::timeout_at(
+                        d,
+                        client.send_with_key(&target, prompt, env, key),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(UpstreamError::new(
+                            ErrorClass::Timeout,
+                            "the run's time budget ran out",
+                        )),
+                    },
+                    None => client.send_with_key(&target, prompt, env, key).await,
+                };
+                let first = match result {
+                    Ok(mut stream) => {
+                        // The wait for the first event is bounded by the run's deadline too.
+                        let next = match options.deadline {
+                            Some(d) => tokio::time::timeout_at(d, stream.next())
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Some(Event::Error(UpstreamError::new(
+                                        ErrorClass::Timeout,
+                                        "the run's time budget ran out",
+                                    )))
+                                }),
+                            None => stream.next().await,
+                        };
+                        Ok((next, stream))
+                    }
+                    Err(e) => Err(e),
+                };
+                let error = match first {
+                    Ok((next, stream)) => match next {
+                        Some(Event::Error(e)) => e,
+                        Some(first) => {
+                            self.record_success(&provider.id, &model.id, credential);
+                            attempts.push(Attempt {
+                                model_ref: model_ref.clone(),
+                                error: None,
+                                skipped: false,
+                                elapsed: attempt_started.elapsed(),
+                            });
+                            let events =
+                                futures::stream::once(async move { first }).chain(stream).boxed();
+                            return Step::Answered(Box::new(Answer {
+                                model_ref: crate::model_ref_of(provider, model),
+                                attempts: Vec::new(),
+                                events,
+                            }));
+                        }
+                        None => UpstreamError::new(
+                            ErrorClass::EmptyResponse,
+                            "the upstream sent nothing",
+                        ),
+                    },
+                    Err(e) => e,
+                };
+                attempts.push(Attempt {
+                    model_ref: model_ref.clone(),
+                    error: Some(error.clone()),
+                    skipped: false,
+                    elapsed: attempt_started.elapsed(),
+                });
+                // A server loading the model is waited for (cold start), then given up on.
+                if error.class == ErrorClass::Loading
+                    && Instant::now() + LOADING_POLL < loading_deadline
+                {
+                    tokio::time::sleep(
+                        error.retry_after.unwrap_or(LOADING_POLL).min(Duration::from_secs(5)),
+                    )
+                    .await;
+                    continue;
+                }
+                self.record_failure(&provider.id, &model.id, credential, &error);
+                let rotate = matches!(
+                    error.class,
+                    ErrorClass::RateLimit
+                        | ErrorClass::Auth
+                        | ErrorClass::Billing
+                        | ErrorClass::Overloaded
+                );
+                last_error = Some(error);
+                if !rotate {
+                    return Step::Failed(last_error.unwrap_or_else(|| {
+                        UpstreamError::new(ErrorClass::ServerError, "unknown failure")
+                    }));
+                }
+                break;
+            }
+        }
+        if !any_tried {
+            let until = self.candidate_cooling(config, model_ref, env);
+            let reason = {
+                let health = self.health.lock().ok();
+                health.and_then(|h| {
+                    h.iter()
+                        .filter(|((p, m, _), _)| {
+                            p == &provider.id && m.as_deref().is_none_or(|m| m == model.id)
+                        })
+                        .find_map(|(_, v)| v.reason)
+                })
+            };
+            let remaining =
+                until.map(|u| u.saturating_duration_since(Instant::now())).unwrap_or_default();
+            let mut error = UpstreamError::new(
+                reason.unwrap_or(ErrorClass::RateLimit),
+                format!(
+                    "cooling down for {}s after {}",
+                    remaining.as_secs(),
+                    reason.map_or("failures", |r| r.as_str())
+                ),
+            );
+            error.retry_after = Some(remaining);
+            attempts.push(Attempt {
+                model_ref: model_ref.clone(),
+                error: Some(error.clone()),
+                skipped: true,
+                elapsed: Duration::ZERO,
+            });
+            return Step::Failed(error);
+        }
+        Step::Failed(
+            last_error
+                .unwrap_or_else(|| UpstreamError::new(ErrorClass::ServerError, "unknown failure")),
+        )
+    }
+}
