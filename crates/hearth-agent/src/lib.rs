@@ -1,1 +1,6 @@
-//! Not yet implemented: see `docs/ARCHITECTURE.md` for this crate's boundary and the issue that builds it.
+//! One agent turn: prompt assembly, context budget and preflight, compaction, tool policy and
+//! untrusted-content handling.
+
+pub mod budget;
+pub mod compaction;
+pub mod containment;

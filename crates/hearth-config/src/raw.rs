@@ -421,6 +421,20 @@ pub struct RawAgentDefaults {
     /// Global request parameters (lowest precedence).
     pub params: Option<serde_json::Value>,
     pub compaction: Option<RawCompaction>,
+    /// System prompt text for every agent (an agent's own replaces it).
+    pub system_prompt: Option<String>,
+    /// A file whose text is the system prompt (relative to the config file).
+    pub system_prompt_file: Option<Spanned<String>>,
+    /// Which client-supplied tools agents may use.
+    pub tools: Option<RawToolPolicy>,
+}
+
+/// Tool policy: names or `*` patterns; deny wins over allow.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawToolPolicy {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -445,6 +459,12 @@ pub struct RawAgent {
     pub model_policy: Option<RawModelPolicy>,
     pub timeout_seconds: Option<u64>,
     pub params: Option<serde_json::Value>,
+    /// System prompt text (replaces the defaults' prompt).
+    pub system_prompt: Option<String>,
+    /// A file whose text is the system prompt (relative to the config file).
+    pub system_prompt_file: Option<Spanned<String>>,
+    /// Replaces the defaults' tool policy.
+    pub tools: Option<RawToolPolicy>,
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -550,12 +570,19 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
     ("RawModelPolicy", &["allow"]),
     (
         "RawAgentDefaults",
-        &["model", "models", "modelPolicy", "timeoutSeconds", "params", "compaction"],
+        &[
+            "model", "models", "modelPolicy", "timeoutSeconds", "params", "compaction", "systemPrompt",
+            "systemPromptFile", "tools",
+        ],
     ),
+    ("RawToolPolicy", &["allow", "deny"]),
     ("RawCompaction", &["model", "timeoutSeconds"]),
     (
         "RawAgent",
-        &["name", "default", "model", "models", "modelPolicy", "timeoutSeconds", "params"],
+        &[
+            "name", "default", "model", "models", "modelPolicy", "timeoutSeconds", "params",
+            "systemPrompt", "systemPromptFile", "tools",
+        ],
     ),
     ("RawGateway", &["port", "bind", "auth", "http", "mode"]),
     ("RawGatewayAuth", &["mode", "token", "password"]),
@@ -866,9 +893,21 @@ impl Decode for RawAgentDefaults {
             timeout_seconds: obj.get("timeoutSeconds", cx),
             params: object_value(&mut obj, "params", cx),
             compaction: obj.get("compaction", cx),
+            system_prompt: obj.get("systemPrompt", cx),
+            system_prompt_file: obj.get("systemPromptFile", cx),
+            tools: obj.get("tools", cx),
         };
         obj.finish(cx, Unknown::Warn);
         Some(defaults)
+    }
+}
+
+impl Decode for RawToolPolicy {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let policy = RawToolPolicy { allow: obj.get("allow", cx), deny: obj.get("deny", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(policy)
     }
 }
 
@@ -895,6 +934,9 @@ impl Decode for RawAgent {
             model_policy: obj.get("modelPolicy", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),
             params: object_value(&mut obj, "params", cx),
+            system_prompt: obj.get("systemPrompt", cx),
+            system_prompt_file: obj.get("systemPromptFile", cx),
+            tools: obj.get("tools", cx),
         };
         obj.finish(cx, Unknown::Warn);
         Some(agent)
