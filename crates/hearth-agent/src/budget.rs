@@ -39,9 +39,13 @@ pub enum WindowSource {
 impl WindowSource {
     fn setting(self) -> &'static str {
         match self {
-            WindowSource::Server => "the server's context size (e.g. llama-server --ctx-size, Ollama num_ctx)",
+            WindowSource::Server => {
+                "the server's context size (e.g. llama-server --ctx-size, Ollama num_ctx)"
+            }
             WindowSource::ContextTokens => "contextTokens of the model entry",
-            WindowSource::ContextWindow => "contextWindow of the model entry (or the server's context size)",
+            WindowSource::ContextWindow => {
+                "contextWindow of the model entry (or the server's context size)"
+            }
             WindowSource::Default => "contextWindow of the model entry",
         }
     }
@@ -57,7 +61,12 @@ pub enum Preflight {
 
 /// OpenClaw's guard: warn under 8,000 tokens of window (or under 20 % of the native window when
 /// a smaller cap applies), refuse under 4,000.
-pub fn preflight(model_ref: &str, window: u64, native: Option<u64>, source: WindowSource) -> Preflight {
+pub fn preflight(
+    model_ref: &str,
+    window: u64,
+    native: Option<u64>,
+    source: WindowSource,
+) -> Preflight {
     let warn_below = native.map_or(WARN_BELOW, |n| WARN_BELOW.max(n / 5));
     if window < REFUSE_BELOW {
         return Preflight::Refuse(format!(
@@ -90,9 +99,20 @@ mod tests {
 
     #[test]
     fn preflight_thresholds() {
-        assert!(matches!(preflight("p/m", 3000, None, WindowSource::ContextTokens), Preflight::Refuse(m) if m.contains("contextTokens")));
-        assert!(matches!(preflight("p/m", 6000, None, WindowSource::ContextTokens), Preflight::Warn(_)));
+        assert!(
+            matches!(preflight("p/m", 3000, None, WindowSource::ContextTokens), Preflight::Refuse(m) if m.contains("contextTokens"))
+        );
+        assert!(matches!(
+            preflight("p/m", 6000, None, WindowSource::ContextTokens),
+            Preflight::Warn(_)
+        ));
         assert_eq!(preflight("p/m", 8000, None, WindowSource::ContextTokens), Preflight::Ok);
-        assert!(matches!(preflight("p/m", 16000, Some(200_000), WindowSource::ContextTokens), Preflight::Warn(_)), "cap far below native");
+        assert!(
+            matches!(
+                preflight("p/m", 16000, Some(200_000), WindowSource::ContextTokens),
+                Preflight::Warn(_)
+            ),
+            "cap far below native"
+        );
     }
 }

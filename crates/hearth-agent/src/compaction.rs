@@ -13,7 +13,11 @@ pub const KEEP_SHARE: u64 = 2;
 
 /// Tokens of one message, framing included.
 pub fn message_tokens(message: &Message) -> u64 {
-    let calls: u64 = message.tool_calls.iter().map(|c| estimate_tokens(&c.arguments) + estimate_tokens(&c.name)).sum();
+    let calls: u64 = message
+        .tool_calls
+        .iter()
+        .map(|c| estimate_tokens(&c.arguments) + estimate_tokens(&c.name))
+        .sum();
     estimate_tokens(&message.text()) + calls + MESSAGE_OVERHEAD
 }
 
@@ -53,7 +57,8 @@ pub fn plan(messages: &[Message], available: u64) -> Fit {
         used += sizes[idx];
         keep_from = idx;
     }
-    while keep_from > 0 && keep_from < messages.len() - 1 && messages[keep_from].role != Role::User {
+    while keep_from > 0 && keep_from < messages.len() - 1 && messages[keep_from].role != Role::User
+    {
         keep_from += 1;
     }
     if keep_from == 0 {

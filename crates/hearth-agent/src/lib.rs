@@ -4,3 +4,6 @@
 pub mod budget;
 pub mod compaction;
 pub mod containment;
+pub mod turn;
+
+pub use turn::{Agents, Collected, Turn, TurnError, TurnRequest, collect, session_key_for};

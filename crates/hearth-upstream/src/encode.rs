@@ -227,8 +227,9 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
     let mut messages = Vec::new();
     let system_role =
         if native && compat.supports_developer_role == Some(true) { "developer" } else { "system" };
-    for s in &prompt.system {
-        messages.push(json!({"role": system_role, "content": s}));
+    // One system message: many chat templates reject a second one or one that is not first.
+    if let Some(system) = prompt.system_text() {
+        messages.push(json!({"role": system_role, "content": system}));
     }
     for m in &prompt.messages {
         let mut msg = Map::new();
@@ -490,8 +491,8 @@ fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
 
 fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
     let mut messages = Vec::new();
-    for s in &prompt.system {
-        messages.push(json!({"role": "system", "content": s}));
+    if let Some(system) = prompt.system_text() {
+        messages.push(json!({"role": "system", "content": system}));
     }
     for m in &prompt.messages {
         let mut msg = Map::new();
