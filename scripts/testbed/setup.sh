@@ -55,8 +55,12 @@ MODEL="$CACHE/tiny-v$GEN_VERSION.gguf"
 server_ok() { [ -x "$SERVER_BIN" ] && "$SERVER_BIN" --version >/dev/null 2>&1; }
 
 finish() {
+    # The real `openai` and `anthropic` Python SDKs for the client compatibility tests.
+    local sdk_python
+    sdk_python="$(bash "$HERE/python-env.sh" | tail -n 1)" || die "python-env.sh failed"
     printf 'HEARTH_LLAMA_SERVER=%s\n' "$SERVER_BIN"
     printf 'HEARTH_TINY_GGUF=%s\n' "$MODEL"
+    printf 'HEARTH_SDK_PYTHON=%s\n' "$sdk_python"
     exit 0
 }
 

@@ -1,6 +1,6 @@
 //! Agent turns end to end: sessions in SQLite, budget and compaction, containment, with the
 //! real llama-server and the scripted upstream.
-#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers may unwrap")]
+#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

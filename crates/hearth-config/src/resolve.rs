@@ -383,7 +383,11 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         gateway: Gateway::default(),
     };
 
-    config.defaults.system_prompt = system_prompt(defaults_raw.system_prompt.as_ref(), defaults_raw.system_prompt_file.as_ref(), cx);
+    config.defaults.system_prompt = system_prompt(
+        defaults_raw.system_prompt.as_ref(),
+        defaults_raw.system_prompt_file.as_ref(),
+        cx,
+    );
     config.defaults.model = defaults_raw.model.as_ref().and_then(|sel| {
         cx.push_key("model");
         let resolved = selection(sel, &config, cx);
@@ -560,25 +564,46 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
         allow: raw.model_policy.as_ref().and_then(|p| p.allow.clone()),
         timeout: raw.timeout_seconds.map(Duration::from_secs),
         params: raw.params.clone(),
-        system_prompt: system_prompt(raw.system_prompt.as_ref(), raw.system_prompt_file.as_ref(), cx),
+        system_prompt: system_prompt(
+            raw.system_prompt.as_ref(),
+            raw.system_prompt_file.as_ref(),
+            cx,
+        ),
         tools: tool_policy(raw.tools.as_ref()),
     }
 }
 
 fn tool_policy(raw: Option<&crate::raw::RawToolPolicy>) -> ToolPolicy {
-    raw.map_or_else(ToolPolicy::default, |t| ToolPolicy { allow: t.allow.clone(), deny: t.deny.clone() })
+    raw.map_or_else(ToolPolicy::default, |t| ToolPolicy {
+        allow: t.allow.clone(),
+        deny: t.deny.clone(),
+    })
 }
 
 /// The prompt text, or the text of the prompt file (relative to the file that names it).
-fn system_prompt(text: Option<&String>, file: Option<&Spanned<String>>, cx: &mut Cx<'_>) -> Option<String> {
+fn system_prompt(
+    text: Option<&String>,
+    file: Option<&Spanned<String>>,
+    cx: &mut Cx<'_>,
+) -> Option<String> {
     if let Some(file) = file {
-        let base = cx.sources.path(file.span.file).and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let base = cx
+            .sources
+            .path(file.span.file)
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let path = base.join(&file.value);
         return match std::fs::read_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) => {
                 cx.push_key("systemPromptFile");
-                cx.error("file", file.span, format!("cannot read {}: {e}", path.display()), Some("the path is relative to the config file".into()));
+                cx.error(
+                    "file",
+                    file.span,
+                    format!("cannot read {}: {e}", path.display()),
+                    Some("the path is relative to the config file".into()),
+                );
                 cx.pop();
                 None
             }

@@ -1,1 +1,234 @@
-//! Not yet implemented: see `docs/ARCHITECTURE.md` for this crate's boundary and the issue that builds it.
+//! The HTTP gateway: OpenAI- and Anthropic-compatible `/v1/*`, `/health`, `/ready`,
+//! `/metrics`, auth. The only crate that knows axum and decides downstream status codes.
+//!
+//! Invariants kept here:
+//! - Every endpoint renders from the canonical event stream; reasoning goes only to the API's
+//!   reasoning field or item, never into answer text (Invariant 2).
+//! - Failover happens inside `Router::run`, before the first event; an upstream failure after
+//!   that is rendered as the API's terminal error event, never as a shorter success
+//!   (Invariant 1).
+//! - Each request reads one config snapshot (`ArcSwap::load_full`) and keeps it to the end of
+//!   its stream (Invariant 4).
+
+pub mod auth;
+pub mod chat;
+pub mod error;
+pub mod messages;
+pub mod metrics;
+pub mod models;
+pub mod plan;
+pub mod relay;
+pub mod responses;
+pub mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::Router as AxumRouter;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hearth_config::{Config, Env};
+use hearth_upstream::Router;
+
+pub use auth::Auth;
+pub use error::{ApiError, Shape};
+
+/// Request bodies are limited to 20 MB (OpenClaw's limit).
+pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ArcSwap<Config>>,
+    pub router: Arc<Router>,
+    pub env: Arc<dyn Env + Send + Sync>,
+    pub auth: Arc<Auth>,
+    pub limiter: Arc<auth::Limiter>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub conversations: Arc<responses::Conversations>,
+    /// Set when shutdown began: `/ready` answers 503.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A fresh state (starts the router worker threads).
+    pub fn new(
+        config: Config,
+        env: Arc<dyn Env + Send + Sync>,
+        auth: Auth,
+    ) -> std::io::Result<Self> {
+        Ok(AppState {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            router: Arc::new(Router::new()),
+            env,
+            auth: Arc::new(auth),
+            limiter: Arc::new(auth::Limiter::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            conversations: Arc::new(responses::Conversations::default()),
+            draining: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> AxumRouter {
+    let authed = AxumRouter::new()
+        .route("/v1/chat/completions", post(chat::handle))
+        .route("/v1/responses", post(responses::handle))
+        .route("/v1/messages", post(messages::handle))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get_one))
+        .route("/metrics", get(metrics_text))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
+    AxumRouter::new()
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/ready", get(ready))
+        .route("/readyz", get(ready))
+        .merge(authed)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` (TCP_NODELAY on every connection) until `shutdown` resolves,
+/// then waits for open requests and streams to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let draining = Arc::clone(&state.draining);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+        })
+        .await
+}
+
+async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route: &'static str =
+        match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
+            Some("/v1/chat/completions") => "chat_completions",
+            Some("/v1/responses") => "responses",
+            Some("/v1/messages") => "messages",
+            Some("/v1/messages/count_tokens") => "count_tokens",
+            Some("/v1/models") | Some("/v1/models/{*id}") => "models",
+            Some("/health") | Some("/healthz") => "health",
+            Some("/ready") | Some("/readyz") => "ready",
+            Some("/metrics") => "metrics",
+            _ => "other",
+        };
+    let response = next.run(request).await;
+    app.metrics.observe_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"ok": true, "status": "live"}))
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    if app.draining.load(Ordering::SeqCst) {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"ok": false, "status": "draining"}),
+        )
+    } else {
+        json_response(StatusCode::OK, &serde_json::json!({"ok": true, "status": "ready"}))
+    }
+}
+
+async fn metrics_text(State(app): State<AppState>) -> Response {
+    let text = app.metrics.encode(&app.router.cooldowns());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    let shape = auth::shape_of(request.uri().path());
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+    .with_code("unknown_url")
+    .shaped(shape)
+    .into_response()
+}
+
+/// A JSON body with `status`.
+pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+                .into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            format!("cannot encode the response: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// A request body, or the error (413 over the limit) in the caller's shape.
+pub(crate) fn body_or_error(
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+    shape: Shape,
+) -> Result<bytes::Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "invalid_request_error",
+                format!("the request body is larger than {} MB", MAX_BODY_BYTES / (1024 * 1024)),
+            )
+            .with_code("request_too_large")
+        } else {
+            ApiError::new(status, "invalid_request_error", rejection.body_text())
+        };
+        err.shaped(shape)
+    })
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random id with `prefix` (`chatcmpl-`, `resp_`, `msg_`, …).
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+}

@@ -85,7 +85,7 @@ impl Client {
         &self,
         target: &Target<'_>,
         prompt: &Prompt,
-        env: &dyn Env,
+        env: &(dyn Env + Sync),
     ) -> Result<EventStream, UpstreamError> {
         self.send_with_key(target, prompt, env, None).await
     }
@@ -96,7 +96,7 @@ impl Client {
         &self,
         target: &Target<'_>,
         prompt: &Prompt,
-        env: &dyn Env,
+        env: &(dyn Env + Sync),
         key: Option<&SecretString>,
     ) -> Result<EventStream, UpstreamError> {
         let provider = target.provider;

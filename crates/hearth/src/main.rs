@@ -1,7 +1,9 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
+mod gateway;
 mod infer;
 mod render;
+mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +50,19 @@ enum Command {
     /// Call a model directly.
     #[command(subcommand)]
     Infer(InferCommand),
+    /// Run the HTTP gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Serve the OpenAI- and Anthropic-compatible API until SIGTERM/SIGINT.
+    #[command(
+        after_help = "Exit codes: 0 stopped cleanly, 1 cannot listen, 2 usage error, 78 invalid config or unsafe bind.\n\n\
+Examples:\n  hearth gateway run\n  hearth gateway run --port 8080\n  HEARTH_GATEWAY_TOKEN=secret hearth gateway run --bind lan"
+    )]
+    Run(gateway::RunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +117,14 @@ hearth models list --json | jq '.[].ref'"
 hearth models resolve\n  hearth models resolve Minimax\n  hearth models resolve ollama/llama3.3 --strict\n  \
 hearth models resolve --agent coder --json")]
     Resolve(ResolveArgs),
+    /// Ask each provider what it really serves: reachable, model listed and loaded, served vs
+    /// configured context window, API; `--probe` also sends a one-token request.
+    #[command(
+        after_help = "Shows the default chain's providers and those the config defines (--all: every provider).\n\n\
+Exit codes: 0 the default chain can answer, 1 it cannot, 78 invalid config.\n\n\
+Examples:\n  hearth models status\n  hearth models status --probe\n  hearth models status --json | jq '.providers[].reachable'"
+    )]
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +205,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = runtime.block_on(infer::run(config, &args, &env))?;
             Ok(ExitCode::from(code))
         }
+        Command::Gateway(GatewayCommand::Run(args)) => {
+            let Some(config) = usable(&source, &loaded)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            Ok(ExitCode::from(gateway::run(config, &source, &args)?))
+        }
         Command::Models(cmd) => {
             let Some(config) = usable(&source, &loaded)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
@@ -189,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match cmd {
                 ModelsCommand::List(args) => models_list(config, &args),
                 ModelsCommand::Resolve(args) => models_resolve(config, &args),
+                ModelsCommand::Status(args) => status::run(config, &args, &env),
             }
         }
     }

@@ -1,0 +1,248 @@
+//! Gateway authentication: a shared token or password in `Authorization: Bearer` (or
+//! `x-api-key`, for Anthropic clients), compared in constant time, with failed attempts limited
+//! per client address.
+//!
+//! Invariant: only *wrong* credentials count toward the limit (a missing header does not); a
+//! locked-out address gets 429 with `Retry-After` before its credential is even looked at;
+//! loopback clients are never locked out (they still need the credential).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hearth_config::raw::AuthMode;
+use hearth_config::{Config, Env, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::{ApiError, Shape};
+
+/// Failed attempts allowed per window before a lockout.
+pub const MAX_FAILURES: usize = 10;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub const LOCKOUT: Duration = Duration::from_secs(300);
+/// Addresses tracked at most; beyond it, expired entries are dropped first, then the oldest.
+const MAX_TRACKED: usize = 10_000;
+
+/// The gateway's resolved auth settings.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Token(SecretString),
+    Password(SecretString),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.mode())
+    }
+}
+
+/// Why the auth settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("gateway.auth.mode is `{0}` but no gateway.auth.{0} is set (or HEARTH_GATEWAY_{1})")]
+    MissingSecret(&'static str, &'static str),
+    #[error("gateway.auth.{0}: {1}")]
+    Secret(&'static str, String),
+}
+
+impl Auth {
+    /// From `gateway.auth`: the explicit mode, else token when a token is set, else password when
+    /// a password is set, else none. `HEARTH_GATEWAY_TOKEN` / `HEARTH_GATEWAY_PASSWORD` (and the
+    /// `OPENCLAW_` spellings) stand in for a missing secret.
+    pub fn from_config(config: &Config, env: &dyn Env) -> Result<Auth, AuthConfigError> {
+        let resolve = |secret: &Option<hearth_config::Secret>,
+                       name: &'static str,
+                       var: &'static str|
+         -> Result<Option<SecretString>, AuthConfigError> {
+            if let Some(s) = secret {
+                return s.resolve(env).map_err(|e| AuthConfigError::Secret(name, e.to_string()));
+            }
+            Ok(env
+                .var(&format!("HEARTH_GATEWAY_{var}"))
+                .or_else(|| env.var(&format!("OPENCLAW_GATEWAY_{var}")))
+                .filter(|v| !v.is_empty())
+                .map(SecretString::new))
+        };
+        let token = resolve(&config.gateway.token, "token", "TOKEN")?;
+        let password = resolve(&config.gateway.password, "password", "PASSWORD")?;
+        match config.gateway.auth_mode {
+            Some(AuthMode::None) => Ok(Auth::None),
+            Some(AuthMode::Token) => {
+                token.map(Auth::Token).ok_or(AuthConfigError::MissingSecret("token", "TOKEN"))
+            }
+            Some(AuthMode::Password) => password
+                .map(Auth::Password)
+                .ok_or(AuthConfigError::MissingSecret("password", "PASSWORD")),
+            None => Ok(match (token, password) {
+                (Some(t), _) => Auth::Token(t),
+                (None, Some(p)) => Auth::Password(p),
+                (None, None) => Auth::None,
+            }),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Token(_) => "token",
+            Auth::Password(_) => "password",
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        matches!(self, Auth::None)
+    }
+
+    fn secret(&self) -> Option<&SecretString> {
+        match self {
+            Auth::None => None,
+            Auth::Token(s) | Auth::Password(s) => Some(s),
+        }
+    }
+}
+
+/// Constant-time comparison (the length of the secret is not hidden).
+fn same(given: &str, secret: &SecretString) -> bool {
+    bool::from(given.as_bytes().ct_eq(secret.expose().as_bytes()))
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    failures: Vec<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Failed-attempt limiter, per client address.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    entries: Mutex<HashMap<IpAddr, Entry>>,
+}
+
+impl Limiter {
+    /// `Some(remaining)` when `ip` is locked out.
+    pub fn locked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().ok()?;
+        let until = entries.get(&ip)?.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Records a wrong credential; returns the lockout it started, if any.
+    pub fn fail(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let mut entries = self.entries.lock().ok()?;
+        if entries.len() >= MAX_TRACKED && !entries.contains_key(&ip) {
+            entries.retain(|_, e| {
+                e.locked_until.is_some_and(|u| u > now)
+                    || e.failures.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
+            if entries.len() >= MAX_TRACKED {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.failures.last().copied())
+                    .map(|(ip, _)| *ip);
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        let entry = entries.entry(ip).or_default();
+        entry.failures.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        entry.failures.push(now);
+        if entry.failures.len() >= MAX_FAILURES {
+            entry.failures.clear();
+            entry.locked_until = Some(now + LOCKOUT);
+            return Some(LOCKOUT);
+        }
+        None
+    }
+
+    pub fn succeed(&self, ip: IpAddr) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&ip);
+        }
+    }
+}
+
+/// The credential a request carries: `Authorization: Bearer X`, else `x-api-key: X`.
+fn credential(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        return Some(token.trim());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+pub(crate) fn shape_of(path: &str) -> Shape {
+    if path.starts_with("/v1/messages") { Shape::Anthropic } else { Shape::OpenAi }
+}
+
+/// Middleware on every route that needs auth.
+pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(secret) = app.auth.secret() else { return next.run(request).await };
+    let shape = shape_of(request.uri().path());
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| request.extensions().get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let exempt = ip.is_loopback();
+    let now = Instant::now();
+    if !exempt && let Some(remaining) = app.limiter.locked(ip, now) {
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "too many failed authentication attempts; retry later",
+        )
+        .with_code("auth_rate_limited")
+        .shaped(shape);
+        err.retry_after = Some(remaining);
+        return err.into_response();
+    }
+    match credential(&request) {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            format!(
+                "missing credential: send the gateway {} as `Authorization: Bearer <{0}>`",
+                app.auth.mode()
+            ),
+        )
+        .with_code("missing_api_key")
+        .shaped(shape)
+        .into_response(),
+        Some(given) if same(given, secret) => {
+            if !exempt {
+                app.limiter.succeed(ip);
+            }
+            next.run(request).await
+        }
+        Some(_) => {
+            let lockout = if exempt { None } else { app.limiter.fail(ip, now) };
+            let mut err = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                format!("invalid gateway {}", app.auth.mode()),
+            )
+            .with_code("invalid_api_key")
+            .shaped(shape);
+            if let Some(lockout) = lockout {
+                err.status = StatusCode::TOO_MANY_REQUESTS;
+                err.kind = "rate_limit_error";
+                err.message = "too many failed authentication attempts; retry later".to_owned();
+                err.code = Some("auth_rate_limited");
+                err.retry_after = Some(lockout);
+            }
+            err.into_response()
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! `POST /v1/chat/completions`: OpenAI chat in, canonical prompt through the router, OpenAI
+//! chat out (a `chat.completion`, or `chat.completion.chunk` SSE ending in `data: [DONE]`).
+//!
+//! Invariant: reasoning goes only to `reasoning_content` (message or delta), never to
+//! `content`; an upstream failure mid-stream ends the stream with an `error` data frame and no
+//! `[DONE]`.
+
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hearth_upstream::prompt::Reasoning;
+use hearth_upstream::{
+    Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice, Usage,
+};
+use hearth_wire::openai_chat::{ChatRequest, MessageContent};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, Shape};
+use crate::relay::{self, Collected};
+use crate::sse::{self, Render};
+use crate::{AppState, body_or_error, json_response, plan};
+
+pub const OBJECT_COMPLETION: &str = "chat.completion";
+pub const OBJECT_CHUNK: &str = "chat.completion.chunk";
+
+/// Caller options that shape the rendering, not the prompt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+pub async fn handle(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match run(app, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(
+    app: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body, Shape::OpenAi)?;
+    let config = app.config.load_full();
+    if !config.gateway.chat_completions {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "the chat completions endpoint is disabled (gateway.http.endpoints.chatCompletions.enabled)",
+        ));
+    }
+    let request: ChatRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
+    let model = request.model.clone();
+    let (prompt, options) = to_prompt(request)?;
+    let plan = plan::plan(&config, &model, &headers)?;
+    let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
+    let shown_model = shown_model(&plan, &started.answer.model_ref);
+    if options.stream {
+        return Ok(sse::respond(started, ChatRender::new(shown_model, options.include_usage)));
+    }
+    let (collected, answer) = relay::collect(started).await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &completion(&crate::new_id("chatcmpl-"), &shown_model, &collected),
+    );
+    relay::answer_headers(&answer, response.headers_mut());
+    Ok(response)
+}
+
+/// The `model` a response reports: the agent target for agent runs, else the ref that answered.
+pub(crate) fn shown_model(plan: &plan::Plan, answered: &hearth_config::ModelRef) -> String {
+    if plan.agent.is_some() || plan::agent_target(&plan.requested).is_some() {
+        plan.requested.clone()
+    } else {
+        answered.to_string()
+    }
+}
+
+fn text_of(
+    content: Option<MessageContent>,
+    field: &str,
+    images: bool,
+) -> Result<Vec<Part>, ApiError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(MessageContent::Text(t)) => Ok(vec![Part::Text(t)]),
+        Some(MessageContent::Parts(parts)) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (i, part) in parts.into_iter().enumerate() {
+                match part.kind.as_str() {
+                    "text" | "input_text" | "output_text" => {
+                        out.push(Part::Text(part.text.unwrap_or_default()))
+                    }
+                    "image_url" if images => {
+                        let url = match part.extra.get("image_url") {
+                            Some(Value::String(u)) => u.clone(),
+                            Some(Value::Object(o)) => {
+                                o.get("url").and_then(Value::as_str).unwrap_or_default().to_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        if url.is_empty() {
+                            return Err(ApiError::invalid_param(
+                                &format!("{field}[{i}].image_url"),
+                                "image_url needs a url",
+                            ));
+                        }
+                        out.push(Part::Image { url });
+                    }
+                    other => {
+                        return Err(ApiError::invalid_param(
+                            &format!("{field}[{i}].type"),
+                            format!("content part type `{other}` is not supported here"),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn joined(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None })
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+/// Parses `tool_choice` in chat shape.
+fn tool_choice(value: Value, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
+    let choice = match &value {
+        Value::String(s) if s == "auto" => ToolChoice::Auto,
+        Value::String(s) if s == "none" => ToolChoice::None,
+        Value::String(s) if s == "required" => ToolChoice::Required,
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| o.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::invalid_param("tool_choice", "tool_choice.function.name is required")
+                })?;
+            ToolChoice::Function(name.to_owned())
+        }
+        _ => {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "tool_choice must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}",
+            ));
+        }
+    };
+    if let ToolChoice::Function(name) = &choice
+        && !tools.iter().any(|t| &t.name == name)
+    {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            format!("tool_choice names `{name}`, which is not in `tools`"),
+        ));
+    }
+    Ok(choice)
+}
+
+pub(crate) fn check_sampling(temperature: Option<f64>, top_p: Option<f64>) -> Result<(), ApiError> {
+    if let Some(t) = temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(ApiError::invalid_param(
+            "temperature",
+            format!("temperature must be between 0 and 2, got {t}"),
+        ));
+    }
+    if let Some(p) = top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(ApiError::invalid_param(
+            "top_p",
+            format!("top_p must be between 0 and 1, got {p}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical prompt of a chat request; unknown fields pass through.
+pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
+    let ChatRequest {
+        messages,
+        stream,
+        stream_options,
+        max_tokens,
+        max_completion_tokens,
+        temperature,
+        top_p,
+        tools,
+        tool_choice: choice,
+        reasoning_effort,
+        user,
+        mut extra,
+        ..
+    } = request;
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
+    }
+    if let Some(n) = extra.remove("n")
+        && !n.is_null()
+    {
+        match n.as_u64() {
+            Some(1) => {}
+            Some(0) | None => {
+                return Err(ApiError::invalid_param("n", "n must be a positive integer"));
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    "n > 1 is not supported: hearth returns one choice",
+                ));
+            }
+        }
+    }
+    check_sampling(temperature, top_p)?;
+    for (field, value) in
+        [("max_completion_tokens", max_completion_tokens), ("max_tokens", max_tokens)]
+    {
+        if value == Some(0) {
+            return Err(ApiError::invalid_param(
+                field,
+                format!("{field} must be a positive integer"),
+            ));
+        }
+    }
+    for field in ["frequency_penalty", "presence_penalty"] {
+        if let Some(v) = extra.get(field).and_then(Value::as_f64)
+            && !(-2.0..=2.0).contains(&v)
+        {
+            return Err(ApiError::invalid_param(
+                field,
+                format!("{field} must be between -2 and 2, got {v}"),
+            ));
+        }
+    }
+    let stop = match extra.remove("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(items)) if items.len() <= 4 => {
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    Value::String(s) if !s.is_empty() => out.push(s),
+                    _ => {
+                        return Err(ApiError::invalid_param(
+                            "stop",
+                            "stop must be a string or up to 4 non-empty strings",
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stop",
+                "stop must be a string or up to 4 non-empty strings",
+            ));
+        }
+    };
+    let mut prompt_tools = Vec::new();
+    for (i, tool) in tools.into_iter().flatten().enumerate() {
+        if tool.kind != "function" {
+            return Err(ApiError::invalid_param(
+                &format!("tools[{i}].type"),
+                format!("tool type `{}` is not supported; use \"function\"", tool.kind),
+            ));
+        }
+        if tool.function.name.is_empty() {
+            return Err(ApiError::invalid_param(
+                &format!("tools[{i}].function.name"),
+                "a tool needs a name",
+            ));
+        }
+        prompt_tools.push(Tool {
+            name: tool.function.name,
+            description: tool.function.description,
+            parameters: tool
+                .function
+                .parameters
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        });
+    }
+    let tool_choice =
+        choice.filter(|v| !v.is_null()).map(|v| tool_choice(v, &prompt_tools)).transpose()?;
+    let mut prompt = Prompt::default();
+    for (i, message) in messages.into_iter().enumerate() {
+        let field = format!("messages[{i}].content");
+        match message.role.as_str() {
+            "system" | "developer" => {
+                let parts = text_of(message.content, &field, false)?;
+                prompt.system.push(joined(&parts));
+            }
+            "user" => {
+                let parts = text_of(message.content, &field, true)?;
+                prompt.messages.push(Message { content: parts, ..Message::user("") });
+            }
+            "assistant" => {
+                let reasoning = message
+                    .reasoning_content
+                    .clone()
+                    .or_else(|| message.reasoning.clone())
+                    .filter(|r| !r.is_empty());
+                let parts = text_of(message.content, &field, false)?;
+                let tool_calls = message
+                    .tool_calls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| ToolCall {
+                        id: c.id,
+                        name: c.function.name,
+                        arguments: c.function.arguments,
+                    })
+                    .collect();
+                prompt.messages.push(Message {
+                    role: Role::Assistant,
+                    content: parts,
+                    reasoning: reasoning.map(|text| Reasoning { text, signature: None }),
+                    tool_calls,
+                    tool_call_id: None,
+                    name: None,
+                });
+            }
+            "tool" => {
+                let Some(id) = message.tool_call_id.filter(|id| !id.is_empty()) else {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].tool_call_id"),
+                        "a tool message needs tool_call_id",
+                    ));
+                };
+                let parts = text_of(message.content, &field, false)?;
+                prompt.messages.push(Message {
+                    role: Role::Tool,
+                    content: vec![Part::Text(joined(&parts))],
+                    reasoning: None,
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(id),
+                    name: message.name,
+                });
+            }
+            other => {
+                return Err(ApiError::invalid_param(
+                    &format!("messages[{i}].role"),
+                    format!(
+                        "role `{other}` is not supported (system, developer, user, assistant, tool)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(effort) = reasoning_effort {
+        extra.insert("reasoning_effort".to_owned(), Value::String(effort));
+    }
+    if let Some(user) = user {
+        extra.insert("user".to_owned(), Value::String(user));
+    }
+    let stream = stream.unwrap_or(false);
+    let include_usage =
+        stream && stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    prompt.tools = prompt_tools;
+    prompt.tool_choice = tool_choice;
+    prompt.max_tokens = max_completion_tokens.or(max_tokens);
+    prompt.temperature = temperature;
+    prompt.top_p = top_p;
+    prompt.stop = stop;
+    prompt.stream = stream;
+    prompt.passthrough = extra;
+    Ok((prompt, Options { stream, include_usage }))
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokensOut>,
+}
+
+#[derive(Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokensOut {
+    reasoning_tokens: u64,
+}
+
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> Self {
+        UsageOut {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+            prompt_tokens_details: CachedOut { cached_tokens: u.cache_read_tokens },
+            completion_tokens_details: u
+                .reasoning_tokens
+                .map(|r| ReasoningTokensOut { reasoning_tokens: r }),
+        }
+    }
+}
+
+fn finish_reason(finish: Option<&FinishReason>, has_tools: bool) -> &str {
+    match finish {
+        Some(FinishReason::Stop) | None if has_tools => "tool_calls",
+        Some(f) => f.as_openai(),
+        None => "stop",
+    }
+}
+
+/// A non-streaming `chat.completion`.
+pub fn completion(id: &str, model: &str, c: &Collected) -> Value {
+    let tool_calls: Vec<Value> = c
+        .tool_calls
+        .iter()
+        .map(|t| serde_json::json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
+        .collect();
+    let mut message = serde_json::json!({
+        "role": "assistant",
+        "content": if c.text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(c.text.clone()) },
+        "refusal": null,
+    });
+    if !c.reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(c.reasoning.clone());
+    }
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    let mut body = serde_json::json!({
+        "id": id,
+        "object": OBJECT_COMPLETION,
+        "created": crate::unix_now(),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(c.finish.as_ref(), !c.tool_calls.is_empty()),
+        }],
+        "system_fingerprint": null,
+    });
+    if let Some(u) = &c.usage {
+        body["usage"] = serde_json::to_value(UsageOut::from(u)).unwrap_or(Value::Null);
+    }
+    body
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+/// Renders `chat.completion.chunk` frames.
+#[derive(Debug)]
+pub struct ChatRender {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    usage: Option<Usage>,
+    tools_seen: Vec<u32>,
+}
+
+impl ChatRender {
+    pub fn new(model: String, include_usage: bool) -> Self {
+        ChatRender {
+            id: crate::new_id("chatcmpl-"),
+            model,
+            created: crate::unix_now(),
+            include_usage,
+            usage: None,
+            tools_seen: Vec::new(),
+        }
+    }
+
+    fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&str>) {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason }];
+        sse::data(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: OBJECT_CHUNK,
+                created: self.created,
+                model: &self.model,
+                choices: &choices,
+                usage: None,
+            },
+        );
+    }
+}
+
+impl Render for ChatRender {
+    fn start(&mut self, out: &mut Vec<u8>) {
+        self.chunk(
+            out,
+            Delta { role: Some("assistant"), content: Some(""), ..Delta::default() },
+            None,
+        );
+    }
+
+    fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
+        match event {
+            Event::TextDelta(t) => {
+                self.chunk(out, Delta { content: Some(&t), ..Delta::default() }, None)
+            }
+            Event::ReasoningDelta(r) => {
+                self.chunk(out, Delta { reasoning_content: Some(&r), ..Delta::default() }, None)
+            }
+            Event::ReasoningSignature(_) => {}
+            Event::ToolCallDelta { index, id, name, arguments } => {
+                let first = !self.tools_seen.contains(&index);
+                if first {
+                    self.tools_seen.push(index);
+                }
+                let id = match id {
+                    Some(id) => Some(id),
+                    None if first => Some(crate::new_id("call_")),
+                    None => None,
+                };
+                let tool = ToolDelta {
+                    index,
+                    id: id.as_deref(),
+                    kind: first.then_some("function"),
+                    function: FunctionDelta { name: name.as_deref(), arguments: &arguments },
+                };
+                self.chunk(out, Delta { tool_calls: Some([tool]), ..Delta::default() }, None);
+            }
+            Event::Usage(u) => self.usage = Some(u),
+            Event::Finish(reason) => {
+                let reason = finish_reason(Some(&reason), !self.tools_seen.is_empty()).to_owned();
+                self.chunk(out, Delta::default(), Some(&reason));
+                if self.include_usage {
+                    let usage = self.usage.unwrap_or_default();
+                    sse::data(
+                        out,
+                        &Chunk {
+                            id: &self.id,
+                            object: OBJECT_CHUNK,
+                            created: self.created,
+                            model: &self.model,
+                            choices: &[],
+                            usage: Some(UsageOut::from(&usage)),
+                        },
+                    );
+                }
+                sse::done(out);
+                return true;
+            }
+            Event::Error(e) => {
+                sse::data(out, &ApiError::from_upstream(&e).body());
+                return true;
+            }
+        }
+        false
+    }
+}

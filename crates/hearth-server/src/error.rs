@@ -1,0 +1,254 @@
+//! The one place that maps errors to HTTP: every error response the gateway sends is an
+//! [`ApiError`], rendered in the caller's API shape (OpenAI `{"error":{…}}` or Anthropic
+//! `{"type":"error","error":{…}}`).
+//!
+//! Invariant: error bodies never carry secrets; upstream messages were already cut and masked
+//! by `hearth-upstream::classify`.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hearth_config::RefError;
+use hearth_upstream::{ErrorClass, Failure, UpstreamError};
+use serde_json::json;
+
+/// Which API's error shape a route answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Anthropic,
+}
+
+/// An error answered to the caller.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// OpenAI `type` (`invalid_request_error`, `authentication_error`, `api_error`, …).
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+    pub retry_after: Option<Duration>,
+    pub shape: Shape,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+            shape: Shape::OpenAi,
+        }
+    }
+
+    /// 400 `invalid_request_error`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 400 about one field.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        ApiError { param: Some(param.to_owned()), ..ApiError::invalid(message) }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn shaped(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// A request body that is not valid JSON, or does not have the request's shape.
+    pub fn from_json(e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof => ApiError::invalid(format!(
+                "the request body is not valid JSON: {} (line {}, column {})",
+                strip_position(&e.to_string()),
+                e.line(),
+                e.column()
+            ))
+            .with_code("invalid_json"),
+            Category::Data | Category::Io => {
+                let text = strip_position(&e.to_string());
+                let param = text
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| text.starts_with("missing field"))
+                    .map(str::to_owned);
+                ApiError {
+                    param,
+                    ..ApiError::invalid(format!(
+                        "invalid request: {text} (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A model reference or agent that does not resolve.
+    pub fn from_ref(e: &RefError) -> Self {
+        match e {
+            RefError::NoDefault => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                format!(
+                    "no model configured for this request: {}; with no config, hearth expects LM Studio's server at http://127.0.0.1:1234/v1 (start it with `lms server start`) and a model named in the request as \"lmstudio/<model id>\"",
+                    e.help().unwrap_or_default()
+                ),
+            )
+            .with_code("no_model_configured"),
+            _ => {
+                let mut message = e.to_string();
+                if let Some(help) = e.help() {
+                    message.push_str(&format!(" ({help})"));
+                }
+                let mut err = ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message).with_code("model_not_found");
+                err.param = Some("model".to_owned());
+                err
+            }
+        }
+    }
+
+    /// No candidate answered: the status says why, the message lists every attempt.
+    pub fn from_failure(failure: &Failure, hints: &[String]) -> Self {
+        let mut message = failure.to_string();
+        for hint in hints {
+            message.push_str("; ");
+            message.push_str(hint);
+        }
+        let all_skipped =
+            !failure.attempts.is_empty() && failure.attempts.iter().all(|a| a.skipped);
+        let mut err = match failure.last.class {
+            ErrorClass::ContextOverflow => return ApiError::overflow(&failure.last),
+            ErrorClass::Format => {
+                ApiError::invalid(format!("the upstream rejected the request: {message}"))
+                    .with_code("upstream_rejected")
+            }
+            ErrorClass::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "api_error", message)
+                .with_code("upstream_timeout"),
+            ErrorClass::Overloaded | ErrorClass::RateLimit | ErrorClass::Loading => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", message)
+                    .with_code("upstream_unavailable")
+            }
+            _ if all_skipped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", message)
+                    .with_code("upstream_unavailable")
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "api_error", message)
+                .with_code("upstream_error"),
+        };
+        if err.status == StatusCode::SERVICE_UNAVAILABLE {
+            err.retry_after = failure.retry_in.or(failure.last.retry_after);
+        }
+        err
+    }
+
+    /// An upstream failure after the model started answering (non-streaming responses only).
+    pub fn from_upstream(e: &UpstreamError) -> Self {
+        match e.class {
+            ErrorClass::ContextOverflow => ApiError::overflow(e),
+            ErrorClass::Timeout => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "api_error", e.to_string())
+                    .with_code("upstream_timeout")
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "api_error", e.to_string())
+                .with_code("upstream_error"),
+        }
+    }
+
+    /// A context overflow in a direct run: 400 with the numbers.
+    pub fn overflow(e: &UpstreamError) -> Self {
+        let numbers = e.overflow.map(|o| {
+            let mut parts = Vec::new();
+            if let Some(p) = o.prompt_tokens {
+                parts.push(format!("prompt {p} tokens"));
+            }
+            if let Some(c) = o.context_size {
+                parts.push(format!("context window {c} tokens"));
+            }
+            if let Some(r) = o.requested_output {
+                parts.push(format!("requested output {r} tokens"));
+            }
+            parts.join(", ")
+        });
+        let message = match numbers.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                format!("the prompt does not fit the model's context window ({n}): {}", e.message)
+            }
+            None => format!("the prompt does not fit the model's context window: {}", e.message),
+        };
+        ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
+    }
+
+    /// The JSON body of this error, in its shape.
+    pub fn body(&self) -> serde_json::Value {
+        match self.shape {
+            Shape::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }}),
+            Shape::Anthropic => {
+                json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": self.message}})
+            }
+        }
+    }
+
+    /// Anthropic's error `type` for this status.
+    pub fn anthropic_kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 | 413 | 422 => {
+                if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request_too_large"
+                } else {
+                    "invalid_request_error"
+                }
+            }
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        }
+    }
+}
+
+fn strip_position(text: &str) -> String {
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

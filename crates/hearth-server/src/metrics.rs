@@ -1,0 +1,182 @@
+//! `/metrics`: Prometheus text via prometheus-client.
+//!
+//! Invariant: label values are static strings or come from the config snapshot (provider ids,
+//! model refs); nothing request-derived (users, sessions, raw `model` strings) becomes a label.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub provider: String,
+    pub model: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub provider: String,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: String,
+    pub direction: &'static str,
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AbortLabels {
+    pub provider: String,
+    pub error_kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CooldownLabels {
+    pub provider: String,
+    pub reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteLabels, Counter>,
+    pub request_duration: HistogramFamily<RouteOnly>,
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    pub time_to_first_byte: HistogramFamily<ModelLabels>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    pub active_streams: Gauge,
+    pub fallbacks: Counter,
+    pub stream_aborts: Family<AbortLabels, Counter>,
+    pub cooldowns: Family<CooldownLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hearth");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status class",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<RouteOnly> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to the response head, by route",
+            prometheus_client::registry::Unit::Seconds,
+            request_duration.clone(),
+        );
+        let upstream_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by provider, model and outcome class",
+            upstream_attempts.clone(),
+        );
+        let time_to_first_byte: HistogramFamily<ModelLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "upstream_time_to_first_byte",
+            "Time from the request to the first upstream event",
+            prometheus_client::registry::Unit::Seconds,
+            time_to_first_byte.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens by model, direction and source", tokens.clone());
+        let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
+        registry.register("cost_usd", "Estimated cost in USD by model", cost.clone());
+        let active_streams = Gauge::default();
+        registry.register("active_streams", "Open streaming responses", active_streams.clone());
+        let fallbacks = Counter::default();
+        registry.register(
+            "fallbacks",
+            "Requests answered by a candidate other than the first",
+            fallbacks.clone(),
+        );
+        let stream_aborts = Family::<AbortLabels, Counter>::default();
+        registry.register(
+            "stream_aborts",
+            "Streams ended by an upstream failure after the first byte",
+            stream_aborts.clone(),
+        );
+        let cooldowns = Family::<CooldownLabels, Gauge>::default();
+        registry.register(
+            "upstream_cooldowns",
+            "Providers and models cooling down now",
+            cooldowns.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_attempts,
+            time_to_first_byte,
+            tokens,
+            cost,
+            active_streams,
+            fallbacks,
+            stream_aborts,
+            cooldowns,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.get_or_create(&RouteLabels { route, status_class }).inc();
+        self.request_duration.get_or_create(&RouteOnly { route }).observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self, cooldowns: &[hearth_upstream::router::CooldownView]) -> String {
+        self.cooldowns.clear();
+        for c in cooldowns {
+            self.cooldowns
+                .get_or_create(&CooldownLabels {
+                    provider: c.provider.clone(),
+                    reason: c.reason.as_str(),
+                })
+                .inc();
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

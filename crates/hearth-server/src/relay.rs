@@ -1,0 +1,286 @@
+//! The shared core of every model endpoint: run the plan's chain through the router, record
+//! attempts, and either collect the whole answer (non-streaming) or hand the live event stream
+//! to a renderer (`sse`).
+//!
+//! Invariant: an `Event::Error` after the first event is never dropped: a non-streaming answer
+//! becomes an error response, a stream ends with its API's terminal error event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use futures::StreamExt;
+use hearth_config::{Config, Cost};
+use hearth_upstream::{
+    Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, UpstreamError, Usage,
+};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::{AttemptLabels, Metrics, ModelLabels, TokenLabels};
+use crate::plan::Plan;
+
+pub const HEADER_PROVIDER: HeaderName = HeaderName::from_static("x-hearth-provider");
+pub const HEADER_MODEL: HeaderName = HeaderName::from_static("x-hearth-model");
+pub const HEADER_ATTEMPTS: HeaderName = HeaderName::from_static("x-hearth-attempts");
+
+/// The whole run (all attempts and retries) of a gateway request ends by then at the latest.
+pub const RUN_BUDGET: Duration = Duration::from_secs(600);
+
+/// A running answer and what the renderers need to know about it.
+pub struct Started {
+    pub answer: Answer,
+    pub usage: UsageSink,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started").field("answer", &self.answer).finish_non_exhaustive()
+    }
+}
+
+/// Records usage and cost of one answer in the metrics.
+#[derive(Debug, Clone)]
+pub struct UsageSink {
+    metrics: Arc<Metrics>,
+    provider: String,
+    model: String,
+    cost: Option<Cost>,
+}
+
+impl UsageSink {
+    pub fn record(&self, usage: &Usage) {
+        let source = if usage.estimated { "estimate" } else { "upstream" };
+        let model = format!("{}/{}", self.provider, self.model);
+        self.metrics
+            .tokens
+            .get_or_create(&TokenLabels { model: model.clone(), direction: "prompt", source })
+            .inc_by(usage.input_tokens);
+        self.metrics
+            .tokens
+            .get_or_create(&TokenLabels { model, direction: "completion", source })
+            .inc_by(usage.output_tokens);
+        if let Some(cost) = &self.cost {
+            let usd = hearth_upstream::usage::cost_usd(usage, cost);
+            if usd > 0.0 {
+                self.metrics
+                    .cost
+                    .get_or_create(&ModelLabels {
+                        provider: self.provider.clone(),
+                        model: self.model.clone(),
+                    })
+                    .inc_by(usd);
+            }
+        }
+    }
+
+    pub fn abort(&self, error: &UpstreamError) {
+        self.metrics
+            .stream_aborts
+            .get_or_create(&crate::metrics::AbortLabels {
+                provider: self.provider.clone(),
+                error_kind: error.class.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// Runs the plan's chain. `Err` is the error response (every attempt in its message).
+pub async fn start(
+    app: &AppState,
+    config: &Arc<Config>,
+    plan: &Plan,
+    prompt: Prompt,
+) -> Result<(Started, Prompt), ApiError> {
+    let started = Instant::now();
+    let options = RunOptions {
+        deadline: Some(tokio::time::Instant::now() + RUN_BUDGET),
+        ..RunOptions::default()
+    };
+    let agent = plan.agent.clone();
+    let params_for = |r: &hearth_config::ModelRef| config.params_for(agent.as_deref(), r);
+    let env: &(dyn hearth_config::Env + Sync) = &*app.env;
+    let result = app.router.run(config, &plan.chain, &prompt, &params_for, env, options).await;
+    let attempts = match &result {
+        Ok(answer) => &answer.attempts,
+        Err(failure) => &failure.attempts,
+    };
+    for attempt in attempts {
+        let outcome = match (&attempt.error, attempt.skipped) {
+            (_, true) => "skipped",
+            (None, false) => "ok",
+            (Some(e), false) => e.class.as_str(),
+        };
+        app.metrics
+            .upstream_attempts
+            .get_or_create(&AttemptLabels {
+                provider: attempt.model_ref.provider.clone(),
+                model: attempt.model_ref.model.clone(),
+                outcome,
+            })
+            .inc();
+    }
+    match result {
+        Ok(answer) => {
+            if answer.attempts.len() > 1 {
+                app.metrics.fallbacks.inc();
+            }
+            app.metrics
+                .time_to_first_byte
+                .get_or_create(&ModelLabels {
+                    provider: answer.model_ref.provider.clone(),
+                    model: answer.model_ref.model.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            let cost =
+                config.resolve_ref(&answer.model_ref.to_string()).ok().and_then(|r| r.model.cost);
+            let usage = UsageSink {
+                metrics: Arc::clone(&app.metrics),
+                provider: answer.model_ref.provider.clone(),
+                model: answer.model_ref.model.clone(),
+                cost,
+            };
+            Ok((Started { answer, usage }, prompt))
+        }
+        Err(failure) => Err(ApiError::from_failure(&failure, &hints(config, &failure))),
+    }
+}
+
+/// What to start or configure, for providers that could not be reached.
+pub fn hints(config: &Config, failure: &hearth_upstream::Failure) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for attempt in &failure.attempts {
+        let Some(error) = &attempt.error else { continue };
+        if error.class != ErrorClass::Connect {
+            continue;
+        }
+        let Some(provider) = config.providers.get(&attempt.model_ref.provider) else { continue };
+        let hint = start_hint(&provider.id, provider.base_url.as_str());
+        if !out.contains(&hint) {
+            out.push(hint);
+        }
+    }
+    out
+}
+
+/// How to start the server a provider points at.
+pub fn start_hint(provider_id: &str, base_url: &str) -> String {
+    let how = match provider_id {
+        "lmstudio" => {
+            "start LM Studio's local server (`lms server start`, or the Developer tab) and load a model"
+        }
+        "ollama" => "start Ollama (`ollama serve`)",
+        "llamacpp" | "llama-cpp" => "start llama.cpp (`llama-server -m MODEL.gguf --port PORT`)",
+        "vllm" => "start vLLM (`vllm serve MODEL`)",
+        "sglang" => "start SGLang (`python -m sglang.launch_server --model-path MODEL`)",
+        "mlx" => "start the MLX server (`mlx_lm.server --model MODEL`)",
+        _ => "start the server, or fix models.providers.<id>.baseUrl",
+    };
+    format!("{provider_id} is not reachable at {base_url}: {how}")
+}
+
+/// `x-hearth-provider`, `x-hearth-model`, `x-hearth-attempts`.
+pub fn answer_headers(answer: &Answer, headers: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&answer.model_ref.provider) {
+        headers.insert(HEADER_PROVIDER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&answer.model_ref.model) {
+        headers.insert(HEADER_MODEL, v);
+    }
+    headers.insert(HEADER_ATTEMPTS, HeaderValue::from(answer.attempts.len()));
+}
+
+/// One tool call, assembled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCallAcc {
+    pub index: u32,
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A whole answer.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub text: String,
+    pub reasoning: String,
+    pub signature: String,
+    pub tool_calls: Vec<ToolCallAcc>,
+    pub usage: Option<Usage>,
+    pub finish: Option<FinishReason>,
+}
+
+impl Collected {
+    pub fn push(&mut self, event: Event) -> Result<(), UpstreamError> {
+        match event {
+            Event::TextDelta(t) => self.text.push_str(&t),
+            Event::ReasoningDelta(r) => self.reasoning.push_str(&r),
+            Event::ReasoningSignature(s) => self.signature.push_str(&s),
+            Event::ToolCallDelta { index, id, name, arguments } => {
+                let call = match self.tool_calls.iter_mut().position(|c| c.index == index) {
+                    Some(i) => &mut self.tool_calls[i],
+                    None => {
+                        self.tool_calls.push(ToolCallAcc { index, ..ToolCallAcc::default() });
+                        let last = self.tool_calls.len() - 1;
+                        &mut self.tool_calls[last]
+                    }
+                };
+                if let Some(id) = id {
+                    call.id = id;
+                }
+                if let Some(name) = name {
+                    call.name.push_str(&name);
+                }
+                call.arguments.push_str(&arguments);
+            }
+            Event::Usage(u) => self.usage = Some(u),
+            Event::Finish(f) => self.finish = Some(f),
+            Event::Error(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Tool calls with an id each (some servers send none).
+    pub fn finish_tool_ids(&mut self) {
+        for call in &mut self.tool_calls {
+            if call.id.is_empty() {
+                call.id = crate::new_id("call_");
+            }
+        }
+    }
+}
+
+/// Reads the whole answer; an upstream failure becomes the error response.
+pub async fn collect(started: Started) -> Result<(Collected, Answer), ApiError> {
+    let Started { mut answer, usage } = started;
+    let mut collected = Collected::default();
+    let events = std::mem::replace(&mut answer.events, futures::stream::empty().boxed());
+    let mut events = events;
+    while let Some(event) = events.next().await {
+        let terminal = matches!(event, Event::Finish(_) | Event::Error(_));
+        if let Err(e) = collected.push(event) {
+            usage.abort(&e);
+            return Err(ApiError::from_upstream(&e));
+        }
+        if terminal {
+            break;
+        }
+    }
+    if collected.finish.is_none() {
+        let e = UpstreamError::new(
+            ErrorClass::ServerError,
+            "the upstream stream ended before the model finished",
+        );
+        usage.abort(&e);
+        return Err(ApiError::from_upstream(&e));
+    }
+    if let Some(u) = &collected.usage {
+        usage.record(u);
+    }
+    collected.finish_tool_ids();
+    Ok((collected, answer))
+}

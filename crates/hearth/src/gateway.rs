@@ -1,0 +1,226 @@
+//! `hearth gateway run`: loads the config, prints one short startup block on stderr, serves the
+//! HTTP API until SIGTERM/SIGINT, then drains open streams up to a deadline and exits 0.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_config::{Config, ConfigSource, Origin, ProcessEnv};
+use hearth_server::{AppState, Auth};
+
+/// Exit code when the gateway refuses its settings (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+/// Open streams get this long to finish after SIGTERM.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Reachability checks at startup give up after this long.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Port to listen on (default: gateway.port, else 18789; 0 picks a free port).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// `loopback` (127.0.0.1), `lan` (0.0.0.0), or an IP address (default: gateway.bind).
+    #[arg(long, value_name = "loopback|lan|ADDR")]
+    pub bind: Option<String>,
+}
+
+fn parse_bind(text: &str) -> Option<IpAddr> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "loopback" => Some(IpAddr::from([127, 0, 0, 1])),
+        "lan" => Some(IpAddr::from([0, 0, 0, 0])),
+        other => other.parse().ok(),
+    }
+}
+
+/// Runs the gateway; returns the exit code.
+pub fn run(config: &Config, source: &ConfigSource, args: &RunArgs) -> anyhow::Result<u8> {
+    let mut err = std::io::stderr().lock();
+    let ip = match &args.bind {
+        Some(text) => match parse_bind(text) {
+            Some(ip) => ip,
+            None => {
+                writeln!(err, "error: --bind `{text}` is not `loopback`, `lan` or an IP address")?;
+                return Ok(2);
+            }
+        },
+        None => config.gateway.bind.ip(),
+    };
+    let port = args.port.unwrap_or(config.gateway.port);
+    let env = ProcessEnv;
+    let auth = match Auth::from_config(config, &env) {
+        Ok(auth) => auth,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    if !ip.is_loopback() && auth.is_none() {
+        writeln!(
+            err,
+            "error: refusing to bind the gateway to {ip} without auth: anyone on the network could use your models.\n  \
+             = help: set gateway.auth.token (or HEARTH_GATEWAY_TOKEN), or keep --bind loopback"
+        )?;
+        return Ok(EXIT_CONFIG);
+    }
+    drop(err);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config.clone(), source, SocketAddr::new(ip, port), auth))
+}
+
+async fn serve(
+    config: Config,
+    source: &ConfigSource,
+    addr: SocketAddr,
+    auth: Auth,
+) -> anyhow::Result<u8> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            writeln!(
+                std::io::stderr().lock(),
+                "error: cannot listen on {addr}: {e} (is another gateway already running?)"
+            )?;
+            return Ok(1);
+        }
+    };
+    let local = listener.local_addr()?;
+    let block = startup_block(&config, source, local, &auth).await;
+    write!(std::io::stderr().lock(), "{block}")?;
+    let state = AppState::new(config, Arc::new(ProcessEnv), auth)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    tokio::select! {
+        result = &mut server => {
+            result??;
+            return Ok(0);
+        }
+        () = shutdown_signal() => {}
+    }
+    writeln!(
+        std::io::stderr().lock(),
+        "hearth: shutting down; draining open requests (up to {}s)",
+        DRAIN_DEADLINE.as_secs()
+    )?;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(DRAIN_DEADLINE, &mut server).await {
+        Ok(result) => {
+            result??;
+            writeln!(std::io::stderr().lock(), "hearth: stopped")?;
+        }
+        Err(_) => {
+            server.abort();
+            writeln!(
+                std::io::stderr().lock(),
+                "hearth: drain deadline passed; closing the remaining streams"
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Whether something accepts TCP connections at the URL's host and port.
+async fn reachable(url: &url::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await,
+        Ok(Ok(_))
+    )
+}
+
+async fn startup_block(
+    config: &Config,
+    source: &ConfigSource,
+    addr: SocketAddr,
+    auth: &Auth,
+) -> String {
+    let mut out = String::new();
+    let scope = if addr.ip().is_loopback() { "loopback only" } else { "network" };
+    out.push_str(&format!(
+        "hearth gateway listening on http://{addr} (auth: {}, {scope})\n",
+        auth.mode()
+    ));
+    let config_line = match source.path() {
+        Some(p) if p.exists() => p.display().to_string(),
+        _ => format!("{} (none found: built-in defaults)", source.describe()),
+    };
+    out.push_str(&format!("  config:    {config_line}\n"));
+    let agent = config.default_agent().map(|a| a.id.clone());
+    let chain = config.candidate_chain(agent.as_deref(), None, false);
+    match &chain {
+        Ok(chain) => {
+            let refs: Vec<String> = chain.candidates.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("  default:   {}\n", refs.join(" -> ")));
+        }
+        Err(e) => {
+            out.push_str(&format!("  default:   none ({e}); requests must name a model, e.g. \"lmstudio/<model id>\"\n"));
+        }
+    }
+    // Providers worth checking: configured ones, and those the default chain or agents use.
+    let mut ids: Vec<String> = config
+        .providers
+        .values()
+        .filter(|p| p.origin == Origin::Config)
+        .map(|p| p.id.clone())
+        .collect();
+    let referenced = config.referenced();
+    for r in
+        chain.iter().flat_map(|c| c.candidates.iter().map(ToString::to_string)).chain(referenced)
+    {
+        if let Ok(resolved) = config.resolve_ref(&r)
+            && !ids.contains(&resolved.provider.id)
+        {
+            ids.push(resolved.provider.id.clone());
+        }
+    }
+    if ids.is_empty() && config.providers.contains_key("lmstudio") {
+        ids.push("lmstudio".to_owned());
+    }
+    let providers: Vec<_> = ids.iter().filter_map(|id| config.providers.get(id)).collect();
+    let checks = futures::future::join_all(providers.iter().map(|p| reachable(&p.base_url))).await;
+    for (provider, up) in providers.iter().zip(checks) {
+        let state = if up {
+            "reachable".to_owned()
+        } else if provider.is_local() {
+            format!(
+                "NOT reachable: {}",
+                hearth_server::relay::start_hint(&provider.id, provider.base_url.as_str())
+                    .split(": ")
+                    .nth(1)
+                    .unwrap_or("start it")
+            )
+        } else {
+            "NOT reachable (network?)".to_owned()
+        };
+        out.push_str(&format!("  provider:  {} {} {state}\n", provider.id, provider.base_url));
+    }
+    out
+}

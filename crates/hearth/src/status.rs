@@ -1,0 +1,719 @@
+//! `hearth models status [--probe] [--json]`: is every provider of the default chain (and every
+//! provider the config defines) reachable, serving the configured models, loaded, sized as
+//! the config says, speaking the configured API?
+//!
+//! What it reads comes from `hearth_upstream::probe` (the servers' own metadata); `--probe` also
+//! sends a one-token request to each model of the default chain. Cooldowns come from the
+//! router that owns them: this CLI process has none yet ([`collect`] takes them as an
+//! argument so the gateway can pass `Router::cooldowns()`).
+//!
+//! Exit 0 when the default chain can answer: a candidate whose server is reachable (or that
+//! hearth starts on demand), accepts the credentials and serves the model; with `--probe`, a
+//! candidate that answered the one-token request. Exit 1 otherwise.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use futures::StreamExt;
+use hearth_config::{Api, Config, Env, Model, ModelRef, Origin, Provider};
+use hearth_upstream::local_service::LocalServices;
+use hearth_upstream::probe::{self, ContextWarning, ModelState, ProbeOptions, ProviderProbe};
+use hearth_upstream::router::CooldownView;
+use hearth_upstream::{Client, ErrorClass, Event, Prompt, Target, UpstreamError};
+use serde_json::json;
+
+/// Default limit of the one-token request of `--probe`.
+pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 15_000;
+/// Rows listed for a provider with no configured models (what its server serves).
+const MAX_SERVED_ROWS: usize = 10;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Also send a one-token request to each model of the default chain (starting servers
+    /// that have a localService, as a real request would).
+    #[arg(long)]
+    pub probe: bool,
+    /// Limit of each one-token request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_PROBE_TIMEOUT_MS)]
+    pub probe_timeout: u64,
+    /// Show every provider, built-in hosted ones included (default: the default chain's and
+    /// those the config defines).
+    #[arg(long)]
+    pub all: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The role of a model in the default chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Fallback(usize),
+    /// Configured, not in the default chain.
+    Configured,
+    /// Not configured: the server serves it.
+    Served,
+    /// The provider has no models to show.
+    None,
+}
+
+impl Role {
+    fn label(self) -> String {
+        match self {
+            Role::Primary => "primary".into(),
+            Role::Fallback(n) => format!("fallback {n}"),
+            Role::Configured => "configured".into(),
+            Role::Served => "served".into(),
+            Role::None => "-".into(),
+        }
+    }
+}
+
+/// The one-token request of `--probe`.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub error: Option<UpstreamError>,
+    pub elapsed: Duration,
+}
+
+impl Answered {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// One row: a model of a provider.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub model_ref: ModelRef,
+    pub role: Role,
+    pub api: Api,
+    /// `None`: the server lists nothing (unreachable, or no listing).
+    pub listed: Option<bool>,
+    pub state: Option<ModelState>,
+    /// The window the config claims (`contextTokens`, else `contextWindow`), if any.
+    pub configured_context: Option<u64>,
+    pub served_context: Option<u64>,
+    pub context_warning: Option<ContextWarning>,
+    /// Configured `openai-responses` on a server without `/responses`.
+    pub api_problem: Option<String>,
+    pub cooldowns: Vec<CooldownView>,
+    pub answered: Option<Answered>,
+    /// Whether this candidate could answer a turn now.
+    pub usable: bool,
+}
+
+/// One provider with its rows.
+#[derive(Debug, Clone)]
+pub struct ProviderStatus {
+    pub id: String,
+    pub base_url: String,
+    pub probe: ProviderProbe,
+    /// The provider's host is loopback or private.
+    pub local: bool,
+    /// The provider has a `localService` (hearth starts it on demand).
+    pub local_service: bool,
+    /// `--probe` started its local service for this check.
+    pub started: bool,
+    /// `--probe` could not start its local service.
+    pub start_error: Option<UpstreamError>,
+    pub models: Vec<ModelStatus>,
+}
+
+/// Everything `models status` shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub chain: Vec<ModelRef>,
+    pub chain_error: Option<String>,
+    pub providers: Vec<ProviderStatus>,
+    pub probed: bool,
+}
+
+impl Report {
+    /// The first candidate of the default chain that can answer.
+    pub fn answering(&self) -> Option<&ModelStatus> {
+        self.chain.iter().find_map(|r| {
+            self.providers
+                .iter()
+                .flat_map(|p| p.models.iter())
+                .find(|m| &m.model_ref == r && m.usable)
+        })
+    }
+
+    pub fn can_answer(&self) -> bool {
+        self.answering().is_some()
+    }
+}
+
+/// Options of [`collect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub all: bool,
+    pub probe: bool,
+    pub probe_timeout: Duration,
+}
+
+/// The CLI entry point.
+pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow::Result<ExitCode> {
+    let options = Options {
+        all: args.all,
+        probe: args.probe,
+        probe_timeout: Duration::from_millis(args.probe_timeout.max(1)),
+    };
+    let spinner = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(if args.probe {
+            "probing the providers and the default chain…"
+        } else {
+            "asking the providers what they serve…"
+        });
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let services = LocalServices::new();
+    // The CLI process holds no cooldowns; a gateway passes `Router::cooldowns()`.
+    let report = runtime.block_on(collect(config, env, &[], &services, options));
+    // Stop what `--probe` started, inside the runtime that owns the children.
+    runtime.block_on(async { drop(services) });
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report_json(&report))?)?;
+    } else {
+        write!(out, "{}", report_text(&report))?;
+    }
+    Ok(if report.can_answer() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Which providers to show: the default chain's (in chain order), those the config defines,
+/// and with `all` every other one.
+fn selected<'c>(config: &'c Config, chain: &[ModelRef], all: bool) -> Vec<&'c Provider> {
+    let mut out: Vec<&Provider> = Vec::new();
+    let mut push = |p: &'c Provider| {
+        if !out.iter().any(|o| o.id == p.id) {
+            out.push(p);
+        }
+    };
+    for r in chain {
+        if let Some(p) = config.providers.get(&r.provider) {
+            push(p);
+        }
+    }
+    for p in config.providers.values() {
+        if all || p.origin == Origin::Config {
+            push(p);
+        }
+    }
+    out
+}
+
+/// Gathers the report: probes every selected provider (concurrently), and with `probe` sends
+/// the one-token requests. `cooldowns` is the router's state (`Router::cooldowns()`).
+pub async fn collect(
+    config: &Config,
+    env: &(dyn Env + Sync),
+    cooldowns: &[CooldownView],
+    services: &LocalServices,
+    options: Options,
+) -> Report {
+    let (chain, chain_error) = match config.candidate_chain(None, None, false) {
+        Ok(c) => (c.candidates, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let providers = selected(config, &chain, options.all);
+    let probe_options = ProbeOptions::default();
+
+    // With --probe, the chain's local services are started first, as a request would.
+    let mut leases = Vec::new();
+    let mut started: Vec<String> = Vec::new();
+    let mut start_errors: Vec<(String, UpstreamError)> = Vec::new();
+    if options.probe {
+        for p in providers.iter().filter(|p| p.local_service.is_some()) {
+            if !chain.iter().any(|r| r.provider == p.id) {
+                continue;
+            }
+            match services.acquire(p).await {
+                Ok(lease) => {
+                    if lease.started() {
+                        started.push(p.id.clone());
+                    }
+                    leases.push(lease);
+                }
+                Err(e) => start_errors.push((p.id.clone(), e)),
+            }
+        }
+    }
+
+    let probes: Vec<ProviderProbe> = futures::future::join_all(
+        providers.iter().map(|p| probe::probe_with(p, env, &probe_options)),
+    )
+    .await;
+
+    let mut out: Vec<ProviderStatus> = Vec::new();
+    for (provider, probe) in providers.iter().zip(probes) {
+        let rows = rows_of(config, provider, &chain, &probe, options.all);
+        let models = rows
+            .into_iter()
+            .map(|(model_ref, role, model)| {
+                model_status(provider, &probe, model_ref, role, &model, cooldowns)
+            })
+            .collect();
+        out.push(ProviderStatus {
+            id: provider.id.clone(),
+            base_url: provider.base_url.as_str().trim_end_matches('/').to_owned(),
+            local: provider.is_local(),
+            local_service: provider.local_service.is_some(),
+            started: started.contains(&provider.id),
+            start_error: start_errors
+                .iter()
+                .find(|(id, _)| *id == provider.id)
+                .map(|(_, e)| e.clone()),
+            probe,
+            models,
+        });
+    }
+
+    if options.probe {
+        let answers = futures::future::join_all(chain.iter().map(|r| async move {
+            let resolved = config.resolve_ref(&r.to_string()).ok()?;
+            let params = config
+                .model_settings
+                .get(&resolved.model_ref)
+                .and_then(|s| s.params.as_ref())
+                .and_then(|p| p.as_object())
+                .cloned();
+            Some(
+                one_token(resolved.provider, &resolved.model, params, env, options.probe_timeout)
+                    .await,
+            )
+        }))
+        .await;
+        for (r, answer) in chain.iter().zip(answers) {
+            for row in out.iter_mut().flat_map(|p| p.models.iter_mut()) {
+                if &row.model_ref == r {
+                    row.usable = answer.as_ref().is_some_and(Answered::ok);
+                    row.answered = answer.clone();
+                }
+            }
+        }
+    }
+    drop(leases);
+    Report { chain, chain_error, providers: out, probed: options.probe }
+}
+
+/// The rows of one provider: its chain models, its configured models, and (when it has
+/// none) what its server serves.
+fn rows_of(
+    config: &Config,
+    provider: &Provider,
+    chain: &[ModelRef],
+    probe: &ProviderProbe,
+    all: bool,
+) -> Vec<(ModelRef, Role, Model)> {
+    let mut rows: Vec<(ModelRef, Role, Model)> = Vec::new();
+    for (idx, r) in chain.iter().enumerate().filter(|(_, r)| r.provider == provider.id) {
+        let model = config
+            .resolve_ref(&r.to_string())
+            .map(|res| res.model)
+            .unwrap_or_else(|_| provider.synthetic_model(&r.model));
+        let role = if idx == 0 { Role::Primary } else { Role::Fallback(idx) };
+        rows.push((r.clone(), role, model));
+    }
+    for m in &provider.models {
+        if (all || m.origin != Origin::Builtin) && !rows.iter().any(|(_, _, row)| row.id == m.id) {
+            rows.push((ModelRef::new(&provider.id, &m.id), Role::Configured, m.clone()));
+        }
+    }
+    if rows.is_empty() {
+        for served in probe.served.iter().take(MAX_SERVED_ROWS) {
+            let model = provider.synthetic_model(&served.id);
+            rows.push((ModelRef::new(&provider.id, &served.id), Role::Served, model));
+        }
+    }
+    if rows.is_empty() {
+        rows.push((ModelRef::new(&provider.id, "-"), Role::None, provider.synthetic_model("-")));
+    }
+    rows
+}
+
+fn model_status(
+    provider: &Provider,
+    probe: &ProviderProbe,
+    model_ref: ModelRef,
+    role: Role,
+    model: &Model,
+    cooldowns: &[CooldownView],
+) -> ModelStatus {
+    let served = probe.find(&model.id);
+    let listed = (!probe.served.is_empty()).then(|| probe.listed(&model.id));
+    let served_context = served.and_then(|s| s.context_window);
+    let configured_context = model.context_tokens.or(model.context_window);
+    let (_, context_warning) = probe::effective_context_for(model, served_context);
+    let api_problem = (model.api == Api::OpenaiResponses && probe.responses_api == Some(false))
+        .then(|| {
+            format!(
+                "{model_ref}: configured api openai-responses, but the server has no /v1/responses; \
+                 set api: \"openai-completions\" (models.providers.{}{})",
+                provider.id,
+                if model.origin == Origin::Config && provider.api != Api::OpenaiResponses {
+                    format!(".models[id={}].api", model.id)
+                } else {
+                    ".api".to_owned()
+                }
+            )
+        });
+    let cooldowns: Vec<CooldownView> = cooldowns
+        .iter()
+        .filter(|c| c.provider == provider.id && c.model.as_ref().is_none_or(|m| *m == model.id))
+        .cloned()
+        .collect();
+    let blocked = probe.error.as_ref().is_some_and(|e| {
+        matches!(e.class, ErrorClass::Auth | ErrorClass::Billing)
+            || e.message.contains("network guard")
+    });
+    let serves = probe.served.is_empty() || served.is_some();
+    let reachable_now = probe.reachable && !blocked && serves && api_problem.is_none();
+    let startable = provider.local_service.is_some() && !probe.reachable && !blocked;
+    ModelStatus {
+        usable: role != Role::None && role != Role::Served && (reachable_now || startable),
+        model_ref,
+        role,
+        api: model.api,
+        listed,
+        state: served.map(|s| s.state),
+        configured_context,
+        served_context,
+        context_warning,
+        api_problem,
+        cooldowns,
+        answered: None,
+    }
+}
+
+/// One non-streaming request with `max_tokens: 1`.
+async fn one_token(
+    provider: &Provider,
+    model: &Model,
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+    env: &(dyn Env + Sync),
+    limit: Duration,
+) -> Answered {
+    let started = Instant::now();
+    let mut prompt = Prompt::text(None, "Say OK.");
+    prompt.max_tokens = Some(1);
+    prompt.stream = false;
+    let call = async {
+        let client = Client::new(provider)?;
+        let target = Target { provider, model, params: params.as_ref() };
+        let mut events = client.send(&target, &prompt, env).await?;
+        while let Some(event) = events.next().await {
+            if let Event::Error(e) = event {
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    let error = match tokio::time::timeout(limit, call).await {
+        Ok(Ok(())) => None,
+        // One token may all be reasoning: the model answered.
+        Ok(Err(e)) if e.class == ErrorClass::EmptyResponse => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(UpstreamError::new(
+            ErrorClass::Timeout,
+            format!("no answer within {} ms", limit.as_millis()),
+        )),
+    };
+    Answered { error, elapsed: started.elapsed() }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn server_cell(p: &ProviderStatus) -> String {
+    let probe = &p.probe;
+    match (&probe.error, probe.reachable) {
+        (_, false) if p.start_error.is_some() => "failed to start".to_owned(),
+        (_, false) if p.local_service => "down (starts on demand)".to_owned(),
+        (Some(e), false) if e.message.contains("network guard") => "blocked".to_owned(),
+        (Some(e), false) => format!("unreachable ({})", e.class.as_str()),
+        (None, false) => "unreachable".to_owned(),
+        (Some(e), true) => format!("up {} ms, {}", probe.latency.map_or(0, ms), e.class.as_str()),
+        (None, true) => format!("up {} ms", probe.latency.map_or(0, ms)),
+    }
+}
+
+fn context_cell(m: &ModelStatus) -> String {
+    let show = |v: Option<u64>| v.map_or("?".to_owned(), |n| n.to_string());
+    match (m.served_context, m.configured_context) {
+        (None, None) => "-".to_owned(),
+        (served, configured) => {
+            let flag = if m.context_warning.is_some() { " !" } else { "" };
+            format!(
+                "{} / {}{flag}",
+                show(served),
+                configured.map_or("-".to_owned(), |c| c.to_string())
+            )
+        }
+    }
+}
+
+fn api_cell(m: &ModelStatus, probe: &ProviderProbe) -> String {
+    if m.api_problem.is_some() {
+        return format!("{}: no /responses", m.api.as_str());
+    }
+    match (m.api, probe.responses_api) {
+        (Api::OpenaiResponses, Some(true)) => format!("{} ok", m.api.as_str()),
+        (api, _) => api.as_str().to_owned(),
+    }
+}
+
+fn cooldown_cell(m: &ModelStatus) -> String {
+    match m.cooldowns.iter().max_by_key(|c| c.remaining) {
+        Some(c) => format!("{} {}s", c.reason.as_str(), c.remaining.as_secs().max(1)),
+        None => "-".to_owned(),
+    }
+}
+
+fn probe_cell(m: &ModelStatus) -> String {
+    match &m.answered {
+        None => "-".to_owned(),
+        Some(a) => match &a.error {
+            None => format!("ok {} ms", ms(a.elapsed)),
+            Some(e) => format!("{} {} ms", e.class.as_str(), ms(a.elapsed)),
+        },
+    }
+}
+
+/// Warnings and errors worth a line of their own, in table order.
+fn notes(report: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &report.providers {
+        if let Some(e) = p.probe.error.as_ref().filter(|_| p.start_error.is_none()) {
+            let hint = match e.class {
+                ErrorClass::Connect if p.local_service => {
+                    " (hearth starts its localService when a request needs it)".to_owned()
+                }
+                ErrorClass::Connect if p.local && !e.message.contains("network guard") => {
+                    format!(" (start the server, or fix models.providers.{}.baseUrl)", p.id)
+                }
+                ErrorClass::Auth => format!(" (check the API key of provider `{}`)", p.id),
+                _ => String::new(),
+            };
+            // Messages of the transport already start with the provider id.
+            if e.message.starts_with(&p.id) {
+                out.push(format!("{}{hint}", e.message));
+            } else {
+                out.push(format!("{}: {}{hint}", p.id, e.message));
+            }
+        }
+        if let Some(e) = &p.start_error {
+            out.push(e.message.clone());
+        }
+        if p.started {
+            out.push(format!(
+                "{}: started by this check (localService); stopped again on exit",
+                p.id
+            ));
+        }
+        for m in &p.models {
+            if let Some(w) = &m.context_warning {
+                out.push(format!(
+                    "{}: {w}; lower contextWindow to {} or raise the server's context size",
+                    m.model_ref, w.served
+                ));
+            }
+            if let Some(problem) = &m.api_problem {
+                out.push(problem.clone());
+            }
+            if m.listed == Some(false) && !matches!(m.role, Role::None | Role::Served) {
+                if p.probe.any_model_id {
+                    out.push(format!(
+                        "{}: not listed; this llama.cpp server answers any model id with `{}`",
+                        m.model_ref,
+                        p.probe.served.first().map_or("its model", |s| s.id.as_str())
+                    ));
+                } else {
+                    out.push(format!(
+                        "{}: the server does not list this model (it lists: {})",
+                        m.model_ref,
+                        p.probe
+                            .served
+                            .iter()
+                            .take(5)
+                            .map(|s| s.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            if let Some(Answered { error: Some(e), .. }) = &m.answered {
+                out.push(format!("{}: the one-token request failed: {e}", m.model_ref));
+            }
+        }
+    }
+    out
+}
+
+/// The table and the notes, as printed.
+pub fn report_text(report: &Report) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    let mut header = vec![
+        "REF",
+        "ROLE",
+        "SERVER",
+        "LISTED",
+        "STATE",
+        "CONTEXT served/config",
+        "API",
+        "COOLDOWN",
+    ];
+    if report.probed {
+        header.push("PROBE");
+    }
+    table.set_header(header);
+    for p in &report.providers {
+        for m in &p.models {
+            let mut row = vec![
+                Cell::new(m.model_ref.to_string()),
+                Cell::new(m.role.label()),
+                Cell::new(server_cell(p)),
+                Cell::new(match m.listed {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "?",
+                }),
+                Cell::new(m.state.map_or("?", ModelState::as_str)),
+                Cell::new(context_cell(m)).set_alignment(CellAlignment::Right),
+                Cell::new(api_cell(m, &p.probe)),
+                Cell::new(cooldown_cell(m)),
+            ];
+            if report.probed {
+                row.push(Cell::new(probe_cell(m)));
+            }
+            table.add_row(row);
+        }
+    }
+    let mut out = String::new();
+    match (&report.chain_error, report.chain.is_empty()) {
+        (Some(e), _) => out.push_str(&format!("default chain: none ({e})\n")),
+        (None, true) => out.push_str("default chain: none\n"),
+        (None, false) => out.push_str(&format!(
+            "default chain: {}\n",
+            report.chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> ")
+        )),
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    let notes = notes(report);
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+    }
+    out.push('\n');
+    match report.answering() {
+        Some(m) => out.push_str(&format!(
+            "ok: the default chain can answer ({}{})\n",
+            m.model_ref,
+            if report.probed { " answered the probe" } else { " is reachable" }
+        )),
+        None => out.push_str(if report.probed {
+            "error: no model of the default chain answered the probe\n"
+        } else {
+            "error: no model of the default chain is reachable\n"
+        }),
+    }
+    out
+}
+
+fn error_json(e: &UpstreamError) -> serde_json::Value {
+    json!({"class": e.class.as_str(), "status": e.status, "message": e.message})
+}
+
+/// The same data as the table, as JSON.
+pub fn report_json(report: &Report) -> serde_json::Value {
+    let providers: Vec<serde_json::Value> = report
+        .providers
+        .iter()
+        .map(|p| {
+            let models: Vec<serde_json::Value> = p
+                .models
+                .iter()
+                .filter(|m| m.role != Role::None)
+                .map(|m| {
+                    json!({
+                        "ref": m.model_ref.to_string(),
+                        "id": m.model_ref.model,
+                        "role": m.role.label(),
+                        "api": m.api.as_str(),
+                        "listed": m.listed,
+                        "state": m.state.map(ModelState::as_str),
+                        "context": {
+                            "configured": m.configured_context,
+                            "served": m.served_context,
+                            "warning": m.context_warning.map(|w| w.to_string()),
+                        },
+                        "apiCheck": {
+                            "ok": m.api_problem.is_none(),
+                            "message": m.api_problem,
+                        },
+                        "cooldowns": m.cooldowns.iter().map(|c| json!({
+                            "reason": c.reason.as_str(),
+                            "remainingMs": ms(c.remaining),
+                            "failures": c.failures,
+                            "credential": c.credential,
+                            "scope": if c.model.is_some() { "model" } else { "provider" },
+                        })).collect::<Vec<_>>(),
+                        "probe": m.answered.as_ref().map(|a| json!({
+                            "ok": a.ok(),
+                            "ms": ms(a.elapsed),
+                            "errorClass": a.error.as_ref().map(|e| e.class.as_str()),
+                            "error": a.error.as_ref().map(|e| e.message.clone()),
+                        })),
+                        "usable": m.usable,
+                    })
+                })
+                .collect();
+            json!({
+                "id": p.id,
+                "baseUrl": p.base_url,
+                "server": p.probe.kind.as_str(),
+                "reachable": p.probe.reachable,
+                "latencyMs": p.probe.latency.map(ms),
+                "error": p.probe.error.as_ref().map(error_json),
+                "responsesApi": p.probe.responses_api,
+                "localService": p.local_service.then(|| json!({
+                    "startedByThisCheck": p.started,
+                    "startError": p.start_error.as_ref().map(error_json),
+                })),
+                "served": p.probe.served.iter().map(|s| json!({
+                    "id": s.id,
+                    "state": s.state.as_str(),
+                    "contextWindow": s.context_window,
+                    "maxContextWindow": s.max_context_window,
+                })).collect::<Vec<_>>(),
+                "models": models,
+            })
+        })
+        .collect();
+    json!({
+        "ok": report.can_answer(),
+        "defaultChain": report.chain.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "chainError": report.chain_error,
+        "answeredBy": report.answering().map(|m| m.model_ref.to_string()),
+        "probed": report.probed,
+        "providers": providers,
+        "notes": notes(report),
+    })
+}

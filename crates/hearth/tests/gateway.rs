@@ -1,0 +1,183 @@
+//! `hearth gateway run` as a process: startup, refusal to bind without auth, graceful drain on
+//! SIGTERM, and the real `openai` and `anthropic` Python SDKs against the real llama-server.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hearth_testkit::{FakeUpstream, LlamaServer, Reply};
+
+struct Gateway {
+    child: Child,
+    origin: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_gateway(config: &Path, extra: &[&str]) -> Gateway {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--config")
+        .arg(config)
+        .args(["gateway", "run", "--port", "0"])
+        .args(extra)
+        .env_remove("HEARTH_GATEWAY_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let origin = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    Gateway { child, origin }
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("hearth.json5");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+#[test]
+fn refuses_to_bind_beyond_loopback_without_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "{}");
+    let output = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--config")
+        .arg(&config)
+        .args(["gateway", "run", "--port", "0", "--bind", "lan"])
+        .env_remove("HEARTH_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to bind") && stderr.contains("gateway.auth.token"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_open_streams_then_exits_zero() {
+    let upstream = FakeUpstream::start().await.unwrap();
+    let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+                data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    for _ in 0..3 {
+        upstream.push(Reply::sse_raw(body).split_at(60, Duration::from_millis(1500)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m"}}]}}}}}},
+               agents: {{defaults: {{model: {{primary: "fake/m"}}}}}}}}"#,
+            upstream.origin()
+        ),
+    );
+    let mut gateway = spawn_gateway(&config, &[]);
+    let mut responses = Vec::new();
+    for _ in 0..3 {
+        let request = client()
+            .post(format!("{}/v1/chat/completions", gateway.origin))
+            .json(&serde_json::json!({"model": "hearth", "stream": true, "messages": [{"role": "user", "content": "hi"}]}));
+        responses.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status =
+        Command::new("kill").args(["-TERM", &gateway.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    for r in responses {
+        let text = r.await.unwrap();
+        assert!(text.contains("world") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+    let exit = tokio::task::spawn_blocking(move || gateway.child.wait().unwrap()).await.unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+fn python() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed/python-env.sh");
+    let output = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().unwrap();
+    assert!(output.status.success(), "scripts/testbed/python-env.sh failed");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().lines().last().unwrap().trim())
+}
+
+const TOOL_CALL: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}}"#;
+const TOOL_ANSWER: &str = r#"{"id":"c2","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"It is sunny in Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":40,"completion_tokens":6,"total_tokens":46}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdks_against_llama_server() {
+    let llama = LlamaServer::start(2048)
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let upstream = FakeUpstream::start().await.unwrap();
+    upstream.push(Reply::json(200, TOOL_CALL));
+    upstream.push(Reply::json(200, TOOL_ANSWER));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"{{models: {{mode: "replace", providers: {{
+                 llamacpp: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tiny", contextWindow: 2048, maxTokens: 32}}]}},
+                 fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tools"}}]}}}}}},
+               agents: {{defaults: {{model: {{primary: "llamacpp/tiny"}}}}}}}}"#,
+            llama.origin(),
+            upstream.origin()
+        ),
+    );
+    let gateway = spawn_gateway(&config, &[]);
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    for script in ["openai_sdk.py", "anthropic_sdk.py"] {
+        let origin = gateway.origin.clone();
+        let (python, path) = (python.clone(), sdk.join(script));
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(path)
+                .env("HEARTH_BASE", origin)
+                .env("HEARTH_MODEL", "llamacpp/tiny")
+                .env("HEARTH_TOOL_MODEL", "fake/tools")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The tool result went back upstream on the second call.
+    let second = upstream.requests()[1].json();
+    let last = second["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], "tool");
+    assert_eq!(last["tool_call_id"], "call_1");
+}
