@@ -39,6 +39,11 @@ pub struct TurnRequest {
     pub message: String,
     /// Content the client marks external (untrusted), with its source label.
     pub external: Vec<(String, String)>,
+    /// Earlier messages the client sent along. They seed a new (empty) session; once a session
+    /// has history, the store is the source of truth and these are ignored.
+    pub history: Vec<Message>,
+    /// Extra system instructions from the client, after the agent's own prompt.
+    pub system: Vec<String>,
     /// An explicit model (strict: no fallback).
     pub model: Option<String>,
     /// Client-supplied tools (filtered by the agent's tool policy).
@@ -92,6 +97,8 @@ pub struct Agents {
     pub store: Arc<dyn SessionStore>,
     pub router: Arc<Router>,
     pub env: Arc<dyn Env + Send + Sync>,
+    /// What the servers really serve (context windows); `None`: trust the config.
+    pub probes: Option<Arc<hearth_upstream::probe::Probes>>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -210,6 +217,25 @@ impl Agents {
         // History before this turn, then the new message, acknowledged on disk before any call.
         let all_entries = self.store.history(&session_key, false).await?;
         let entries = self.store.history(&session_key, true).await?;
+        let mut entries = entries;
+        if all_entries.is_empty() && !request.history.is_empty() {
+            let now = Timestamp::now();
+            let seed: Vec<NewEntry> = request
+                .history
+                .iter()
+                .filter_map(|m| match m.role {
+                    Role::User => Some(NewEntry::user(strip_control_tokens(&m.text()), now)),
+                    Role::Assistant if !m.text().is_empty() => {
+                        Some(NewEntry::assistant(m.text(), now))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !seed.is_empty() {
+                self.store.append(&session_key, seed).await?;
+                entries = self.store.history(&session_key, true).await?;
+            }
+        }
         let user_text = strip_control_tokens(&request.message);
         let user_seq = self
             .store
@@ -246,11 +272,27 @@ impl Agents {
             (None, None) => (hearth_config::resolve::DEFAULT_CONTEXT_WINDOW, WindowSource::Default),
         };
         let mut notices = Vec::new();
+        // The preflight judges the configured window; the budget uses what the server really
+        // serves when that is smaller, so no request over the real window is sent.
         match preflight(&primary.to_string(), window, resolved.model.context_window, source) {
             Preflight::Refuse(message) => return Err(TurnError::Refused { message }),
             Preflight::Warn(message) => notices.push(message),
             Preflight::Ok => {}
         }
+        let served = match &self.probes {
+            Some(probes) => probes.served_context(resolved.provider, &resolved.model.id).await,
+            None => None,
+        }
+        .or_else(|| self.router.learned_context(&resolved.provider.id, &resolved.model.id));
+        let window = match served {
+            Some(served) if served < window => {
+                notices.push(format!(
+                    "{primary}: the config allows {window} tokens of context but the server serves {served}; budgeting with {served} (lower contextWindow/contextTokens or raise the server's context size)"
+                ));
+                served
+            }
+            _ => window,
+        };
         let reserve = request
             .max_tokens
             .unwrap_or(resolved.model.max_tokens)
@@ -267,6 +309,7 @@ impl Agents {
         if let Some(s) = system {
             system_parts.push(s);
         }
+        system_parts.extend(request.system.iter().map(|s| strip_control_tokens(s)));
         // Stable prefix first (the agent's prompt and rules), volatile content last, so local
         // servers' prefix caches stay warm.
         system_parts.push(
@@ -286,6 +329,34 @@ impl Agents {
         let (mut messages, mut seqs, mut summary) = history_messages(&entries);
         messages.push(Message::user(user_text.clone()));
         seqs.extend(user_seq.first().copied());
+        // Calibrate the estimate with the server's tokenizer when it has one (llama.cpp): one
+        // call per turn over the whole prompt, and the budget is scaled by the ratio.
+        let available = match &self.probes {
+            Some(probes) => {
+                let mut text = system_parts.join("\n");
+                if let Some(s) = &summary {
+                    text.push_str(s);
+                }
+                for m in &messages {
+                    // Role names stand in for the chat template's framing of each message.
+                    text.push_str(match m.role {
+                        Role::User => "\nuser\n",
+                        Role::Assistant => "\nassistant\n",
+                        Role::Tool => "\ntool\n",
+                    });
+                    text.push_str(&m.text());
+                }
+                let estimated = estimate_tokens(&text).max(1);
+                match probes.count_tokens(resolved.provider, &text).await {
+                    // 10 % headroom for template tokens the text above does not show.
+                    Some(real) if real > estimated => {
+                        (available as f64 * 0.9 * estimated as f64 / real as f64) as u64
+                    }
+                    _ => available,
+                }
+            }
+            None => available,
+        };
         let mut compacted = false;
         let mut prompt_messages = self
             .fit(
@@ -591,6 +662,52 @@ impl Agents {
                 Ok(with_summary(summary, messages))
             }
         }
+    }
+
+    /// Compacts a session by hand (`hearth sessions compact`): everything before the last user
+    /// message is summarized. Returns how many messages were summarized.
+    pub async fn compact_now(
+        &self,
+        config: &Config,
+        session_key: &str,
+        agent: Option<&str>,
+    ) -> Result<usize, TurnError> {
+        let _guard = self.store.lock_session(session_key).await;
+        let entries = self.store.history(session_key, true).await?;
+        let (messages, seqs, summary) = history_messages(&entries);
+        let keep_from =
+            messages.iter().rposition(|m| m.role == Role::User).unwrap_or(messages.len());
+        if keep_from == 0 {
+            return Ok(0);
+        }
+        let chain = config
+            .candidate_chain(agent, None, false)
+            .map_err(|e| TurnError::Config(e.to_string()))?;
+        let primary = chain
+            .candidates
+            .first()
+            .cloned()
+            .ok_or_else(|| TurnError::Config("no model configured".into()))?;
+        let budget = config
+            .resolve_ref(&primary.to_string())
+            .map(|r| r.model.context_budget() / crate::compaction::SUMMARY_SHARE)
+            .unwrap_or(1024)
+            .clamp(64, 4096);
+        let text = self
+            .summarize(config, &primary, summary.as_deref(), &messages[..keep_from], budget)
+            .await;
+        if let Some(replaces) = seqs.get(keep_from - 1).copied() {
+            self.store
+                .record_compaction(
+                    session_key,
+                    text,
+                    replaces,
+                    EntryMeta::default(),
+                    Timestamp::now(),
+                )
+                .await?;
+        }
+        Ok(keep_from)
     }
 
     async fn summarize(

@@ -17,15 +17,20 @@ fn config(text: &str) -> Arc<Config> {
     Arc::new(loaded.config.unwrap())
 }
 
-async fn agents() -> (Agents, Arc<SqliteStore>, tempfile::TempDir) {
+/// `probes`: ask the servers what they serve (only for real servers: the scripted upstream
+/// would answer the probes with the replies scripted for the turn).
+async fn agents_with(probes: bool) -> (Agents, Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("hearth.sqlite")).await.unwrap());
-    let agents = Agents {
-        store: store.clone(),
-        router: Arc::new(Router::new()),
-        env: Arc::new(BTreeMap::<String, String>::new()),
-    };
+    let env: Arc<dyn hearth_config::Env + Send + Sync> =
+        Arc::new(BTreeMap::<String, String>::new());
+    let probes = probes.then(|| Arc::new(hearth_upstream::probe::Probes::new(env.clone())));
+    let agents = Agents { store: store.clone(), router: Arc::new(Router::new()), env, probes };
     (agents, store, dir)
+}
+
+async fn agents() -> (Agents, Arc<SqliteStore>, tempfile::TempDir) {
+    agents_with(false).await
 }
 
 fn llama_config(server: &LlamaServer, window: u64) -> Arc<Config> {
@@ -41,7 +46,7 @@ async fn a_session_remembers_earlier_turns() {
     let server = LlamaServer::start(2048)
         .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
     let cfg = llama_config(&server, 8192);
-    let (agents, store, _dir) = agents().await;
+    let (agents, store, _dir) = agents_with(true).await;
     for msg in ["my name is Ada", "what is my name?"] {
         let turn = agents
             .start(
@@ -74,10 +79,10 @@ async fn a_long_conversation_in_a_small_window_keeps_succeeding_by_compacting() 
     let server = LlamaServer::start(512).unwrap();
     let cfg = config(&format!(
         r#"{{agents: {{defaults: {{model: "tiny/tiny", systemPrompt: "You are terse."}}}},
-            models: {{mode: "replace", providers: {{tiny: {{baseUrl: "{}/v1", models: [{{id: "tiny", contextTokens: 4000, contextWindow: 512, maxTokens: 16}}]}}}}}}}}"#,
+            models: {{mode: "replace", providers: {{tiny: {{baseUrl: "{}/v1", models: [{{id: "tiny", contextWindow: 32768, maxTokens: 16}}]}}}}}}}}"#,
         server.origin()
     ));
-    let (agents, store, _dir) = agents().await;
+    let (agents, store, _dir) = agents_with(true).await;
     let mut compactions = 0;
     for i in 0..14 {
         let message = format!(
@@ -91,6 +96,18 @@ async fn a_long_conversation_in_a_small_window_keeps_succeeding_by_compacting() 
             Err(e) => panic!("turn {i} failed: {e}"),
         };
         compactions += usize::from(turn.compacted);
+        assert!(
+            !turn.notices.iter().any(|n| n.contains("context overflow")),
+            "turn {i} sent a request over the window: {:?}",
+            turn.notices
+        );
+        if i == 0 {
+            assert!(
+                turn.notices.iter().any(|n| n.contains("the server serves 512")),
+                "{:?}",
+                turn.notices
+            );
+        }
         let c = collect(turn.events).await;
         assert!(c.error.is_none(), "turn {i}: {:?}", c.error);
     }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub limiter: Arc<auth::Limiter>,
     pub metrics: Arc<metrics::Metrics>,
     pub conversations: Arc<responses::Conversations>,
+    /// Agent runs (sessions, budget, compaction); `None`: agent targets run statelessly.
+    pub agents: Option<hearth_agent::Agents>,
     /// Set when shutdown began: `/ready` answers 503.
     pub draining: Arc<AtomicBool>,
 }
@@ -77,8 +79,23 @@ impl AppState {
             limiter: Arc::new(auth::Limiter::default()),
             metrics: Arc::new(metrics::Metrics::default()),
             conversations: Arc::new(responses::Conversations::default()),
+            agents: None,
             draining: Arc::new(AtomicBool::new(false)),
         })
+    }
+}
+
+impl AppState {
+    /// Agent targets run as agent turns with sessions in `store`.
+    pub fn with_agents(mut self, store: Arc<dyn hearth_store::SessionStore>) -> Self {
+        let probes = Arc::new(hearth_upstream::probe::Probes::new(Arc::clone(&self.env)));
+        self.agents = Some(hearth_agent::Agents {
+            store,
+            router: Arc::clone(&self.router),
+            env: Arc::clone(&self.env),
+            probes: Some(probes),
+        });
+        self
     }
 }
 

@@ -2,8 +2,8 @@
 //! `openclaw…`, `agent:<id>`) runs the agent's chain; a model ref or alias runs directly
 //! through the router with the configured fallbacks.
 //!
-//! Invariant: this is stateless in this issue (no session store); session keys are validated
-//! but not used yet.
+//! Agent runs use sessions (`relay::start` hands them to `hearth_agent`); a session key comes from
+//! `x-hearth-session-key`, else the request's `user`, else a fresh one per request.
 
 use axum::http::HeaderMap;
 use hearth_config::{Chain, Config, RefError};
@@ -21,6 +21,12 @@ pub struct Plan {
     pub agent: Option<String>,
     /// The id the response reports as `model` (what the caller asked for).
     pub requested: String,
+    /// An agent target (`hearth`, `hearth/<id>`, …): runs as an agent turn.
+    pub agent_run: bool,
+    /// `x-hearth-session-key`, when given.
+    pub session_key: Option<String>,
+    /// An explicit model override (`x-hearth-model`) for an agent run: strict.
+    pub model_override: Option<String>,
 }
 
 /// An agent target: `Some(None)` is the default agent.
@@ -86,14 +92,28 @@ pub fn plan(config: &Config, model: &str, headers: &HeaderMap) -> Result<Plan, A
                 return Err(ApiError::invalid_param("model", "no candidate model is allowed by the agent's model policy (agents.defaults.models / allow)")
                     .with_code("model_not_allowed"));
             }
-            Ok(Plan { chain, agent, requested: model.trim().to_owned() })
+            Ok(Plan {
+                chain,
+                agent,
+                requested: model.trim().to_owned(),
+                agent_run: true,
+                session_key: header(headers, "session-key").map(str::to_owned),
+                model_override: override_model.map(str::to_owned),
+            })
         }
         None => {
             let requested = override_model.unwrap_or(model);
             let chain = config
                 .candidate_chain(None, Some(requested), false)
                 .map_err(|e| ApiError::from_ref(&e))?;
-            Ok(Plan { chain, agent: None, requested: model.trim().to_owned() })
+            Ok(Plan {
+                chain,
+                agent: None,
+                requested: model.trim().to_owned(),
+                agent_run: false,
+                session_key: None,
+                model_override: None,
+            })
         }
     }
 }

@@ -102,9 +102,18 @@ pub async fn start(
         ..RunOptions::default()
     };
     let agent = plan.agent.clone();
-    let params_for = |r: &hearth_config::ModelRef| config.params_for(agent.as_deref(), r);
-    let env: &(dyn hearth_config::Env + Sync) = &*app.env;
-    let result = app.router.run(config, &plan.chain, &prompt, &params_for, env, options).await;
+    let result = match (&app.agents, plan.agent_run) {
+        (Some(agents), true) => match agent_turn(agents, config, plan, &prompt).await {
+            Ok(answer) => Ok(answer),
+            Err(AgentFailure::Upstream(failure)) => Err(failure),
+            Err(AgentFailure::Api(error)) => return Err(error),
+        },
+        _ => {
+            let params_for = |r: &hearth_config::ModelRef| config.params_for(agent.as_deref(), r);
+            let env: &(dyn hearth_config::Env + Sync) = &*app.env;
+            app.router.run(config, &plan.chain, &prompt, &params_for, env, options).await
+        }
+    };
     let attempts = match &result {
         Ok(answer) => &answer.attempts,
         Err(failure) => &failure.attempts,
@@ -283,4 +292,74 @@ pub async fn collect(started: Started) -> Result<(Collected, Answer), ApiError> 
     }
     collected.finish_tool_ids();
     Ok((collected, answer))
+}
+
+enum AgentFailure {
+    Upstream(hearth_upstream::Failure),
+    Api(ApiError),
+}
+
+/// An agent target with sessions: the last user message is the turn's message; earlier
+/// messages seed a new session; system messages follow the agent's own prompt.
+async fn agent_turn(
+    agents: &hearth_agent::Agents,
+    config: &Arc<Config>,
+    plan: &Plan,
+    prompt: &Prompt,
+) -> Result<Answer, AgentFailure> {
+    use hearth_upstream::Role;
+    let last_user = prompt.messages.iter().rposition(|m| m.role == Role::User);
+    let (history, message) = match last_user {
+        Some(idx) => (prompt.messages[..idx].to_vec(), prompt.messages[idx].text()),
+        None => {
+            return Err(AgentFailure::Api(ApiError::invalid_param(
+                "messages",
+                "an agent run needs a user message",
+            )));
+        }
+    };
+    let user = prompt.passthrough.get("user").and_then(|u| u.as_str()).filter(|u| !u.is_empty());
+    let session_key = match (&plan.session_key, user) {
+        (Some(key), _) => key.clone(),
+        (None, Some(user)) => format!("user:{user}"),
+        // OpenClaw's HTTP API is stateless per request unless the caller names a session.
+        (None, None) => format!("http:{}", uuid_like()),
+    };
+    let request = hearth_agent::TurnRequest {
+        agent: plan.agent.clone(),
+        session_key: Some(session_key),
+        message,
+        history,
+        system: prompt.system.clone(),
+        model: plan.model_override.clone(),
+        tools: prompt.tools.clone(),
+        stream: prompt.stream,
+        max_tokens: prompt.max_tokens,
+        temperature: prompt.temperature,
+        top_p: prompt.top_p,
+        timeout: Some(RUN_BUDGET),
+        ..hearth_agent::TurnRequest::default()
+    };
+    match agents.start(Arc::clone(config), request).await {
+        Ok(turn) => {
+            Ok(Answer { model_ref: turn.model_ref, attempts: turn.attempts, events: turn.events })
+        }
+        Err(hearth_agent::TurnError::Upstream { failure }) => Err(AgentFailure::Upstream(failure)),
+        Err(hearth_agent::TurnError::Refused { message }) => Err(AgentFailure::Api(
+            ApiError::invalid_param("messages", message).with_code("context_length_exceeded"),
+        )),
+        Err(hearth_agent::TurnError::Config(message)) => {
+            Err(AgentFailure::Api(ApiError::invalid_param("model", message)))
+        }
+        Err(e @ hearth_agent::TurnError::Store(_)) => Err(AgentFailure::Api(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            e.to_string(),
+        ))),
+    }
+}
+
+/// A random id for a one-request session.
+fn uuid_like() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }

@@ -155,6 +155,8 @@ impl Recorded {
 struct Shared {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
+    /// Only POST requests (model calls) take scripted replies; others get a 404.
+    posts_only: bool,
 }
 
 /// The scriptable upstream. Dropping it stops the server.
@@ -174,9 +176,19 @@ impl Drop for FakeUpstream {
 impl FakeUpstream {
     /// Starts on 127.0.0.1 with a free port. Requests beyond the script get a 500.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`FakeUpstream::start`], but only POST requests (model calls) take the scripted
+    /// replies; GETs (health checks, model lists, probes) get a 404 and leave the script alone.
+    pub async fn start_calls_only() -> std::io::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(posts_only: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { posts_only, ..Shared::default() });
         let task_shared = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -249,12 +261,21 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) -> std::io::Result<()
         }
         body.extend_from_slice(&chunk[..n]);
     }
+    let is_post = method == "POST";
     if let Ok(mut r) = shared.requests.lock() {
         r.push(Recorded { method, path, headers, body });
     }
-    let reply = shared.replies.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or_else(|| {
-        Reply::json(500, r#"{"error":{"message":"fake upstream: no reply scripted"}}"#)
-    });
+    let reply = if shared.posts_only && !is_post {
+        Some(Reply::json(404, r#"{"error":{"message":"not scripted"}}"#))
+    } else {
+        None
+    };
+    let reply = match reply {
+        Some(r) => r,
+        None => shared.replies.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or_else(|| {
+            Reply::json(500, r#"{"error":{"message":"fake upstream: no reply scripted"}}"#)
+        }),
+    };
 
     if reply.end == End::NoResponse {
         tokio::time::sleep(Duration::from_secs(3600)).await;

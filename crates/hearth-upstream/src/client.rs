@@ -53,7 +53,8 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(crate::guard::redirect_policy(provider))
+            .dns_resolver(std::sync::Arc::new(crate::guard::GuardedResolver::new(provider)))
             .build()
             .map_err(|e| {
                 UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
@@ -101,8 +102,18 @@ impl Client {
     ) -> Result<EventStream, UpstreamError> {
         let provider = target.provider;
         let api = target.model.api;
+        let endpoint = Self::endpoint(provider, api);
+        // The network guard: the exact configured origin is trusted; metadata and other
+        // private destinations are not (docs/routing.md, "Network guard").
+        let url = url::Url::parse(&endpoint).map_err(|e| {
+            UpstreamError::new(ErrorClass::Format, format!("invalid endpoint {endpoint}: {e}"))
+        })?;
+        crate::guard::check(provider, &url)?;
+        if let Some(error) = crate::guard::local_marker_error(provider) {
+            return Err(error);
+        }
         let body = encode(prompt, target);
-        let mut request = self.http.post(Self::endpoint(provider, api)).json(&body);
+        let mut request = self.http.post(url).json(&body);
         request = authorize(request, provider, api, env, key)?;
         if !prompt.stream {
             request = request.timeout(self.idle);

@@ -888,6 +888,27 @@ impl Probes {
         min_opt(served, self.learned(provider, model_id))
     }
 
+    /// Exact token count of `text` from servers that have a tokenizer endpoint (llama.cpp
+    /// `/tokenize`); `None` elsewhere. Used to calibrate hearth's estimate once per turn.
+    pub async fn count_tokens(&self, provider: &Provider, text: &str) -> Option<u64> {
+        let probe = self.get(provider).await;
+        if probe.kind != ServerKind::LlamaCpp || !probe.reachable {
+            return None;
+        }
+        let cx = Cx {
+            provider,
+            http: http_client(provider, Duration::from_secs(5)).ok()?,
+            auth: auth_headers(provider, self.env.as_ref()),
+        };
+        let url = format!("{}/tokenize", cx.root());
+        let body = serde_json::json!({"content": text, "add_special": false});
+        let reply = cx.send(reqwest::Method::POST, &url, Some(&body)).await.ok()?;
+        if !reply.ok() {
+            return None;
+        }
+        reply.json()?.get("tokens")?.as_array().map(|t| t.len() as u64)
+    }
+
     /// Like [`Probes::served_context`] from the cache only: never waits for the network.
     pub fn cached_context(&self, provider: &Provider, model_id: &str) -> Option<u64> {
         let served =

@@ -141,6 +141,10 @@ type Key = (String, Option<String>, usize);
 pub struct Router {
     clients: Mutex<HashMap<String, Client>>,
     health: Mutex<HashMap<Key, Health>>,
+    /// Servers started on demand (`localService`), leased per request.
+    services: std::sync::Arc<crate::local_service::LocalServices>,
+    /// Context sizes the servers taught us (overflow errors).
+    learned: Mutex<HashMap<(String, String), u64>>,
 }
 
 /// Per-call options.
@@ -172,6 +176,16 @@ enum Step {
 impl Router {
     pub fn new() -> Self {
         Router::default()
+    }
+
+    /// The local services this router starts and stops.
+    pub fn services(&self) -> &std::sync::Arc<crate::local_service::LocalServices> {
+        &self.services
+    }
+
+    /// The context window a server reported in an overflow error, if any.
+    pub fn learned_context(&self, provider: &str, model: &str) -> Option<u64> {
+        self.learned.lock().ok()?.get(&(provider.to_owned(), model.to_owned())).copied()
     }
 
     fn client(&self, provider: &hearth_config::Provider) -> Result<Client, UpstreamError> {
@@ -440,6 +454,20 @@ impl Router {
                 return Step::Failed(e);
             }
         };
+        // A provider with `localService` is started on demand; the lease lives as long as the
+        // answer's stream.
+        let lease = match self.services.acquire(provider).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                attempts.push(Attempt {
+                    model_ref: model_ref.clone(),
+                    error: Some(e.clone()),
+                    skipped: false,
+                    elapsed: started.elapsed(),
+                });
+                return Step::Failed(e);
+            }
+        };
         let params = params_for(model_ref);
         let target = Target { provider, model, params: params.as_ref() };
         let keys = secret_keys(provider, env);
@@ -499,8 +527,14 @@ impl Router {
                                 skipped: false,
                                 elapsed: attempt_started.elapsed(),
                             });
-                            let events =
-                                futures::stream::once(async move { first }).chain(stream).boxed();
+                            let lease = lease;
+                            let events = futures::stream::once(async move { first })
+                                .chain(stream)
+                                .map(move |event| {
+                                    let _held = &lease;
+                                    event
+                                })
+                                .boxed();
                             return Step::Answered(Box::new(Answer {
                                 model_ref: crate::model_ref_of(provider, model),
                                 attempts: Vec::new(),
@@ -520,6 +554,14 @@ impl Router {
                     skipped: false,
                     elapsed: attempt_started.elapsed(),
                 });
+                if error.class == ErrorClass::Connect && provider.local_service.is_some() {
+                    self.services.mark_unhealthy(provider);
+                }
+                if let Some(n) = error.overflow.and_then(|o| o.context_size)
+                    && let Ok(mut learned) = self.learned.lock()
+                {
+                    learned.insert((provider.id.clone(), model.id.clone()), n);
+                }
                 // A server loading the model is waited for (cold start), then given up on.
                 if error.class == ErrorClass::Loading
                     && Instant::now() + LOADING_POLL < loading_deadline

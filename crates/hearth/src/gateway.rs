@@ -88,7 +88,21 @@ async fn serve(
     let local = listener.local_addr()?;
     let block = startup_block(&config, source, local, &auth).await;
     write!(std::io::stderr().lock(), "{block}")?;
-    let state = AppState::new(config, Arc::new(ProcessEnv), auth)?;
+    // Sessions live in SQLite under ~/.hearth/state (HEARTH_STATE_DIR overrides).
+    let store = match hearth_store::SqliteStore::open_default(None).await {
+        Ok(store) => store,
+        Err(e) => {
+            writeln!(
+                std::io::stderr().lock(),
+                "error: cannot open the session store: {e} (set HEARTH_STATE_DIR to a writable folder)"
+            )?;
+            return Ok(1);
+        }
+    };
+    if let Some(path) = store.path() {
+        writeln!(std::io::stderr().lock(), "  sessions   {}", path.display())?;
+    }
+    let state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
         let _ = stop_rx.await;

@@ -1,5 +1,6 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
+mod agent_cli;
 mod gateway;
 mod infer;
 mod render;
@@ -47,6 +48,16 @@ enum Command {
     /// List the model catalog and resolve model references.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Run one agent turn (session history, budget, compaction, tool policy).
+    #[command(
+        after_help = "Exit codes: 0 answered, 1 the turn failed, 2 usage error, 78 invalid config.\n\n\
+Examples:\n  hearth agent --message 'hi'\n  hearth agent --message 'and then?' --session project-x --show-reasoning\n  \
+hearth agent --message hi --gateway http://127.0.0.1:18789 --json"
+    )]
+    Agent(agent_cli::AgentArgs),
+    /// List, show, compact and reset sessions.
+    #[command(subcommand)]
+    Sessions(agent_cli::SessionsCommand),
     /// Call a model directly.
     #[command(subcommand)]
     Infer(InferCommand),
@@ -210,6 +221,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             Ok(ExitCode::from(gateway::run(config, &source, &args)?))
+        }
+        Command::Agent(args) => {
+            let Some(config) = usable(&source, &loaded)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let code =
+                runtime.block_on(agent_cli::agent(std::sync::Arc::new(config.clone()), &args))?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Sessions(cmd) => {
+            let Some(config) = usable(&source, &loaded)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let code =
+                runtime.block_on(agent_cli::sessions(std::sync::Arc::new(config.clone()), &cmd))?;
+            Ok(ExitCode::from(code))
         }
         Command::Models(cmd) => {
             let Some(config) = usable(&source, &loaded)? else {

@@ -28,6 +28,8 @@ fn spawn_gateway(config: &Path, extra: &[&str]) -> Gateway {
         .args(["gateway", "run", "--port", "0"])
         .args(extra)
         .env_remove("HEARTH_GATEWAY_TOKEN")
+        // Sessions go to a folder of the test's own, never the developer's ~/.hearth.
+        .env("HEARTH_STATE_DIR", config.parent().unwrap().join("state"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -83,7 +85,7 @@ fn refuses_to_bind_beyond_loopback_without_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_open_streams_then_exits_zero() {
-    let upstream = FakeUpstream::start().await.unwrap();
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
     let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n\
                 data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
     for _ in 0..3 {
@@ -136,7 +138,7 @@ const TOOL_ANSWER: &str = r#"{"id":"c2","object":"chat.completion","created":1,"
 async fn python_sdks_against_llama_server() {
     let llama = LlamaServer::start(2048)
         .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
-    let upstream = FakeUpstream::start().await.unwrap();
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
     upstream.push(Reply::json(200, TOOL_CALL));
     upstream.push(Reply::json(200, TOOL_ANSWER));
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,425 @@
+//! `hearth agent` (one agent turn from the terminal) and `hearth sessions` (the session store).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use comfy_table::{Table, presets};
+use futures::StreamExt;
+use hearth_agent::{Agents, TurnError, TurnRequest, session_key_for};
+use hearth_config::{Config, Env, ProcessEnv};
+use hearth_store::{Content, SessionStore, SqliteStore};
+use hearth_upstream::{Event, Router};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The message to send.
+    #[arg(long, short, value_name = "TEXT")]
+    pub message: String,
+    /// The agent (default: the one marked `default`, else the first, else `main`).
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    /// Session key (default `agent:<id>:main`); a bare key is scoped to the agent.
+    #[arg(long, value_name = "KEY")]
+    pub session: Option<String>,
+    /// An explicit model for this turn (strict: no fallback).
+    #[arg(long, value_name = "REF")]
+    pub model: Option<String>,
+    /// Also print the model's reasoning (dimmed, on stderr).
+    #[arg(long)]
+    pub show_reasoning: bool,
+    /// Send the turn to a running gateway instead of running it in this process.
+    #[arg(long, value_name = "URL")]
+    pub gateway: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions (key, agent, entries, tokens, cost, last activity).
+    #[command(
+        after_help = "Examples:\n  hearth sessions list\n  hearth sessions list --agent coder --json"
+    )]
+    List {
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a session's transcript (since its last compaction, or all with --all).
+    #[command(
+        after_help = "Examples:\n  hearth sessions show agent:main:main\n  hearth sessions show chat-1 --all --json"
+    )]
+    Show {
+        key: String,
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// The whole transcript, compacted parts included.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarize a session's older turns now.
+    #[command(after_help = "Example:\n  hearth sessions compact agent:main:main")]
+    Compact {
+        key: String,
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a session over under the same key (the old transcript is kept, archived).
+    #[command(after_help = "Example:\n  hearth sessions reset agent:main:main")]
+    Reset {
+        key: String,
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn open_store() -> anyhow::Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open_default(None).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the session store: {e} (set HEARTH_STATE_DIR to a writable folder)"
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+fn agents(store: Arc<SqliteStore>) -> Agents {
+    let env: Arc<dyn Env + Send + Sync> = Arc::new(ProcessEnv);
+    Agents {
+        store,
+        router: Arc::new(Router::new()),
+        env: Arc::clone(&env),
+        probes: Some(Arc::new(hearth_upstream::probe::Probes::new(env))),
+    }
+}
+
+/// One turn. Exit code: 0 an answer arrived, 1 the turn failed or nothing was said.
+pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> {
+    if args.message.trim().is_empty() {
+        writeln!(std::io::stderr().lock(), "error: --message is blank; nothing to send")?;
+        return Ok(2);
+    }
+    if let Some(url) = &args.gateway {
+        return agent_via_gateway(url, args).await;
+    }
+    let store = open_store().await?;
+    let agents = agents(store);
+    let request = TurnRequest {
+        agent: args.agent.clone(),
+        session_key: args.session.clone(),
+        message: args.message.clone(),
+        model: args.model.clone(),
+        stream: !args.json,
+        timeout: Some(hearth_agent::turn::CLI_TIMEOUT),
+        ..TurnRequest::default()
+    };
+    let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let turn = match agents.start(Arc::clone(&config), request).await {
+        Ok(turn) => turn,
+        Err(e) => return report_error(&e, args.json),
+    };
+    if !args.json {
+        let mut err = std::io::stderr().lock();
+        for notice in &turn.notices {
+            writeln!(err, "{notice}")?;
+        }
+    }
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut usage = None;
+    let mut error = None;
+    let mut events = turn.events;
+    while let Some(event) = events.next().await {
+        match event {
+            Event::TextDelta(t) => {
+                if !args.json {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(t.as_bytes())?;
+                    out.flush()?;
+                }
+                text.push_str(&t);
+            }
+            Event::ReasoningDelta(r) => {
+                if args.show_reasoning && !args.json {
+                    let mut err = std::io::stderr().lock();
+                    if dim {
+                        write!(err, "\x1b[2m{r}\x1b[0m")?;
+                    } else {
+                        err.write_all(r.as_bytes())?;
+                    }
+                }
+                reasoning.push_str(&r);
+            }
+            Event::Usage(u) => usage = Some(u),
+            Event::Error(e) => error = Some(e),
+            Event::Finish(_) | Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) => {}
+        }
+    }
+    let text = hearth_agent::containment::clean_reply(&text);
+    let ok = error.is_none() && !text.is_empty();
+    if args.json {
+        let value = json!({
+            "ok": ok,
+            "agent": turn.agent,
+            "session": turn.session_key,
+            "model": turn.model_ref.to_string(),
+            "text": text,
+            "reasoning": if args.show_reasoning { Some(reasoning) } else { None },
+            "notices": turn.notices,
+            "compacted": turn.compacted,
+            "usage": usage.map(|u| json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "estimated": u.estimated})),
+            "attempts": turn.attempts.iter().map(|a| json!({
+                "ref": a.model_ref.to_string(),
+                "outcome": a.outcome(),
+                "errorClass": a.error.as_ref().map(|e| e.class.as_str()),
+                "ms": a.elapsed.as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "error": error.as_ref().map(|e| json!({"class": e.class.as_str(), "message": e.message})),
+        });
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        writeln!(std::io::stdout().lock())?;
+        if let Some(e) = &error {
+            writeln!(std::io::stderr().lock(), "error: {} ({})", e.message, e.class.as_str())?;
+        }
+    }
+    // The answer is persisted when its stream ends; give the relay its moment.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn report_error(e: &TurnError, json_out: bool) -> anyhow::Result<u8> {
+    if json_out {
+        let value = json!({"ok": false, "error": e.to_string()});
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        writeln!(std::io::stderr().lock(), "error: {e}")?;
+    }
+    Ok(1)
+}
+
+/// The same turn through a running gateway (`/v1/chat/completions`, agent target).
+async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
+    let base = url.trim_end_matches('/');
+    let target = match &args.agent {
+        Some(id) => format!("hearth/{id}"),
+        None => "hearth".to_owned(),
+    };
+    let session = args.session.clone().unwrap_or_else(|| "main".to_owned());
+    // The gateway's token, when it needs one, comes from HEARTH_GATEWAY_TOKEN.
+    let key = if std::env::var_os("HEARTH_GATEWAY_TOKEN").is_some() {
+        r#"apiKey: "${HEARTH_GATEWAY_TOKEN}","#
+    } else {
+        ""
+    };
+    let session = serde_json::Value::String(session);
+    let text = format!(
+        r#"{{models: {{mode: "replace", providers: {{gateway: {{baseUrl: "{base}/v1", api: "openai-completions", {key} headers: {{"x-hearth-session-key": {session}}}, models: [{{id: "{target}", maxTokens: 8192}}]}}}}}}}}"#
+    );
+    let loaded = hearth_config::load_str("--gateway", &text, &ProcessEnv);
+    let Some(config) = loaded.config else {
+        anyhow::bail!("invalid --gateway URL `{url}`");
+    };
+    let provider = &config.providers["gateway"];
+    let model = &provider.models[0];
+    let mut prompt = hearth_upstream::Prompt::text(None, &args.message);
+    prompt.stream = !args.json;
+    let client = hearth_upstream::Client::new(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let target = hearth_upstream::Target { provider, model, params: None };
+    let events = match client.send(&target, &prompt, &ProcessEnv).await {
+        Ok(events) => events,
+        Err(e) => {
+            writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
+            return Ok(1);
+        }
+    };
+    let collected = hearth_agent::collect(events).await;
+    if args.json {
+        let value = json!({"ok": collected.error.is_none() && !collected.text.is_empty(), "text": collected.text, "gateway": url});
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        writeln!(std::io::stdout().lock(), "{}", collected.text)?;
+    }
+    Ok(if collected.error.is_none() && !collected.text.is_empty() { 0 } else { 1 })
+}
+
+fn time(ts: hearth_store::Timestamp) -> String {
+    let secs = ts.as_unix_millis() / 1000;
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}Z")
+}
+
+pub async fn sessions(config: Arc<Config>, command: &SessionsCommand) -> anyhow::Result<u8> {
+    let store = open_store().await?;
+    match command {
+        SessionsCommand::List { agent, json } => {
+            let list = store.list_sessions(agent.as_deref()).await?;
+            if *json {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "key": s.key, "agent": s.agent_id, "sessionId": s.session_id.to_string(),
+                            "entries": s.entry_count, "compactions": s.compaction_count,
+                            "inputTokens": s.totals.input_tokens, "outputTokens": s.totals.output_tokens,
+                            "costUsd": s.totals.cost_usd, "updatedAt": s.updated_at.as_unix_millis(),
+                        })
+                    })
+                    .collect();
+                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                let mut table = Table::new();
+                table.load_preset(presets::UTF8_BORDERS_ONLY);
+                table.set_header([
+                    "KEY",
+                    "AGENT",
+                    "ENTRIES",
+                    "COMPACTIONS",
+                    "TOKENS IN/OUT",
+                    "COST",
+                    "UPDATED",
+                ]);
+                for s in &list {
+                    table.add_row(vec![
+                        s.key.clone(),
+                        s.agent_id.clone(),
+                        s.entry_count.to_string(),
+                        s.compaction_count.to_string(),
+                        format!("{}/{}", s.totals.input_tokens, s.totals.output_tokens),
+                        format!("${:.4}", s.totals.cost_usd),
+                        time(s.updated_at),
+                    ]);
+                }
+                writeln!(std::io::stdout().lock(), "{table}")?;
+                if list.is_empty() {
+                    writeln!(
+                        std::io::stderr().lock(),
+                        "no sessions yet; `hearth agent --message hi` starts one"
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        SessionsCommand::Show { key, agent, all, json } => {
+            let (_, key) = session_key_for(&config, agent.as_deref(), Some(key));
+            if store.get_session(&key).await?.is_none() {
+                writeln!(std::io::stderr().lock(), "no session `{key}`")?;
+                return Ok(1);
+            }
+            let entries = store.history(&key, !*all).await?;
+            if *json {
+                let rows: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|e| {
+                        let (kind, text) = describe(&e.content);
+                        json!({"seq": e.seq.get(), "kind": kind, "text": text, "model": e.meta.model, "costUsd": e.meta.cost_usd, "at": e.created_at.as_unix_millis()})
+                    })
+                    .collect();
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"key": key, "entries": rows}))?
+                )?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                for e in &entries {
+                    let (kind, text) = describe(&e.content);
+                    let model =
+                        e.meta.model.as_deref().map_or(String::new(), |m| format!(" ({m})"));
+                    writeln!(
+                        out,
+                        "#{} {kind}{model} {}\n{text}\n",
+                        e.seq.get(),
+                        time(e.created_at)
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        SessionsCommand::Compact { key, agent, json } => {
+            let (agent_id, key) = session_key_for(&config, agent.as_deref(), Some(key));
+            let agents = agents(Arc::clone(&store));
+            let agent_ref = config.agents.contains_key(&agent_id).then_some(agent_id.as_str());
+            match agents.compact_now(&config, &key, agent_ref).await {
+                Ok(n) => {
+                    if *json {
+                        writeln!(
+                            std::io::stdout().lock(),
+                            "{}",
+                            json!({"ok": true, "key": key, "summarizedMessages": n})
+                        )?;
+                    } else if n == 0 {
+                        writeln!(std::io::stderr().lock(), "{key}: nothing to compact")?;
+                    } else {
+                        writeln!(std::io::stderr().lock(), "{key}: {n} messages summarized")?;
+                    }
+                    Ok(0)
+                }
+                Err(e) => report_error(&e, *json),
+            }
+        }
+        SessionsCommand::Reset { key, agent, json } => {
+            let (_, key) = session_key_for(&config, agent.as_deref(), Some(key));
+            if store.get_session(&key).await?.is_none() {
+                writeln!(std::io::stderr().lock(), "no session `{key}`")?;
+                return Ok(1);
+            }
+            let summary = store
+                .reset(&key, hearth_store::SessionId::now_v7(), hearth_store::Timestamp::now())
+                .await?;
+            if *json {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    json!({"ok": true, "key": key, "sessionId": summary.session_id.to_string()})
+                )?;
+            } else {
+                writeln!(
+                    std::io::stderr().lock(),
+                    "{key}: reset (new session {})",
+                    summary.session_id
+                )?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn describe(content: &Content) -> (&'static str, String) {
+    match content {
+        Content::User { text } => ("user", text.clone()),
+        Content::Assistant { text } => ("assistant", text.clone()),
+        Content::Reasoning { text } => ("reasoning", text.clone()),
+        Content::ToolCall { id, name, arguments } => {
+            ("tool_call", format!("{name} {arguments} [{id}]"))
+        }
+        Content::ToolResult { call_id, content, .. } => {
+            ("tool_result", format!("[{call_id}] {content}"))
+        }
+        Content::Compaction { summary, replaces } => (
+            "compaction",
+            format!("(replaces #{}..#{}) {summary}", replaces.first.get(), replaces.last.get()),
+        ),
+        Content::SystemNote { text } => ("note", text.clone()),
+    }
+}

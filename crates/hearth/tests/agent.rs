@@ -1,0 +1,145 @@
+//! `hearth agent` and `hearth sessions` with the real llama-server, and multi-turn sessions
+//! through the gateway's `/v1/chat/completions` with a `user` field.
+#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use hearth_testkit::LlamaServer;
+
+fn write_config(dir: &Path, origin: &str) -> std::path::PathBuf {
+    let path = dir.join("hearth.json5");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{
+  agents: {{ defaults: {{ model: "tiny/tiny", systemPrompt: "You are terse." }} }},
+  models: {{ mode: "replace", providers: {{
+    tiny: {{ baseUrl: "{origin}/v1", models: [{{ id: "tiny", contextWindow: 8192, maxTokens: 16 }}] }},
+  }} }},
+}}"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn hearth(state: &Path, config: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("hearth").unwrap();
+    cmd.env("HEARTH_STATE_DIR", state).env("NO_COLOR", "1").arg("--config").arg(config);
+    cmd
+}
+
+fn json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn agent_turns_are_remembered_and_sessions_can_be_managed() {
+    let server = LlamaServer::start(8192)
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = write_config(dir.path(), &server.origin());
+    for message in ["my name is Ada", "what is my name?"] {
+        let v = json(hearth(&state, &config).args([
+            "agent",
+            "--message",
+            message,
+            "--session",
+            "s1",
+            "--json",
+        ]));
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["session"], "agent:main:s1");
+        assert_eq!(v["model"], "tiny/tiny");
+    }
+    let v = json(hearth(&state, &config).args(["sessions", "show", "s1", "--json"]));
+    let kinds: Vec<&str> =
+        v["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["user", "assistant", "user", "assistant"]);
+    assert_eq!(v["entries"][2]["text"], "what is my name?");
+    let list = json(hearth(&state, &config).args(["sessions", "list", "--json"]));
+    assert_eq!(list[0]["key"], "agent:main:s1");
+    assert_eq!(list[0]["entries"], 4);
+    // Plain output: the answer on stdout.
+    let out = hearth(&state, &config)
+        .args(["agent", "--message", "and now?", "--session", "s1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    // Compaction by hand, then the session view starts with the summary.
+    let v = json(hearth(&state, &config).args(["sessions", "compact", "s1", "--json"]));
+    assert!(v["summarizedMessages"].as_u64().unwrap() >= 4, "{v}");
+    let v = json(hearth(&state, &config).args(["sessions", "show", "s1", "--json"]));
+    assert_eq!(v["entries"][0]["kind"], "compaction");
+    let v = json(hearth(&state, &config).args(["sessions", "reset", "s1", "--json"]));
+    assert_eq!(v["ok"], true);
+    let v = json(hearth(&state, &config).args(["sessions", "show", "s1", "--json"]));
+    assert!(v["entries"].as_array().unwrap().is_empty());
+    let out = hearth(&state, &config).args(["agent", "--message", "   "]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_gateway_keeps_a_session_per_user() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let server = LlamaServer::start(8192).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = write_config(dir.path(), &server.origin());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_STATE_DIR", &state)
+        .arg("--config")
+        .arg(&config)
+        .args(["gateway", "run", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let origin = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    for content in ["my name is Ada", "what is my name?"] {
+        let body = serde_json::json!({"model": "hearth", "user": "ada", "messages": [{"role": "user", "content": content}]});
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                &format!("{origin}/v1/chat/completions"),
+                "-H",
+                "content-type: application/json",
+                "-d",
+            ])
+            .arg(body.to_string())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(v["object"], "chat.completion", "{v}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = json(hearth(&state, &config).args(["sessions", "show", "user:ada", "--json"]));
+    let texts: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "user")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["my name is Ada", "what is my name?"], "{v}");
+}
