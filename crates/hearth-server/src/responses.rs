@@ -98,10 +98,35 @@ async fn run(
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let model = request.model.clone();
     let (prompt, echo) = to_prompt(request, &app.conversations)?;
-    let plan = plan::plan(&config, &model, &headers)?;
-    let (started, prompt) = relay::start(&app, &config, &plan, prompt).await?;
-    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
+    let mut plan = plan::plan(&config, &model, &headers)?;
     let id = crate::new_id("resp_");
+    // Agent runs: `previous_response_id` continues the session it came from; a response
+    // without any session key gets one named after it, so it can be continued.
+    let linked_session = match (&app.agents, plan.agent_run) {
+        (Some(agents), true) => {
+            if plan.session_key.is_none()
+                && let Some(prev) = &echo.previous_response_id
+                && let Ok(Some(link)) = agents.store.response_session(prev).await
+            {
+                plan.session_key = Some(link.session_key);
+            }
+            let user =
+                prompt.passthrough.get("user").and_then(Value::as_str).filter(|u| !u.is_empty());
+            if plan.session_key.is_none() && user.is_none() {
+                plan.session_key = Some(format!("resp:{id}"));
+            }
+            let key = plan.session_key.clone().or_else(|| user.map(|u| format!("user:{u}")));
+            let (_, full) =
+                hearth_agent::session_key_for(&config, plan.agent.as_deref(), key.as_deref());
+            Some((agents.store.clone(), full))
+        }
+        _ => None,
+    };
+    let (started, prompt) = relay::start(&app, &config, &plan, prompt).await?;
+    if let Some((store, key)) = linked_session {
+        let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
+    }
+    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
     if prompt.stream {
         let render =
             ResponsesRender::new(id, shown, echo, prompt.messages, Arc::clone(&app.conversations));

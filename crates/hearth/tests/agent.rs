@@ -130,6 +130,30 @@ fn the_gateway_keeps_a_session_per_user() {
             .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
         assert_eq!(v["object"], "chat.completion", "{v}");
     }
+    // Responses: previous_response_id continues the session it came from.
+    let post = |body: serde_json::Value| -> serde_json::Value {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                &format!("{origin}/v1/responses"),
+                "-H",
+                "content-type: application/json",
+                "-d",
+            ])
+            .arg(body.to_string())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let first = post(serde_json::json!({"model": "hearth", "input": "remember the word apple"}));
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let second = post(
+        serde_json::json!({"model": "hearth", "input": "which word?", "previous_response_id": first_id}),
+    );
+    assert_eq!(second["object"], "response", "{second}");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let _ = child.kill();
     let _ = child.wait();
@@ -142,4 +166,18 @@ fn the_gateway_keeps_a_session_per_user() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["my name is Ada", "what is my name?"], "{v}");
+    let v = json(hearth(&state, &config).args([
+        "sessions",
+        "show",
+        &format!("resp:{first_id}"),
+        "--json",
+    ]));
+    let texts: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "user")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["remember the word apple", "which word?"], "{v}");
 }
