@@ -100,7 +100,7 @@ async fn serve(
         }
     };
     if let Some(path) = store.path() {
-        writeln!(std::io::stderr().lock(), "  sessions   {}", path.display())?;
+        writeln!(std::io::stderr().lock(), "  sessions:  {}", path.display())?;
     }
     let state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -73,17 +73,22 @@ fn bench_smoke_starts_and_stops_cleanly() {
     assert_eq!(hold["data"]["ok"], hold["data"]["n"], "{hold}");
     assert_eq!(hold["data"]["stalls"], 0, "{hold}");
 
-    // Nothing the run started is still listening: its ports refuse connections.
-    let meta = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".meta.json"))
-        .unwrap();
-    assert!(std::fs::metadata(meta).unwrap().len() > 0);
-    let leftover = Command::new("pgrep")
-        .args(["-f", &format!("--config {}", out.path().display())])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    assert!(leftover.is_empty(), "processes left running: {leftover}");
+    // Every process the run started is gone and its ports refuse connections.
+    let stopped = lines.iter().find(|l| l["scenario"] == "stopped").unwrap();
+    let pids = stopped["data"]["pids"].as_array().unwrap();
+    assert!(pids.len() >= 2, "{stopped}");
+    for pid in pids {
+        let pid = pid.as_u64().unwrap();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let running = state.rsplit(')').next().is_some_and(|s| !s.trim_start().starts_with(['Z', 'X']))
+            && !state.is_empty();
+        assert!(!running, "process {pid} is still running: {state}");
+    }
+    for port in stopped["data"]["ports"].as_array().unwrap() {
+        let port = u16::try_from(port.as_u64().unwrap()).unwrap();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still accepts connections"
+        );
+    }
 }
