@@ -478,6 +478,7 @@ impl Agents {
             let mut usage: Option<Usage> = None;
             let mut failed: Option<UpstreamError> = None;
             let mut client_gone = false;
+            let mut terminal: Option<Event> = None;
             while let Some(event) = upstream.next().await {
                 match &event {
                     Event::TextDelta(t) => text.push_str(t),
@@ -498,6 +499,12 @@ impl Agents {
                     Event::Usage(u) => usage = Some(*u),
                     Event::Error(e) => failed = Some(e.clone()),
                     Event::Finish(_) | Event::ReasoningSignature(_) => {}
+                }
+                // The terminal event is held back until the answer is on disk, so a turn the
+                // client saw complete is an acknowledged, durable entry (Invariant 6).
+                if matches!(event, Event::Finish(_) | Event::Error(_)) {
+                    terminal = Some(event);
+                    break;
                 }
                 // A client that went away cancels the upstream request (dropping it).
                 if !client_gone && tx.send(event).await.is_err() {
@@ -553,9 +560,22 @@ impl Agents {
                     now,
                 ));
             }
-            // Errors here cannot reach the client any more; the next turn's history shows what
-            // was stored.
-            let _ = store.append(&key, entries).await;
+            match store.append(&key, entries).await {
+                Ok(_) => {
+                    if let Some(event) = terminal {
+                        let _ = tx.send(event).await;
+                    }
+                }
+                Err(e) => {
+                    // Not durable: the client must not see a completed turn.
+                    let _ = tx
+                        .send(Event::Error(UpstreamError::new(
+                            ErrorClass::ServerError,
+                            format!("the answer could not be saved: {e}"),
+                        )))
+                        .await;
+                }
+            }
         });
         let events =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })

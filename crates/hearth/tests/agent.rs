@@ -181,3 +181,83 @@ fn the_gateway_keeps_a_session_per_user() {
         .collect();
     assert_eq!(texts, ["remember the word apple", "which word?"], "{v}");
 }
+
+#[test]
+fn kill_9_of_the_gateway_mid_burst_loses_no_acknowledged_turn() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    let server = LlamaServer::start(8192).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = write_config(dir.path(), &server.origin());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_STATE_DIR", &state)
+        .arg("--config")
+        .arg(&config)
+        .args(["gateway", "run", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let origin = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let acknowledged: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let sender = {
+        let acknowledged = Arc::clone(&acknowledged);
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                let body = serde_json::json!({"model": "hearth", "user": "burst", "messages": [{"role": "user", "content": format!("turn {i}")}]});
+                let Ok(out) = std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        "--max-time",
+                        "10",
+                        "-X",
+                        "POST",
+                        &format!("{origin}/v1/chat/completions"),
+                        "-H",
+                        "content-type: application/json",
+                        "-d",
+                    ])
+                    .arg(body.to_string())
+                    .output()
+                else {
+                    return;
+                };
+                match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    Ok(v) if v["object"] == "chat.completion" => {
+                        acknowledged.lock().unwrap().push(i)
+                    }
+                    _ => return,
+                }
+            }
+        })
+    };
+    while acknowledged.lock().unwrap().len() < 6 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SIGKILL while the burst goes on.
+    std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    sender.join().unwrap();
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(acked.len() >= 6);
+    let v =
+        json(hearth(&state, &config).args(["sessions", "show", "user:burst", "--all", "--json"]));
+    let entries = v["entries"].as_array().unwrap();
+    for i in acked {
+        let text = format!("turn {i}");
+        let pos = entries.iter().position(|e| e["kind"] == "user" && e["text"] == text.as_str());
+        let pos = pos.unwrap_or_else(|| panic!("acknowledged {text} is missing"));
+        assert_eq!(entries[pos + 1]["kind"], "assistant", "the answer to {text} is missing");
+    }
+}

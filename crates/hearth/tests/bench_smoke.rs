@@ -80,8 +80,9 @@ fn bench_smoke_starts_and_stops_cleanly() {
     for pid in pids {
         let pid = pid.as_u64().unwrap();
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let running = state.rsplit(')').next().is_some_and(|s| !s.trim_start().starts_with(['Z', 'X']))
-            && !state.is_empty();
+        let running =
+            state.rsplit(')').next().is_some_and(|s| !s.trim_start().starts_with(['Z', 'X']))
+                && !state.is_empty();
         assert!(!running, "process {pid} is still running: {state}");
     }
     for port in stopped["data"]["ports"].as_array().unwrap() {
