@@ -30,6 +30,33 @@ fn hearth(state: &Path, config: &Path) -> Command {
     cmd
 }
 
+/// `hearth gateway run` on a free port; returns the child and its origin once it listens.
+fn spawn_gateway(state: &Path, config: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
+        .env("HEARTH_STATE_DIR", state)
+        .arg("--config")
+        .arg(config)
+        .args(["gateway", "run", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let origin = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, origin)
+}
+
 fn json(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -86,31 +113,11 @@ fn agent_turns_are_remembered_and_sessions_can_be_managed() {
 
 #[test]
 fn the_gateway_keeps_a_session_per_user() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let server = LlamaServer::start(8192).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = write_config(dir.path(), &server.origin());
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-        .env("HEARTH_STATE_DIR", &state)
-        .arg("--config")
-        .arg(&config)
-        .args(["gateway", "run", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let origin = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let (mut child, origin) = spawn_gateway(&state, &config);
     for content in ["my name is Ada", "what is my name?"] {
         let body = serde_json::json!({"model": "hearth", "user": "ada", "messages": [{"role": "user", "content": content}]});
         let out = std::process::Command::new("curl")
@@ -184,32 +191,12 @@ fn the_gateway_keeps_a_session_per_user() {
 
 #[test]
 fn kill_9_of_the_gateway_mid_burst_loses_no_acknowledged_turn() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     use std::sync::{Arc, Mutex};
     let server = LlamaServer::start(8192).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = write_config(dir.path(), &server.origin());
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hearth"))
-        .env("HEARTH_STATE_DIR", &state)
-        .arg("--config")
-        .arg(&config)
-        .args(["gateway", "run", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let origin = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let (mut child, origin) = spawn_gateway(&state, &config);
     let acknowledged: Arc<Mutex<Vec<usize>>> = Arc::default();
     let sender = {
         let acknowledged = Arc::clone(&acknowledged);
