@@ -150,51 +150,59 @@ impl<'a> Cx<'a> {
     /// Substitutes `${VAR}` in a config string. `$${` is a literal `${`. Names are
     /// `[A-Z_][A-Z0-9_]*`; anything else is left as written.
     pub fn substitute(&mut self, raw: &str, span: Span) -> Option<String> {
-        if !raw.contains("${") {
-            return Some(raw.to_owned());
+        let (out, missing) = expand_vars(raw, self.env);
+        for name in &missing {
+            self.error(
+                "missing-env",
+                span,
+                format!("environment variable `{name}` is not set"),
+                Some(format!(
+                    "export {name}=... before starting hearth, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                )),
+            );
         }
-        let mut out = String::with_capacity(raw.len());
-        let mut rest = raw;
-        let mut ok = true;
-        while let Some(idx) = rest.find('$') {
-            out.push_str(&rest[..idx]);
-            let after = &rest[idx..];
-            if let Some(tail) = after.strip_prefix("$${") {
-                out.push_str("${");
-                rest = tail;
-            } else if let Some(tail) = after.strip_prefix("${") {
-                match tail.find('}') {
-                    Some(end) if is_env_name(&tail[..end]) => {
-                        let name = &tail[..end];
-                        match self.env.var(name).filter(|v| !v.is_empty()) {
-                            Some(value) => out.push_str(&value),
-                            None => {
-                                ok = false;
-                                self.error(
-                                    "missing-env",
-                                    span,
-                                    format!("environment variable `{name}` is not set"),
-                                    Some(format!(
-                                        "export {name}=... before starting hearth, or write `$${{{name}}}` for a literal `${{{name}}}`"
-                                    )),
-                                );
-                            }
-                        }
-                        rest = &tail[end + 1..];
-                    }
-                    _ => {
-                        out.push_str("${");
-                        rest = tail;
-                    }
-                }
-            } else {
-                out.push('$');
-                rest = &after[1..];
-            }
-        }
-        out.push_str(rest);
-        ok.then_some(out)
+        missing.is_empty().then_some(out)
     }
+}
+
+/// Expands `${VAR}` from `env` (`$${` is a literal `${`; names other than `[A-Z_][A-Z0-9_]*`
+/// stay as written). Returns the text and the variables that were missing or empty. The one
+/// implementation behind config strings and `${VAR}` secrets.
+pub(crate) fn expand_vars(raw: &str, env: &dyn Env) -> (String, Vec<String>) {
+    let mut missing = Vec::new();
+    if !raw.contains("${") {
+        return (raw.to_owned(), missing);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(idx) = rest.find('$') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            match tail.find('}') {
+                Some(end) if is_env_name(&tail[..end]) => {
+                    let name = &tail[..end];
+                    match env.var(name).filter(|v| !v.is_empty()) {
+                        Some(value) => out.push_str(&value),
+                        None => missing.push(name.to_owned()),
+                    }
+                    rest = &tail[end + 1..];
+                }
+                _ => {
+                    out.push_str("${");
+                    rest = tail;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    (out, missing)
 }
 
 /// `[A-Z_][A-Z0-9_]*`: the variable names `${...}` substitutes.

@@ -291,7 +291,14 @@ impl Parser<'_> {
                         ),
                     ));
                 }
-                None => unreachable_eof(self, start)?,
+                None => {
+                    return Err(self.error_at(
+                        start,
+                        start + 1,
+                        "unclosed object: this `{` has no matching `}`",
+                        None,
+                    ));
+                }
             };
             let key_span = self.span(key_start, self.pos);
             self.skip_trivia()?;
@@ -589,11 +596,6 @@ impl Parser<'_> {
         }
         Ok(Node { value: Value::Number(value), span: self.span(start, self.pos) })
     }
-}
-
-/// Helper for the unreachable "end of input while reading a key" arm, kept as an error.
-fn unreachable_eof(parser: &Parser<'_>, start: usize) -> Result<String, SyntaxError> {
-    Err(parser.error_at(start, start + 1, "unclosed object: this `{` has no matching `}`", None))
 }
 
 fn is_line_terminator(c: char) -> bool {

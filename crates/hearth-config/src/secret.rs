@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::decode::{Env, is_env_name};
+use crate::decode::{Env, expand_vars, is_env_name};
 use crate::raw::{RawSecret, SecretSource};
 
 /// A secret value. `Debug` and `Display` never show it.
@@ -85,29 +85,11 @@ impl Secret {
                 .map(|v| Some(SecretString::new(v)))
                 .ok_or_else(|| SecretError::MissingEnv(name.clone())),
             Secret::Template(template) => {
-                let mut out = String::new();
-                let mut rest = template.as_str();
-                while let Some(idx) = rest.find("${") {
-                    out.push_str(&rest[..idx]);
-                    let tail = &rest[idx + 2..];
-                    match tail.find('}') {
-                        Some(end) if is_env_name(&tail[..end]) => {
-                            let name = &tail[..end];
-                            let value = env
-                                .var(name)
-                                .filter(|v| !v.is_empty())
-                                .ok_or_else(|| SecretError::MissingEnv(name.to_owned()))?;
-                            out.push_str(&value);
-                            rest = &tail[end + 1..];
-                        }
-                        _ => {
-                            out.push_str("${");
-                            rest = tail;
-                        }
-                    }
+                let (out, missing) = expand_vars(template, env);
+                match missing.into_iter().next() {
+                    Some(name) => Err(SecretError::MissingEnv(name)),
+                    None => Ok(Some(SecretString::new(out))),
                 }
-                out.push_str(rest);
-                Ok(Some(SecretString::new(out)))
             }
             Secret::File(path) => std::fs::read_to_string(path)
                 .map(|s| Some(SecretString::new(s.trim().to_owned())))
@@ -181,5 +163,10 @@ mod tests {
         assert_eq!(text("${TOKEN}").resolve(&env).unwrap().unwrap().expose(), "abc");
         assert_eq!(text("${NOPE}").resolve(&env), Err(SecretError::MissingEnv("NOPE".into())));
         assert_eq!(text("${NOPE}").missing_env(&env).as_deref(), Some("NOPE"));
+        // Same rules as config strings: `$${` is a literal `${`.
+        assert_eq!(
+            text("a $${TOKEN} ${TOKEN}").resolve(&env).unwrap().unwrap().expose(),
+            "a ${TOKEN} abc"
+        );
     }
 }
