@@ -6,4 +6,6 @@ pub mod compaction;
 pub mod containment;
 pub mod turn;
 
-pub use turn::{Agents, Collected, Turn, TurnError, TurnRequest, collect, session_key_for};
+pub use turn::{
+    Agents, Collected, NoticeSink, Turn, TurnError, TurnRequest, collect, session_key_for,
+};

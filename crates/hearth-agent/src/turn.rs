@@ -54,6 +54,19 @@ pub struct TurnRequest {
     pub top_p: Option<f64>,
     /// Whole-turn budget.
     pub timeout: Option<Duration>,
+    /// Receives notices that come due while the turn is still waiting for a model (the
+    /// overload notice after 30 s of retries); they are also in [`Turn::notices`].
+    pub on_notice: Option<NoticeSink>,
+}
+
+/// A callback for notices that come due while a turn waits.
+#[derive(Clone)]
+pub struct NoticeSink(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for NoticeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeSink")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -386,7 +399,16 @@ impl Agents {
         let agent_ref = agent.map(|a| a.id.clone());
         let params_for = |r: &ModelRef| config.params_for(agent_ref.as_deref(), r);
         let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
-        let options = RunOptions { deadline, ..RunOptions::default() };
+        let notify = request.on_notice.as_ref().map(|sink| {
+            let sink = Arc::clone(&sink.0);
+            move |notice: &str| sink(notice)
+        });
+        let options = RunOptions {
+            deadline,
+            session: Some(&session_key),
+            on_notice: notify.as_ref().map(|f| f as &(dyn Fn(&str) + Sync)),
+            ..RunOptions::default()
+        };
         let mut result = self
             .router
             .run(
@@ -431,7 +453,8 @@ impl Agents {
                 )
                 .await;
         }
-        let answer = result.map_err(|failure| TurnError::Upstream { failure })?;
+        let mut answer = result.map_err(|failure| TurnError::Upstream { failure })?;
+        notices.append(&mut answer.notices);
 
         // Fallback notices, once per change of state.
         let previous = fallback_state(&all_entries);

@@ -101,6 +101,15 @@ impl Auth {
         matches!(self, Auth::None)
     }
 
+    /// The bearer credential a client of this gateway sends (`hearth models status` asking a
+    /// running gateway for its cooldowns).
+    pub fn bearer(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::Token(s) | Auth::Password(s) => Some(s.expose()),
+        }
+    }
+
     fn secret(&self) -> Option<&SecretString> {
         match self {
             Auth::None => None,

@@ -109,6 +109,7 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/metrics", get(metrics_text))
+        .route("/hearth/cooldowns", get(cooldowns_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     AxumRouter::new()
         .route("/health", get(health))
@@ -154,6 +155,7 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
             Some("/health") | Some("/healthz") => "health",
             Some("/ready") | Some("/readyz") => "ready",
             Some("/metrics") => "metrics",
+            Some("/hearth/cooldowns") => "cooldowns",
             _ => "other",
         };
     let response = next.run(request).await;
@@ -188,7 +190,27 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found(request: Request) -> Response {
+/// The router's cooldowns as JSON (what `hearth models status` shows of a running gateway).
+async fn cooldowns_json(State(app): State<AppState>) -> Response {
+    let cooldowns: Vec<serde_json::Value> = app
+        .router
+        .cooldowns()
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "provider": c.provider,
+                "model": c.model,
+                "credential": c.credential,
+                "reason": c.reason.as_str(),
+                "remaining_ms": u64::try_from(c.remaining.as_millis()).unwrap_or(u64::MAX),
+                "failures": c.failures,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "cooldowns": cooldowns }))
+}
+
+pub(crate) async fn not_found(request: Request) -> Response {
     let shape = auth::shape_of(request.uri().path());
     ApiError::new(
         StatusCode::NOT_FOUND,

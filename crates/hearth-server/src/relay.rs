@@ -341,9 +341,12 @@ async fn agent_turn(
         ..hearth_agent::TurnRequest::default()
     };
     match agents.start(Arc::clone(config), request).await {
-        Ok(turn) => {
-            Ok(Answer { model_ref: turn.model_ref, attempts: turn.attempts, events: turn.events })
-        }
+        Ok(turn) => Ok(Answer {
+            model_ref: turn.model_ref,
+            attempts: turn.attempts,
+            notices: turn.notices,
+            events: turn.events,
+        }),
         Err(hearth_agent::TurnError::Upstream { failure }) => Err(AgentFailure::Upstream(failure)),
         Err(hearth_agent::TurnError::Refused { message }) => Err(AgentFailure::Api(
             ApiError::invalid_param("messages", message).with_code("context_length_exceeded"),

@@ -110,6 +110,27 @@ impl ErrorClass {
         }
     }
 
+    /// Every class, for parsing labels back.
+    pub const ALL: [ErrorClass; 12] = [
+        ErrorClass::Connect,
+        ErrorClass::Loading,
+        ErrorClass::Timeout,
+        ErrorClass::RateLimit,
+        ErrorClass::Overloaded,
+        ErrorClass::Auth,
+        ErrorClass::Billing,
+        ErrorClass::ContextOverflow,
+        ErrorClass::ModelNotFound,
+        ErrorClass::Format,
+        ErrorClass::ServerError,
+        ErrorClass::EmptyResponse,
+    ];
+
+    /// The class whose [`ErrorClass::as_str`] label is `label`.
+    pub fn from_label(label: &str) -> Option<ErrorClass> {
+        ErrorClass::ALL.into_iter().find(|c| c.as_str() == label)
+    }
+
     /// Whether another candidate may be tried (before anything was relayed).
     pub fn is_failover_eligible(self) -> bool {
         !matches!(self, ErrorClass::ContextOverflow | ErrorClass::Format)

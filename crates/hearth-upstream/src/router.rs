@@ -40,6 +40,24 @@ pub const AUTH_COOLDOWN_CAP: Duration = Duration::from_secs(3600);
 pub const CONNECT_COOLDOWN: Duration = Duration::from_secs(30);
 /// Failure counters reset after this long without failures.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Overload retries send one notice once this long has passed since the run began.
+pub const OVERLOAD_NOTICE_AFTER: Duration = Duration::from_secs(30);
+/// The notice (OpenClaw's wording).
+pub const OVERLOAD_NOTICE: &str =
+    "The AI service is temporarily overloaded. I’m still retrying; this may take a few minutes.";
+/// A rate limit with a `Retry-After` at the end of the chain is waited out at most this many
+/// times per run (the official SDKs' default retry count).
+pub const RATE_LIMIT_WAITS: u32 = 2;
+/// Variables capping that wait (seconds; `0`, `off`, `none`, `false`, `disabled`: no cap);
+/// unset: [`MAX_RETRY_AFTER`]. The first one set wins.
+pub const RETRY_WAIT_ENV: [&str; 2] =
+    ["HEARTH_RETRY_MAX_WAIT_SECONDS", "OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS"];
+/// Variables enabling the session-scoped auth skip cache (milliseconds, clamped to 1 s–10 min;
+/// unset or `0`: off). The first one set wins.
+pub const SKIP_TTL_ENV: [&str; 2] =
+    ["HEARTH_FALLBACK_SKIP_TTL_MS", "OPENCLAW_FALLBACK_SKIP_TTL_MS"];
+/// At most this many skip markers are kept (expired ones are dropped first).
+const MAX_SKIP_MARKERS: usize = 4096;
 /// While a server says it is loading a model, poll it this often (up to its timeout).
 pub const LOADING_POLL: Duration = Duration::from_secs(1);
 /// How long to wait for a loading model when the provider sets no `timeoutSeconds`.
@@ -70,6 +88,8 @@ impl Attempt {
 pub struct Answer {
     pub model_ref: ModelRef,
     pub attempts: Vec<Attempt>,
+    /// User-visible notices the run produced (the overload notice), in order.
+    pub notices: Vec<String>,
     /// Starts with the first event the candidate produced.
     pub events: EventStream,
 }
@@ -92,6 +112,8 @@ pub struct Failure {
     pub last: UpstreamError,
     /// When the soonest cooldown among the candidates ends, if any is cooling down.
     pub retry_in: Option<Duration>,
+    /// User-visible notices the run produced (the overload notice), in order.
+    pub notices: Vec<String>,
 }
 
 fn summary(attempts: &[Attempt]) -> String {
@@ -145,27 +167,76 @@ pub struct Router {
     services: std::sync::Arc<crate::local_service::LocalServices>,
     /// Context sizes the servers taught us (overflow errors).
     learned: Mutex<HashMap<(String, String), u64>>,
+    /// The auth skip cache: (session, provider, model) → skip until.
+    skips: Mutex<HashMap<(String, String, String), Instant>>,
 }
 
 /// Per-call options.
-#[derive(Debug, Clone, Copy)]
-pub struct RunOptions {
+#[derive(Clone, Copy)]
+pub struct RunOptions<'a> {
     /// The whole run (all attempts, waits and retries) ends by then.
     pub deadline: Option<Instant>,
     /// Whole-chain retries when every candidate was only overloaded (0: none).
     pub overload_retries: u32,
     /// First delay of those retries; doubles up to [`OVERLOAD_RETRY_CAP`].
     pub overload_base: Duration,
+    /// The overload notice goes out once this long has passed in overload retries.
+    pub overload_notice_after: Duration,
+    /// The session the run belongs to (scopes the auth skip cache); `None`: no skip cache.
+    pub session: Option<&'a str>,
+    /// Called with each notice the moment it is due (the run may still wait for minutes).
+    pub on_notice: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
-impl Default for RunOptions {
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("deadline", &self.deadline)
+            .field("overload_retries", &self.overload_retries)
+            .field("overload_base", &self.overload_base)
+            .field("overload_notice_after", &self.overload_notice_after)
+            .field("session", &self.session)
+            .field("on_notice", &self.on_notice.is_some())
+            .finish()
+    }
+}
+
+impl Default for RunOptions<'_> {
     fn default() -> Self {
         RunOptions {
             deadline: None,
             overload_retries: OVERLOAD_RETRIES,
             overload_base: OVERLOAD_RETRY_BASE,
+            overload_notice_after: OVERLOAD_NOTICE_AFTER,
+            session: None,
+            on_notice: None,
         }
     }
+}
+
+/// The longest `Retry-After` waited out at the end of a chain: `None` means no cap.
+pub fn retry_wait_cap(env: &(dyn Env + Sync)) -> Option<Duration> {
+    let Some(raw) = RETRY_WAIT_ENV.iter().find_map(|name| env.var(name)) else {
+        return Some(MAX_RETRY_AFTER);
+    };
+    let raw = raw.trim().to_ascii_lowercase();
+    match raw.as_str() {
+        "0" | "false" | "off" | "none" | "disabled" => None,
+        _ => match raw.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs > 0.0 => {
+                Some(Duration::from_secs_f64(secs.min(86_400.0)))
+            }
+            _ => Some(MAX_RETRY_AFTER),
+        },
+    }
+}
+
+/// How long a fallback that failed authentication is skipped in the same session; `None`: the
+/// skip cache is off.
+pub fn skip_ttl(env: &(dyn Env + Sync)) -> Option<Duration> {
+    let raw = SKIP_TTL_ENV.iter().find_map(|name| env.var(name))?;
+    let ms = raw.trim().parse::<u64>().ok().filter(|ms| *ms > 0)?;
+    Some(Duration::from_millis(ms.clamp(1_000, 600_000)))
 }
 
 enum Step {
@@ -306,10 +377,22 @@ impl Router {
         prompt: &Prompt,
         params_for: &(dyn Fn(&ModelRef) -> Option<Map<String, Value>> + Sync),
         env: &(dyn Env + Sync),
-        options: RunOptions,
+        options: RunOptions<'_>,
     ) -> Result<Answer, Failure> {
         let mut attempts: Vec<Attempt> = Vec::new();
+        let mut notices: Vec<String> = Vec::new();
         let mut retry = 0u32;
+        let mut rate_limit_waits = 0u32;
+        let run_started = Instant::now();
+        let skip_ttl = skip_ttl(env).filter(|_| options.session.is_some());
+        let session = options.session.unwrap_or_default();
+        let wait_cap = retry_wait_cap(env);
+        // The requested model and the configured primary are never skipped by the skip cache.
+        let default_primary = config
+            .candidate_chain(None, None, false)
+            .ok()
+            .and_then(|c| c.candidates.first().cloned());
+        let protected = |idx: usize, r: &ModelRef| idx == 0 || default_primary.as_ref() == Some(r);
         loop {
             let mut last: Option<UpstreamError> = None;
             let mut only_overloaded = true;
@@ -321,6 +404,28 @@ impl Router {
                 // When every candidate cools down, the first one is probed anyway, so a turn is
                 // never refused only because of old failures.
                 let probe = all_cooling && idx == 0;
+                if skip_ttl.is_some()
+                    && !protected(idx, model_ref)
+                    && let Some(remaining) = self.skip_remaining(config, session, model_ref)
+                {
+                    let mut error = UpstreamError::new(
+                        ErrorClass::Auth,
+                        format!(
+                            "skipped: it failed authentication in this session; tried again in {}s ({})",
+                            remaining.as_secs().max(1),
+                            SKIP_TTL_ENV[0]
+                        ),
+                    );
+                    error.retry_after = Some(remaining);
+                    attempts.push(Attempt {
+                        model_ref: model_ref.clone(),
+                        error: Some(error.clone()),
+                        skipped: true,
+                        elapsed: Duration::ZERO,
+                    });
+                    last = Some(error);
+                    continue;
+                }
                 match self
                     .try_candidate(
                         config,
@@ -337,10 +442,19 @@ impl Router {
                     Step::Answered(answer) => {
                         let mut answer = *answer;
                         answer.attempts = attempts;
+                        answer.notices = notices;
                         return Ok(answer);
                     }
                     Step::Failed(error) => {
-                        if attempts.last().is_some_and(|a| a.skipped) {
+                        let was_skipped = attempts.last().is_some_and(|a| a.skipped);
+                        if let Some(ttl) = skip_ttl
+                            && !was_skipped
+                            && error.class == ErrorClass::Auth
+                            && !protected(idx, model_ref)
+                        {
+                            self.mark_skip(config, session, model_ref, ttl);
+                        }
+                        if was_skipped {
                             if let Some(until) = self.candidate_cooling(config, model_ref, env) {
                                 soonest = Some(soonest.map_or(until, |s: Instant| s.min(until)));
                             }
@@ -376,16 +490,87 @@ impl Router {
                 let delay =
                     options.overload_base.saturating_mul(1 << retry.min(8)).min(OVERLOAD_RETRY_CAP);
                 if options.deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                    return Err(Failure { attempts, last, retry_in: None });
+                    return Err(Failure { attempts, last, retry_in: None, notices });
                 }
                 retry += 1;
                 // The overloaded candidates' cooldowns must not block the retry.
                 self.clear_class(ErrorClass::Overloaded);
-                tokio::time::sleep(delay).await;
+                let wake = Instant::now() + delay;
+                let notice_at = run_started + options.overload_notice_after;
+                if !notices.iter().any(|n| n == OVERLOAD_NOTICE) && notice_at <= wake {
+                    tokio::time::sleep_until(notice_at).await;
+                    notices.push(OVERLOAD_NOTICE.to_owned());
+                    if let Some(notify) = options.on_notice {
+                        notify(OVERLOAD_NOTICE);
+                    }
+                }
+                tokio::time::sleep_until(wake).await;
+                continue;
+            }
+            // A rate limit whose `Retry-After` is short enough, on the last candidate that was
+            // tried: nothing else can answer, so wait it out and try again (as the SDKs do).
+            if last.class == ErrorClass::RateLimit
+                && rate_limit_waits < RATE_LIMIT_WAITS
+                && let Some(wait) = last.retry_after
+                && wait_cap.is_none_or(|cap| wait <= cap)
+                && let Some(tried) = attempts.last().filter(|a| !a.skipped)
+                && options.deadline.is_none_or(|d| Instant::now() + wait < d)
+            {
+                rate_limit_waits += 1;
+                let model_ref = tried.model_ref.clone();
+                tokio::time::sleep(wait).await;
+                self.clear_model(config, &model_ref);
                 continue;
             }
             let retry_in = soonest.map(|s| s.saturating_duration_since(Instant::now()));
-            return Err(Failure { attempts, last, retry_in });
+            return Err(Failure { attempts, last, retry_in, notices });
+        }
+    }
+
+    /// Ends the model-scoped cooldowns of `model_ref` (every credential).
+    fn clear_model(&self, config: &Config, model_ref: &ModelRef) {
+        let Ok(resolved) = config.resolve_ref(&model_ref.to_string()) else { return };
+        if let Ok(mut health) = self.health.lock() {
+            for ((provider, model, _), h) in health.iter_mut() {
+                if *provider == resolved.provider.id
+                    && model.as_deref() == Some(resolved.model.id.as_str())
+                {
+                    h.until = None;
+                }
+            }
+        }
+    }
+
+    fn skip_key(config: &Config, session: &str, model_ref: &ModelRef) -> (String, String, String) {
+        match config.resolve_ref(&model_ref.to_string()) {
+            Ok(r) => (session.to_owned(), r.provider.id.clone(), r.model.id.clone()),
+            Err(_) => (session.to_owned(), model_ref.provider.clone(), model_ref.model.clone()),
+        }
+    }
+
+    /// How long `model_ref` stays skipped in `session`, if it is.
+    fn skip_remaining(
+        &self,
+        config: &Config,
+        session: &str,
+        model_ref: &ModelRef,
+    ) -> Option<Duration> {
+        let key = Router::skip_key(config, session, model_ref);
+        let until = *self.skips.lock().ok()?.get(&key)?;
+        let remaining = until.saturating_duration_since(Instant::now());
+        (!remaining.is_zero()).then_some(remaining)
+    }
+
+    fn mark_skip(&self, config: &Config, session: &str, model_ref: &ModelRef, ttl: Duration) {
+        let key = Router::skip_key(config, session, model_ref);
+        let now = Instant::now();
+        if let Ok(mut skips) = self.skips.lock() {
+            if skips.len() >= MAX_SKIP_MARKERS {
+                skips.retain(|_, until| *until > now);
+            }
+            if skips.len() < MAX_SKIP_MARKERS {
+                skips.insert(key, now + ttl);
+            }
         }
     }
 
@@ -422,7 +607,7 @@ impl Router {
         prompt: &Prompt,
         params_for: &(dyn Fn(&ModelRef) -> Option<Map<String, Value>> + Sync),
         env: &(dyn Env + Sync),
-        options: RunOptions,
+        options: RunOptions<'_>,
         probe: bool,
         attempts: &mut Vec<Attempt>,
     ) -> Step {
@@ -538,6 +723,7 @@ impl Router {
                             return Step::Answered(Box::new(Answer {
                                 model_ref: crate::model_ref_of(provider, model),
                                 attempts: Vec::new(),
+                                notices: Vec::new(),
                                 events,
                             }));
                         }

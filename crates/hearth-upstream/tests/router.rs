@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hearth_config::{Chain, Config, ModelRef, load_str};
 use hearth_testkit::{End, FakeUpstream, Reply};
+use hearth_upstream::router::{OVERLOAD_NOTICE, retry_wait_cap, skip_ttl};
 use hearth_upstream::{ErrorClass, Event, FinishReason, Prompt, Router, RunOptions};
 
 struct Bed {
@@ -59,7 +60,7 @@ fn prompt() -> Prompt {
     Prompt { stream: true, ..Prompt::text(None, "hi") }
 }
 
-fn fast() -> RunOptions {
+fn fast() -> RunOptions<'static> {
     RunOptions {
         overload_retries: 3,
         overload_base: Duration::from_millis(10),
@@ -71,7 +72,7 @@ async fn run(
     router: &Router,
     bed: &Bed,
     chain: &Chain,
-    options: RunOptions,
+    options: RunOptions<'_>,
 ) -> Result<(String, Vec<Event>, Vec<hearth_upstream::Attempt>), hearth_upstream::Failure> {
     let answer = router.run(&bed.config, chain, &prompt(), &|_| None, &bed.env, options).await?;
     let events: Vec<Event> = answer.events.collect().await;
@@ -463,4 +464,212 @@ async fn the_run_deadline_bounds_everything() {
     let failure = run(&router, &bed, &chain(&["p0/m"]), options).await.unwrap_err();
     assert_eq!(failure.last.class, ErrorClass::Timeout);
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+// ---- §E 31–33: the overload notice, the Retry-After cap, the auth skip cache -------------
+
+#[tokio::test]
+async fn e31_overload_retries_send_one_notice_once_the_threshold_passed() {
+    let bed = make_bed(2, "").await;
+    let router = Router::new();
+    for _ in 0..4 {
+        bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
+        bed.upstreams[1].push(Reply::json(529, r#"{"error":{"message":"Overloaded"}}"#));
+    }
+    let sent = std::sync::Mutex::new(Vec::<(String, Duration)>::new());
+    let started = std::time::Instant::now();
+    let notify = |n: &str| sent.lock().unwrap().push((n.to_owned(), started.elapsed()));
+    // Delays 10, 20, 40 ms; the notice is due 25 ms into the run.
+    let options = RunOptions {
+        overload_notice_after: Duration::from_millis(25),
+        on_notice: Some(&notify),
+        ..fast()
+    };
+    let failure = run(&router, &bed, &chain(&["p0/m", "p1/m"]), options).await.unwrap_err();
+    assert_eq!(failure.notices, [OVERLOAD_NOTICE]);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "exactly one notice: {sent:?}");
+    assert_eq!(
+        sent[0].0,
+        "The AI service is temporarily overloaded. I’m still retrying; this may take a few minutes."
+    );
+    assert!(sent[0].1 >= Duration::from_millis(25), "not before the threshold: {:?}", sent[0].1);
+}
+
+#[tokio::test]
+async fn e31_no_notice_when_the_chain_recovers_before_the_threshold() {
+    let bed = make_bed(1, "").await;
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
+    bed.upstreams[0].push(ok_stream("back"));
+    let notify = |_: &str| unreachable!("no notice is due");
+    let options = RunOptions {
+        overload_notice_after: Duration::from_secs(5),
+        on_notice: Some(&notify),
+        ..fast()
+    };
+    let answer =
+        router.run(&bed.config, &chain(&["p0/m"]), &prompt(), &|_| None, &bed.env, options).await;
+    let answer = answer.unwrap();
+    assert!(answer.notices.is_empty());
+    // A run that recovers after the threshold carries the notice with its answer.
+    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
+    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
+    bed.upstreams[0].push(ok_stream("back again"));
+    let options = RunOptions { overload_notice_after: Duration::from_millis(5), ..fast() };
+    let answer =
+        router.run(&bed.config, &chain(&["p0/m"]), &prompt(), &|_| None, &bed.env, options).await;
+    assert_eq!(answer.unwrap().notices, [OVERLOAD_NOTICE]);
+}
+
+#[tokio::test]
+async fn e32_a_short_retry_after_on_the_last_candidate_is_waited_out() {
+    let bed = make_bed(1, "").await;
+    let router = Router::new();
+    bed.upstreams[0]
+        .push(Reply::json(429, r#"{"error":{"message":"slow down"}}"#).header("retry-after", "1"));
+    bed.upstreams[0].push(ok_stream("after the wait"));
+    let started = std::time::Instant::now();
+    let (_, events, attempts) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "after the wait");
+    assert_eq!(classes(&attempts), ["p0:rate_limit", "p0:ok"]);
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited the Retry-After");
+}
+
+#[tokio::test]
+async fn e32_a_retry_after_over_the_cap_surfaces_at_once() {
+    // Default cap (60 s): 120 s is not waited for.
+    let bed = make_bed(1, "").await;
+    let router = Router::new();
+    bed.upstreams[0].push(
+        Reply::json(429, r#"{"error":{"message":"slow down"}}"#).header("retry-after", "120"),
+    );
+    let started = std::time::Instant::now();
+    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::RateLimit);
+    assert_eq!(failure.attempts.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // A cap of 1 s: 1.5 s is not waited for; with the cap off it is.
+    let mut bed = make_bed(1, "").await;
+    bed.env.insert("HEARTH_RETRY_MAX_WAIT_SECONDS".into(), "1".into());
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
+    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
+    assert_eq!(failure.attempts.len(), 1);
+
+    let mut bed = make_bed(1, "").await;
+    bed.env.insert("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS".into(), "0".into());
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
+    bed.upstreams[0].push(ok_stream("uncapped"));
+    let started = std::time::Instant::now();
+    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "uncapped");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[test]
+fn e32_the_cap_variables() {
+    let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+    let none = BTreeMap::<String, String>::new();
+    assert_eq!(retry_wait_cap(&none), Some(Duration::from_secs(60)));
+    for off in ["0", "false", "OFF", "none", "disabled"] {
+        assert_eq!(retry_wait_cap(&env("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", off)), None, "{off}");
+    }
+    assert_eq!(
+        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "5")),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "soon")),
+        Some(Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn e33_the_skip_ttl_is_opt_in_and_clamped() {
+    let env =
+        |v: &str| BTreeMap::from([("OPENCLAW_FALLBACK_SKIP_TTL_MS".to_owned(), v.to_owned())]);
+    assert_eq!(skip_ttl(&BTreeMap::<String, String>::new()), None);
+    assert_eq!(skip_ttl(&env("0")), None);
+    assert_eq!(skip_ttl(&env("500")), Some(Duration::from_secs(1)));
+    assert_eq!(skip_ttl(&env("60000")), Some(Duration::from_secs(60)));
+    assert_eq!(skip_ttl(&env("9000000")), Some(Duration::from_secs(600)));
+}
+
+async fn run_in(
+    router: &Router,
+    bed: &Bed,
+    refs: &[&str],
+    session: &str,
+) -> Result<Vec<hearth_upstream::Attempt>, hearth_upstream::Failure> {
+    let options = RunOptions { session: Some(session), ..fast() };
+    let answer =
+        router.run(&bed.config, &chain(refs), &prompt(), &|_| None, &bed.env, options).await?;
+    let _: Vec<Event> = answer.events.collect().await;
+    Ok(answer.attempts)
+}
+
+#[tokio::test]
+async fn e33_a_fallback_that_failed_auth_is_skipped_in_that_session_only() {
+    let mut bed = make_bed(3, "").await;
+    bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
+    let router = Router::new();
+    let refs = ["p0/m", "p1/m", "p2/m"];
+    // Turn 1 in s1: the primary fails (no cooldown), the fallback F = p1 is refused (401).
+    bed.upstreams[0].push(Reply::json(500, "{}"));
+    bed.upstreams[1].push(Reply::json(401, r#"{"error":{"message":"invalid api key"}}"#));
+    bed.upstreams[2].push(ok_stream("c"));
+    let attempts = run_in(&router, &bed, &refs, "s1").await.unwrap();
+    assert_eq!(classes(&attempts), ["p0:server_error", "p1:auth", "p2:ok"]);
+    // The key works again (a strict request probes it and succeeds, ending its cooldown).
+    bed.upstreams[1].push(ok_stream("key fixed"));
+    run_in(&router, &bed, &["p1/m"], "other").await.unwrap();
+    assert!(router.cooldowns().is_empty());
+    // Turn 2 in s1: F is skipped without a request; the primary is tried.
+    bed.upstreams[0].push(Reply::json(500, "{}"));
+    bed.upstreams[2].push(ok_stream("c"));
+    let attempts = run_in(&router, &bed, &refs, "s1").await.unwrap();
+    assert_eq!(classes(&attempts), ["p0:server_error", "p1:auth", "p2:ok"]);
+    assert!(attempts[1].skipped);
+    let message = &attempts[1].error.as_ref().unwrap().message;
+    assert!(message.contains("failed authentication in this session"), "{message}");
+    assert_eq!(bed.upstreams[1].requests().len(), 2);
+    // Another session tries F.
+    bed.upstreams[0].push(Reply::json(500, "{}"));
+    bed.upstreams[1].push(ok_stream("b"));
+    let attempts = run_in(&router, &bed, &refs, "s2").await.unwrap();
+    assert_eq!(classes(&attempts), ["p0:server_error", "p1:ok"]);
+}
+
+#[tokio::test]
+async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
+    for skip in [true, false] {
+        let mut bed = make_bed(3, "").await;
+        if skip {
+            bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
+        }
+        let router = Router::new();
+        // The primary and F both fail authentication in s1.
+        bed.upstreams[0].push(Reply::json(401, "{}"));
+        bed.upstreams[1].push(Reply::json(401, "{}"));
+        bed.upstreams[2].push(ok_stream("c"));
+        run_in(&router, &bed, &["p0/m", "p1/m", "p2/m"], "s1").await.unwrap();
+        // Both keys are fixed; their cooldowns end.
+        for (i, r) in ["p0/m", "p1/m"].iter().enumerate() {
+            bed.upstreams[i].push(ok_stream("fixed"));
+            run_in(&router, &bed, &[r], "other").await.unwrap();
+        }
+        bed.upstreams[0].push(Reply::json(500, "{}"));
+        bed.upstreams[1].push(ok_stream("b"));
+        bed.upstreams[2].push(ok_stream("c"));
+        let attempts = run_in(&router, &bed, &["p0/m", "p1/m", "p2/m"], "s1").await.unwrap();
+        let expected: &[&str] = if skip {
+            &["p0:server_error", "p1:auth", "p2:ok"]
+        } else {
+            &["p0:server_error", "p1:ok"]
+        };
+        assert_eq!(classes(&attempts), expected, "skip cache on: {skip}");
+    }
 }

@@ -121,14 +121,29 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         timeout: Some(hearth_agent::turn::CLI_TIMEOUT),
         ..TurnRequest::default()
     };
+    // Notices that come due while the turn still waits (overload retries) print at once.
+    let shown: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let request = if args.json {
+        request
+    } else {
+        let shown = Arc::clone(&shown);
+        let sink = move |notice: &str| {
+            let _ = writeln!(std::io::stderr().lock(), "{notice}");
+            if let Ok(mut shown) = shown.lock() {
+                shown.push(notice.to_owned());
+            }
+        };
+        TurnRequest { on_notice: Some(hearth_agent::NoticeSink(Arc::new(sink))), ..request }
+    };
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let turn = match agents.start(Arc::clone(&config), request).await {
         Ok(turn) => turn,
         Err(e) => return report_error(&e, args.json),
     };
     if !args.json {
+        let shown = shown.lock().map(|s| s.clone()).unwrap_or_default();
         let mut err = std::io::stderr().lock();
-        for notice in &turn.notices {
+        for notice in turn.notices.iter().filter(|n| !shown.contains(n)) {
             writeln!(err, "{notice}")?;
         }
     }

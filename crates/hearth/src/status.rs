@@ -42,9 +42,24 @@ pub struct StatusArgs {
     /// those the config defines).
     #[arg(long)]
     pub all: bool,
+    /// The running gateway to ask for its cooldowns (default: this config's gateway on
+    /// loopback, http://127.0.0.1:<gateway.port>). Cooldowns live in the gateway process.
+    #[arg(long, value_name = "URL")]
+    pub gateway: Option<String>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the cooldown column came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CooldownSource {
+    /// The caller passed its own router's state.
+    Local,
+    /// The running gateway at this URL answered.
+    Gateway(String),
+    /// No gateway answered at this URL, and why.
+    NoGateway { url: String, why: String },
 }
 
 /// The role of a model in the default chain.
@@ -130,6 +145,7 @@ pub struct Report {
     pub chain_error: Option<String>,
     pub providers: Vec<ProviderStatus>,
     pub probed: bool,
+    pub cooldown_source: CooldownSource,
 }
 
 impl Report {
@@ -175,8 +191,18 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let services = LocalServices::new();
-    // The CLI process holds no cooldowns; a gateway passes `Router::cooldowns()`.
-    let report = runtime.block_on(collect(config, env, &[], &services, options));
+    // Cooldowns live in the gateway process: ask the running one.
+    let url =
+        args.gateway.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", config.gateway.port));
+    let bearer = hearth_server::Auth::from_config(config, env)
+        .ok()
+        .and_then(|a| a.bearer().map(str::to_owned));
+    let (cooldowns, source) = match runtime.block_on(gateway_cooldowns(&url, bearer.as_deref())) {
+        Ok(c) => (c, CooldownSource::Gateway(url)),
+        Err(why) => (Vec::new(), CooldownSource::NoGateway { url, why }),
+    };
+    let mut report = runtime.block_on(collect(config, env, &cooldowns, &services, options));
+    report.cooldown_source = source;
     // Stop what `--probe` started, inside the runtime that owns the children.
     runtime.block_on(async { drop(services) });
     if let Some(bar) = spinner {
@@ -189,6 +215,73 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
         write!(out, "{}", report_text(&report))?;
     }
     Ok(if report.can_answer() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// How long asking the gateway for its cooldowns may take.
+const GATEWAY_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A cooldown answer larger than this is refused.
+const GATEWAY_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The cooldowns of the gateway at `url` (`GET /hearth/cooldowns`), over plain HTTP.
+pub async fn gateway_cooldowns(
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<Vec<CooldownView>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid --gateway URL: {e}"))?;
+    if parsed.scheme() != "http" {
+        return Err(format!("only http:// gateways can be asked, not {}://", parsed.scheme()));
+    }
+    let addrs = parsed.socket_addrs(|| Some(80)).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().unwrap_or("localhost").to_owned();
+    let path = format!("{}/hearth/cooldowns", parsed.path().trim_end_matches('/'));
+    let exchange = async {
+        let mut stream =
+            tokio::net::TcpStream::connect(&addrs[..]).await.map_err(|e| e.to_string())?;
+        let auth = bearer.map(|b| format!("authorization: Bearer {b}\r\n")).unwrap_or_default();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{auth}connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        (&mut stream)
+            .take(GATEWAY_MAX_BYTES as u64)
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<Vec<u8>, String>(raw)
+    };
+    let raw = tokio::time::timeout(GATEWAY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {} ms", GATEWAY_TIMEOUT.as_millis()))??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("not an HTTP answer")?;
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    match status {
+        "200" => {}
+        "401" | "403" => {
+            return Err(format!(
+                "the gateway refused the credentials ({status}); set HEARTH_GATEWAY_TOKEN or gateway.auth"
+            ));
+        }
+        "404" => return Err("the server there is not a hearth gateway (404)".to_owned()),
+        other => return Err(format!("the gateway answered {other}")),
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the gateway's answer is not JSON: {e}"))?;
+    let list = value.get("cooldowns").and_then(|c| c.as_array()).ok_or("no `cooldowns` list")?;
+    Ok(list
+        .iter()
+        .filter_map(|c| {
+            Some(CooldownView {
+                provider: c.get("provider")?.as_str()?.to_owned(),
+                model: c.get("model").and_then(|m| m.as_str()).map(str::to_owned),
+                credential: usize::try_from(c.get("credential")?.as_u64()?).ok()?,
+                reason: ErrorClass::from_label(c.get("reason")?.as_str()?)?,
+                remaining: Duration::from_millis(c.get("remaining_ms")?.as_u64()?),
+                failures: u32::try_from(c.get("failures")?.as_u64()?).ok()?,
+            })
+        })
+        .collect())
 }
 
 /// Which providers to show: the default chain's (in chain order), those the config defines,
@@ -304,7 +397,13 @@ pub async fn collect(
         }
     }
     drop(leases);
-    Report { chain, chain_error, providers: out, probed: options.probe }
+    Report {
+        chain,
+        chain_error,
+        providers: out,
+        probed: options.probe,
+        cooldown_source: CooldownSource::Local,
+    }
 }
 
 /// The rows of one provider: its chain models, its configured models, and (when it has
@@ -558,6 +657,13 @@ fn notes(report: &Report) -> Vec<String> {
             }
         }
     }
+    match &report.cooldown_source {
+        CooldownSource::Local => {}
+        CooldownSource::Gateway(url) => out.push(format!("cooldowns: from the gateway at {url}")),
+        CooldownSource::NoGateway { url, why } => out.push(format!(
+            "cooldowns: unknown (no gateway at {url}: {why}); they live in a running `hearth gateway run` (--gateway URL asks another)"
+        )),
+    }
     out
 }
 
@@ -713,6 +819,13 @@ pub fn report_json(report: &Report) -> serde_json::Value {
         "chainError": report.chain_error,
         "answeredBy": report.answering().map(|m| m.model_ref.to_string()),
         "probed": report.probed,
+        "cooldownSource": match &report.cooldown_source {
+            CooldownSource::Local => json!({"kind": "local"}),
+            CooldownSource::Gateway(url) => json!({"kind": "gateway", "url": url}),
+            CooldownSource::NoGateway { url, why } => {
+                json!({"kind": "none", "url": url, "error": why})
+            }
+        },
         "providers": providers,
         "notes": notes(report),
     })

@@ -183,3 +183,62 @@ async fn python_sdks_against_llama_server() {
     assert_eq!(last["role"], "tool");
     assert_eq!(last["tool_call_id"], "call_1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_status_shows_a_running_gateways_cooldowns() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(
+        Reply::json(429, r#"{"error":{"message":"slow down"}}"#).header("retry-after", "120"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m"}}]}}}}}},
+               agents: {{defaults: {{model: {{primary: "fake/m"}}}}}},
+               gateway: {{auth: {{token: "status-token"}}}}}}"#,
+            upstream.origin()
+        ),
+    );
+    let gateway = spawn_gateway(&config, &[]);
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gateway.origin))
+        .bearer_auth("status-token")
+        .json(&serde_json::json!({"model": "fake/m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.status().is_success(), "the only candidate was rate limited");
+
+    let status = |gateway_url: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&config)
+            .args(["models", "status", "--json", "--gateway", gateway_url])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let report = status(&gateway.origin);
+    assert_eq!(report["cooldownSource"]["kind"], "gateway", "{report:#}");
+    let model = report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "fake")
+        .and_then(|p| p["models"].as_array().unwrap().iter().find(|m| m["ref"] == "fake/m"))
+        .unwrap();
+    let cooldown = &model["cooldowns"][0];
+    assert_eq!(cooldown["reason"], "rate_limit", "{model:#}");
+    assert_eq!(cooldown["scope"], "model");
+    let remaining = cooldown["remainingMs"].as_u64().unwrap();
+    assert!(remaining > 100_000 && remaining <= 120_000, "Retry-After 120 s: {remaining}");
+
+    // No gateway there: the report says so instead of claiming there are no cooldowns.
+    let report = status("http://127.0.0.1:9");
+    assert_eq!(report["cooldownSource"]["kind"], "none");
+    assert!(report["notes"].as_array().unwrap().iter().any(|n| {
+        n.as_str().unwrap().starts_with("cooldowns: unknown (no gateway at http://127.0.0.1:9")
+    }));
+}
