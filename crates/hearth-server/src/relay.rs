@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::StreamExt;
 use hearth_config::{Config, Cost};
 use hearth_upstream::{
-    Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, UpstreamError, Usage,
+    Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, ToolChoice, UpstreamError, Usage,
 };
 
 use crate::AppState;
@@ -134,7 +134,10 @@ pub async fn start(
             .inc();
     }
     match result {
-        Ok(answer) => {
+        Ok(mut answer) => {
+            if let Some(choice) = &prompt.tool_choice {
+                answer.events = require_tool_call(answer.events, choice);
+            }
             if answer.attempts.len() > 1 {
                 app.metrics.fallbacks.inc();
             }
@@ -157,6 +160,59 @@ pub async fn start(
         }
         Err(failure) => Err(ApiError::from_failure(&failure, &hints(config, &failure))),
     }
+}
+
+/// `tool_choice` `"required"` or a named function: the answer must call a client tool (that
+/// one). An answer that finishes without such a call ends in an error instead of its finish
+/// (OpenClaw's contract: a 502 `api_error` when not streaming, the API's terminal error event
+/// — `response.failed` for Responses — when streaming). Other choices pass through untouched.
+pub fn require_tool_call(
+    events: hearth_upstream::client::EventStream,
+    choice: &ToolChoice,
+) -> hearth_upstream::client::EventStream {
+    let wanted: Option<String> = match choice {
+        ToolChoice::Required => None,
+        ToolChoice::Function(name) => Some(name.clone()),
+        ToolChoice::Auto | ToolChoice::None => return events,
+    };
+    // Each call's name, by index (names may arrive in pieces); whether the error went out.
+    let state: (Vec<(u32, String)>, bool) = (Vec::new(), false);
+    events
+        .scan(state, move |(names, failed), event| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            match &event {
+                Event::ToolCallDelta { index, name: Some(piece), .. } => {
+                    match names.iter_mut().find(|(i, _)| i == index) {
+                        Some((_, name)) => name.push_str(piece),
+                        None => names.push((*index, piece.clone())),
+                    }
+                }
+                Event::Finish(_) => {
+                    let satisfied = names.iter().any(|(_, name)| match &wanted {
+                        None => !name.is_empty(),
+                        Some(w) => name == w,
+                    });
+                    if !satisfied {
+                        *failed = true;
+                        let message = match &wanted {
+                            None => "tool_choice is \"required\", but the model answered without calling a tool".to_owned(),
+                            Some(w) => format!(
+                                "tool_choice requires a call to `{w}`, but the model answered without calling it"
+                            ),
+                        };
+                        return futures::future::ready(Some(Event::Error(UpstreamError::new(
+                            ErrorClass::ServerError,
+                            message,
+                        ))));
+                    }
+                }
+                _ => {}
+            }
+            futures::future::ready(Some(event))
+        })
+        .boxed()
 }
 
 /// What to start or configure, for providers that could not be reached.

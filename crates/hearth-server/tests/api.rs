@@ -498,3 +498,82 @@ async fn previous_response_id_continues_the_conversation() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_tool_choice_without_a_tool_call_is_an_error() {
+    let upstream = FakeUpstream::start().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let plain = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"It is sunny."},"finish_reason":"stop"}]}"#;
+    let call = |name: &str| {
+        format!(
+            r#"{{"id":"c","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"{name}","arguments":"{{}}"}}}}]}},"finish_reason":"tool_calls"}}]}}"#
+        )
+    };
+    let request = |choice: Value, stream: bool| json!({"model": "fake/m", "messages": [{"role": "user", "content": "weather?"}], "tools": tools, "tool_choice": choice, "stream": stream});
+
+    // Chat, not streaming: 502 api_error.
+    upstream.push(Reply::json(200, plain));
+    let (status, _, body) =
+        post(&gw, "/v1/chat/completions", &request(json!("required"), false), None).await;
+    assert_eq!(status, 502, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["type"], "api_error");
+    assert!(error["error"]["message"].as_str().unwrap().contains("without calling a tool"));
+
+    // A pinned function that the model did not call: 502 too; the one it did call: 200.
+    upstream.push(Reply::json(200, &call("get_time")));
+    let pinned = json!({"type": "function", "function": {"name": "get_weather"}});
+    let tools2 = json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    ]);
+    let mut body2 = request(pinned.clone(), false);
+    body2["tools"] = tools2;
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &body2, None).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("`get_weather`"), "{body}");
+    upstream.push(Reply::json(200, &call("get_weather")));
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &body2, None).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
+
+    // "auto" lets a plain answer through.
+    upstream.push(Reply::json(200, plain));
+    let (status, _, _) =
+        post(&gw, "/v1/chat/completions", &request(json!("auto"), false), None).await;
+    assert_eq!(status, 200);
+
+    // Responses, streaming: the stream ends in response.failed.
+    upstream.push(Reply::sse(&[
+        r#"{"choices":[{"index":0,"delta":{"content":"It is sunny."}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        "[DONE]",
+    ]));
+    let (status, _, body) = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "fake/m", "input": "weather?", "stream": true, "tool_choice": "required",
+                "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events = sse_data(&body);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed", "{body}");
+    assert!(!events.iter().any(|e| e["type"] == "response.completed"), "{body}");
+
+    // Responses, not streaming: 502.
+    upstream.push(Reply::json(200, plain));
+    let (status, _, body) = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "fake/m", "input": "weather?", "tool_choice": "required",
+                "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+}
