@@ -2,8 +2,8 @@
 //!
 //! The path of one upstream `chat.completion.chunk` through a direct-mode stream:
 //! SSE decode (`hearth_wire::sse`) → canonical event (`hearth_upstream::decode::Decoder`) →
-//! `chat.completion.chunk` frame (`ChatRender`, as `sse::respond` drives it: a fresh
-//! `Vec::with_capacity(256)` per frame, then `Bytes::from`). Run with
+//! `chat.completion.chunk` frame (`ChatRender`, as `sse::respond` drives it: into the stream's
+//! reused `sse::Frames`, leaving as `Bytes`). Run with
 //! `cargo bench -p hearth-server --bench relay_chunk`; divan's `AllocProfiler` counts the
 //! allocations per iteration, i.e. per relayed chunk.
 #![expect(clippy::unwrap_used, reason = "benchmark")]
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use divan::{AllocProfiler, Bencher, black_box};
 use hearth_config::Api;
 use hearth_server::chat::ChatRender;
-use hearth_server::sse::Render;
+use hearth_server::sse::{Frames, Render};
 use hearth_upstream::Event;
 use hearth_upstream::decode::Decoder;
 use hearth_wire::sse::{SseDecoder, SseItem};
@@ -45,14 +45,16 @@ fn render_into_reused_buffer(bencher: Bencher) {
     });
 }
 
-/// What `sse::respond` does per event today: a fresh frame buffer, render, `Bytes::from`.
+/// What `sse::respond` does per event: render into the stream's `Frames`, take the frame as
+/// `Bytes` (dropped before the next one, as hyper does once it has written it).
 #[divan::bench]
 fn render_as_relayed(bencher: Bencher) {
     let mut render = started_render();
+    let mut frames = Frames::new();
     bencher.with_inputs(|| Event::TextDelta("tok42 ".to_owned())).bench_local_values(|event| {
-        let mut out = Vec::with_capacity(256);
-        render.event(event, &mut out);
-        Bytes::from(out)
+        render.event(event, frames.out());
+        let frame: Bytes = frames.take();
+        black_box(&frame);
     });
 }
 
@@ -78,6 +80,7 @@ fn relay_one_chunk(bencher: Bencher) {
     let mut sse = SseDecoder::new();
     let mut decoder = Decoder::new(Api::OpenaiCompletions, false, 0);
     let mut render = started_render();
+    let mut frames = Frames::new();
     let mut items = Vec::with_capacity(4);
     let mut events = Vec::with_capacity(4);
     bencher.bench_local(|| {
@@ -90,10 +93,9 @@ fn relay_one_chunk(bencher: Bencher) {
             }
         }
         for event in events.drain(..) {
-            let mut out = Vec::with_capacity(256);
-            render.event(event, &mut out);
-            frame = Some(Bytes::from(out));
+            render.event(event, frames.out());
         }
-        frame.unwrap()
+        frame.replace(frames.take());
+        black_box(frame.unwrap().len())
     });
 }

@@ -1,7 +1,9 @@
 //! Streaming responses: a [`Render`] turns canonical events into one API's SSE frames; this
 //! module drives it and keeps the bookkeeping (active streams, usage, aborts).
 //!
-//! Invariants: each relayed event costs one frame buffer and nothing else; the stream always
+//! Invariants: relaying allocates nothing per event once warm (one reused render buffer, frames
+//! split off one reused `BytesMut`); events that are already waiting go out in one write; the
+//! stream always
 //! ends with the renderer's terminal frames (success or error), never by simply stopping; when
 //! the client goes away the body is dropped, which drops the upstream stream and so cancels
 //! the upstream request.
@@ -11,8 +13,8 @@ use std::convert::Infallible;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
 use hearth_upstream::{ErrorClass, Event, EventStream, UpstreamError, Usage};
 
 use crate::relay::{Started, UsageSink, answer_headers};
@@ -48,13 +50,66 @@ pub fn done(out: &mut Vec<u8>) {
     out.extend_from_slice(b"data: [DONE]\n\n");
 }
 
+/// Frames that are already rendered are written together up to this size.
+pub const COALESCE_BYTES: usize = 16 * 1024;
+
+/// The frame buffers of one stream: renderers write into a reused `Vec`, and each write leaves
+/// as `Bytes` split off one reused `BytesMut`. Once hyper has written the earlier frames,
+/// `reserve` takes the same memory back, so a warm stream allocates nothing per frame.
+#[derive(Debug, Default)]
+pub struct Frames {
+    scratch: Vec<u8>,
+    buf: BytesMut,
+}
+
+impl Frames {
+    pub fn new() -> Self {
+        Frames { scratch: Vec::with_capacity(1024), buf: BytesMut::with_capacity(4096) }
+    }
+
+    /// Where renderers write.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.scratch
+    }
+
+    /// Everything written since the last `take`, as one frame.
+    pub fn take(&mut self) -> Bytes {
+        self.buf.reserve(self.scratch.len());
+        self.buf.extend_from_slice(&self.scratch);
+        self.scratch.clear();
+        self.buf.split().freeze()
+    }
+}
+
 struct Relay<R> {
     events: EventStream,
     render: R,
     usage_sink: UsageSink,
     usage: Option<Usage>,
+    frames: Frames,
     started: bool,
     done: bool,
+}
+
+impl<R: Render> Relay<R> {
+    /// Renders one event (`None`: the upstream stream ended, which before a terminal event is
+    /// an error).
+    fn feed(&mut self, event: Option<Event>) {
+        let event = event.unwrap_or_else(|| {
+            Event::Error(UpstreamError::new(
+                ErrorClass::ServerError,
+                "the upstream stream ended before the model finished",
+            ))
+        });
+        match &event {
+            Event::Usage(u) => self.usage = Some(*u),
+            Event::Error(e) => self.usage_sink.abort(e),
+            _ => {}
+        }
+        if self.render.event(event, self.frames.out()) {
+            self.done = true;
+        }
+    }
 }
 
 impl<R> Drop for Relay<R> {
@@ -77,6 +132,7 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
         render,
         usage_sink: usage,
         usage: None,
+        frames: Frames::new(),
         started: false,
         done: false,
     };
@@ -84,32 +140,23 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
         if relay.done {
             return None;
         }
-        let mut out = Vec::with_capacity(256);
         if !relay.started {
             relay.started = true;
-            relay.render.start(&mut out);
+            relay.render.start(relay.frames.out());
         }
-        loop {
-            let event = match relay.events.next().await {
-                Some(event) => event,
-                None => Event::Error(UpstreamError::new(
-                    ErrorClass::ServerError,
-                    "the upstream stream ended before the model finished",
-                )),
-            };
-            match &event {
-                Event::Usage(u) => relay.usage = Some(*u),
-                Event::Error(e) => relay.usage_sink.abort(e),
-                _ => {}
-            }
-            if relay.render.event(event, &mut out) {
-                relay.done = true;
-            }
-            if !out.is_empty() || relay.done {
-                break;
+        // Wait for something to write…
+        while !relay.done && relay.frames.out().is_empty() {
+            let event = relay.events.next().await;
+            relay.feed(event);
+        }
+        // …then add what has already arrived, without waiting for more.
+        while !relay.done && relay.frames.out().len() < COALESCE_BYTES {
+            match relay.events.next().now_or_never() {
+                Some(event) => relay.feed(event),
+                None => break,
             }
         }
-        Some((Ok::<Bytes, Infallible>(Bytes::from(out)), relay))
+        Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay))
     });
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let h = response.headers_mut();

@@ -260,16 +260,29 @@ impl Router {
     }
 
     fn client(&self, provider: &hearth_config::Provider) -> Result<Client, UpstreamError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| UpstreamError::new(ErrorClass::ServerError, "router state poisoned"))?;
-        if let Some(c) = clients.get(&provider.id) {
+        let poisoned = || UpstreamError::new(ErrorClass::ServerError, "router state poisoned");
+        if let Some(c) = self.clients.lock().map_err(|_| poisoned())?.get(&provider.id) {
             return Ok(c.clone());
         }
+        // Built without the lock held: it takes milliseconds (TLS roots).
         let client = Client::new(provider)?;
-        clients.insert(provider.id.clone(), client.clone());
-        Ok(client)
+        let mut clients = self.clients.lock().map_err(|_| poisoned())?;
+        Ok(clients.entry(provider.id.clone()).or_insert(client).clone())
+    }
+
+    /// Builds the HTTP clients of the providers requests are likely to use (those the config
+    /// defines and the default chain's), so the first request does not pay for it. Blocking
+    /// work: run it off the async workers.
+    pub fn prepare(&self, config: &Config) {
+        let chain =
+            config.candidate_chain(None, None, false).map(|c| c.candidates).unwrap_or_default();
+        for provider in config.providers.values() {
+            if provider.origin == hearth_config::Origin::Config
+                || chain.iter().any(|r| r.provider == provider.id)
+            {
+                let _ = self.client(provider);
+            }
+        }
     }
 
     /// Current cooldowns (for status pages and metrics).

@@ -103,6 +103,10 @@ async fn serve(
         writeln!(std::io::stderr().lock(), "  sessions:  {}", path.display())?;
     }
     let state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
+    // HTTP clients (TLS setup) are built now, off the request path.
+    let router = Arc::clone(&state.router);
+    let snapshot = state.config.load_full();
+    tokio::task::spawn_blocking(move || router.prepare(&snapshot));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
         let _ = stop_rx.await;
