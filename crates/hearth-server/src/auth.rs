@@ -194,31 +194,70 @@ pub(crate) fn shape_of(path: &str) -> Shape {
     if path.starts_with("/v1/messages") { Shape::Anthropic } else { Shape::OpenAi }
 }
 
-/// Middleware on every route that needs auth.
-pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(secret) = app.auth.secret() else { return next.run(request).await };
-    let shape = shape_of(request.uri().path());
-    let ip = request
-        .extensions()
+/// The client address of a request (its connect info; loopback when there is none, as for an
+/// app served without connect info).
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .or_else(|| request.extensions().get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// What a presented credential is worth, with the failed-attempt limiter applied. The HTTP
+/// middleware and the WebSocket `connect` share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// No auth is configured, or the credential matches.
+    Allowed,
+    /// No credential was presented (does not count toward the limit).
+    Missing,
+    /// A wrong credential (counted, unless from loopback).
+    Mismatch,
+    /// Locked out, before this attempt or by it, for this much longer.
+    Locked(Duration),
+}
+
+/// Checks `given` from `ip` against the gateway's secret in constant time; loopback addresses
+/// are never locked out.
+pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&str>) -> Verdict {
+    let Some(secret) = auth.secret() else { return Verdict::Allowed };
     let exempt = ip.is_loopback();
     let now = Instant::now();
-    if !exempt && let Some(remaining) = app.limiter.locked(ip, now) {
-        let mut err = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            "too many failed authentication attempts; retry later",
-        )
-        .with_code("auth_rate_limited")
-        .shaped(shape);
-        err.retry_after = Some(remaining);
-        return err.into_response();
+    if !exempt && let Some(remaining) = limiter.locked(ip, now) {
+        return Verdict::Locked(remaining);
     }
-    match credential(&request) {
-        None => ApiError::new(
+    match given {
+        None => Verdict::Missing,
+        Some(given) if same(given, secret) => {
+            if !exempt {
+                limiter.succeed(ip);
+            }
+            Verdict::Allowed
+        }
+        Some(_) if exempt => Verdict::Mismatch,
+        Some(_) => limiter.fail(ip, now).map_or(Verdict::Mismatch, Verdict::Locked),
+    }
+}
+
+/// Middleware on every route that needs auth.
+pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let shape = shape_of(request.uri().path());
+    let ip = client_ip(request.extensions());
+    match verify(&app.auth, &app.limiter, ip, credential(&request)) {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Locked(remaining) => {
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too many failed authentication attempts; retry later",
+            )
+            .with_code("auth_rate_limited")
+            .shaped(shape);
+            err.retry_after = Some(remaining);
+            err.into_response()
+        }
+        Verdict::Missing => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             format!(
@@ -229,29 +268,13 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
         .with_code("missing_api_key")
         .shaped(shape)
         .into_response(),
-        Some(given) if same(given, secret) => {
-            if !exempt {
-                app.limiter.succeed(ip);
-            }
-            next.run(request).await
-        }
-        Some(_) => {
-            let lockout = if exempt { None } else { app.limiter.fail(ip, now) };
-            let mut err = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                format!("invalid gateway {}", app.auth.mode()),
-            )
-            .with_code("invalid_api_key")
-            .shaped(shape);
-            if let Some(lockout) = lockout {
-                err.status = StatusCode::TOO_MANY_REQUESTS;
-                err.kind = "rate_limit_error";
-                err.message = "too many failed authentication attempts; retry later".to_owned();
-                err.code = Some("auth_rate_limited");
-                err.retry_after = Some(lockout);
-            }
-            err.into_response()
-        }
+        Verdict::Mismatch => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            format!("invalid gateway {}", app.auth.mode()),
+        )
+        .with_code("invalid_api_key")
+        .shaped(shape)
+        .into_response(),
     }
 }

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod relay;
 pub mod responses;
 pub mod sse;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub agents: Option<hearth_agent::Agents>,
     /// Set when shutdown began: `/ready` answers 503.
     pub draining: Arc<AtomicBool>,
+    /// The WebSocket control plane: connections, agent runs, the shutdown signal.
+    pub ws: Arc<ws::Hub>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,6 +84,7 @@ impl AppState {
             conversations: Arc::new(responses::Conversations::default()),
             agents: None,
             draining: Arc::new(AtomicBool::new(false)),
+            ws: Arc::default(),
         })
     }
 }
@@ -112,6 +116,8 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/hearth/cooldowns", get(cooldowns_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     AxumRouter::new()
+        // The WebSocket control plane authenticates in its `connect` frame, not by header.
+        .route("/", get(ws::upgrade).fallback(not_found))
         .route("/health", get(health))
         .route("/healthz", get(health))
         .route("/ready", get(ready))
@@ -132,6 +138,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let draining = Arc::clone(&state.draining);
+    let ws = Arc::clone(&state.ws);
+    let ws_signal = Arc::clone(&state.ws);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -139,14 +147,21 @@ pub async fn serve(
         .with_graceful_shutdown(async move {
             shutdown.await;
             draining.store(true, Ordering::SeqCst);
+            ws_signal.shutdown();
         })
-        .await
+        .await?;
+    // Upgraded connections outlive axum's graceful shutdown: wait until every WebSocket client
+    // got its `shutdown` event and every agent run stored its answer.
+    ws.idle().await;
+    Ok(())
 }
 
 async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let upgrade = request.headers().contains_key(header::UPGRADE);
     let route: &'static str =
         match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
+            Some("/") if upgrade => "ws",
             Some("/v1/chat/completions") => "chat_completions",
             Some("/v1/responses") => "responses",
             Some("/v1/messages") => "messages",

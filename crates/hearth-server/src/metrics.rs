@@ -73,6 +73,7 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     pub cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
     pub active_streams: Gauge,
+    pub ws_connections: Gauge,
     pub fallbacks: Counter,
     pub stream_aborts: Family<AbortLabels, Counter>,
     pub cooldowns: Family<CooldownLabels, Gauge>,
@@ -115,6 +116,12 @@ impl Default for Metrics {
         registry.register("cost_usd", "Estimated cost in USD by model", cost.clone());
         let active_streams = Gauge::default();
         registry.register("active_streams", "Open streaming responses", active_streams.clone());
+        let ws_connections = Gauge::default();
+        registry.register(
+            "ws_connections",
+            "Open WebSocket control-plane connections",
+            ws_connections.clone(),
+        );
         let fallbacks = Counter::default();
         registry.register(
             "fallbacks",
@@ -142,6 +149,7 @@ impl Default for Metrics {
             tokens,
             cost,
             active_streams,
+            ws_connections,
             fallbacks,
             stream_aborts,
             cooldowns,

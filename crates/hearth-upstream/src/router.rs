@@ -401,10 +401,12 @@ impl Router {
         let session = options.session.unwrap_or_default();
         let wait_cap = retry_wait_cap(env);
         // The requested model and the configured primary are never skipped by the skip cache.
-        let default_primary = config
-            .candidate_chain(None, None, false)
-            .ok()
-            .and_then(|c| c.candidates.first().cloned());
+        let default_primary = skip_ttl.and_then(|_| {
+            config
+                .candidate_chain(None, None, false)
+                .ok()
+                .and_then(|c| c.candidates.first().cloned())
+        });
         let protected = |idx: usize, r: &ModelRef| idx == 0 || default_primary.as_ref() == Some(r);
         loop {
             let mut last: Option<UpstreamError> = None;

@@ -1,0 +1,760 @@
+//! The WebSocket control plane in-process against the scripted upstream: the handshake and its
+//! refusals, frames after it, every method, agent runs (events, idempotency, wait, history),
+//! shutdown and metrics.
+#![expect(clippy::unwrap_used, reason = "tests")]
+#![expect(clippy::panic, reason = "tests: an unexpected frame fails the test with the frame")]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::MockConnectInfo;
+use futures::{SinkExt, StreamExt};
+use hearth_config::load_str;
+use hearth_server::{AppState, Auth};
+use hearth_store::SqliteStore;
+use hearth_testkit::{FakeUpstream, Reply};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A frame that does not come within this long fails the test instead of hanging it.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+const REASONING_STREAM: &[&str] = &[
+    r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"Let me think."}}]}"#,
+    r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"The answer"}}]}"#,
+    r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" is 42."},"finish_reason":"stop"}]}"#,
+    r#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
+    "[DONE]",
+];
+
+struct Gateway {
+    addr: SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn state(config_text: &str, env: &[(&str, &str)]) -> AppState {
+    let env: BTreeMap<String, String> =
+        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let loaded = load_str("test.json5", config_text, &env);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let config = loaded.config.unwrap();
+    let auth = Auth::from_config(&config, &env).unwrap();
+    AppState::new(config, Arc::new(env), auth).unwrap()
+}
+
+async fn with_store(state: AppState) -> AppState {
+    state.with_agents(Arc::new(SqliteStore::in_memory().await.unwrap()))
+}
+
+fn fake_config(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{upstream}/v1", apiKey: "sk-local", api: "openai-completions",
+            models: [{{id: "m", reasoning: true, maxTokens: 256, contextWindow: 4096}}]}}}}}},
+          agents: {{defaults: {{model: {{primary: "fake/m"}}}}}} {extra}}}"#
+    )
+}
+
+const TOKEN_AUTH: &str = r#", gateway: {auth: {mode: "token", token: "${GW_TOKEN}"}}"#;
+
+/// The gateway on a free port; `client_ip` pretends every connection comes from there.
+async fn start(state: AppState, client_ip: Option<[u8; 4]>) -> Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = match client_ip {
+        None => tokio::spawn(async move {
+            hearth_server::serve(listener, state, std::future::pending()).await.unwrap();
+        }),
+        Some(ip) => {
+            let app =
+                hearth_server::app(state).layer(MockConnectInfo(SocketAddr::from((ip, 40000))));
+            tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            })
+        }
+    };
+    Gateway { addr, _task: task }
+}
+
+/// An HTTP client for the same gateway.
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn open(gw: &Gateway) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{}/", gw.addr)).await.unwrap().0
+}
+
+/// The next text frame as JSON; a close frame fails the test.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(HANG_GUARD, ws.next()).await.unwrap();
+        match message {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The close frame's code and reason, after any text frames (which are returned too).
+async fn closed(ws: &mut Ws) -> (u16, String, Vec<Value>) {
+    let mut frames = Vec::new();
+    loop {
+        let message = tokio::time::timeout(HANG_GUARD, ws.next()).await.unwrap();
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                frames.push(serde_json::from_str(text.as_str()).unwrap())
+            }
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.as_str().to_owned(), frames);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, frame: &Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+fn connect_params(auth: Value) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "operator"},
+        "role": "operator", "scopes": ["operator.read", "operator.write"],
+        "auth": auth,
+    })
+}
+
+/// Reads the challenge, sends `connect` with `params`, returns the `res`.
+async fn connect_with(ws: &mut Ws, params: Value) -> Value {
+    let challenge = recv(ws).await;
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    send(ws, &json!({"type": "req", "id": "c1", "method": "connect", "params": params})).await;
+    recv(ws).await
+}
+
+/// An open connection past its handshake (auth none).
+async fn connected(gw: &Gateway) -> Ws {
+    let mut ws = open(gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({}))).await;
+    assert_eq!(res["ok"], true, "{res}");
+    ws
+}
+
+/// Sends a request and returns its `res`, with the frames that came before it.
+async fn request(ws: &mut Ws, id: &str, method: &str, params: Value) -> (Value, Vec<Value>) {
+    send(ws, &json!({"type": "req", "id": id, "method": method, "params": params})).await;
+    until_res(ws, id).await
+}
+
+/// Frames until the `res` for `id`.
+async fn until_res(ws: &mut Ws, id: &str) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let frame = recv(ws).await;
+        if frame["type"] == "res" && frame["id"] == id {
+            return (frame, before);
+        }
+        before.push(frame);
+    }
+}
+
+fn agent_params(key: &str, session: &str) -> Value {
+    json!({"idempotencyKey": key, "message": "hi", "sessionKey": session})
+}
+
+/// Runs one agent request to its final `res`: (ack, events in between, final).
+async fn run_agent(ws: &mut Ws, id: &str, params: Value) -> (Value, Vec<Value>, Value) {
+    let (ack, _) = request(ws, id, "agent", params).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    if ack["payload"]["status"] != "accepted" {
+        return (ack.clone(), Vec::new(), ack);
+    }
+    let (last, events) = until_res(ws, id).await;
+    (ack, events, last)
+}
+
+fn posts(upstream: &FakeUpstream) -> usize {
+    upstream.requests().iter().filter(|r| r.method == "POST").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenge_then_hello_ok() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = open(&gw).await;
+    let challenge = recv(&mut ws).await;
+    assert_eq!(challenge["type"], "event");
+    assert_eq!(challenge["event"], "connect.challenge");
+    assert_eq!(challenge["payload"]["nonce"].as_str().unwrap().len(), 24, "{challenge}");
+    assert!(challenge["payload"]["ts"].as_u64().unwrap() > 1_600_000_000_000, "{challenge}");
+    assert_eq!(challenge.get("seq"), None, "the challenge is outside the numbered stream");
+    let mut params = connect_params(json!({}));
+    params.as_object_mut().unwrap().remove("scopes");
+    send(&mut ws, &json!({"type": "req", "id": "c1", "method": "connect", "params": params})).await;
+    let res = recv(&mut ws).await;
+    assert_eq!((&res["type"], &res["id"], &res["ok"]), (&json!("res"), &json!("c1"), &json!(true)));
+    let hello = &res["payload"];
+    assert_eq!(hello["type"], "hello-ok");
+    assert_eq!(hello["protocol"], 4);
+    assert_eq!(hello["server"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(hello["server"]["connId"].as_str().unwrap().starts_with("conn-"), "{hello}");
+    assert_eq!(
+        hello["features"],
+        json!({
+            "methods": ["health", "models.list", "sessions.list", "chat.history", "agent", "agent.wait"],
+            "events": ["connect.challenge", "tick", "agent", "shutdown"],
+        })
+    );
+    assert_eq!(hello["snapshot"]["presence"], json!([]));
+    assert_eq!(hello["snapshot"]["health"]["status"], "ready");
+    assert!(hello["snapshot"]["uptimeMs"].is_u64(), "{hello}");
+    assert_eq!(
+        hello["auth"],
+        json!({"role": "operator", "scopes": ["operator.admin", "operator.approvals", "operator.pairing", "operator.read", "operator.talk.secrets", "operator.write"]})
+    );
+    assert_eq!(
+        hello["policy"],
+        json!({"maxPayload": 26_214_400, "maxBufferedBytes": 52_428_800, "tickIntervalMs": 15_000})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anything_but_connect_first_closes_with_1008() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let first_frames = [
+        Message::text(
+            json!({"type": "req", "id": "1", "method": "health", "params": {}}).to_string(),
+        ),
+        Message::text("{not json"),
+        Message::binary(b"\x00\x01".to_vec()),
+        Message::text(json!({"type": "req", "method": "connect", "params": {}}).to_string()),
+    ];
+    let reasons = [
+        "the first frame must be a `connect` request: {type:\"req\", id, method:\"connect\", params}",
+        "invalid frame: the first frame must be a JSON `connect` request",
+        "binary frames are not supported: send JSON text frames",
+        "the first frame must be a `connect` request: {type:\"req\", id, method:\"connect\", params}",
+    ];
+    for (frame, reason) in first_frames.into_iter().zip(reasons) {
+        let mut ws = open(&gw).await;
+        assert_eq!(recv(&mut ws).await["event"], "connect.challenge");
+        ws.send(frame).await.unwrap();
+        let (code, got, frames) = closed(&mut ws).await;
+        assert_eq!((code, got.as_str()), (1008, reason));
+        assert_eq!(frames, Vec::<Value>::new(), "nothing is answered before the close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_pre_connect_frame_closes_with_1009() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = open(&gw).await;
+    assert_eq!(recv(&mut ws).await["event"], "connect.challenge");
+    let mut params = connect_params(json!({}));
+    params["pad"] = json!("x".repeat(64 * 1024));
+    send(&mut ws, &json!({"type": "req", "id": "c1", "method": "connect", "params": params})).await;
+    let (code, reason, _) = closed(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1009, "frames before connect are limited to 65536 bytes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_token_is_refused_then_closed() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let config = fake_config(&upstream.origin(), TOKEN_AUTH);
+    let gw = start(state(&config, &[("GW_TOKEN", "s3cret")]), None).await;
+
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({"token": "wrong"}))).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(
+        res["error"],
+        json!({
+            "code": "INVALID_REQUEST",
+            "message": "unauthorized: gateway token mismatch (send the gateway.auth.token the gateway was started with)",
+            "details": {"code": "AUTH_TOKEN_MISMATCH", "authReason": "token_mismatch", "recommendedNextStep": "update_auth_credentials"},
+        })
+    );
+    assert_eq!(closed(&mut ws).await.0, 1008);
+
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({}))).await;
+    assert_eq!(
+        res["error"],
+        json!({
+            "code": "INVALID_REQUEST",
+            "message": "unauthorized: gateway token missing (send it in connect params as auth.token)",
+            "details": {"code": "AUTH_TOKEN_MISSING", "authReason": "token_missing", "recommendedNextStep": "update_auth_configuration"},
+        })
+    );
+    let (code, reason, _) = closed(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1008, "unauthorized"));
+
+    // The right token connects; the upgrade itself never needed the HTTP bearer.
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({"token": "s3cret"}))).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let (res, _) = request(&mut ws, "h", "health", json!({})).await;
+    assert_eq!(res["ok"], true, "{res}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_mode_reads_auth_password() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let config = fake_config(
+        &upstream.origin(),
+        r#", gateway: {auth: {mode: "password", password: "${GW_PASSWORD}"}}"#,
+    );
+    let gw = start(state(&config, &[("GW_PASSWORD", "hunter22")]), None).await;
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({"token": "hunter22"}))).await;
+    assert_eq!(res["error"]["details"]["code"], "AUTH_PASSWORD_MISSING", "{res}");
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({"password": "hunter2"}))).await;
+    assert_eq!(res["error"]["details"]["code"], "AUTH_PASSWORD_MISMATCH", "{res}");
+    let mut ws = open(&gw).await;
+    let res = connect_with(&mut ws, connect_params(json!({"password": "hunter22"}))).await;
+    assert_eq!(res["ok"], true, "{res}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_connects_lock_out_a_remote_address() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let config = fake_config(&upstream.origin(), TOKEN_AUTH);
+    let gw = start(state(&config, &[("GW_TOKEN", "s3cret")]), Some([203, 0, 113, 7])).await;
+    for attempt in 1..=9 {
+        let mut ws = open(&gw).await;
+        let res = connect_with(&mut ws, connect_params(json!({"token": "nope"}))).await;
+        assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH", "attempt {attempt}");
+    }
+    // The tenth wrong token starts the lockout; then even the right one is refused.
+    for token in ["nope", "s3cret"] {
+        let mut ws = open(&gw).await;
+        let res = connect_with(&mut ws, connect_params(json!({"token": token}))).await;
+        let error = &res["error"];
+        assert_eq!(error["code"], "INVALID_REQUEST", "{res}");
+        assert_eq!(
+            error["message"],
+            "unauthorized: too many failed authentication attempts (retry later)"
+        );
+        assert_eq!(
+            error["details"],
+            json!({"code": "AUTH_RATE_LIMITED", "authReason": "rate_limited", "recommendedNextStep": "wait_then_retry"})
+        );
+        assert_eq!(error["retryable"], true);
+        let after = error["retryAfterMs"].as_u64().unwrap();
+        assert!(after > 290_000 && after <= 300_000, "{res}");
+        let (code, reason, _) = closed(&mut ws).await;
+        assert_eq!((code, reason.as_str()), (1008, "too many failed authentication attempts"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_mismatch_is_refused_then_closed() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = open(&gw).await;
+    let mut params = connect_params(json!({}));
+    params["minProtocol"] = json!(2);
+    params["maxProtocol"] = json!(3);
+    let res = connect_with(&mut ws, params).await;
+    assert_eq!(
+        res["error"],
+        json!({
+            "code": "INVALID_REQUEST",
+            "message": "protocol mismatch",
+            "details": {"code": "PROTOCOL_MISMATCH", "expectedProtocol": 4, "minProtocol": 2, "maxProtocol": 3},
+        })
+    );
+    let (code, reason, _) = closed(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1002, "protocol mismatch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_methods_and_malformed_frames_keep_the_connection() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = connected(&gw).await;
+    let (res, _) = request(&mut ws, "u1", "sessions.nuke", json!({})).await;
+    assert_eq!(
+        res,
+        json!({"type": "res", "id": "u1", "ok": false, "error": {"code": "INVALID_REQUEST", "message": "unknown method: sessions.nuke"}})
+    );
+    // No id: nothing to answer. Binary: ignored.
+    ws.send(Message::text("{broken")).await.unwrap();
+    ws.send(Message::text(json!({"type": "req", "method": "health"}).to_string())).await.unwrap();
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    // An id: answered.
+    send(&mut ws, &json!({"type": "req", "id": "m1", "params": {}})).await;
+    let (res, before) = until_res(&mut ws, "m1").await;
+    assert_eq!(before, Vec::<Value>::new());
+    assert_eq!(res["error"]["message"], "invalid frame: `method` must be a non-empty string");
+    send(&mut ws, &json!({"type": "event", "id": 7})).await;
+    let frame = recv(&mut ws).await;
+    assert_eq!(frame["id"], 7, "numeric ids are echoed");
+    assert_eq!(
+        frame["error"]["message"],
+        "invalid frame: expected {type:\"req\", id, method, params}"
+    );
+    let (res, _) = request(&mut ws, "p1", "health", json!({"verbose": true})).await;
+    assert_eq!(res["error"]["message"], "unknown param `verbose`: health takes no params");
+    let (res, _) = request(&mut ws, "c2", "connect", connect_params(json!({}))).await;
+    assert_eq!(res["error"]["message"], "already connected: `connect` is only the first frame");
+    let (res, _) = request(&mut ws, "h1", "health", json!({})).await;
+    assert_eq!(res["ok"], true, "{res}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowed_scopes_are_enforced() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(with_store(state(&fake_config(&upstream.origin(), ""), &[])).await, None).await;
+    let mut ws = open(&gw).await;
+    let mut params = connect_params(json!({}));
+    params["scopes"] = json!(["operator.read", "operator.bogus"]);
+    let res = connect_with(&mut ws, params).await;
+    assert_eq!(res["payload"]["auth"]["scopes"], json!(["operator.read"]));
+    let (res, _) = request(&mut ws, "a1", "agent", agent_params("k", "s")).await;
+    assert_eq!(
+        res["error"],
+        json!({"code": "FORBIDDEN", "message": "missing scope: operator.write", "details": {"code": "MISSING_SCOPE", "missingScope": "operator.write", "requiredScopes": ["operator.write"]}})
+    );
+    assert_eq!(posts(&upstream), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_models_list_match_http() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = connected(&gw).await;
+    let (res, _) = request(&mut ws, "h", "health", json!({})).await;
+    let health = &res["payload"];
+    assert_eq!(
+        (&health["ok"], &health["status"], &health["live"], &health["ready"]),
+        (&json!(true), &json!("ready"), &json!(true), &json!(true))
+    );
+    assert_eq!(health["connections"], 1);
+    assert_eq!(health["activeRuns"], 0);
+    assert_eq!(health["sessionStore"], false);
+    let (res, _) = request(&mut ws, "m", "models.list", json!({})).await;
+    let listed: Value = http()
+        .get(format!("http://{}/v1/models", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["payload"]["models"], listed["data"]);
+    let ids: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["hearth", "hearth/default", "fake/m"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_run_acks_streams_and_answers_without_reasoning() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(Reply::sse(REASONING_STREAM));
+    let gw = start(with_store(state(&fake_config(&upstream.origin(), ""), &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let (ack, events, last) = run_agent(&mut ws, "a1", agent_params("key-1", "s1")).await;
+    let ack = &ack["payload"];
+    let run_id = ack["runId"].as_str().unwrap();
+    assert!(run_id.starts_with("run-"), "{ack}");
+    assert_eq!(ack["status"], "accepted");
+    assert_eq!(ack["sessionKey"], "agent:main:s1");
+    assert_eq!(ack["agentId"], "main");
+    assert!(ack["acceptedAt"].is_u64());
+
+    // Every frame between the ack and the final res is an `agent` event of this run.
+    let mut conn_seq = Vec::new();
+    let mut shape: Vec<String> = Vec::new();
+    let mut text = String::new();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!((&e["type"], &e["event"]), (&json!("event"), &json!("agent")), "{e}");
+        let p = &e["payload"];
+        assert_eq!(p["runId"], run_id);
+        assert_eq!(p["sessionKey"], "agent:main:s1");
+        assert_eq!(p["seq"], i + 1, "per-run seq: {p}");
+        conn_seq.push(e["seq"].as_u64().unwrap());
+        let kind = match p["stream"].as_str().unwrap() {
+            "lifecycle" => format!("lifecycle:{}", p["data"]["phase"].as_str().unwrap()),
+            "assistant" => {
+                text.push_str(p["data"]["delta"].as_str().unwrap());
+                "assistant".to_owned()
+            }
+            other => panic!("unexpected stream {other}"),
+        };
+        if shape.last() != Some(&kind) {
+            shape.push(kind);
+        }
+    }
+    assert_eq!(shape, ["lifecycle:start", "assistant", "lifecycle:end"]);
+    assert_eq!(text, "The answer is 42.");
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(conn_seq, expected, "per-connection seq");
+    let end = &events.last().unwrap()["payload"]["data"];
+    assert!(end["endedAt"].as_u64().unwrap() >= end["startedAt"].as_u64().unwrap());
+    assert!(!events.iter().any(|e| e.to_string().contains("Let me think")), "reasoning leaked");
+
+    assert_eq!(last["id"], "a1");
+    assert_eq!(last["ok"], true);
+    let done = &last["payload"];
+    assert_eq!(
+        (&done["runId"], &done["status"], &done["summary"]),
+        (&json!(run_id), &json!("ok"), &json!("completed"))
+    );
+    assert_eq!(done["result"]["payloads"], json!([{"text": "The answer is 42."}]));
+    assert_eq!(done["result"]["meta"]["agentMeta"], json!({"provider": "fake", "model": "m"}));
+    assert_eq!(done["result"]["meta"]["usage"], json!({"input": 5, "output": 7}));
+    assert_eq!(posts(&upstream), 1);
+    let sent = upstream.requests().into_iter().find(|r| r.method == "POST").unwrap().json();
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["messages"].as_array().unwrap().last().unwrap()["content"], "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_starts_one_run_and_wait_history_and_sessions_see_it() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(Reply::sse(REASONING_STREAM));
+    let gw = start(with_store(state(&fake_config(&upstream.origin(), ""), &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let (ack, _, first) = run_agent(&mut ws, "a1", agent_params("same-key", "s2")).await;
+    let run_id = ack["payload"]["runId"].clone();
+
+    // The same key again, from another connection: the same run's final answer, no new call.
+    let mut other = connected(&gw).await;
+    let (again, events, last) = run_agent(&mut other, "a2", agent_params("same-key", "s2")).await;
+    assert_eq!(events, Vec::<Value>::new());
+    assert_eq!(again["payload"]["runId"], run_id);
+    assert_eq!(last["payload"], first["payload"]);
+    assert_eq!(posts(&upstream), 1, "the upstream is called once");
+
+    // agent.wait: the run ended ok.
+    let (res, _) = request(&mut other, "w1", "agent.wait", json!({"runId": run_id})).await;
+    let wait = &res["payload"];
+    assert_eq!((&wait["runId"], &wait["status"]), (&run_id, &json!("ok")), "{res}");
+    assert!(wait["endedAt"].as_u64().unwrap() >= wait["startedAt"].as_u64().unwrap());
+    assert_eq!(wait.get("error"), None);
+    let (res, _) = request(&mut other, "w2", "agent.wait", json!({"runId": "run-nope"})).await;
+    assert_eq!(
+        res["error"],
+        json!({"code": "NOT_FOUND", "message": "unknown run: run-nope (runs are kept for 10 minutes after they end)"})
+    );
+
+    // chat.history: the user's message and the answer, no reasoning.
+    let (res, _) = request(&mut ws, "h1", "chat.history", json!({"sessionKey": "s2"})).await;
+    let history = &res["payload"];
+    assert_eq!(history["sessionKey"], "agent:main:s2");
+    assert_eq!(history["hasMore"], false);
+    assert_eq!(history["sessionInfo"], json!({"hasActiveRun": false, "activeRunIds": []}));
+    let messages: Vec<(String, String)> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"][0]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("user".to_owned(), "hi".to_owned()),
+            ("assistant".to_owned(), "The answer is 42.".to_owned())
+        ]
+    );
+    assert_eq!(history["messages"][1]["model"], "fake/m");
+    let (res, _) =
+        request(&mut ws, "h2", "chat.history", json!({"sessionKey": "s2", "limit": 1})).await;
+    assert_eq!(res["payload"]["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(res["payload"]["messages"][0]["role"], "assistant");
+    assert_eq!(res["payload"]["hasMore"], true);
+    let (res, _) = request(&mut ws, "h3", "chat.history", json!({"sessionKey": "never"})).await;
+    assert_eq!(res["payload"]["messages"], json!([]));
+
+    // sessions.list: the one session, with its three entries (user, reasoning, answer).
+    let (res, _) = request(&mut ws, "l1", "sessions.list", json!({})).await;
+    let list = &res["payload"];
+    assert_eq!((&list["totalCount"], &list["hasMore"]), (&json!(1), &json!(false)), "{list}");
+    let row = &list["sessions"][0];
+    assert_eq!((&row["key"], &row["agentId"]), (&json!("agent:main:s2"), &json!("main")));
+    assert_eq!((&row["entryCount"], &row["hasActiveRun"]), (&json!(3), &json!(false)), "{row}");
+    assert_eq!((&row["inputTokens"], &row["outputTokens"]), (&json!(5), &json!(7)), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_flight_is_joined_waited_on_and_listed_as_active() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    // One chunk, then the upstream stalls: the run stays in flight for the whole test.
+    let first = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+    upstream.push(Reply::sse_raw(first).end(hearth_testkit::End::Stall));
+    // Not a reasoning model: its text is not held back while think tags could still come.
+    let config = fake_config(&upstream.origin(), "").replace("reasoning: true", "reasoning: false");
+    let gw = start(with_store(state(&config, &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let (ack, _) = request(&mut ws, "a1", "agent", agent_params("busy", "s3")).await;
+    let run_id = ack["payload"]["runId"].clone();
+    let started = recv(&mut ws).await;
+    assert_eq!(started["payload"]["data"]["phase"], "start", "{started}");
+    let delta = recv(&mut ws).await;
+    assert_eq!(delta["payload"]["data"]["delta"], "Hel", "{delta}");
+
+    // The same key from another connection joins the run: accepted, same run id.
+    let mut other = connected(&gw).await;
+    let (join, _) = request(&mut other, "a2", "agent", agent_params("busy", "s3")).await;
+    assert_eq!(join["payload"]["status"], "accepted", "{join}");
+    assert_eq!(join["payload"]["runId"], run_id);
+    assert_eq!(join["payload"]["acceptedAt"], ack["payload"]["acceptedAt"]);
+    assert_eq!(posts(&upstream), 1);
+
+    let (res, _) =
+        request(&mut other, "w", "agent.wait", json!({"runId": run_id, "timeoutMs": 0})).await;
+    assert_eq!(res["payload"]["status"], "timeout", "{res}");
+    assert!(res["payload"]["startedAt"].is_u64(), "{res}");
+    assert_eq!(res["payload"].get("endedAt"), None, "{res}");
+    let (res, _) = request(&mut other, "h", "health", json!({})).await;
+    assert_eq!(
+        (&res["payload"]["activeRuns"], &res["payload"]["connections"]),
+        (&json!(1), &json!(2))
+    );
+    let (res, _) = request(&mut other, "l", "sessions.list", json!({})).await;
+    assert_eq!(res["payload"]["sessions"][0]["hasActiveRun"], true, "{res}");
+    let (res, _) = request(&mut other, "c", "chat.history", json!({"sessionKey": "s3"})).await;
+    assert_eq!(
+        res["payload"]["sessionInfo"],
+        json!({"hasActiveRun": true, "activeRunIds": [run_id]}),
+        "{res}"
+    );
+    // The user's message is on disk before the model answers.
+    assert_eq!(res["payload"]["messages"][0]["content"][0]["text"], "hi", "{res}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_errors_are_answered_and_runs_that_fail_say_so() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    // Without a session store: no agent runs, empty lists.
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = connected(&gw).await;
+    let (res, _) = request(&mut ws, "a0", "agent", agent_params("k0", "s")).await;
+    assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    let (res, _) = request(&mut ws, "l0", "sessions.list", json!({})).await;
+    assert_eq!(res["payload"], json!({"sessions": [], "totalCount": 0, "hasMore": false}));
+
+    let gw = start(with_store(state(&fake_config(&upstream.origin(), ""), &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    for (params, message) in [
+        (
+            json!({"message": "hi"}),
+            "`idempotencyKey` is required: a client-chosen key (a UUID) that makes retries start one run only",
+        ),
+        (json!({"idempotencyKey": "k"}), "`message` is required: the user's message for this turn"),
+        (
+            agent_params("k", "cron:nightly"),
+            "session keys starting with `cron:` are reserved for hearth's own sessions",
+        ),
+        (
+            json!({"idempotencyKey": "k", "message": "hi", "agentId": "ghost"}),
+            "agent `ghost` is not configured (agents are defined under agents.entries)",
+        ),
+        (
+            json!({"idempotencyKey": "k", "message": "hi", "extra": 1}),
+            "unknown param `extra` for agent",
+        ),
+    ] {
+        let (res, _) = request(&mut ws, "a1", "agent", params).await;
+        assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+        let got = res["error"]["message"].as_str().unwrap();
+        assert!(got.starts_with(message), "{got}");
+    }
+    let (res, _) = request(&mut ws, "h", "chat.history", json!({"sessionKey": "acp:x"})).await;
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+    assert_eq!(posts(&upstream), 0);
+
+    // The upstream drops the connection mid-answer: the run ends in error, not in a shorter
+    // success.
+    let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n";
+    upstream.push(Reply::sse_raw(cut).end(hearth_testkit::End::Disconnect));
+    let (_, events, last) = run_agent(&mut ws, "a2", agent_params("k-fail", "s")).await;
+    let shape: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let data = &e["payload"]["data"];
+            data["phase"].as_str().or(data["delta"].as_str()).unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(shape, ["start", "Hello", "error"]);
+    assert_eq!(last["ok"], false, "a failed run fails its request: {last}");
+    let done = &last["payload"];
+    assert_eq!(done["status"], "error", "{last}");
+    assert_eq!(last["error"]["code"], "UNAVAILABLE", "{last}");
+    assert_eq!(last["error"]["details"]["code"], "upstream_error", "{last}");
+    assert_eq!(done["summary"], last["error"]["message"]);
+    let (res, _) =
+        request(&mut ws, "w", "agent.wait", json!({"runId": done["runId"], "timeoutMs": 0})).await;
+    assert_eq!(res["payload"]["status"], "error", "{res}");
+    assert_eq!(res["payload"]["error"], done["summary"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_an_event_and_closes_1012() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let state = state(&fake_config(&upstream.origin(), ""), &[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hearth_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let gw = Gateway { addr, _task: tokio::spawn(async {}) };
+    let mut ws = connected(&gw).await;
+    stop.send(()).unwrap();
+    let (code, reason, frames) = closed(&mut ws).await;
+    assert_eq!(
+        frames,
+        [
+            json!({"type": "event", "event": "shutdown", "payload": {"reason": "draining"}, "seq": 1})
+        ]
+    );
+    assert_eq!((code, reason.as_str()), (1012, "the gateway is shutting down"));
+    tokio::time::timeout(HANG_GUARD, server).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_root_is_still_404_and_metrics_count_connections() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let client = http();
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let response = client.request(method, format!("http://{}/", gw.addr)).send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unknown_url", "{body}");
+    }
+    let _ws = connected(&gw).await;
+    let metrics = client
+        .get(format!("http://{}/metrics", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.lines().any(|l| l == "hearth_ws_connections 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"hearth_http_requests_total{route="ws",status_class="1xx"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"route="other",status_class="4xx"} 2"#), "{metrics}");
+}
