@@ -5,6 +5,11 @@
 //! decides what the end means: usage (reported, from llama.cpp timings, or estimated and
 //! marked so), the finish reason, or an error when the stream was cut short, carried an
 //! in-band error, or held no answer (reasoning only counts as no answer).
+//!
+//! Stream chunks are read on a typed, borrowing path first ([`fast`]), and as a
+//! `serde_json::Value` only when that path does not cover them; both read every chunk alike.
+
+mod fast;
 
 use std::collections::HashMap;
 
@@ -37,6 +42,10 @@ pub struct Decoder {
     /// Anthropic block index → kind (`text`, `thinking`, `tool_use`).
     block_kind: HashMap<u64, String>,
     pieces: Vec<Piece>,
+    /// Strings of a chunk that hold escapes, unescaped by the typed path (reused).
+    unescaped: String,
+    /// Whether stream chunks try the typed path first (false only in tests, to compare).
+    fast_path: bool,
 }
 
 fn finish_reason(raw: &str) -> FinishReason {
@@ -78,6 +87,8 @@ impl Decoder {
             tool_index: HashMap::new(),
             block_kind: HashMap::new(),
             pieces: Vec::new(),
+            unescaped: String::new(),
+            fast_path: true,
         }
     }
 
@@ -156,6 +167,9 @@ impl Decoder {
             self.fail(classify::classify_stream_error(&event.data), out);
             return;
         }
+        if self.fast_path && self.sse_fast(event, out) {
+            return;
+        }
         let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
             if event.data.trim().is_empty() {
                 return;
@@ -178,9 +192,22 @@ impl Decoder {
         }
     }
 
+    /// The typed path for one SSE event; false (nothing done) when it does not cover it.
+    fn sse_fast(&mut self, event: &SseEvent, out: &mut Vec<Event>) -> bool {
+        match self.api {
+            Api::OpenaiCompletions => self.chat_fast(&event.data, out),
+            Api::OpenaiResponses => self.responses_fast(event.event.as_deref(), &event.data, out),
+            Api::AnthropicMessages => self.anthropic_fast(&event.data, out),
+            Api::Ollama => self.ollama_fast(&event.data, out),
+        }
+    }
+
     /// One NDJSON line (Ollama `/api/chat`).
     pub fn ndjson(&mut self, line: &str, out: &mut Vec<Event>) {
         if self.failed {
+            return;
+        }
+        if self.fast_path && self.ollama_fast(line, out) {
             return;
         }
         match serde_json::from_str::<Value>(line) {

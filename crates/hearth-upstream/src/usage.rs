@@ -33,7 +33,7 @@ pub fn from_llama_timings(timings: &Value) -> Option<Usage> {
     let prompt = count(timings, "prompt_n")?;
     let cached = count(timings, "cache_n").unwrap_or(0);
     Some(Usage {
-        input_tokens: prompt + cached,
+        input_tokens: prompt.saturating_add(cached),
         output_tokens: count(timings, "predicted_n").unwrap_or(0),
         cache_read_tokens: cached,
         cache_write_tokens: 0,
@@ -69,7 +69,7 @@ pub fn from_anthropic(usage: &Value, previous: Option<Usage>) -> Usage {
     let cache_read = read.unwrap_or(prev.cache_read_tokens);
     let cache_write = write.unwrap_or(prev.cache_write_tokens);
     let input = match uncached {
-        Some(n) => n + cache_read + cache_write,
+        Some(n) => n.saturating_add(cache_read).saturating_add(cache_write),
         None => prev.input_tokens,
     };
     Usage {
