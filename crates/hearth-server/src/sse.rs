@@ -52,6 +52,10 @@ pub fn done(out: &mut Vec<u8>) {
 
 /// Frames that are already rendered are written together up to this size.
 pub const COALESCE_BYTES: usize = 16 * 1024;
+/// Consecutive yields to the scheduler without a new event before a frame goes out (measured:
+/// with 1, hyper's upstream connection task rarely gets the next chunk across; with 2, a burst
+/// of 200 events leaves in about 4 writes instead of 200).
+const COALESCE_YIELDS: u32 = 2;
 
 /// The frame buffers of one stream: renderers write into a reused `Vec`, and each write leaves
 /// as `Bytes` split off one reused `BytesMut`. Once hyper has written the earlier frames,
@@ -140,19 +144,37 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
         if relay.done {
             return None;
         }
-        if !relay.started {
+        let first = !relay.started;
+        if first {
             relay.started = true;
             relay.render.start(relay.frames.out());
         }
-        // Wait for something to write…
-        while !relay.done && relay.frames.out().is_empty() {
+        // Wait for something to write (on the first frame, for the first event too)…
+        let mut fed = !first;
+        while !relay.done && (relay.frames.out().is_empty() || !fed) {
             let event = relay.events.next().await;
             relay.feed(event);
+            fed = true;
         }
-        // …then add what has already arrived, without waiting for more.
+        if first {
+            // The first event goes out at once: time to first token is what users feel.
+            return Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay));
+        }
+        // …then add what has already arrived, without waiting for more. hyper hands the
+        // upstream body over one chunk at a time (its connection task passes the next chunk on
+        // only after this one was taken), so a couple of yields let it pass on what it has
+        // already read; when nothing more comes, the frame goes out after those yields.
+        let mut yielded = 0u32;
         while !relay.done && relay.frames.out().len() < COALESCE_BYTES {
             match relay.events.next().now_or_never() {
-                Some(event) => relay.feed(event),
+                Some(event) => {
+                    relay.feed(event);
+                    yielded = 0;
+                }
+                None if yielded < COALESCE_YIELDS => {
+                    tokio::task::yield_now().await;
+                    yielded += 1;
+                }
                 None => break,
             }
         }
