@@ -270,16 +270,13 @@ impl Router {
         Ok(clients.entry(provider.id.clone()).or_insert(client).clone())
     }
 
-    /// Builds the HTTP clients of the providers requests are likely to use (those the config
-    /// defines and the default chain's), so the first request does not pay for it. Blocking
-    /// work: run it off the async workers.
+    /// Builds the HTTP clients of the default chain's providers (the ones most requests use),
+    /// so the first request does not pay for it; the others are built on first use (each
+    /// client holds its own TLS roots: memory). Blocking work: run it off the async workers.
     pub fn prepare(&self, config: &Config) {
-        let chain =
-            config.candidate_chain(None, None, false).map(|c| c.candidates).unwrap_or_default();
-        for provider in config.providers.values() {
-            if provider.origin == hearth_config::Origin::Config
-                || chain.iter().any(|r| r.provider == provider.id)
-            {
+        let Ok(chain) = config.candidate_chain(None, None, false) else { return };
+        for model_ref in &chain.candidates {
+            if let Some(provider) = config.providers.get(&model_ref.provider) {
                 let _ = self.client(provider);
             }
         }
