@@ -188,7 +188,7 @@ async fn startup_block(
     ));
     let config_line = match source.path() {
         Some(p) if p.exists() => p.display().to_string(),
-        _ => format!("{} (none found: built-in defaults)", source.describe()),
+        _ => source.describe(),
     };
     out.push_str(&format!("  config:    {config_line}\n"));
     let agent = config.default_agent().map(|a| a.id.clone());
