@@ -92,6 +92,14 @@ impl Decoder {
         }
     }
 
+    /// Turns the typed path for stream chunks off (`false`) or on: for the differential fuzz
+    /// target, which holds both paths to the same events. Production code never calls it.
+    #[doc(hidden)]
+    pub fn with_typed_path(mut self, on: bool) -> Self {
+        self.fast_path = on;
+        self
+    }
+
     /// Whether the decoder has seen the end of the answer (or a failure).
     pub fn is_done(&self) -> bool {
         self.complete || self.failed
