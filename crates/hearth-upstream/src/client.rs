@@ -36,7 +36,9 @@ pub struct Client {
     idle: Duration,
 }
 
-fn install_crypto() {
+/// Installs rustls' ring provider once per process (reqwest is built without one); every
+/// place that builds an HTTP client calls this first.
+pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Another part of the process may have installed a provider already; both are fine.

@@ -288,7 +288,7 @@ impl LocalServices {
         if let Some(s) = services.get(&key) {
             return Ok(Arc::clone(s));
         }
-        crate::probe::install_crypto();
+        crate::client::install_crypto();
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)

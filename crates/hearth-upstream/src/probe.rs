@@ -272,16 +272,8 @@ fn kind_hint(provider: &Provider) -> Option<ServerKind> {
     None
 }
 
-pub(crate) fn install_crypto() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Another part of the process may have installed a provider already; both are fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 fn http_client(provider: &Provider, timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
-    install_crypto();
+    crate::client::install_crypto();
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(2)))
