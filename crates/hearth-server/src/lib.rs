@@ -207,22 +207,7 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
 
 /// The router's cooldowns as JSON (what `hearth models status` shows of a running gateway).
 async fn cooldowns_json(State(app): State<AppState>) -> Response {
-    let cooldowns: Vec<serde_json::Value> = app
-        .router
-        .cooldowns()
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "provider": c.provider,
-                "model": c.model,
-                "credential": c.credential,
-                "reason": c.reason.as_str(),
-                "remaining_ms": u64::try_from(c.remaining.as_millis()).unwrap_or(u64::MAX),
-                "failures": c.failures,
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "cooldowns": cooldowns }))
+    json_response(StatusCode::OK, &serde_json::json!({ "cooldowns": app.router.cooldowns() }))
 }
 
 pub(crate) async fn not_found(request: Request) -> Response {

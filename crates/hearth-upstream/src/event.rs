@@ -62,8 +62,10 @@ pub struct Usage {
     pub estimated: bool,
 }
 
-/// What kind of failure, for the router's decision (`DESIGN.md`, failure taxonomy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What kind of failure, for the router's decision (`DESIGN.md`, failure taxonomy). Serialized
+/// as its [`ErrorClass::as_str`] label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Refused, DNS, TLS: the server is not there.
     Connect,
@@ -110,27 +112,6 @@ impl ErrorClass {
         }
     }
 
-    /// Every class, for parsing labels back.
-    pub const ALL: [ErrorClass; 12] = [
-        ErrorClass::Connect,
-        ErrorClass::Loading,
-        ErrorClass::Timeout,
-        ErrorClass::RateLimit,
-        ErrorClass::Overloaded,
-        ErrorClass::Auth,
-        ErrorClass::Billing,
-        ErrorClass::ContextOverflow,
-        ErrorClass::ModelNotFound,
-        ErrorClass::Format,
-        ErrorClass::ServerError,
-        ErrorClass::EmptyResponse,
-    ];
-
-    /// The class whose [`ErrorClass::as_str`] label is `label`.
-    pub fn from_label(label: &str) -> Option<ErrorClass> {
-        ErrorClass::ALL.into_iter().find(|c| c.as_str() == label)
-    }
-
     /// Whether another candidate may be tried (before anything was relayed).
     pub fn is_failover_eligible(self) -> bool {
         !matches!(self, ErrorClass::ContextOverflow | ErrorClass::Format)
@@ -170,6 +151,35 @@ impl UpstreamError {
             message: message.into(),
             retry_after: None,
             overflow: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorClass;
+
+    #[test]
+    fn serde_labels_are_the_as_str_labels() {
+        let all = [
+            ErrorClass::Connect,
+            ErrorClass::Loading,
+            ErrorClass::Timeout,
+            ErrorClass::RateLimit,
+            ErrorClass::Overloaded,
+            ErrorClass::Auth,
+            ErrorClass::Billing,
+            ErrorClass::ContextOverflow,
+            ErrorClass::ModelNotFound,
+            ErrorClass::Format,
+            ErrorClass::ServerError,
+            ErrorClass::EmptyResponse,
+        ];
+        for class in all {
+            let json = serde_json::to_value(class).ok();
+            assert_eq!(json.as_ref().and_then(|v| v.as_str()), Some(class.as_str()));
+            let back: Option<ErrorClass> = json.and_then(|v| serde_json::from_value(v).ok());
+            assert_eq!(back, Some(class));
         }
     }
 }

@@ -145,15 +145,32 @@ struct Health {
 }
 
 /// Cooldown state of one (provider, model, credential), for `models status` and `/metrics`.
-#[derive(Debug, Clone, PartialEq)]
+/// Its JSON (`GET /hearth/cooldowns`) carries `remaining` as `remaining_ms`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CooldownView {
     pub provider: String,
     /// `None`: the whole provider (on that credential).
     pub model: Option<String>,
     pub credential: usize,
     pub reason: ErrorClass,
+    #[serde(rename = "remaining_ms", with = "millis")]
     pub remaining: Duration,
     pub failures: u32,
+}
+
+/// A `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 type Key = (String, Option<String>, usize);

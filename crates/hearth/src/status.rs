@@ -219,15 +219,22 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
 
 /// How long asking the gateway for its cooldowns may take.
 const GATEWAY_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// A cooldown answer larger than this is refused.
 const GATEWAY_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// The cooldowns of the gateway at `url` (`GET /hearth/cooldowns`), over plain HTTP.
+/// The cooldowns of the gateway at `url` (`GET /hearth/cooldowns`), over plain HTTP on a bare
+/// socket: only `hearth-upstream` links an HTTP client (`tests/tidy.rs`), and this is one GET
+/// to a loopback gateway that answers with a `content-length` body.
 pub async fn gateway_cooldowns(
     url: &str,
     bearer: Option<&str>,
 ) -> Result<Vec<CooldownView>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        cooldowns: Vec<CooldownView>,
+    }
     let parsed = url::Url::parse(url).map_err(|e| format!("invalid --gateway URL: {e}"))?;
     if parsed.scheme() != "http" {
         return Err(format!("only http:// gateways can be asked, not {}://", parsed.scheme()));
@@ -255,10 +262,9 @@ pub async fn gateway_cooldowns(
         .map_err(|_| format!("no answer within {} ms", GATEWAY_TIMEOUT.as_millis()))??;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("not an HTTP answer")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    match status {
+    match head.split_whitespace().nth(1).unwrap_or("?") {
         "200" => {}
-        "401" | "403" => {
+        status @ ("401" | "403") => {
             return Err(format!(
                 "the gateway refused the credentials ({status}); set HEARTH_GATEWAY_TOKEN or gateway.auth"
             ));
@@ -266,22 +272,9 @@ pub async fn gateway_cooldowns(
         "404" => return Err("the server there is not a hearth gateway (404)".to_owned()),
         other => return Err(format!("the gateway answered {other}")),
     }
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("the gateway's answer is not JSON: {e}"))?;
-    let list = value.get("cooldowns").and_then(|c| c.as_array()).ok_or("no `cooldowns` list")?;
-    Ok(list
-        .iter()
-        .filter_map(|c| {
-            Some(CooldownView {
-                provider: c.get("provider")?.as_str()?.to_owned(),
-                model: c.get("model").and_then(|m| m.as_str()).map(str::to_owned),
-                credential: usize::try_from(c.get("credential")?.as_u64()?).ok()?,
-                reason: ErrorClass::from_label(c.get("reason")?.as_str()?)?,
-                remaining: Duration::from_millis(c.get("remaining_ms")?.as_u64()?),
-                failures: u32::try_from(c.get("failures")?.as_u64()?).ok()?,
-            })
-        })
-        .collect())
+    serde_json::from_str::<Answer>(body)
+        .map(|a| a.cooldowns)
+        .map_err(|e| format!("the gateway's answer is not a cooldown list: {e}"))
 }
 
 /// Which providers to show: the default chain's (in chain order), those the config defines,
