@@ -70,6 +70,8 @@ pub enum RefError {
     UnknownProvider { input: String, provider: String, suggestion: Option<String> },
     #[error("no model, alias or model id matches `{input}`")]
     UnknownModel { input: String, candidates: Vec<String> },
+    #[error("`{input}` is not in the catalog of provider `{provider}`")]
+    NotInCatalog { input: String, provider: String, candidates: Vec<String> },
     #[error("`{input}` is ambiguous: it is a model id of several providers")]
     Ambiguous { input: String, candidates: Vec<String> },
     #[error("no model configured")]
@@ -92,6 +94,13 @@ impl RefError {
             }
             RefError::UnknownModel { .. } => {
                 Some("write a full ref: \"provider/model\"".to_owned())
+            }
+            RefError::NotInCatalog { provider, candidates, .. } => {
+                let mut help = format!("list it under models.providers.{provider}.models");
+                if !candidates.is_empty() {
+                    help.push_str(&format!(", or use one of: {}", candidates.join(", ")));
+                }
+                Some(help)
             }
             RefError::Ambiguous { candidates, .. } => {
                 Some(format!("write the full ref, one of: {}", candidates.join(", ")))
@@ -132,8 +141,47 @@ const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("gpt-nano", "openai/gpt-5.4-nano"),
 ];
 
+/// Inputs longer than this are not searched for close matches (the search is quadratic in the
+/// input's length) and are echoed only up to [`SHOWN_BYTES`].
+pub const SEARCH_MAX_BYTES: usize = 64;
+/// Error messages show at most this much of an input.
+pub const SHOWN_BYTES: usize = 80;
+
+/// `input` as an error message shows it: at most [`SHOWN_BYTES`], `…` when cut.
+fn shown(input: &str) -> String {
+    if input.len() <= SHOWN_BYTES {
+        return input.to_owned();
+    }
+    let mut end = SHOWN_BYTES;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &input[..end])
+}
+
 /// Legacy provider ids that name a built-in provider.
 const PROVIDER_RENAMES: &[(&str, &str)] = &[("llama-cpp", "llamacpp"), ("llama.cpp", "llamacpp")];
+
+/// Up to five of `candidates` closest to `input`, best first; none for an input longer than
+/// [`SEARCH_MAX_BYTES`] (a long name is no typo of a short one, and the search must stay cheap).
+fn closest_of(input: &str, candidates: impl Iterator<Item = String>) -> Vec<String> {
+    if input.len() > SEARCH_MAX_BYTES {
+        return Vec::new();
+    }
+    let lower = input.to_lowercase();
+    let mut scored: Vec<(f64, String)> = candidates
+        .take(10_000)
+        .map(|cand| {
+            let c = cand.to_lowercase();
+            let tail = c.rsplit('/').next().unwrap_or(&c).to_owned();
+            let score = strsim::jaro_winkler(&lower, &c).max(strsim::jaro_winkler(&lower, &tail));
+            (score, cand)
+        })
+        .filter(|(score, _)| *score > 0.75)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.into_iter().take(5).map(|(_, c)| c).collect()
+}
 
 /// The ordered list of models to try for one turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,25 +237,29 @@ impl Config {
                 1 => return self.row(&matches[0], ResolvedBy::UniqueId, input),
                 _ => {
                     return Err(RefError::Ambiguous {
-                        input: trimmed.to_owned(),
+                        input: shown(trimmed),
                         candidates: matches.iter().map(ToString::to_string).collect(),
                     });
                 }
             }
         }
         if let Ok(model_ref) = trimmed.parse::<ModelRef>() {
-            let suggestion = crate::diag::suggest(
-                &model_ref.provider,
-                self.providers.keys().map(String::as_str),
-            )
-            .map(str::to_owned);
+            let suggestion = (model_ref.provider.len() <= SEARCH_MAX_BYTES)
+                .then(|| {
+                    crate::diag::suggest(
+                        &model_ref.provider,
+                        self.providers.keys().map(String::as_str),
+                    )
+                })
+                .flatten()
+                .map(str::to_owned);
             return Err(RefError::UnknownProvider {
-                input: trimmed.to_owned(),
-                provider: model_ref.provider,
+                input: shown(trimmed),
+                provider: shown(&model_ref.provider),
                 suggestion,
             });
         }
-        Err(RefError::UnknownModel { input: trimmed.to_owned(), candidates: self.closest(trimmed) })
+        Err(RefError::UnknownModel { input: shown(trimmed), candidates: self.closest(trimmed) })
     }
 
     fn row(
@@ -218,40 +270,33 @@ impl Config {
     ) -> Result<Resolved<'_>, RefError> {
         let provider =
             self.provider_for(&model_ref.provider).ok_or_else(|| RefError::UnknownProvider {
-                input: input.trim().to_owned(),
-                provider: model_ref.provider.clone(),
+                input: shown(input.trim()),
+                provider: shown(&model_ref.provider),
                 suggestion: None,
             })?;
-        let model = provider
-            .model(&model_ref.model)
-            .cloned()
-            .unwrap_or_else(|| provider.synthetic_model(&model_ref.model));
+        let model = match provider.model(&model_ref.model) {
+            Some(model) => model.clone(),
+            None if provider.discovers_models() => provider.synthetic_model(&model_ref.model),
+            None => {
+                let refs = provider.models.iter().map(|m| format!("{}/{}", provider.id, m.id));
+                return Err(RefError::NotInCatalog {
+                    input: shown(input.trim()),
+                    provider: provider.id.clone(),
+                    candidates: closest_of(&model_ref.to_string(), refs),
+                });
+            }
+        };
         Ok(Resolved { model_ref: ModelRef::new(&provider.id, &model.id), by, provider, model })
     }
 
     /// Up to five refs or aliases closest to `input`, best first.
     fn closest(&self, input: &str) -> Vec<String> {
-        let lower = input.to_lowercase();
-        let mut scored: Vec<(f64, String)> = self
-            .aliases
-            .values()
-            .map(|(alias, _)| alias.clone())
-            .chain(
-                self.providers
-                    .values()
-                    .flat_map(|p| p.models.iter().map(move |m| format!("{}/{}", p.id, m.id))),
-            )
-            .map(|cand| {
-                let c = cand.to_lowercase();
-                let tail = c.rsplit('/').next().unwrap_or(&c).to_owned();
-                let score =
-                    strsim::jaro_winkler(&lower, &c).max(strsim::jaro_winkler(&lower, &tail));
-                (score, cand)
-            })
-            .filter(|(score, _)| *score > 0.75)
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        scored.into_iter().take(5).map(|(_, c)| c).collect()
+        let candidates = self.aliases.values().map(|(alias, _)| alias.clone()).chain(
+            self.providers
+                .values()
+                .flat_map(|p| p.models.iter().map(move |m| format!("{}/{}", p.id, m.id))),
+        );
+        closest_of(input, candidates)
     }
 
     /// The agent a request without an agent id uses: the one marked `default`, else the first.

@@ -478,6 +478,57 @@ pub struct RawGateway {
     pub http: Option<RawGatewayHttp>,
     /// OpenClaw's `local`/`remote` switch; hearth is always local.
     pub mode: Option<String>,
+    /// The browser page (OpenClaw's Control UI key): `allowedOrigins` also governs which web
+    /// pages may call the API from a browser.
+    pub control_ui: Option<RawControlUi>,
+    /// Host names (besides loopback names and IP literals) the gateway answers to while bound to
+    /// loopback (DNS-rebinding defence). hearth's own key.
+    pub allowed_hosts: Option<Vec<Spanned<String>>>,
+    /// Connection and request limits (hearth's own key).
+    pub limits: Option<RawGatewayLimits>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawControlUi {
+    pub enabled: Option<bool>,
+    pub base_path: Option<String>,
+    /// Full origins (`https://app.example:8443`) whose pages may call the gateway from a
+    /// browser; `"*"` allows every origin.
+    pub allowed_origins: Option<Vec<Spanned<String>>>,
+}
+
+/// `gateway.limits`: every value is optional; the defaults are in `resolve::GatewayLimits`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawGatewayLimits {
+    /// A request head must arrive in full within this long of its first byte.
+    pub header_timeout_ms: Option<Spanned<u64>>,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout_ms: Option<Spanned<u64>>,
+    /// The longest pause inside a request body.
+    pub body_timeout_ms: Option<Spanned<u64>>,
+    /// After the first `bodyTimeoutMs`, a request body must arrive at least this fast.
+    pub min_body_bytes_per_second: Option<Spanned<u64>>,
+    /// Request bodies larger than this are refused (413).
+    pub max_body_bytes: Option<Spanned<u64>>,
+    /// Open connections at most (also kept under the open-files limit).
+    pub max_connections: Option<Spanned<u64>>,
+    /// Requests in flight at most; beyond it 503 with `Retry-After`.
+    pub max_concurrent_requests: Option<Spanned<u64>>,
+    /// Request body bytes held in memory at once at most; beyond it 503 with `Retry-After`.
+    pub max_inflight_body_bytes: Option<Spanned<u64>>,
+    /// Memory for `previous_response_id` continuations kept in the gateway.
+    pub responses_store_bytes: Option<Spanned<u64>>,
+    /// The listen backlog.
+    pub backlog: Option<Spanned<u64>>,
+    /// A stream whose first event has not come after this long sends its headers and keeps
+    /// the client company with SSE comments.
+    pub stream_headers_after_ms: Option<Spanned<u64>>,
+    /// The interval of SSE keep-alive comments while a stream waits.
+    pub stream_keep_alive_ms: Option<Spanned<u64>>,
+    /// On SIGTERM, open streams get this long before they end with a terminal error.
+    pub drain_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
@@ -599,7 +650,29 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "tools",
         ],
     ),
-    ("RawGateway", &["port", "bind", "auth", "http", "mode"]),
+    (
+        "RawGateway",
+        &["port", "bind", "auth", "http", "mode", "controlUi", "allowedHosts", "limits"],
+    ),
+    ("RawControlUi", &["enabled", "basePath", "allowedOrigins"]),
+    (
+        "RawGatewayLimits",
+        &[
+            "headerTimeoutMs",
+            "idleTimeoutMs",
+            "bodyTimeoutMs",
+            "minBodyBytesPerSecond",
+            "maxBodyBytes",
+            "maxConnections",
+            "maxConcurrentRequests",
+            "maxInflightBodyBytes",
+            "responsesStoreBytes",
+            "backlog",
+            "streamHeadersAfterMs",
+            "streamKeepAliveMs",
+            "drainTimeoutMs",
+        ],
+    ),
     ("RawGatewayAuth", &["mode", "token", "password"]),
     ("RawGatewayHttp", &["endpoints"]),
     ("RawEndpoints", &["chatCompletions", "responses"]),
@@ -967,9 +1040,48 @@ impl Decode for RawGateway {
             auth: obj.get("auth", cx),
             http: obj.get("http", cx),
             mode: obj.get("mode", cx),
+            control_ui: obj.get("controlUi", cx),
+            allowed_hosts: obj.get("allowedHosts", cx),
+            limits: obj.get("limits", cx),
         };
         obj.finish(cx, Unknown::Warn);
         Some(gateway)
+    }
+}
+
+impl Decode for RawControlUi {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let ui = RawControlUi {
+            enabled: obj.get("enabled", cx),
+            base_path: obj.get("basePath", cx),
+            allowed_origins: obj.get("allowedOrigins", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(ui)
+    }
+}
+
+impl Decode for RawGatewayLimits {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let limits = RawGatewayLimits {
+            header_timeout_ms: obj.get("headerTimeoutMs", cx),
+            idle_timeout_ms: obj.get("idleTimeoutMs", cx),
+            body_timeout_ms: obj.get("bodyTimeoutMs", cx),
+            min_body_bytes_per_second: obj.get("minBodyBytesPerSecond", cx),
+            max_body_bytes: obj.get("maxBodyBytes", cx),
+            max_connections: obj.get("maxConnections", cx),
+            max_concurrent_requests: obj.get("maxConcurrentRequests", cx),
+            max_inflight_body_bytes: obj.get("maxInflightBodyBytes", cx),
+            responses_store_bytes: obj.get("responsesStoreBytes", cx),
+            backlog: obj.get("backlog", cx),
+            stream_headers_after_ms: obj.get("streamHeadersAfterMs", cx),
+            stream_keep_alive_ms: obj.get("streamKeepAliveMs", cx),
+            drain_timeout_ms: obj.get("drainTimeoutMs", cx),
+        };
+        obj.finish(cx, Unknown::Error);
+        Some(limits)
     }
 }
 

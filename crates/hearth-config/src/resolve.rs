@@ -84,6 +84,10 @@ pub struct Config {
     pub gateway: Gateway,
 }
 
+/// Hosted providers whose model list is live (OpenClaw discovers it); see
+/// [`Provider::discovers_models`].
+const LIVE_CATALOGS: &[&str] = &["openrouter"];
+
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub id: String,
@@ -113,6 +117,14 @@ impl Provider {
     /// Local providers' usage costs nothing.
     pub fn is_local(&self) -> bool {
         self.host.is_local()
+    }
+
+    /// Whether a model id the catalog does not list may still be sent to this provider: local
+    /// servers serve whatever is loaded, a provider with no rows has no catalog to check, and
+    /// aggregators' catalogs are live (the built-in rows are a sample). Other providers' ids
+    /// must be listed, so an invented id is refused before it reaches the network or a metric.
+    pub fn discovers_models(&self) -> bool {
+        self.is_local() || self.models.is_empty() || LIVE_CATALOGS.contains(&self.id.as_str())
     }
 
     /// A row for a model id this provider may serve but no catalog lists.
@@ -262,6 +274,12 @@ pub struct Gateway {
     pub password: Option<Secret>,
     pub chat_completions: bool,
     pub responses: bool,
+    /// `gateway.controlUi.allowedOrigins`, normalized (`scheme://host[:port]`, lowercase,
+    /// default ports dropped); `"*"` kept as is.
+    pub allowed_origins: Vec<String>,
+    /// `gateway.allowedHosts`, lowercase, without port.
+    pub allowed_hosts: Vec<String>,
+    pub limits: GatewayLimits,
 }
 
 impl Default for Gateway {
@@ -274,8 +292,69 @@ impl Default for Gateway {
             password: None,
             chat_completions: true,
             responses: true,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            limits: GatewayLimits::default(),
         }
     }
+}
+
+/// `gateway.limits`, with the defaults documented in `docs/security.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub min_body_bytes_per_second: u64,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+    pub max_inflight_body_bytes: usize,
+    pub responses_store_bytes: usize,
+    pub backlog: u32,
+    pub stream_headers_after: Duration,
+    pub stream_keep_alive: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        GatewayLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            min_body_bytes_per_second: 4096,
+            max_body_bytes: 20 * 1024 * 1024,
+            max_connections: 4096,
+            max_concurrent_requests: 512,
+            max_inflight_body_bytes: 128 * 1024 * 1024,
+            responses_store_bytes: 64 * 1024 * 1024,
+            backlog: 1024,
+            stream_headers_after: Duration::from_millis(1000),
+            stream_keep_alive: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `scheme://host[:port]` lowercased with the scheme's default port dropped, or `None` when
+/// `text` is not a bare origin (a path, query or credentials make it something else).
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !matches!(url.path(), "" | "/")
+    {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
 }
 
 /// The built-in providers as raw config (validated by a test to produce no diagnostics).
@@ -1050,5 +1129,114 @@ fn resolve_gateway(raw: &crate::raw::RawGateway, cx: &mut Cx<'_>) -> Gateway {
             endpoints.chat_completions.as_ref().and_then(|e| e.enabled).unwrap_or(true);
         gateway.responses = endpoints.responses.as_ref().and_then(|e| e.enabled).unwrap_or(true);
     }
+    if let Some(origins) = raw.control_ui.as_ref().and_then(|ui| ui.allowed_origins.as_ref()) {
+        cx.push_key("controlUi");
+        cx.push_key("allowedOrigins");
+        for origin in origins {
+            let text = origin.value.trim();
+            if text == "*" {
+                gateway.allowed_origins.push("*".to_owned());
+                continue;
+            }
+            match normalize_origin(text) {
+                Some(normalized) => gateway.allowed_origins.push(normalized),
+                None => cx.error(
+                    "invalid-origin",
+                    origin.span,
+                    format!("`{text}` is not an origin"),
+                    Some("write a full origin such as \"https://chat.example.com\" (scheme, host and port only) or \"*\"".into()),
+                ),
+            }
+        }
+        cx.pop();
+        cx.pop();
+    }
+    if let Some(hosts) = &raw.allowed_hosts {
+        cx.push_key("allowedHosts");
+        for host in hosts {
+            let text = host.value.trim().trim_end_matches('.').to_ascii_lowercase();
+            if text.is_empty() || text.contains(['/', ':', ' ', '@']) {
+                cx.error(
+                    "invalid-host",
+                    host.span,
+                    format!("`{}` is not a host name", host.value),
+                    Some(
+                        "write a bare host name such as \"mybox.lan\" (no scheme, port or path)"
+                            .into(),
+                    ),
+                );
+            } else {
+                gateway.allowed_hosts.push(text);
+            }
+        }
+        cx.pop();
+    }
+    if let Some(limits) = &raw.limits {
+        cx.push_key("limits");
+        gateway.limits = resolve_limits(limits, cx);
+        cx.pop();
+    }
     gateway
+}
+
+fn resolve_limits(raw: &crate::raw::RawGatewayLimits, cx: &mut Cx<'_>) -> GatewayLimits {
+    let mut limits = GatewayLimits::default();
+    let positive =
+        |value: &Option<Spanned<u64>>, key: &'static str, cx: &mut Cx<'_>| -> Option<u64> {
+            let value = value.as_ref()?;
+            if value.value == 0 {
+                cx.push_key(key);
+                cx.error(
+                    "range",
+                    value.span,
+                    format!("gateway.limits.{key} must be positive"),
+                    Some("omit it to use the default".into()),
+                );
+                cx.pop();
+                return None;
+            }
+            Some(value.value)
+        };
+    let ms = Duration::from_millis;
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = positive(&raw.header_timeout_ms, "headerTimeoutMs", cx) {
+        limits.header_timeout = ms(v);
+    }
+    if let Some(v) = positive(&raw.idle_timeout_ms, "idleTimeoutMs", cx) {
+        limits.idle_timeout = ms(v);
+    }
+    if let Some(v) = positive(&raw.body_timeout_ms, "bodyTimeoutMs", cx) {
+        limits.body_timeout = ms(v);
+    }
+    if let Some(v) = positive(&raw.min_body_bytes_per_second, "minBodyBytesPerSecond", cx) {
+        limits.min_body_bytes_per_second = v;
+    }
+    if let Some(v) = positive(&raw.max_body_bytes, "maxBodyBytes", cx) {
+        limits.max_body_bytes = size(v);
+    }
+    if let Some(v) = positive(&raw.max_connections, "maxConnections", cx) {
+        limits.max_connections = size(v);
+    }
+    if let Some(v) = positive(&raw.max_concurrent_requests, "maxConcurrentRequests", cx) {
+        limits.max_concurrent_requests = size(v);
+    }
+    if let Some(v) = positive(&raw.max_inflight_body_bytes, "maxInflightBodyBytes", cx) {
+        limits.max_inflight_body_bytes = size(v);
+    }
+    if let Some(v) = positive(&raw.responses_store_bytes, "responsesStoreBytes", cx) {
+        limits.responses_store_bytes = size(v);
+    }
+    if let Some(v) = positive(&raw.backlog, "backlog", cx) {
+        limits.backlog = u32::try_from(v).unwrap_or(u32::MAX);
+    }
+    if let Some(v) = positive(&raw.stream_headers_after_ms, "streamHeadersAfterMs", cx) {
+        limits.stream_headers_after = ms(v);
+    }
+    if let Some(v) = positive(&raw.stream_keep_alive_ms, "streamKeepAliveMs", cx) {
+        limits.stream_keep_alive = ms(v);
+    }
+    if let Some(v) = positive(&raw.drain_timeout_ms, "drainTimeoutMs", cx) {
+        limits.drain_timeout = ms(v);
+    }
+    limits
 }
