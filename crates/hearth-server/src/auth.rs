@@ -3,8 +3,11 @@
 //! per client address.
 //!
 //! Invariant: only *wrong* credentials count toward the limit (a missing header does not); a
-//! locked-out address gets 429 with `Retry-After` before its credential is even looked at;
-//! loopback clients are never locked out (they still need the credential).
+//! locked-out address gets 429 with `Retry-After` before its credential is even looked at.
+//! Every address counts, loopback included (a reverse proxy on the same host would otherwise
+//! give the whole network unlimited guesses); loopback gets a higher limit. Addresses are
+//! counted apart (IPv4-mapped IPv6 addresses as their IPv4 address), so failures from one
+//! address never lock out another.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +28,9 @@ use crate::error::{ApiError, Shape};
 
 /// Failed attempts allowed per window before a lockout.
 pub const MAX_FAILURES: usize = 10;
+/// The same for loopback addresses (a local user's scripts retry more; a local attacker is
+/// still slowed to this many guesses per window).
+pub const MAX_FAILURES_LOOPBACK: usize = 100;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LOCKOUT: Duration = Duration::from_secs(300);
 /// Addresses tracked at most; beyond it, expired entries are dropped first, then the oldest.
@@ -51,6 +57,10 @@ pub enum AuthConfigError {
     MissingSecret(&'static str, &'static str),
     #[error("gateway.auth.{0}: {1}")]
     Secret(&'static str, String),
+    #[error(
+        "gateway.auth.{0} is blank or starts or ends with whitespace: no client could ever send it (clients' credentials are trimmed)"
+    )]
+    Blank(&'static str),
 }
 
 impl Auth {
@@ -71,8 +81,15 @@ impl Auth {
                 .filter(|v| !v.is_empty())
                 .map(SecretString::new))
         };
-        let token = resolve(&config.gateway.token, "token", "TOKEN")?;
-        let password = resolve(&config.gateway.password, "password", "PASSWORD")?;
+        let usable = |value: Option<SecretString>, name: &'static str| match value {
+            Some(v) if v.expose().trim().is_empty() || v.expose().trim() != v.expose() => {
+                Err(AuthConfigError::Blank(name))
+            }
+            other => Ok(other),
+        };
+        let token = usable(resolve(&config.gateway.token, "token", "TOKEN")?, "token")?;
+        let password =
+            usable(resolve(&config.gateway.password, "password", "PASSWORD")?, "password")?;
         match config.gateway.auth_mode {
             Some(AuthMode::None) => Ok(Auth::None),
             Some(AuthMode::Token) => {
@@ -145,6 +162,7 @@ impl Limiter {
 
     /// Records a wrong credential; returns the lockout it started, if any.
     pub fn fail(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let limit = if ip.is_loopback() { MAX_FAILURES_LOOPBACK } else { MAX_FAILURES };
         let mut entries = self.entries.lock().ok()?;
         if entries.len() >= MAX_TRACKED && !entries.contains_key(&ip) {
             entries.retain(|_, e| {
@@ -164,7 +182,7 @@ impl Limiter {
         let entry = entries.entry(ip).or_default();
         entry.failures.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
         entry.failures.push(now);
-        if entry.failures.len() >= MAX_FAILURES {
+        if entry.failures.len() >= limit {
             entry.failures.clear();
             entry.locked_until = Some(now + LOCKOUT);
             return Some(LOCKOUT);
@@ -179,12 +197,16 @@ impl Limiter {
     }
 }
 
-/// The credential a request carries: `Authorization: Bearer X`, else `x-api-key: X`.
+/// The credential a request carries: `Authorization: Bearer X` (the scheme in any case),
+/// else `x-api-key: X`.
 fn credential(request: &Request) -> Option<&str> {
     let headers = request.headers();
     if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        let token = match v.split_once(char::is_whitespace) {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest,
+            _ => v,
+        };
         return Some(token.trim());
     }
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
@@ -196,12 +218,14 @@ pub(crate) fn shape_of(path: &str) -> Shape {
 
 /// The client address of a request (its connect info; loopback when there is none, as for an
 /// app served without connect info).
+/// IPv4-mapped IPv6 addresses (a dual-stack listener's IPv4 clients) are their IPv4 address.
 pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        .to_canonical()
 }
 
 /// What a presented credential is worth, with the failed-attempt limiter applied. The HTTP
@@ -212,30 +236,27 @@ pub(crate) enum Verdict {
     Allowed,
     /// No credential was presented (does not count toward the limit).
     Missing,
-    /// A wrong credential (counted, unless from loopback).
+    /// A wrong credential (counted).
     Mismatch,
     /// Locked out, before this attempt or by it, for this much longer.
     Locked(Duration),
 }
 
-/// Checks `given` from `ip` against the gateway's secret in constant time; loopback addresses
-/// are never locked out.
+/// Checks `given` from `ip` against the gateway's secret in constant time, with the
+/// failed-attempt limiter of `ip` (see the module doc).
 pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&str>) -> Verdict {
     let Some(secret) = auth.secret() else { return Verdict::Allowed };
-    let exempt = ip.is_loopback();
+    let ip = ip.to_canonical();
     let now = Instant::now();
-    if !exempt && let Some(remaining) = limiter.locked(ip, now) {
+    if let Some(remaining) = limiter.locked(ip, now) {
         return Verdict::Locked(remaining);
     }
     match given {
         None => Verdict::Missing,
         Some(given) if same(given, secret) => {
-            if !exempt {
-                limiter.succeed(ip);
-            }
+            limiter.succeed(ip);
             Verdict::Allowed
         }
-        Some(_) if exempt => Verdict::Mismatch,
         Some(_) => limiter.fail(ip, now).map_or(Verdict::Mismatch, Verdict::Locked),
     }
 }
@@ -244,6 +265,12 @@ pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&
 pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let shape = shape_of(request.uri().path());
     let ip = client_ip(request.extensions());
+    if let (Some(key), Some(given)) = (&app.local_key, credential(&request))
+        && request.uri().path().starts_with("/hearth/")
+        && same(given, key)
+    {
+        return next.run(request).await;
+    }
     match verify(&app.auth, &app.limiter, ip, credential(&request)) {
         Verdict::Allowed => next.run(request).await,
         Verdict::Locked(remaining) => {

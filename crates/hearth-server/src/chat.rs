@@ -5,6 +5,8 @@
 //! `content`; an upstream failure mid-stream ends the stream with an `error` data frame and no
 //! `[DONE]`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
@@ -63,11 +65,16 @@ async fn run(
     let model = request.model.clone();
     let (prompt, options) = to_prompt(request)?;
     let plan = plan::plan(&config, &model, &headers)?;
+    if options.stream {
+        let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
+        let include_usage = options.include_usage;
+        return sse::respond_when_started(&app, start, move |made| {
+            ChatRender::new(shown_for(&plan, made.map(|(s, _)| s)), include_usage)
+        })
+        .await;
+    }
     let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
     let shown_model = shown_model(&plan, &started.answer.model_ref);
-    if options.stream {
-        return Ok(sse::respond(started, ChatRender::new(shown_model, options.include_usage)));
-    }
     let (collected, answer) = relay::collect(started).await?;
     let mut response = json_response(
         StatusCode::OK,
@@ -78,6 +85,14 @@ async fn run(
 }
 
 /// The `model` a response reports: the agent target for agent runs, else the ref that answered.
+/// [`shown_model`] for a renderer built before or without an answer.
+pub(crate) fn shown_for(plan: &plan::Plan, started: Option<&relay::Started>) -> String {
+    match started {
+        Some(started) => shown_model(plan, &started.answer.model_ref),
+        None => plan.requested.clone(),
+    }
+}
+
 pub(crate) fn shown_model(plan: &plan::Plan, answered: &hearth_config::ModelRef) -> String {
     if plan.agent.is_some() || plan::agent_target(&plan.requested).is_some() {
         plan.requested.clone()

@@ -33,12 +33,32 @@ pub struct ApiError {
     pub shape: Shape,
 }
 
+/// Error messages are cut to this many bytes: a hostile request cannot make the gateway echo
+/// megabytes back (a 1 MB model name, a huge invalid value in a JSON error).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
+pub fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            message = excerpt(&message, MAX_MESSAGE_BYTES).into_owned();
+        }
         ApiError {
             status,
             kind,
-            message: message.into(),
+            message,
             param: None,
             code: None,
             retry_after: None,

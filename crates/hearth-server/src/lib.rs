@@ -12,10 +12,13 @@
 
 pub mod auth;
 pub mod chat;
+pub mod conn;
 pub mod error;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod origin;
 pub mod plan;
 pub mod relay;
 pub mod responses;
@@ -40,7 +43,8 @@ use hearth_upstream::Router;
 pub use auth::Auth;
 pub use error::{ApiError, Shape};
 
-/// Request bodies are limited to 20 MB (OpenClaw's limit).
+/// Request bodies are limited to 20 MB by default (OpenClaw's limit;
+/// `gateway.limits.maxBodyBytes`).
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
 /// Everything a handler needs; cheap to clone.
@@ -59,6 +63,15 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// The WebSocket control plane: connections, agent runs, the shutdown signal.
     pub ws: Arc<ws::Hub>,
+    /// Which browsers' pages and `Host` names are served.
+    pub origin: Arc<origin::Policy>,
+    /// Requests and body bytes in flight.
+    pub budgets: Arc<limits::Budgets>,
+    /// Set at the drain deadline: every open stream ends with its terminal error event.
+    pub stop_streams: Arc<tokio::sync::watch::Sender<bool>>,
+    /// A per-run key `GET /hearth/*` also accepts (`hearth models status` reads it from the
+    /// state directory, so it never sends the gateway token to a stranger on the port).
+    pub local_key: Option<hearth_config::SecretString>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,6 +87,10 @@ impl AppState {
         env: Arc<dyn Env + Send + Sync>,
         auth: Auth,
     ) -> std::io::Result<Self> {
+        let origin = origin::Policy::new(&config, true);
+        let budgets = limits::Budgets::new(&config.gateway.limits);
+        let conversations =
+            responses::Conversations::with_budget(config.gateway.limits.responses_store_bytes);
         Ok(AppState {
             config: Arc::new(ArcSwap::from_pointee(config)),
             router: Arc::new(Router::new()),
@@ -81,10 +98,14 @@ impl AppState {
             auth: Arc::new(auth),
             limiter: Arc::new(auth::Limiter::default()),
             metrics: Arc::new(metrics::Metrics::default()),
-            conversations: Arc::new(responses::Conversations::default()),
+            conversations: Arc::new(conversations),
             agents: None,
             draining: Arc::new(AtomicBool::new(false)),
             ws: Arc::default(),
+            origin: Arc::new(origin),
+            budgets: Arc::new(budgets),
+            stop_streams: Arc::new(tokio::sync::watch::channel(false).0),
+            local_key: None,
         })
     }
 }
@@ -124,36 +145,29 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/readyz", get(ready))
         .merge(authed)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Outermost last: metrics see everything; origin and host checks run before the
+        // limits, which run before auth, routing and any handler.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::check))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // `limits::enforce` reads bodies within `gateway.limits.maxBodyBytes`.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// Serves `app` on `listener` (TCP_NODELAY on every connection) until `shutdown` resolves,
-/// then waits for open requests and streams to finish.
+/// Serves `app` on `listener` (TCP_NODELAY on every connection, the connection limits of
+/// `gateway.limits`) until `shutdown` resolves, then drains: open requests and streams get
+/// `gateway.limits.drainTimeoutMs` to finish, after which streams end with a terminal error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let draining = Arc::clone(&state.draining);
-    let ws = Arc::clone(&state.ws);
-    let ws_signal = Arc::clone(&state.ws);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.store(true, Ordering::SeqCst);
-            ws_signal.shutdown();
-        })
-        .await?;
-    // Upgraded connections outlive axum's graceful shutdown: wait until every WebSocket client
-    // got its `shutdown` event and every agent run stored its answer.
-    ws.idle().await;
-    Ok(())
+    let bound: SocketAddr = listener.local_addr()?;
+    let config = state.config.load_full();
+    state.origin = Arc::new(origin::Policy::new(&config, bound.ip().is_loopback()));
+    conn::run(listener, app(state.clone()), state, shutdown).await
 }
 
 async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -210,12 +224,28 @@ async fn cooldowns_json(State(app): State<AppState>) -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "cooldowns": app.router.cooldowns() }))
 }
 
+async fn method_not_allowed(request: Request) -> Response {
+    let shape = auth::shape_of(request.uri().path());
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            error::excerpt(request.uri().path(), 200)
+        ),
+    )
+    .with_code("method_not_allowed")
+    .shaped(shape)
+    .into_response()
+}
+
 pub(crate) async fn not_found(request: Request) -> Response {
     let shape = auth::shape_of(request.uri().path());
     ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
-        format!("no route for {} {}", request.method(), request.uri().path()),
+        format!("no route for {} {}", request.method(), error::excerpt(request.uri().path(), 200)),
     )
     .with_code("unknown_url")
     .shaped(shape)

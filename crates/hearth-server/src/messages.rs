@@ -5,6 +5,8 @@
 //! never in `text` blocks; errors are in Anthropic's shape, mid-stream ones as an `error`
 //! event.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
@@ -46,11 +48,15 @@ async fn run(
     let prompt = to_prompt(request)?;
     let config = app.config.load_full();
     let plan = plan::plan(&config, &model, &headers)?;
+    if stream {
+        let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
+        return sse::respond_when_started(&app, start, move |made| {
+            MessagesRender::new(crate::chat::shown_for(&plan, made.map(|(s, _)| s)))
+        })
+        .await;
+    }
     let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
     let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    if stream {
-        return Ok(sse::respond(started, MessagesRender::new(shown)));
-    }
     let (collected, answer) = relay::collect(started).await?;
     let mut response =
         json_response(StatusCode::OK, &message(&crate::new_id("msg_"), &shown, &collected));

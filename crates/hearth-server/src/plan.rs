@@ -12,6 +12,66 @@ use crate::error::ApiError;
 
 /// Session keys in these namespaces belong to hearth itself.
 pub const RESERVED_SESSION_PREFIXES: &[&str] = &["subagent:", "cron:", "acp:"];
+/// Model names and refs are at most this long (the longest real ids are about 100 bytes).
+pub const MAX_MODEL_BYTES: usize = 256;
+/// Session keys (header, `user`, WebSocket `sessionKey`) are at most this long.
+pub const MAX_SESSION_KEY_BYTES: usize = 1024;
+
+/// Why a caller's session key is refused, or `None` when it may be used. `agent:<id>:<rest>`
+/// is checked on `<rest>` too, so a reserved namespace cannot be reached through an agent
+/// prefix.
+pub fn session_key_problem(key: &str) -> Option<String> {
+    if key.len() > MAX_SESSION_KEY_BYTES {
+        return Some(format!(
+            "session keys are at most {MAX_SESSION_KEY_BYTES} bytes (this one has {})",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Some(
+            "session keys cannot contain control characters (NUL, CR, LF, tab, …)".to_owned(),
+        );
+    }
+    let lower = key.trim().to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    loop {
+        if let Some(prefix) = RESERVED_SESSION_PREFIXES.iter().find(|p| rest.starts_with(**p)) {
+            return Some(format!(
+                "session keys in the `{prefix}` namespace are reserved for hearth's own sessions"
+            ));
+        }
+        match rest.strip_prefix("agent:").and_then(|r| r.split_once(':')) {
+            Some((_, inner)) => rest = inner,
+            None => return None,
+        }
+    }
+}
+
+/// [`session_key_problem`] as the API's 400 about `param`.
+pub fn check_session_key(param: &str, key: &str) -> Result<(), ApiError> {
+    match session_key_problem(key) {
+        Some(problem) => {
+            Err(ApiError::invalid_param(param, problem).with_code("invalid_session_key"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A model name within [`MAX_MODEL_BYTES`], checked before any lookup.
+pub fn check_model_name(param: &str, model: &str) -> Result<(), ApiError> {
+    if model.len() > MAX_MODEL_BYTES {
+        return Err(ApiError::invalid_param(
+            param,
+            format!(
+                "model names are at most {MAX_MODEL_BYTES} bytes (this one has {}, starting `{}`)",
+                model.len(),
+                crate::error::excerpt(model, 40)
+            ),
+        )
+        .with_code("model_not_found"));
+    }
+    Ok(())
+}
 
 /// How one request runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,18 +115,25 @@ pub fn header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
+/// A header's raw value (not trimmed; a value that is not visible ASCII is `"\0"`, which every
+/// check refuses).
+fn raw_header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
+    ["x-hearth-", "x-openclaw-"]
+        .iter()
+        .find_map(|prefix| headers.get(format!("{prefix}{suffix}").as_str()))
+        .map(|v| v.to_str().unwrap_or("\0"))
+}
+
 /// Plans a request whose body says `model`.
 pub fn plan(config: &Config, model: &str, headers: &HeaderMap) -> Result<Plan, ApiError> {
-    if let Some(key) = header(headers, "session-key")
-        && let Some(prefix) =
-            RESERVED_SESSION_PREFIXES.iter().find(|p| key.to_ascii_lowercase().starts_with(**p))
-    {
-        return Err(ApiError::invalid_param(
-            "x-hearth-session-key",
-            format!("session keys starting with `{prefix}` are reserved for hearth's own sessions"),
-        ));
+    check_model_name("model", model)?;
+    if let Some(key) = raw_header(headers, "session-key") {
+        check_session_key("x-hearth-session-key", key)?;
     }
     let override_model = header(headers, "model");
+    if let Some(m) = override_model {
+        check_model_name("x-hearth-model", m)?;
+    }
     let header_agent = header(headers, "agent-id");
     if model.trim().is_empty() && override_model.is_none() {
         return Err(ApiError::invalid_param(
@@ -121,6 +188,24 @@ pub fn plan(config: &Config, model: &str, headers: &HeaderMap) -> Result<Plan, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_keys() {
+        for ok in ["demo", "user:ada", "agent:main:demo", "agent:coder:agent:main:x", "crony"] {
+            assert_eq!(session_key_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "cron:x",
+            "CRON:x",
+            "agent:main:cron:x",
+            "agent:main:agent:x:subagent:y",
+            "a\0b",
+            "a\r\nb",
+            &"k".repeat(1025),
+        ] {
+            assert!(session_key_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn agent_targets() {

@@ -31,6 +31,7 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(600);
 pub struct Started {
     pub answer: Answer,
     pub usage: UsageSink,
+    pub pace: crate::sse::Pace,
 }
 
 impl std::fmt::Debug for Started {
@@ -89,6 +90,29 @@ impl UsageSink {
     }
 }
 
+/// A model's metrics label: its id when the catalog lists it, else `other` (a discovering
+/// provider serves ids the client names; labels must not grow with them). Providers come from
+/// the config, so they are bounded already.
+pub fn model_label(config: &Config, model_ref: &hearth_config::ModelRef) -> String {
+    match config.providers.get(&model_ref.provider).and_then(|p| p.model(&model_ref.model)) {
+        Some(model) => model.id.clone(),
+        None => OTHER_MODEL.to_owned(),
+    }
+}
+
+/// The metrics label of models no catalog lists.
+pub const OTHER_MODEL: &str = "other";
+
+/// [`start`] with owned arguments, for a stream that starts the run before it answers.
+pub async fn start_owned(
+    app: AppState,
+    config: Arc<Config>,
+    plan: Plan,
+    prompt: Prompt,
+) -> Result<(Started, Prompt), ApiError> {
+    start(&app, &config, &plan, prompt).await
+}
+
 /// Runs the plan's chain. `Err` is the error response (every attempt in its message).
 pub async fn start(
     app: &AppState,
@@ -128,7 +152,7 @@ pub async fn start(
             .upstream_attempts
             .get_or_create(&AttemptLabels {
                 provider: attempt.model_ref.provider.clone(),
-                model: attempt.model_ref.model.clone(),
+                model: model_label(config, &attempt.model_ref),
                 outcome,
             })
             .inc();
@@ -145,7 +169,7 @@ pub async fn start(
                 .time_to_first_byte
                 .get_or_create(&ModelLabels {
                     provider: answer.model_ref.provider.clone(),
-                    model: answer.model_ref.model.clone(),
+                    model: model_label(config, &answer.model_ref),
                 })
                 .observe(started.elapsed().as_secs_f64());
             let cost =
@@ -153,10 +177,10 @@ pub async fn start(
             let usage = UsageSink {
                 metrics: Arc::clone(&app.metrics),
                 provider: answer.model_ref.provider.clone(),
-                model: answer.model_ref.model.clone(),
+                model: model_label(config, &answer.model_ref),
                 cost,
             };
-            Ok((Started { answer, usage }, prompt))
+            Ok((Started { answer, usage, pace: crate::sse::Pace::new(app) }, prompt))
         }
         Err(failure) => Err(ApiError::from_failure(&failure, &hints(config, &failure))),
     }
@@ -321,7 +345,7 @@ impl Collected {
 
 /// Reads the whole answer; an upstream failure becomes the error response.
 pub async fn collect(started: Started) -> Result<(Collected, Answer), ApiError> {
-    let Started { mut answer, usage } = started;
+    let Started { mut answer, usage, .. } = started;
     let mut collected = Collected::default();
     let events = std::mem::replace(&mut answer.events, futures::stream::empty().boxed());
     let mut events = events;
@@ -375,6 +399,9 @@ async fn agent_turn(
         }
     };
     let user = prompt.passthrough.get("user").and_then(|u| u.as_str()).filter(|u| !u.is_empty());
+    if let Some(user) = user {
+        crate::plan::check_session_key("user", user).map_err(AgentFailure::Api)?;
+    }
     let session_key = match (&plan.session_key, user) {
         (Some(key), _) => key.clone(),
         (None, Some(user)) => format!("user:{user}"),

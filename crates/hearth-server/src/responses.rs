@@ -29,29 +29,94 @@ use crate::{AppState, body_or_error, json_response, plan};
 /// Conversations kept for `previous_response_id`, at most this many (oldest dropped first).
 pub const MAX_CONVERSATIONS: usize = 4096;
 
-/// Stored conversations by response id, and ids in insertion order (for eviction).
-type Store = (HashMap<String, Arc<Vec<Message>>>, VecDeque<String>);
-
-/// Response id → the conversation up to and including that response.
+/// Stored conversations by response id (with their size), and ids in insertion order.
 #[derive(Debug, Default)]
+struct Store {
+    map: HashMap<String, (Arc<Vec<Message>>, usize)>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+/// Response id → the conversation up to and including that response, within a memory budget
+/// (`gateway.limits.responsesStoreBytes`): the oldest conversations leave first, and one larger
+/// than a quarter of the budget is not kept (continuing it answers "not found").
+#[derive(Debug)]
 pub struct Conversations {
     inner: Mutex<Store>,
+    budget: usize,
+}
+
+impl Default for Conversations {
+    fn default() -> Self {
+        Conversations::with_budget(hearth_config::GatewayLimits::default().responses_store_bytes)
+    }
+}
+
+/// About how much memory a conversation holds (text, ids, and per-item overhead).
+pub fn conversation_bytes(messages: &[Message]) -> usize {
+    const ITEM: usize = 64;
+    messages
+        .iter()
+        .map(|m| {
+            let parts: usize = m
+                .content
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => t.len() + ITEM,
+                    Part::Image { url } => url.len() + ITEM,
+                })
+                .sum();
+            let calls: usize = m
+                .tool_calls
+                .iter()
+                .map(|c| c.id.len() + c.name.len() + c.arguments.len() + ITEM)
+                .sum();
+            let reasoning = m
+                .reasoning
+                .as_ref()
+                .map_or(0, |r| r.text.len() + r.signature.as_ref().map_or(0, String::len));
+            ITEM * 2
+                + parts
+                + calls
+                + reasoning
+                + m.tool_call_id.as_ref().map_or(0, String::len)
+                + m.name.as_ref().map_or(0, String::len)
+        })
+        .sum()
 }
 
 impl Conversations {
+    pub fn with_budget(budget: usize) -> Self {
+        Conversations { inner: Mutex::new(Store::default()), budget }
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Vec<Message>>> {
-        self.inner.lock().ok()?.0.get(id).cloned()
+        self.inner.lock().ok()?.map.get(id).map(|(m, _)| Arc::clone(m))
+    }
+
+    /// Bytes held now (for tests and `/metrics`).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|s| s.bytes).unwrap_or(0)
     }
 
     pub fn insert(&self, id: String, messages: Vec<Message>) {
-        let Ok(mut inner) = self.inner.lock() else { return };
-        let (map, order) = &mut *inner;
-        if map.insert(id.clone(), Arc::new(messages)).is_none() {
-            order.push_back(id);
+        let size = conversation_bytes(&messages) + id.len();
+        if size > self.budget / 4 {
+            return;
         }
-        while order.len() > MAX_CONVERSATIONS {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        let Ok(mut store) = self.inner.lock() else { return };
+        let store = &mut *store;
+        match store.map.insert(id.clone(), (Arc::new(messages), size)) {
+            Some((_, old)) => store.bytes = store.bytes - old + size,
+            None => {
+                store.order.push_back(id);
+                store.bytes += size;
+            }
+        }
+        while store.order.len() > MAX_CONVERSATIONS || store.bytes > self.budget {
+            let Some(old) = store.order.pop_front() else { break };
+            if let Some((_, freed)) = store.map.remove(&old) {
+                store.bytes -= freed;
             }
         }
     }
@@ -122,16 +187,31 @@ async fn run(
         }
         _ => None,
     };
+    if prompt.stream {
+        let start = {
+            let (app, config, plan, id) =
+                (app.clone(), Arc::clone(&config), plan.clone(), id.clone());
+            async move {
+                let started = relay::start(&app, &config, &plan, prompt).await?;
+                if let Some((store, key)) = linked_session {
+                    let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
+                }
+                Ok(started)
+            }
+        };
+        let conversations = Arc::clone(&app.conversations);
+        return sse::respond_when_started(&app, start, move |made| {
+            let shown = crate::chat::shown_for(&plan, made.as_ref().map(|(s, _)| *s));
+            let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
+            ResponsesRender::new(id, shown, echo, messages, conversations)
+        })
+        .await;
+    }
     let (started, prompt) = relay::start(&app, &config, &plan, prompt).await?;
     if let Some((store, key)) = linked_session {
         let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
     }
     let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    if prompt.stream {
-        let render =
-            ResponsesRender::new(id, shown, echo, prompt.messages, Arc::clone(&app.conversations));
-        return Ok(sse::respond(started, render));
-    }
     let (collected, answer) = relay::collect(started).await?;
     let output = output_items(&collected);
     let mut conversation = prompt.messages;

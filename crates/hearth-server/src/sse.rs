@@ -9,14 +9,19 @@
 //! the upstream request.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use hearth_upstream::{ErrorClass, Event, EventStream, UpstreamError, Usage};
+use hearth_upstream::{ErrorClass, Event, EventStream, Prompt, UpstreamError, Usage};
+use tokio::sync::watch;
 
+use crate::error::ApiError;
 use crate::relay::{Started, UsageSink, answer_headers};
 
 /// Renders one API's stream.
@@ -85,6 +90,41 @@ impl Frames {
     }
 }
 
+/// How a stream behaves while it waits: SSE comments keep an idle client company, and the
+/// drain deadline ends it with its terminal error event.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    pub keep_alive: Duration,
+    /// Becomes true at the drain deadline.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Pace {
+    pub fn new(app: &crate::AppState) -> Self {
+        Pace {
+            keep_alive: app.config.load().gateway.limits.stream_keep_alive,
+            stop: app.stop_streams.subscribe(),
+        }
+    }
+}
+
+/// An SSE comment: every client ignores it, and it tells proxies and the client the stream lives.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Resolves when the drain deadline passed (never, once the gateway's state is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn shutting_down() -> UpstreamError {
+    UpstreamError::new(
+        ErrorClass::Overloaded,
+        "the gateway is shutting down; the answer was cut off (retry the request)",
+    )
+}
+
 struct Relay<R> {
     events: EventStream,
     render: R,
@@ -93,6 +133,10 @@ struct Relay<R> {
     frames: Frames,
     started: bool,
     done: bool,
+    pace: Pace,
+    /// Fires every `keep_alive`; a comment goes out only when nothing else did meanwhile.
+    tick: Pin<Box<tokio::time::Sleep>>,
+    last_write: Instant,
 }
 
 impl<R: Render> Relay<R> {
@@ -114,6 +158,32 @@ impl<R: Render> Relay<R> {
             self.done = true;
         }
     }
+
+    /// Waits for the next event, the keep-alive tick or the drain deadline. `false`: only a
+    /// keep-alive comment was written.
+    async fn wait(&mut self) -> bool {
+        let woke = tokio::select! {
+            biased;
+            event = self.events.next() => Some(event),
+            () = stopped(&mut self.pace.stop) => Some(Some(Event::Error(shutting_down()))),
+            () = &mut self.tick => None,
+        };
+        match woke {
+            Some(event) => {
+                self.feed(event);
+                true
+            }
+            None => {
+                let now = Instant::now();
+                if now.duration_since(self.last_write) >= self.pace.keep_alive {
+                    self.frames.out().extend_from_slice(KEEP_ALIVE);
+                }
+                let next = self.last_write.max(now) + self.pace.keep_alive;
+                self.tick.as_mut().reset(tokio::time::Instant::from_std(next));
+                false
+            }
+        }
+    }
 }
 
 impl<R> Drop for Relay<R> {
@@ -125,12 +195,16 @@ impl<R> Drop for Relay<R> {
     }
 }
 
-/// The streaming response for a started answer.
-pub fn respond<R: Render>(started: Started, render: R) -> Response {
-    let Started { answer, usage } = started;
-    let mut headers = axum::http::HeaderMap::new();
-    answer_headers(&answer, &mut headers);
+type Frame = Result<Bytes, Infallible>;
+
+/// The frames of a started answer, rendered by `render`.
+fn relay_frames<R: Render>(
+    started: Started,
+    render: R,
+) -> impl futures::Stream<Item = Frame> + Send + 'static {
+    let Started { answer, usage, pace } = started;
     usage.metrics().active_streams.inc();
+    let tick = Box::pin(tokio::time::sleep(pace.keep_alive));
     let relay = Relay {
         events: answer.events,
         render,
@@ -139,8 +213,11 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
         frames: Frames::new(),
         started: false,
         done: false,
+        pace,
+        tick,
+        last_write: Instant::now(),
     };
-    let body = futures::stream::unfold(relay, |mut relay| async move {
+    futures::stream::unfold(relay, |mut relay| async move {
         if relay.done {
             return None;
         }
@@ -152,10 +229,14 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
         // Wait for something to write (on the first frame, for the first event too)…
         let mut fed = !first;
         while !relay.done && (relay.frames.out().is_empty() || !fed) {
-            let event = relay.events.next().await;
-            relay.feed(event);
-            fed = true;
+            if relay.wait().await {
+                fed = true;
+            } else if !first && !relay.frames.out().is_empty() {
+                // A keep-alive comment: out now, alone.
+                break;
+            }
         }
+        relay.last_write = Instant::now();
         if first {
             // The first event goes out at once: time to first token is what users feel.
             return Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay));
@@ -179,12 +260,142 @@ pub fn respond<R: Render>(started: Started, render: R) -> Response {
             }
         }
         Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay))
-    });
-    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    })
+}
+
+fn stream_response(body: Body, extra: axum::http::HeaderMap) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
-    h.extend(headers);
+    h.extend(extra);
     response
+}
+
+/// The streaming response for a started answer.
+pub fn respond<R: Render>(started: Started, render: R) -> Response {
+    let mut headers = axum::http::HeaderMap::new();
+    answer_headers(&started.answer, &mut headers);
+    stream_response(Body::from_stream(relay_frames(started, render)), headers)
+}
+
+/// What a renderer is built from: the started answer and its prompt, or nothing when the run
+/// failed after the headers went out.
+pub type Made<'a> = Option<(&'a Started, Prompt)>;
+
+/// A stream that may be slow to start (a local model loading, a long prompt): the first event
+/// is awaited for `gateway.limits.streamHeadersAfterMs`; a run that starts or fails within it is
+/// answered as usual (a failure keeps its HTTP status). Past it, the headers go out with an SSE
+/// keep-alive comment, more follow every `streamKeepAliveMs`, and a run that then fails ends
+/// the stream with its API's terminal error event. Failover still happens only before the
+/// first event (Invariant 1): comments carry no content.
+pub async fn respond_when_started<R, F, M>(
+    app: &crate::AppState,
+    start: F,
+    make: M,
+) -> Result<Response, ApiError>
+where
+    R: Render,
+    F: Future<Output = Result<(Started, Prompt), ApiError>> + Send + 'static,
+    M: for<'a> FnOnce(Made<'a>) -> R + Send + 'static,
+{
+    let grace = app.config.load().gateway.limits.stream_headers_after;
+    let mut start = Box::pin(start);
+    match tokio::time::timeout(grace, &mut start).await {
+        Ok(Ok((started, prompt))) => {
+            let render = make(Some((&started, prompt)));
+            Ok(respond(started, render))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(stream_response(
+            Body::from_stream(late(start, make, Pace::new(app))),
+            Default::default(),
+        )),
+    }
+}
+
+enum Late<F, M> {
+    Waiting {
+        start: Pin<Box<F>>,
+        make: Option<M>,
+        pace: Pace,
+        tick: Pin<Box<tokio::time::Sleep>>,
+        said_hello: bool,
+    },
+    Relaying(Pin<Box<dyn futures::Stream<Item = Frame> + Send>>),
+    Done,
+}
+
+fn late<R, F, M>(
+    start: Pin<Box<F>>,
+    make: M,
+    pace: Pace,
+) -> impl futures::Stream<Item = Frame> + Send + 'static
+where
+    R: Render,
+    F: Future<Output = Result<(Started, Prompt), ApiError>> + Send + 'static,
+    M: for<'a> FnOnce(Made<'a>) -> R + Send + 'static,
+{
+    let tick = Box::pin(tokio::time::sleep(pace.keep_alive));
+    let state = Late::Waiting { start, make: Some(make), pace, tick, said_hello: false };
+    futures::stream::unfold(state, |state| async move {
+        match state {
+            Late::Done => None,
+            Late::Relaying(mut frames) => {
+                let frame = frames.next().await?;
+                Some((frame, Late::Relaying(frames)))
+            }
+            Late::Waiting { mut start, mut make, mut pace, mut tick, said_hello } => {
+                if !said_hello {
+                    let hello = Bytes::from_static(KEEP_ALIVE);
+                    return Some((
+                        Ok(hello),
+                        Late::Waiting { start, make, pace, tick, said_hello: true },
+                    ));
+                }
+                let failed = |make: &mut Option<M>, error: UpstreamError| {
+                    let mut out = Vec::new();
+                    if let Some(make) = make.take() {
+                        let mut render = make(None);
+                        render.start(&mut out);
+                        render.event(Event::Error(error), &mut out);
+                    }
+                    Some((Ok(Bytes::from(out)), Late::Done))
+                };
+                tokio::select! {
+                    biased;
+                    result = &mut start => match result {
+                        Ok((started, prompt)) => {
+                            let make = make.take()?;
+                            let render = make(Some((&started, prompt)));
+                            let mut frames: Pin<Box<dyn futures::Stream<Item = Frame> + Send>> =
+                                Box::pin(relay_frames(started, render));
+                            let frame = frames.next().await?;
+                            Some((frame, Late::Relaying(frames)))
+                        }
+                        Err(e) => failed(&mut make, upstream_error_of(&e)),
+                    },
+                    () = stopped(&mut pace.stop) => failed(&mut make, shutting_down()),
+                    () = &mut tick => {
+                        let next = tokio::time::Instant::now() + pace.keep_alive;
+                        tick.as_mut().reset(next);
+                        Some((Ok(Bytes::from_static(KEEP_ALIVE)), Late::Waiting { start, make, pace, tick, said_hello }))
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A run's error response as the stream error its renderer shows.
+fn upstream_error_of(e: &ApiError) -> UpstreamError {
+    let class = match e.status.as_u16() {
+        504 => ErrorClass::Timeout,
+        503 | 529 => ErrorClass::Overloaded,
+        429 => ErrorClass::RateLimit,
+        400..=499 => ErrorClass::Format,
+        _ => ErrorClass::ServerError,
+    };
+    UpstreamError::new(class, e.message.clone())
 }

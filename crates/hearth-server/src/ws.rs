@@ -35,7 +35,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::error::ApiError;
-use crate::plan::{Plan, RESERVED_SESSION_PREFIXES};
+use crate::plan::Plan;
 use crate::{AppState, auth, models, relay};
 
 /// The protocol version spoken (OpenClaw's `PROTOCOL_VERSION`); clients must include it.
@@ -955,12 +955,9 @@ fn opt_bool(params: &Map<String, Value>, name: &str) -> Result<Option<bool>, Rpc
 fn session_key_param(params: &Map<String, Value>) -> Result<Option<&str>, RpcError> {
     let key = opt_str(params, "sessionKey")?;
     if let Some(key) = key
-        && let Some(prefix) =
-            RESERVED_SESSION_PREFIXES.iter().find(|p| key.to_ascii_lowercase().starts_with(**p))
+        && let Some(problem) = crate::plan::session_key_problem(key)
     {
-        return Err(RpcError::invalid(format!(
-            "session keys starting with `{prefix}` are reserved for hearth's own sessions"
-        )));
+        return Err(RpcError::invalid(format!("`sessionKey`: {problem}")));
     }
     Ok(key)
 }
@@ -1184,6 +1181,9 @@ fn agent_plan(config: &Config, params: &AgentParams) -> Result<Plan, RpcError> {
         }
     };
     let model = params.model.as_deref();
+    if let Some(m) = model {
+        crate::plan::check_model_name("model", m).map_err(|e| RpcError::from_api(&e))?;
+    }
     let mut chain = config
         .candidate_chain(agent.as_deref(), model, false)
         .map_err(|e| RpcError::from_api(&ApiError::from_ref(&e)))?;
@@ -1278,7 +1278,7 @@ async fn turn(
 ) -> Result<Value, RpcError> {
     let (started, _) =
         relay::start(app, config, plan, prompt).await.map_err(|e| RpcError::from_api(&e))?;
-    let relay::Started { mut answer, usage } = started;
+    let relay::Started { mut answer, usage, .. } = started;
     let mut text = String::new();
     let mut tokens = None;
     let mut finished = false;

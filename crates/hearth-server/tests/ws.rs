@@ -662,7 +662,7 @@ async fn agent_errors_are_answered_and_runs_that_fail_say_so() {
         (json!({"idempotencyKey": "k"}), "`message` is required: the user's message for this turn"),
         (
             agent_params("k", "cron:nightly"),
-            "session keys starting with `cron:` are reserved for hearth's own sessions",
+            "`sessionKey`: session keys in the `cron:` namespace are reserved for hearth's own sessions",
         ),
         (
             json!({"idempotencyKey": "k", "message": "hi", "agentId": "ghost"}),

@@ -5,4 +5,4 @@ pub mod llama;
 pub mod upstream;
 
 pub use llama::LlamaServer;
-pub use upstream::{End, FakeUpstream, Recorded, Reply};
+pub use upstream::{End, FakeUpstream, Recorded, Reply, Step};
