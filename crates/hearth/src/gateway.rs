@@ -11,8 +11,11 @@ use hearth_server::{AppState, Auth};
 
 /// Exit code when the gateway refuses its settings (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-/// Open streams get this long to finish after SIGTERM.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Exit code when another gateway already uses the state directory (sysexits EX_TEMPFAIL).
+const EXIT_IN_USE: u8 = 75;
+/// Beyond `gateway.limits.drainTimeoutMs`, the server gets this long to write the streams'
+/// terminal events before the process stops anyway.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// Reachability checks at startup give up after this long.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 
@@ -75,7 +78,17 @@ async fn serve(
     addr: SocketAddr,
     auth: Auth,
 ) -> anyhow::Result<u8> {
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let limits = config.gateway.limits.clone();
+    // One gateway per state directory: a second one would interleave turns of one session.
+    let Some(state_dir) = crate::state_lock::state_dir() else {
+        writeln!(
+            std::io::stderr().lock(),
+            "error: no state directory: set HEARTH_STATE_DIR (or HOME) to a writable folder"
+        )?;
+        return Ok(1);
+    };
+    let local_key = crate::state_lock::random_key()?;
+    let listener = match hearth_server::conn::bind(addr, limits.backlog) {
         Ok(l) => l,
         Err(e) => {
             writeln!(
@@ -86,6 +99,27 @@ async fn serve(
         }
     };
     let local = listener.local_addr()?;
+    let _lock = match crate::state_lock::acquire(&state_dir, local.port(), &local_key) {
+        Ok(lock) => lock,
+        Err(crate::state_lock::LockError::Held(info)) => {
+            let who =
+                info.map_or_else(String::new, |i| format!(" (pid {}, port {})", i.pid, i.port));
+            writeln!(
+                std::io::stderr().lock(),
+                "error: another hearth gateway{who} is using the state directory {}.\n  = help: stop it first, or give this one its own folder with HEARTH_STATE_DIR",
+                state_dir.display()
+            )?;
+            return Ok(EXIT_IN_USE);
+        }
+        Err(crate::state_lock::LockError::Io(e)) => {
+            writeln!(
+                std::io::stderr().lock(),
+                "error: cannot lock the state directory {}: {e} (set HEARTH_STATE_DIR to a writable folder)",
+                state_dir.display()
+            )?;
+            return Ok(1);
+        }
+    };
     let block = startup_block(&config, source, local, &auth).await;
     write!(std::io::stderr().lock(), "{block}")?;
     // Sessions live in SQLite under ~/.hearth/state (HEARTH_STATE_DIR overrides).
@@ -102,7 +136,8 @@ async fn serve(
     if let Some(path) = store.path() {
         writeln!(std::io::stderr().lock(), "  sessions:  {}", path.display())?;
     }
-    let state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
+    let mut state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
+    state.local_key = Some(hearth_config::SecretString::new(local_key));
     // HTTP clients (TLS setup) are built now, off the request path.
     let router = Arc::clone(&state.router);
     let snapshot = state.config.load_full();
@@ -120,11 +155,12 @@ async fn serve(
     }
     writeln!(
         std::io::stderr().lock(),
-        "hearth: shutting down; draining open requests (up to {}s)",
-        DRAIN_DEADLINE.as_secs()
+        "hearth: shutting down; draining open requests (up to {}s; /ready answers 503)",
+        limits.drain_timeout.as_secs_f64()
     )?;
     let _ = stop_tx.send(());
-    match tokio::time::timeout(DRAIN_DEADLINE, &mut server).await {
+    // The server ends streams still open at the drain deadline with their terminal error event.
+    match tokio::time::timeout(limits.drain_timeout + DRAIN_GRACE, &mut server).await {
         Ok(result) => {
             result??;
             writeln!(std::io::stderr().lock(), "hearth: stopped")?;
@@ -133,7 +169,7 @@ async fn serve(
             server.abort();
             writeln!(
                 std::io::stderr().lock(),
-                "hearth: drain deadline passed; closing the remaining streams"
+                "hearth: drain deadline passed; closing the remaining connections"
             )?;
         }
     }

@@ -4,6 +4,7 @@ mod agent_cli;
 mod gateway;
 mod infer;
 mod render;
+mod state_lock;
 mod status;
 
 use std::io::Write;

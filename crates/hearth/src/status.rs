@@ -192,11 +192,21 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let services = LocalServices::new();
     // Cooldowns live in the gateway process: ask the running one.
-    let url =
-        args.gateway.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", config.gateway.port));
-    let bearer = hearth_server::Auth::from_config(config, env)
-        .ok()
-        .and_then(|a| a.bearer().map(str::to_owned));
+    // The gateway token goes only where the user pointed (`--gateway URL`); otherwise the
+    // gateway running on this state directory is asked with its per-run key, and a process
+    // that merely holds the configured port gets no credential at all.
+    let (url, bearer) = match &args.gateway {
+        Some(url) => (
+            url.clone(),
+            hearth_server::Auth::from_config(config, env)
+                .ok()
+                .and_then(|a| a.bearer().map(str::to_owned)),
+        ),
+        None => match crate::state_lock::state_dir().and_then(|d| crate::state_lock::running(&d)) {
+            Some(info) => (format!("http://127.0.0.1:{}", info.port), Some(info.local_key)),
+            None => (format!("http://127.0.0.1:{}", config.gateway.port), None),
+        },
+    };
     let (cooldowns, source) = match runtime.block_on(gateway_cooldowns(&url, bearer.as_deref())) {
         Ok(c) => (c, CooldownSource::Gateway(url)),
         Err(why) => (Vec::new(), CooldownSource::NoGateway { url, why }),
