@@ -1,7 +1,7 @@
 //! From the file as written to what the runtime uses: the catalog (built-in merged with the
 //! config), defaults applied, references checked.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -924,10 +924,13 @@ pub fn host_class(url: &url::Url) -> HostClass {
     }
 }
 
+/// Classifies one address. Every IPv6 form that embeds an IPv4 address (see [`embedded_ipv4`])
+/// is classified by the IPv4 address it reaches, so `[::127.0.0.1]` is loopback and
+/// `[64:ff9b::a9fe:a9fe]` is link-local. `0.0.0.0/8` and `::` reach this machine: loopback.
 pub fn classify_ip(ip: IpAddr) -> HostClass {
     match ip {
         IpAddr::V4(v4) => {
-            if v4.is_loopback() {
+            if v4.is_loopback() || v4.octets()[0] == 0 {
                 HostClass::Loopback
             } else if v4.is_link_local() {
                 HostClass::LinkLocal
@@ -938,20 +941,48 @@ pub fn classify_ip(ip: IpAddr) -> HostClass {
             }
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return classify_ip(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
+            let s = v6.segments();
+            if v6.is_loopback() || v6.is_unspecified() {
                 HostClass::Loopback
-            } else if (first & 0xffc0) == 0xfe80 {
+            } else if (s[0] & 0xffc0) == 0xfe80 || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+                // Link-local, and the NAT64 local-use prefix `64:ff9b:1::/48` (RFC 8215),
+                // whose embedding depends on the operator's prefix length: never trusted.
                 HostClass::LinkLocal
-            } else if (first & 0xfe00) == 0xfc00 {
+            } else if (s[0] & 0xfe00) == 0xfc00 {
                 HostClass::Private
             } else {
                 HostClass::Public
             }
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address embeds, for the forms that route to it:
+///
+/// | form | prefix | IPv4 bits |
+/// |---|---|---|
+/// | IPv4-mapped | `::ffff:0:0/96` | last 32 |
+/// | IPv4-translated (SIIT) | `::ffff:0:0:0/96` | last 32 |
+/// | IPv4-compatible (deprecated) | `::/96`, except `::` and `::1` | last 32 |
+/// | NAT64 well-known prefix | `64:ff9b::/96` (RFC 6052) | last 32 |
+/// | 6to4 | `2002::/16` (RFC 3056) | bits 16–47 |
+/// | Teredo | `2001:0::/32` (RFC 4380) | last 32, inverted (the client) |
+pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let last = v4(s[6], s[7]);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(last),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        [0x2001, 0, ..] => Some(Ipv4Addr::from(!u32::from(last))),
+        _ => None,
     }
 }
 
