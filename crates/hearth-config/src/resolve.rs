@@ -92,7 +92,10 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     pub headers: Vec<(String, Secret)>,
     pub max_tokens: Option<u64>,
+    /// `timeoutSeconds`: the wait for the first byte of an answer (and for a loading model).
     pub timeout: Option<Duration>,
+    /// `streamIdleTimeoutSeconds` (hearth only): the longest gap between chunks mid-stream.
+    pub stream_idle_timeout: Option<Duration>,
     pub allow_private_network: Option<bool>,
     pub inject_num_ctx: bool,
     pub params: Option<serde_json::Value>,
@@ -700,21 +703,16 @@ fn resolve_provider(
             headers.push((name.clone(), Secret::from_raw(value)));
         }
     }
-    let timeout = match user.timeout_seconds.as_ref().or(base.timeout_seconds.as_ref()) {
-        Some(t) if t.value <= 0.0 => {
-            cx.push_key("timeoutSeconds");
-            cx.error(
-                "range",
-                t.span,
-                "timeoutSeconds must be positive",
-                Some("omit it to use the default timeouts".into()),
-            );
-            cx.pop();
-            None
-        }
-        Some(t) => Some(Duration::from_secs_f64(t.value.min(1.0e9))),
-        None => None,
-    };
+    let timeout = positive_seconds(
+        user.timeout_seconds.as_ref().or(base.timeout_seconds.as_ref()),
+        "timeoutSeconds",
+        cx,
+    );
+    let stream_idle_timeout = positive_seconds(
+        user.stream_idle_timeout_seconds.as_ref().or(base.stream_idle_timeout_seconds.as_ref()),
+        "streamIdleTimeoutSeconds",
+        cx,
+    );
     let local_service = user.local_service.as_ref().and_then(|ls| {
         cx.push_key("localService");
         let resolved = resolve_local_service(ls, &base_url, cx);
@@ -790,6 +788,7 @@ fn resolve_provider(
         headers,
         max_tokens,
         timeout,
+        stream_idle_timeout,
         allow_private_network: user.request.as_ref().and_then(|r| r.allow_private_network),
         inject_num_ctx: user.inject_num_ctx_for_open_ai_compat.unwrap_or(true),
         params: user.params.clone().or_else(|| base.params.clone()),
@@ -798,6 +797,27 @@ fn resolve_provider(
         origin,
         host,
     })
+}
+
+/// A provider's duration in seconds: positive, else an error (and `None`: the default).
+fn positive_seconds(
+    value: Option<&Spanned<f64>>,
+    key: &'static str,
+    cx: &mut Cx<'_>,
+) -> Option<Duration> {
+    let t = value?;
+    if t.value.is_nan() || t.value <= 0.0 {
+        cx.push_key(key);
+        cx.error(
+            "range",
+            t.span,
+            format!("{key} must be positive"),
+            Some("omit it to use the default timeouts".into()),
+        );
+        cx.pop();
+        return None;
+    }
+    Some(Duration::from_secs_f64(t.value.min(1.0e9)))
 }
 
 fn model_row(

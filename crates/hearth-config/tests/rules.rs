@@ -440,3 +440,31 @@ fn host_class_reads_ipv4_embedded_in_ipv6() {
         assert_eq!(host_class(&url::Url::parse(url).unwrap()), want, "{url}");
     }
 }
+
+/// `streamIdleTimeoutSeconds` (hearth only): decoded apart from `timeoutSeconds`, range-checked
+/// like it, and a near miss is an error with the suggestion.
+#[test]
+fn stream_idle_timeout_is_its_own_setting() {
+    use std::time::Duration;
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://127.0.0.1:8080/v1", timeoutSeconds: 600, streamIdleTimeoutSeconds: 2.5, models: [{id: "m"}]}}}}"#,
+    );
+    let p = &c.providers["p"];
+    assert_eq!(p.timeout, Some(Duration::from_secs(600)));
+    assert_eq!(p.stream_idle_timeout, Some(Duration::from_millis(2500)));
+    let c =
+        config(r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", models: [{id: "m"}]}}}}"#);
+    assert_eq!(c.providers["p"].stream_idle_timeout, None, "unset: the runtime default");
+
+    let errs = errors(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", streamIdleTimeoutSeconds: 0, models: [{id: "m"}]}}}}"#,
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("streamIdleTimeoutSeconds must be positive")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", streamIdleTimoutSeconds: 5, models: [{id: "m"}]}}}}"#,
+    );
+    assert!(errs.iter().any(|e| e.contains("did you mean `streamIdleTimeoutSeconds`")), "{errs:?}");
+}

@@ -673,3 +673,60 @@ async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
         assert_eq!(classes(&attempts), expected, "skip cache on: {skip}");
     }
 }
+
+// ---- first-byte and stall timeouts are separate ------------------------------------------
+
+/// Headers and one chunk, then silence: the stream ends with a timeout after the stall
+/// setting (0.3 s), long before the first-byte setting (30 s).
+#[tokio::test]
+async fn a_stall_mid_stream_ends_after_the_stall_timeout() {
+    let bed = make_bed(1, "timeoutSeconds: 30, streamIdleTimeoutSeconds: 0.3,").await;
+    let router = Router::new();
+    bed.upstreams[0].push(
+        Reply::sse(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#,
+        ])
+        .end(End::Stall),
+    );
+    let started = std::time::Instant::now();
+    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "par");
+    let e = match terminal(&events) {
+        Event::Error(e) => e,
+        other => unreachable!("not an error: {other:?}"),
+    };
+    assert_eq!(e.class, ErrorClass::Timeout);
+    assert!(e.message.contains("300ms") && e.message.contains("streamIdleTimeoutSeconds"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the first-byte timeout applied");
+}
+
+/// The stall setting does not cut the wait for the first output (prompt processing): a first
+/// chunk after 0.8 s passes with a stall setting of 0.3 s.
+#[tokio::test]
+async fn the_stall_timeout_does_not_apply_before_the_first_output() {
+    let bed = make_bed(1, "timeoutSeconds: 5, streamIdleTimeoutSeconds: 0.3,").await;
+    let router = Router::new();
+    let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"slow\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    // Headers at once, and a keep-alive comment: bytes, but no output yet.
+    let reply = Reply::sse_raw(&format!(": keep-alive\n\n{body}"))
+        .split_at(": keep-alive\n\n".len(), Duration::from_millis(800));
+    bed.upstreams[0].push(reply);
+    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "slow", "{events:?}");
+    assert!(matches!(terminal(&events), Event::Finish(FinishReason::Stop)), "{events:?}");
+}
+
+/// No first output within `timeoutSeconds` is a timeout that names it, and fails over.
+#[tokio::test]
+async fn no_first_output_within_the_first_byte_timeout_fails_over() {
+    let bed = make_bed(2, "timeoutSeconds: 0.5, streamIdleTimeoutSeconds: 30,").await;
+    let router = Router::new();
+    // Headers, then nothing.
+    bed.upstreams[0].push(Reply::sse_raw("").end(End::Stall));
+    bed.upstreams[1].push(ok_stream("b"));
+    let (who, _, attempts) = run(&router, &bed, &chain(&["p0/m", "p1/m"]), fast()).await.unwrap();
+    assert_eq!(who, "p1/m");
+    assert_eq!(classes(&attempts), ["p0:timeout", "p1:ok"]);
+    let message = &attempts[0].error.as_ref().unwrap().message;
+    assert!(message.contains("timeoutSeconds"), "{message}");
+}
