@@ -239,8 +239,12 @@ pub struct RawProvider {
     pub headers: Option<IndexMap<String, RawSecret>>,
     /// Default output cap for models of this provider that set none.
     pub max_tokens: Option<u64>,
-    /// Per-provider HTTP timeout in seconds (also raises the stream idle watchdog).
+    /// Per-provider HTTP timeout in seconds: how long to wait for the first byte of an answer
+    /// (headers and first chunk; a whole non-streaming body), and for a loading model.
     pub timeout_seconds: Option<Spanned<f64>>,
+    /// hearth only: the longest gap between two chunks of a streaming answer, in seconds,
+    /// once it has started (a stall). Default: 60, never more than the first-byte timeout.
+    pub stream_idle_timeout_seconds: Option<Spanned<f64>>,
     pub request: Option<RawRequest>,
     /// Ollama via `openai-completions` only: send `options.num_ctx` (default true).
     #[serde(rename = "injectNumCtxForOpenAICompat")]
@@ -586,6 +590,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "headers",
             "maxTokens",
             "timeoutSeconds",
+            "streamIdleTimeoutSeconds",
             "request",
             "injectNumCtxForOpenAICompat",
             "params",
@@ -731,6 +736,7 @@ impl Decode for RawProvider {
             headers: obj.get("headers", cx),
             max_tokens: obj.get("maxTokens", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),
+            stream_idle_timeout_seconds: obj.get("streamIdleTimeoutSeconds", cx),
             request: obj.get("request", cx),
             inject_num_ctx_for_open_ai_compat: obj.get("injectNumCtxForOpenAICompat", cx),
             params: object_value(&mut obj, "params", cx),

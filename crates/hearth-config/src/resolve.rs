@@ -1,7 +1,7 @@
 //! From the file as written to what the runtime uses: the catalog (built-in merged with the
 //! config), defaults applied, references checked.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,7 +96,10 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     pub headers: Vec<(String, Secret)>,
     pub max_tokens: Option<u64>,
+    /// `timeoutSeconds`: the wait for the first byte of an answer (and for a loading model).
     pub timeout: Option<Duration>,
+    /// `streamIdleTimeoutSeconds` (hearth only): the longest gap between chunks mid-stream.
+    pub stream_idle_timeout: Option<Duration>,
     pub allow_private_network: Option<bool>,
     pub inject_num_ctx: bool,
     pub params: Option<serde_json::Value>,
@@ -779,21 +782,16 @@ fn resolve_provider(
             headers.push((name.clone(), Secret::from_raw(value)));
         }
     }
-    let timeout = match user.timeout_seconds.as_ref().or(base.timeout_seconds.as_ref()) {
-        Some(t) if t.value <= 0.0 => {
-            cx.push_key("timeoutSeconds");
-            cx.error(
-                "range",
-                t.span,
-                "timeoutSeconds must be positive",
-                Some("omit it to use the default timeouts".into()),
-            );
-            cx.pop();
-            None
-        }
-        Some(t) => Some(Duration::from_secs_f64(t.value.min(1.0e9))),
-        None => None,
-    };
+    let timeout = positive_seconds(
+        user.timeout_seconds.as_ref().or(base.timeout_seconds.as_ref()),
+        "timeoutSeconds",
+        cx,
+    );
+    let stream_idle_timeout = positive_seconds(
+        user.stream_idle_timeout_seconds.as_ref().or(base.stream_idle_timeout_seconds.as_ref()),
+        "streamIdleTimeoutSeconds",
+        cx,
+    );
     let local_service = user.local_service.as_ref().and_then(|ls| {
         cx.push_key("localService");
         let resolved = resolve_local_service(ls, &base_url, cx);
@@ -869,6 +867,7 @@ fn resolve_provider(
         headers,
         max_tokens,
         timeout,
+        stream_idle_timeout,
         allow_private_network: user.request.as_ref().and_then(|r| r.allow_private_network),
         inject_num_ctx: user.inject_num_ctx_for_open_ai_compat.unwrap_or(true),
         params: user.params.clone().or_else(|| base.params.clone()),
@@ -877,6 +876,27 @@ fn resolve_provider(
         origin,
         host,
     })
+}
+
+/// A provider's duration in seconds: positive, else an error (and `None`: the default).
+fn positive_seconds(
+    value: Option<&Spanned<f64>>,
+    key: &'static str,
+    cx: &mut Cx<'_>,
+) -> Option<Duration> {
+    let t = value?;
+    if t.value.is_nan() || t.value <= 0.0 {
+        cx.push_key(key);
+        cx.error(
+            "range",
+            t.span,
+            format!("{key} must be positive"),
+            Some("omit it to use the default timeouts".into()),
+        );
+        cx.pop();
+        return None;
+    }
+    Some(Duration::from_secs_f64(t.value.min(1.0e9)))
 }
 
 fn model_row(
@@ -1003,10 +1023,13 @@ pub fn host_class(url: &url::Url) -> HostClass {
     }
 }
 
+/// Classifies one address. Every IPv6 form that embeds an IPv4 address (see [`embedded_ipv4`])
+/// is classified by the IPv4 address it reaches, so `[::127.0.0.1]` is loopback and
+/// `[64:ff9b::a9fe:a9fe]` is link-local. `0.0.0.0/8` and `::` reach this machine: loopback.
 pub fn classify_ip(ip: IpAddr) -> HostClass {
     match ip {
         IpAddr::V4(v4) => {
-            if v4.is_loopback() {
+            if v4.is_loopback() || v4.octets()[0] == 0 {
                 HostClass::Loopback
             } else if v4.is_link_local() {
                 HostClass::LinkLocal
@@ -1017,20 +1040,48 @@ pub fn classify_ip(ip: IpAddr) -> HostClass {
             }
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return classify_ip(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
+            let s = v6.segments();
+            if v6.is_loopback() || v6.is_unspecified() {
                 HostClass::Loopback
-            } else if (first & 0xffc0) == 0xfe80 {
+            } else if (s[0] & 0xffc0) == 0xfe80 || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+                // Link-local, and the NAT64 local-use prefix `64:ff9b:1::/48` (RFC 8215),
+                // whose embedding depends on the operator's prefix length: never trusted.
                 HostClass::LinkLocal
-            } else if (first & 0xfe00) == 0xfc00 {
+            } else if (s[0] & 0xfe00) == 0xfc00 {
                 HostClass::Private
             } else {
                 HostClass::Public
             }
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address embeds, for the forms that route to it:
+///
+/// | form | prefix | IPv4 bits |
+/// |---|---|---|
+/// | IPv4-mapped | `::ffff:0:0/96` | last 32 |
+/// | IPv4-translated (SIIT) | `::ffff:0:0:0/96` | last 32 |
+/// | IPv4-compatible (deprecated) | `::/96`, except `::` and `::1` | last 32 |
+/// | NAT64 well-known prefix | `64:ff9b::/96` (RFC 6052) | last 32 |
+/// | 6to4 | `2002::/16` (RFC 3056) | bits 16–47 |
+/// | Teredo | `2001:0::/32` (RFC 4380) | last 32, inverted (the client) |
+pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let last = v4(s[6], s[7]);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(last),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        [0x2001, 0, ..] => Some(Ipv4Addr::from(!u32::from(last))),
+        _ => None,
     }
 }
 

@@ -414,3 +414,57 @@ fn locate_prefers_flag_then_env_then_home() {
         ConfigSource::Flag("x.json5".into())
     );
 }
+
+/// "Local" (free usage, local marker keys, exact-origin trust) is decided by the address a
+/// host reaches: IPv6 forms that embed an IPv4 address are classified by that address.
+#[test]
+fn host_class_reads_ipv4_embedded_in_ipv6() {
+    use HostClass::*;
+    use hearth_config::resolve::{HostClass, host_class};
+    for (url, want) in [
+        ("http://[::127.0.0.1]:8080/v1", Loopback),
+        ("http://[::ffff:127.0.0.1]:8080/v1", Loopback),
+        ("http://[::ffff:0:10.0.0.1]/v1", Private),
+        ("http://[64:ff9b::7f00:1]/v1", Loopback),
+        ("http://[64:ff9b::a9fe:a9fe]/v1", LinkLocal),
+        ("http://[64:ff9b:1::5]/v1", LinkLocal),
+        ("http://[2002:c0a8:101::1]/v1", Private),
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/v1", Loopback),
+        ("http://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/v1", Public),
+        ("http://[64:ff9b::808:808]/v1", Public),
+        ("http://[::1]/v1", Loopback),
+        ("http://[::]:8000/v1", Loopback),
+        ("http://0.0.0.0:8000/v1", Loopback),
+        ("http://[2001:db8::1]/v1", Public),
+    ] {
+        assert_eq!(host_class(&url::Url::parse(url).unwrap()), want, "{url}");
+    }
+}
+
+/// `streamIdleTimeoutSeconds` (hearth only): decoded apart from `timeoutSeconds`, range-checked
+/// like it, and a near miss is an error with the suggestion.
+#[test]
+fn stream_idle_timeout_is_its_own_setting() {
+    use std::time::Duration;
+    let c = config(
+        r#"{models: {providers: {p: {baseUrl: "http://127.0.0.1:8080/v1", timeoutSeconds: 600, streamIdleTimeoutSeconds: 2.5, models: [{id: "m"}]}}}}"#,
+    );
+    let p = &c.providers["p"];
+    assert_eq!(p.timeout, Some(Duration::from_secs(600)));
+    assert_eq!(p.stream_idle_timeout, Some(Duration::from_millis(2500)));
+    let c =
+        config(r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", models: [{id: "m"}]}}}}"#);
+    assert_eq!(c.providers["p"].stream_idle_timeout, None, "unset: the runtime default");
+
+    let errs = errors(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", streamIdleTimeoutSeconds: 0, models: [{id: "m"}]}}}}"#,
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("streamIdleTimeoutSeconds must be positive")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        r#"{models: {providers: {p: {baseUrl: "http://h:1/v1", streamIdleTimoutSeconds: 5, models: [{id: "m"}]}}}}"#,
+    );
+    assert!(errs.iter().any(|e| e.contains("did you mean `streamIdleTimeoutSeconds`")), "{errs:?}");
+}

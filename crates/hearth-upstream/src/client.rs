@@ -1,4 +1,11 @@
 //! HTTP transport: one pooled client per provider, requests out, canonical events back.
+//!
+//! Two clocks guard an answer (`docs/routing.md`, "Timeouts"): the first-byte timeout
+//! (`timeoutSeconds`) runs from the request until the answer's first event (headers, prompt
+//! processing and first token: slow on local hardware with a long prompt), and the stall
+//! timeout (`streamIdleTimeoutSeconds`) bounds every gap between chunks after that. Either one
+//! ending is an [`ErrorClass::Timeout`]: before the first event the router may fail over, after
+//! it the stream ends with a terminal `Event::Error` (Invariant 1).
 
 use std::sync::Once;
 use std::time::Duration;
@@ -17,10 +24,16 @@ use crate::prompt::Prompt;
 
 /// How long to wait for a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle limit between chunks for hosted providers.
-pub const HOSTED_IDLE: Duration = Duration::from_secs(120);
-/// Idle limit between chunks for local servers (slow hardware, long prompts).
-pub const LOCAL_IDLE: Duration = Duration::from_secs(300);
+/// First-byte timeout of hosted providers that set no `timeoutSeconds`.
+pub const HOSTED_FIRST_BYTE: Duration = Duration::from_secs(120);
+/// First-byte timeout of local servers that set no `timeoutSeconds` (slow hardware, long
+/// prompts: prompt processing happens before the first token).
+pub const LOCAL_FIRST_BYTE: Duration = Duration::from_secs(300);
+/// Stall timeout (gap between chunks once output has begun) of providers that set no
+/// `streamIdleTimeoutSeconds`, capped by the first-byte timeout. Tokens of a running answer
+/// come in milliseconds, and hosted APIs send keep-alives every few seconds: a minute of
+/// silence mid-stream is a dead stream, whatever the prompt length.
+pub const STREAM_IDLE: Duration = Duration::from_secs(60);
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Non-streaming bodies are read up to this size.
@@ -33,7 +46,10 @@ pub type EventStream = BoxStream<'static, Event>;
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    idle: Duration,
+    /// From the request to the answer's first event.
+    first_byte: Duration,
+    /// Between two chunks once output has begun.
+    stall: Duration,
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without one); every
@@ -49,8 +65,12 @@ pub fn install_crypto() {
 impl Client {
     pub fn new(provider: &Provider) -> Result<Self, UpstreamError> {
         install_crypto();
-        let idle =
-            provider.timeout.unwrap_or(if provider.is_local() { LOCAL_IDLE } else { HOSTED_IDLE });
+        let first_byte = provider.timeout.unwrap_or(if provider.is_local() {
+            LOCAL_FIRST_BYTE
+        } else {
+            HOSTED_FIRST_BYTE
+        });
+        let stall = provider.stream_idle_timeout.unwrap_or(STREAM_IDLE.min(first_byte));
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -61,7 +81,7 @@ impl Client {
             .map_err(|e| {
                 UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
             })?;
-        Ok(Client { http, idle })
+        Ok(Client { http, first_byte, stall })
     }
 
     /// The URL a request for `api` goes to.
@@ -118,14 +138,18 @@ impl Client {
         let mut request = self.http.post(url).json(&body);
         request = authorize(request, provider, api, env, key)?;
         if !prompt.stream {
-            request = request.timeout(self.idle);
+            request = request.timeout(self.first_byte);
         }
-        let response = tokio::time::timeout(self.idle, request.send())
+        let first_byte_by = tokio::time::Instant::now() + self.first_byte;
+        let response = tokio::time::timeout_at(first_byte_by, request.send())
             .await
             .map_err(|_| {
                 UpstreamError::new(
                     ErrorClass::Timeout,
-                    format!("no response from {} within {:?}", provider.id, self.idle),
+                    format!(
+                        "no response from {} within {:?} (timeoutSeconds)",
+                        provider.id, self.first_byte
+                    ),
                 )
             })?
             .map_err(|e| transport_error(&provider.id, &e))?;
@@ -153,9 +177,10 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|ct| !ct.starts_with("application/json"));
         if streaming {
-            Ok(stream_events(response, decoder, api, self.idle))
+            let clocks = Clocks { first_byte_by, first_byte: self.first_byte, stall: self.stall };
+            Ok(stream_events(response, decoder, api, clocks))
         } else {
-            let bytes = tokio::time::timeout(self.idle, read_limited(response, MAX_BODY))
+            let bytes = tokio::time::timeout_at(first_byte_by, read_limited(response, MAX_BODY))
                 .await
                 .map_err(|_| {
                     UpstreamError::new(
@@ -267,11 +292,24 @@ enum Framing {
     Ndjson(NdjsonDecoder),
 }
 
+/// The two limits of a streaming answer (module doc).
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    /// The first event is due by then (the request's start plus `first_byte`).
+    first_byte_by: tokio::time::Instant,
+    first_byte: Duration,
+    stall: Duration,
+}
+
 struct StreamState {
     bytes: BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
     framing: Framing,
     decoder: Decoder,
-    idle: Duration,
+    clocks: Clocks,
+    /// An event came out: from now on the stall clock applies. Bytes without an event (a
+    /// keep-alive comment, a role-only first chunk) do not end the first-byte wait: prompt
+    /// processing may still be under way behind them.
+    output_started: bool,
     done: bool,
 }
 
@@ -279,31 +317,48 @@ fn stream_events(
     response: reqwest::Response,
     decoder: Decoder,
     api: Api,
-    idle: Duration,
+    clocks: Clocks,
 ) -> EventStream {
     let framing = match api {
         Api::Ollama => Framing::Ndjson(NdjsonDecoder::new()),
         _ => Framing::Sse(SseDecoder::new()),
     };
-    let state =
-        StreamState { bytes: response.bytes_stream().boxed(), framing, decoder, idle, done: false };
+    let state = StreamState {
+        bytes: response.bytes_stream().boxed(),
+        framing,
+        decoder,
+        clocks,
+        output_started: false,
+        done: false,
+    };
     futures::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
         let mut events = Vec::new();
         loop {
-            match tokio::time::timeout(st.idle, st.bytes.next()).await {
+            let next = if st.output_started {
+                tokio::time::timeout(st.clocks.stall, st.bytes.next()).await
+            } else {
+                tokio::time::timeout_at(st.clocks.first_byte_by, st.bytes.next()).await
+            };
+            match next {
                 Err(_) => {
-                    events.push(Event::Error(UpstreamError::new(
-                        ErrorClass::Timeout,
-                        format!("the stream stalled: no data for {:?}", st.idle),
-                    )));
+                    let message = if st.output_started {
+                        format!(
+                            "the stream stalled: no data for {:?} (streamIdleTimeoutSeconds)",
+                            st.clocks.stall
+                        )
+                    } else {
+                        format!("no output within {:?} (timeoutSeconds)", st.clocks.first_byte)
+                    };
+                    events.push(Event::Error(UpstreamError::new(ErrorClass::Timeout, message)));
                     st.done = true;
                     return Some((events, st));
                 }
                 Ok(Some(Ok(chunk))) => {
                     feed(&mut st, &chunk, &mut events);
+                    st.output_started |= !events.is_empty();
                     if st.decoder.is_done() {
                         st.decoder.finish(&mut events);
                         st.done = true;

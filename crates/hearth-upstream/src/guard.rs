@@ -4,22 +4,34 @@
 //! |---|---|---|---|
 //! | the exact configured `baseUrl` origin, loopback or private | allowed | allowed | blocked |
 //! | another loopback / private origin (other port, other host) | blocked | allowed | blocked |
-//! | cloud metadata, link-local, NAT64 local-use `64:ff9b:1::/48` | blocked | allowed | blocked |
+//! | another origin (port, scheme) of the configured host name | blocked | allowed | blocked |
+//! | cloud metadata, link-local, NAT64 local-use `64:ff9b:1::/48` | blocked | **blocked** | blocked |
 //! | public hosts | allowed | allowed | allowed |
+//!
+//! Invariant: a request never reaches a cloud metadata service or a link-local address,
+//! whatever `allowPrivateNetwork` says, even as the configured `baseUrl`, directly, through a
+//! redirect or through a DNS answer. hearth is stricter than OpenClaw here (where `true` opens
+//! metadata too): no model server lives at 169.254.169.254, and a redirect there from a
+//! trusted LAN box would hand out cloud credentials (`docs/config-compat.md`).
 //!
 //! "Origin" is scheme, host and port exactly as in the configured `baseUrl`: `localhost` and
 //! `127.0.0.1` are different origins, and a redirect to another port does not inherit trust.
-//! Metadata endpoints are blocked even when they are the configured origin.
+//! An address is classified by what it reaches: every IPv6 form that embeds an IPv4 address
+//! (mapped, compatible, NAT64, 6to4, Teredo: [`hearth_config::resolve::embedded_ipv4`]) by
+//! that address, so `[::127.0.0.1]` is loopback and `[64:ff9b::a9fe:a9fe]` is metadata.
 //!
 //! Three layers: [`check`] before a request is sent, [`redirect_policy`] for every redirect
 //! hop (at most [`MAX_REDIRECTS`]), and [`GuardedResolver`] for names that resolve to private
-//! addresses (DNS rebinding: a public-looking name answering with `127.0.0.1`).
+//! addresses (DNS rebinding: a public-looking name answering with `127.0.0.1`). The resolver
+//! sees a name, never a port, so it trusts private answers for the configured host name
+//! only, and [`Guard::check`] (run before every request and on every hop) refuses that name on
+//! any other origin: private answers are trusted for the exact configured origin alone.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use hearth_config::Provider;
-use hearth_config::resolve::{HostClass, classify_ip, host_class};
+use hearth_config::resolve::{HostClass, classify_ip, embedded_ipv4, host_class};
 
 use crate::event::{ErrorClass, UpstreamError};
 
@@ -66,9 +78,10 @@ fn is_metadata_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// The IPv4 address an IPv6 address reaches, when it embeds one; else the address itself.
 fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
@@ -78,18 +91,8 @@ pub fn classify_addr(ip: IpAddr) -> Destination {
     if is_metadata_ip(ip) {
         return Destination::Metadata;
     }
-    let ip = unmap(ip);
-    if ip.is_unspecified() {
-        // 0.0.0.0 and :: reach this machine.
-        return Destination::Loopback;
-    }
-    if let IpAddr::V6(v6) = ip {
-        let s = v6.segments();
-        // NAT64 local-use prefix 64:ff9b:1::/48 (RFC 8215).
-        if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-            return Destination::LinkLocal;
-        }
-    }
+    // `classify_ip` classifies embedded IPv4 addresses, `0.0.0.0/8`, `::` and the NAT64
+    // local-use prefix too.
     match classify_ip(ip) {
         HostClass::Loopback => Destination::Loopback,
         HostClass::Private => Destination::Private,
@@ -142,59 +145,99 @@ impl Guard {
     /// Whether a request to `url` may be sent.
     pub fn check(&self, url: &url::Url) -> Result<(), UpstreamError> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(self.blocked(url, "only http and https are allowed"));
+            return Err(self.blocked(url, &Refusal::fixed("only http and https are allowed")));
         }
-        let destination = classify_url(url);
         let same_origin = url.origin() == self.origin;
-        match self.decide(destination, same_origin) {
+        // The resolver trusts private answers for the configured host name whatever the port
+        // (it is never told one), so that name on another origin is refused here.
+        if !same_origin
+            && self.allow_private_network != Some(true)
+            && let Some(url::Host::Domain(name)) = url.host()
+            && self.is_configured_host(name)
+        {
+            return Err(self.blocked(
+                url,
+                &Refusal::opt_in(format!(
+                    "another origin of the configured host; its DNS answers are trusted only for {}",
+                    self.origin.ascii_serialization()
+                )),
+            ));
+        }
+        match self.decide(classify_url(url), same_origin) {
             Ok(()) => Ok(()),
-            Err(why) => Err(self.blocked(url, &why)),
+            Err(refusal) => Err(self.blocked(url, &refusal)),
         }
     }
 
-    fn decide(&self, destination: Destination, same_origin: bool) -> Result<(), String> {
+    fn is_configured_host(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.');
+        self.host.as_deref().is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(name))
+    }
+
+    fn decide(&self, destination: Destination, same_origin: bool) -> Result<(), Refusal> {
         match (destination, self.allow_private_network) {
             (Destination::Public, _) => Ok(()),
-            (_, Some(true)) => Ok(()),
-            (d, Some(false)) => {
-                Err(format!("{} destination and request.allowPrivateNetwork is false", d.as_str()))
-            }
-            (Destination::Metadata | Destination::LinkLocal, None) => Err(format!(
-                "{} destinations are never trusted implicitly, even as the configured baseUrl",
+            // Before `allowPrivateNetwork`: no setting opens these (module doc).
+            (Destination::Metadata | Destination::LinkLocal, _) => Err(Refusal::fixed(format!(
+                "{} destinations are always blocked, whatever request.allowPrivateNetwork says \
+                 and even as the configured baseUrl",
                 destination.as_str()
-            )),
+            ))),
+            (_, Some(true)) => Ok(()),
+            (d, Some(false)) => Err(Refusal {
+                why: format!("{} destination and request.allowPrivateNetwork is false", d.as_str()),
+                hint: Some(
+                    "remove request.allowPrivateNetwork: false to trust the configured baseUrl",
+                ),
+            }),
             (Destination::Loopback | Destination::Private, None) if same_origin => Ok(()),
-            (d, None) => Err(format!(
+            (d, None) => Err(Refusal::opt_in(format!(
                 "{} destination other than the configured origin {}",
                 d.as_str(),
                 self.origin.ascii_serialization()
-            )),
+            ))),
         }
     }
 
-    /// Whether addresses a name resolved to may be connected to. `configured_host`: the name
-    /// is the host of the configured `baseUrl` (its port is checked by [`Guard::check`]).
+    /// Whether an address a name resolved to may be connected to. Private answers count as
+    /// the configured origin's when the name is the configured host: [`Guard::check`] has
+    /// refused that name on every other origin before any lookup.
     fn allows_resolved(&self, name: &str, ip: IpAddr) -> bool {
-        let configured = self.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(name));
-        self.decide(classify_addr(ip), configured).is_ok()
+        self.decide(classify_addr(ip), self.is_configured_host(name)).is_ok()
     }
 
-    fn blocked(&self, url: &url::Url, why: &str) -> UpstreamError {
+    fn blocked(&self, url: &url::Url, refusal: &Refusal) -> UpstreamError {
         // The path and query may carry anything; the origin is enough to act on.
-        let hint = if self.allow_private_network == Some(false) {
-            "remove request.allowPrivateNetwork: false to trust the configured baseUrl"
-        } else {
-            "set request.allowPrivateNetwork: true on this provider to allow it"
-        };
+        let hint = refusal.hint.map(|h| format!("; {h}")).unwrap_or_default();
         UpstreamError::new(
             ErrorClass::Connect,
             format!(
-                "{}: request to {} blocked by the network guard ({why}); {hint} (models.providers.{}.request)",
+                "{}: request to {} blocked by the network guard ({}){hint} (models.providers.{}.request)",
                 self.provider,
                 url.origin().ascii_serialization(),
+                refusal.why,
                 self.provider
             ),
         )
+    }
+}
+
+/// Why the guard refused, and what setting would change that (none for metadata).
+struct Refusal {
+    why: String,
+    hint: Option<&'static str>,
+}
+
+impl Refusal {
+    fn fixed(why: impl Into<String>) -> Self {
+        Refusal { why: why.into(), hint: None }
+    }
+
+    fn opt_in(why: String) -> Self {
+        Refusal {
+            why,
+            hint: Some("set request.allowPrivateNetwork: true on this provider to allow it"),
+        }
     }
 }
 
@@ -220,10 +263,10 @@ pub fn redirect_policy(provider: &Provider) -> reqwest::redirect::Policy {
     })
 }
 
-/// A DNS resolver that drops addresses the guard would block for the name resolved: a public
-/// name that resolves to a private, loopback, link-local or metadata address is refused
-/// unless `allowPrivateNetwork: true` (or, for private and loopback addresses, unless it is
-/// the configured `baseUrl` host). Install it with `ClientBuilder::dns_resolver`.
+/// A DNS resolver that drops addresses the guard would block for the name resolved: a
+/// link-local or metadata answer always; a private or loopback answer unless
+/// `allowPrivateNetwork: true` or the name is the configured `baseUrl` host (whose other
+/// origins [`Guard::check`] refuses). Install it with `ClientBuilder::dns_resolver`.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     guard: Arc<Guard>,
@@ -240,6 +283,16 @@ impl GuardedResolver {
             .await
             .map_err(|e| UpstreamError::new(ErrorClass::Connect, format!("{name}: {e}")))?
             .collect();
+        self.filter(name, addrs)
+    }
+
+    /// Keeps the answers for `name` the guard allows; an error when answers came and none is
+    /// left. The decision half of [`GuardedResolver::lookup`].
+    pub fn filter(
+        &self,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, UpstreamError> {
         filter_resolved(&self.guard, name, addrs)
     }
 }
@@ -250,14 +303,22 @@ fn filter_resolved(
     addrs: Vec<SocketAddr>,
 ) -> Result<Vec<SocketAddr>, UpstreamError> {
     let total = addrs.len();
-    let allowed: Vec<SocketAddr> =
-        addrs.into_iter().filter(|a| guard.allows_resolved(name, a.ip())).collect();
+    let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|a| guard.allows_resolved(name, a.ip()));
     if allowed.is_empty() && total > 0 {
+        // No setting opens metadata or link-local answers; only say so when one would help.
+        let openable = refused
+            .iter()
+            .any(|a| matches!(classify_addr(a.ip()), Destination::Loopback | Destination::Private));
+        let hint = if openable {
+            "; set request.allowPrivateNetwork: true on this provider to allow them"
+        } else {
+            " (cloud metadata or link-local, never allowed)"
+        };
         return Err(UpstreamError::new(
             ErrorClass::Connect,
             format!(
-                "{}: {name} resolves only to addresses the network guard blocks; set \
-                 request.allowPrivateNetwork: true on this provider to allow them",
+                "{}: {name} resolves only to addresses the network guard blocks{hint}",
                 guard.provider
             ),
         ));
@@ -309,20 +370,65 @@ pub fn local_marker_error(provider: &Provider) -> Option<UpstreamError> {
 mod tests {
     use super::*;
 
+    fn check(cases: &[(&str, Destination)]) {
+        for (ip, want) in cases {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(classify_addr(addr), *want, "{ip}");
+        }
+    }
+
     #[test]
     fn metadata_addresses() {
-        for ip in ["169.254.169.254", "100.100.100.200", "fd00:ec2::254", "::ffff:169.254.169.254"]
-        {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(classify_addr(ip), Destination::Metadata, "{ip}");
-        }
-        assert_eq!(classify_addr("169.254.1.1".parse().unwrap()), Destination::LinkLocal);
-        assert_eq!(classify_addr("fe80::1".parse().unwrap()), Destination::LinkLocal);
-        assert_eq!(classify_addr("64:ff9b:1::a".parse().unwrap()), Destination::LinkLocal);
-        assert_eq!(classify_addr("0.0.0.0".parse().unwrap()), Destination::Loopback);
-        assert_eq!(classify_addr("100.64.0.1".parse().unwrap()), Destination::Private);
-        assert_eq!(classify_addr("fd12::1".parse().unwrap()), Destination::Private);
-        assert_eq!(classify_addr("8.8.8.8".parse().unwrap()), Destination::Public);
+        use Destination::*;
+        check(&[
+            ("169.254.169.254", Metadata),
+            ("100.100.100.200", Metadata),
+            ("fd00:ec2::254", Metadata),
+            ("::ffff:169.254.169.254", Metadata),
+            ("169.254.1.1", LinkLocal),
+            ("fe80::1", LinkLocal),
+            ("64:ff9b:1::a", LinkLocal),
+            ("0.0.0.0", Loopback),
+            ("0.1.2.3", Loopback),
+            ("::", Loopback),
+            ("100.64.0.1", Private),
+            ("fd12::1", Private),
+            ("8.8.8.8", Public),
+        ]);
+    }
+
+    /// Every IPv6 form that embeds an IPv4 address is classified by that address.
+    #[test]
+    fn embedded_ipv4_forms() {
+        use Destination::*;
+        check(&[
+            // IPv4-compatible `::a.b.c.d`; `::1` stays IPv6 loopback.
+            ("::127.0.0.1", Loopback),
+            ("::169.254.169.254", Metadata),
+            ("::10.0.0.1", Private),
+            ("::8.8.8.8", Public),
+            ("::1", Loopback),
+            // IPv4-mapped and IPv4-translated.
+            ("::ffff:127.0.0.1", Loopback),
+            ("::ffff:0:169.254.169.254", Metadata),
+            // NAT64 well-known prefix.
+            ("64:ff9b::a9fe:a9fe", Metadata),
+            ("64:ff9b::7f00:1", Loopback),
+            ("64:ff9b::c0a8:101", Private),
+            ("64:ff9b::808:808", Public),
+            // 6to4: the IPv4 address is bits 16-47.
+            ("2002:a9fe:a9fe::", Metadata),
+            ("2002:7f00:1::1", Loopback),
+            ("2002:a00:1:5::1", Private),
+            ("2002:808:808::1", Public),
+            // Teredo: the client address is the last 32 bits, inverted.
+            ("2001:0:4136:e378:8000:63bf:5601:5601", Metadata),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", Loopback),
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", Private),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", Public),
+            // Not Teredo (2001:db8::/32 and other 2001::/16 space).
+            ("2001:db8::7f00:1", Public),
+        ]);
     }
 
     #[test]

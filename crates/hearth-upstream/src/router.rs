@@ -4,6 +4,13 @@
 //! Invariant 1: failover happens only before the first event is handed to the caller. Once
 //! `Router::run` returns `Ok`, a later upstream failure arrives as a terminal `Event::Error` in
 //! the stream; it is never turned into a silently shorter success.
+//!
+//! A server loading its model is waited for once: the request that finds it loading polls it
+//! up to its `timeoutSeconds`; when that wait gives up, or as soon as the server gives an
+//! estimate, the (provider, model) cools down with reason `loading` (the estimate, else
+//! [`LOADING_COOLDOWN`]), so later requests skip it at once instead of each paying the wait.
+//! A loading cooldown is never probed (the server just said it is busy), and any success of
+//! that model ends it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -62,6 +69,13 @@ const MAX_SKIP_MARKERS: usize = 4096;
 pub const LOADING_POLL: Duration = Duration::from_secs(1);
 /// How long to wait for a loading model when the provider sets no `timeoutSeconds`.
 pub const LOADING_WAIT: Duration = Duration::from_secs(120);
+/// After a loading wait gave up, the (provider, model) is skipped this long when the server
+/// gave no estimate: long enough that a burst of requests does not pay the wait again one by
+/// one, short enough that a model that finished loading is used again soon.
+pub const LOADING_COOLDOWN: Duration = Duration::from_secs(15);
+/// A server's own loading estimate (`Retry-After`, or `try again in 20s` in the message) is
+/// honoured up to this long.
+pub const LOADING_COOLDOWN_CAP: Duration = Duration::from_secs(300);
 
 /// What happened to one candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,7 +351,71 @@ impl Router {
         if let Ok(mut health) = self.health.lock() {
             health.remove(&(provider.to_owned(), Some(model.to_owned()), credential));
             health.remove(&(provider.to_owned(), None, credential));
+            // Loading is the server's state, not the credential's: it ended for all of them.
+            health.retain(|(p, m, _), h| {
+                !(p == provider
+                    && m.as_deref() == Some(model)
+                    && h.reason == Some(ErrorClass::Loading))
+            });
         }
+    }
+
+    /// Cools (provider, model) down for a loading server, on every credential (the server is
+    /// loading whichever key asks), and returns the cooldown.
+    fn record_loading(
+        &self,
+        provider: &str,
+        model: &str,
+        credentials: usize,
+        estimate: Option<Duration>,
+    ) -> Duration {
+        let cooldown = estimate.unwrap_or(LOADING_COOLDOWN).min(LOADING_COOLDOWN_CAP);
+        let now = Instant::now();
+        if let Ok(mut health) = self.health.lock() {
+            for credential in 0..credentials.max(1) {
+                let h = health
+                    .entry((provider.to_owned(), Some(model.to_owned()), credential))
+                    .or_default();
+                // A longer cooldown for another reason (a rate limit) stays as it is, with its
+                // failure count (the rate-limit schedule reads it).
+                if h.reason != Some(ErrorClass::Loading)
+                    && h.until.is_some_and(|u| u > now + cooldown)
+                {
+                    continue;
+                }
+                if h.reason != Some(ErrorClass::Loading)
+                    || h.last_failure.is_some_and(|t| now.duration_since(t) > FAILURE_WINDOW)
+                {
+                    h.count = 0;
+                }
+                h.count += 1;
+                h.last_failure = Some(now);
+                h.until = Some(now + cooldown);
+                h.reason = Some(ErrorClass::Loading);
+            }
+        }
+        cooldown
+    }
+
+    /// The cooldown of a candidate that ends last, with its reason, if one is running.
+    fn cooling_reason(&self, provider: &str, model: &str) -> Option<(ErrorClass, Instant)> {
+        let now = Instant::now();
+        let health = self.health.lock().ok()?;
+        health
+            .iter()
+            .filter(|((p, m, _), _)| {
+                p.as_str() == provider && m.as_deref().is_none_or(|m| m == model)
+            })
+            .filter_map(|(_, h)| Some((h.reason?, h.until.filter(|u| *u > now)?)))
+            .max_by_key(|(_, until)| *until)
+    }
+
+    /// Whether `model_ref` is skipped because its server is loading the model.
+    fn loading_cooldown(&self, config: &Config, model_ref: &ModelRef) -> bool {
+        config.resolve_ref(&model_ref.to_string()).is_ok_and(|r| {
+            self.cooling_reason(&r.provider.id, &r.model.id)
+                .is_some_and(|(class, _)| class == ErrorClass::Loading)
+        })
     }
 
     /// Records a failure and returns the cooldown it started, if any.
@@ -429,10 +507,16 @@ impl Router {
             let mut soonest: Option<Instant> = None;
             let all_cooling =
                 chain.candidates.iter().all(|r| self.candidate_cooling(config, r, env).is_some());
+            // When every candidate cools down, the first one is probed anyway, so a turn is
+            // never refused only because of old failures; a loading server is not probed (it
+            // just said it is busy, and its cooldown is short).
+            let probe_idx = if all_cooling {
+                chain.candidates.iter().position(|r| !self.loading_cooldown(config, r))
+            } else {
+                None
+            };
             for (idx, model_ref) in chain.candidates.iter().enumerate() {
-                // When every candidate cools down, the first one is probed anyway, so a turn is
-                // never refused only because of old failures.
-                let probe = all_cooling && idx == 0;
+                let probe = probe_idx == Some(idx);
                 if skip_ttl.is_some()
                     && !protected(idx, model_ref)
                     && let Some(remaining) = self.skip_remaining(config, session, model_ref)
@@ -777,15 +861,26 @@ impl Router {
                 {
                     learned.insert((provider.id.clone(), model.id.clone()), n);
                 }
-                // A server loading the model is waited for (cold start), then given up on.
-                if error.class == ErrorClass::Loading
-                    && Instant::now() + LOADING_POLL < loading_deadline
-                {
-                    tokio::time::sleep(
-                        error.retry_after.unwrap_or(LOADING_POLL).min(Duration::from_secs(5)),
-                    )
-                    .await;
-                    continue;
+                // A server loading the model is waited for (cold start), then given up on. Other
+                // requests skip it meanwhile once it gave an estimate, and after the wait (module
+                // doc).
+                if error.class == ErrorClass::Loading {
+                    let waiting = Instant::now() + LOADING_POLL < loading_deadline;
+                    if waiting && error.retry_after.is_some() {
+                        self.record_loading(&provider.id, &model.id, key_count, error.retry_after);
+                    }
+                    if waiting {
+                        tokio::time::sleep(
+                            error.retry_after.unwrap_or(LOADING_POLL).min(Duration::from_secs(5)),
+                        )
+                        .await;
+                        continue;
+                    }
+                    let cooldown =
+                        self.record_loading(&provider.id, &model.id, key_count, error.retry_after);
+                    let mut error = error;
+                    error.retry_after = Some(cooldown);
+                    return Step::Failed(error);
                 }
                 self.record_failure(&provider.id, &model.id, credential, &error);
                 let rotate = matches!(
@@ -806,16 +901,7 @@ impl Router {
         }
         if !any_tried {
             let until = self.candidate_cooling(config, model_ref, env);
-            let reason = {
-                let health = self.health.lock().ok();
-                health.and_then(|h| {
-                    h.iter()
-                        .filter(|((p, m, _), _)| {
-                            p == &provider.id && m.as_deref().is_none_or(|m| m == model.id)
-                        })
-                        .find_map(|(_, v)| v.reason)
-                })
-            };
+            let reason = self.cooling_reason(&provider.id, &model.id).map(|(class, _)| class);
             let remaining =
                 until.map(|u| u.saturating_duration_since(Instant::now())).unwrap_or_default();
             let mut error = UpstreamError::new(
@@ -827,6 +913,10 @@ impl Router {
                 ),
             );
             error.retry_after = Some(remaining);
+            if reason == Some(ErrorClass::Loading) {
+                // What the server itself answers while it loads (llama.cpp, vLLM).
+                error.status = Some(503);
+            }
             attempts.push(Attempt {
                 model_ref: model_ref.clone(),
                 error: Some(error.clone()),

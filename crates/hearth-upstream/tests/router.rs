@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use hearth_config::{Chain, Config, ModelRef, load_str};
 use hearth_testkit::{End, FakeUpstream, Reply};
-use hearth_upstream::router::{OVERLOAD_NOTICE, retry_wait_cap, skip_ttl};
+use hearth_upstream::router::{
+    LOADING_COOLDOWN, LOADING_POLL, OVERLOAD_NOTICE, retry_wait_cap, skip_ttl,
+};
 use hearth_upstream::{ErrorClass, Event, FinishReason, Prompt, Router, RunOptions};
 
 struct Bed {
@@ -672,4 +674,163 @@ async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
         };
         assert_eq!(classes(&attempts), expected, "skip cache on: {skip}");
     }
+}
+
+// ---- loading servers: waited for once, then skipped while they cool down -----------------
+
+const LOADING: &str =
+    r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#;
+
+fn loading_cooldowns(router: &Router) -> Vec<hearth_upstream::router::CooldownView> {
+    router.cooldowns().into_iter().filter(|c| c.reason == ErrorClass::Loading).collect()
+}
+
+/// A server that answers "Loading model" to everything is waited for by the first request
+/// only; the requests after it skip it without contacting it, fail over at once, and, with
+/// nothing left to fail over to, answer at once with a `loading` failure and a retry time.
+#[tokio::test]
+async fn a_loading_server_is_waited_for_once_then_skipped_while_it_cools_down() {
+    let bed = make_bed(2, "timeoutSeconds: 2,").await;
+    let router = Router::new();
+    for _ in 0..20 {
+        bed.upstreams[0].push(Reply::json(503, LOADING));
+    }
+    bed.upstreams[1].push(ok_stream("first"));
+    bed.upstreams[1].push(ok_stream("second"));
+    let both = chain(&["p0/m", "p1/m"]);
+
+    let (who, _, attempts) = run(&router, &bed, &both, fast()).await.unwrap();
+    assert_eq!(who, "p1/m");
+    let waited = bed.upstreams[0].requests().len();
+    assert!(waited >= 2, "the first request polls the loading server: {attempts:?}");
+    assert!(classes(&attempts[..waited]).iter().all(|c| c == "p0:loading"), "{attempts:?}");
+    let cooling = loading_cooldowns(&router);
+    assert_eq!(cooling.len(), 1, "{:?}", router.cooldowns());
+    assert_eq!((cooling[0].provider.as_str(), cooling[0].model.as_deref()), ("p0", Some("m")));
+    assert!(cooling[0].remaining <= LOADING_COOLDOWN, "{cooling:?}");
+    assert!(cooling[0].remaining > LOADING_COOLDOWN - Duration::from_secs(5), "{cooling:?}");
+
+    // The next request skips p0 without a request and fails over at once.
+    let started = std::time::Instant::now();
+    let (who, events, attempts) = run(&router, &bed, &both, fast()).await.unwrap();
+    assert_eq!((who.as_str(), text(&events).as_str()), ("p1/m", "second"));
+    assert_eq!(classes(&attempts), ["p0:loading", "p1:ok"]);
+    assert!(attempts[0].skipped);
+    assert_eq!(bed.upstreams[0].requests().len(), waited, "p0 was contacted again");
+    assert!(started.elapsed() < LOADING_POLL, "the second request waited");
+
+    // Alone in its chain: the answer is at once a loading failure with a retry time.
+    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::Loading);
+    assert_eq!(failure.last.status, Some(503));
+    assert!(failure.attempts.iter().all(|a| a.skipped), "{:?}", failure.attempts);
+    let retry_in = failure.retry_in.unwrap();
+    assert!(retry_in > Duration::ZERO && retry_in <= LOADING_COOLDOWN, "{retry_in:?}");
+    assert_eq!(bed.upstreams[0].requests().len(), waited, "p0 was contacted again");
+}
+
+/// The cooldown is the server's own estimate when it gives one: a `Retry-After` header, or a
+/// `try again in 20s` in its message.
+#[tokio::test]
+async fn a_loading_cooldown_lasts_the_servers_estimate() {
+    let bed = make_bed(3, "timeoutSeconds: 1,").await;
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(503, LOADING).header("retry-after", "40"));
+    bed.upstreams[1].push(Reply::json(
+        503,
+        r#"{"error":{"message":"Loading model, try again in 20s","type":"unavailable_error"}}"#,
+    ));
+    bed.upstreams[2].push(ok_stream("fallback"));
+    let (who, _, attempts) =
+        run(&router, &bed, &chain(&["p0/m", "p1/m", "p2/m"]), fast()).await.unwrap();
+    assert_eq!(who, "p2/m");
+    assert_eq!(classes(&attempts), ["p0:loading", "p1:loading", "p2:ok"]);
+    let remaining = |p: &str| {
+        loading_cooldowns(&router).into_iter().find(|c| c.provider == p).unwrap().remaining
+    };
+    assert!((Duration::from_secs(35)..=Duration::from_secs(40)).contains(&remaining("p0")));
+    assert!((Duration::from_secs(15)..=Duration::from_secs(20)).contains(&remaining("p1")));
+}
+
+/// An estimate starts the cooldown at once (other requests skip the server meanwhile), and
+/// the answer of the request that kept waiting ends it.
+#[tokio::test]
+async fn a_loading_cooldown_ends_when_the_model_answers() {
+    let bed = make_bed(1, "timeoutSeconds: 10,").await;
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(503, LOADING).header("retry-after", "1"));
+    bed.upstreams[0].push(ok_stream("warm now"));
+    let watch = async {
+        for _ in 0..200 {
+            if !loading_cooldowns(&router).is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    };
+    let only = chain(&["p0/m"]);
+    let (result, seen) = tokio::join!(run(&router, &bed, &only, fast()), watch);
+    let (who, events, attempts) = result.unwrap();
+    assert_eq!((who.as_str(), text(&events).as_str()), ("p0/m", "warm now"));
+    assert_eq!(classes(&attempts), ["p0:loading", "p0:ok"]);
+    assert!(seen, "the estimate started no cooldown while the request waited");
+    assert!(router.cooldowns().is_empty(), "{:?}", router.cooldowns());
+}
+
+// ---- first-byte and stall timeouts are separate ------------------------------------------
+
+/// Headers and one chunk, then silence: the stream ends with a timeout after the stall
+/// setting (0.3 s), long before the first-byte setting (30 s).
+#[tokio::test]
+async fn a_stall_mid_stream_ends_after_the_stall_timeout() {
+    let bed = make_bed(1, "timeoutSeconds: 30, streamIdleTimeoutSeconds: 0.3,").await;
+    let router = Router::new();
+    bed.upstreams[0].push(
+        Reply::sse(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#,
+        ])
+        .end(End::Stall),
+    );
+    let started = std::time::Instant::now();
+    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "par");
+    let e = match terminal(&events) {
+        Event::Error(e) => e,
+        other => unreachable!("not an error: {other:?}"),
+    };
+    assert_eq!(e.class, ErrorClass::Timeout);
+    assert!(e.message.contains("300ms") && e.message.contains("streamIdleTimeoutSeconds"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the first-byte timeout applied");
+}
+
+/// The stall setting does not cut the wait for the first output (prompt processing): a first
+/// chunk after 0.8 s passes with a stall setting of 0.3 s.
+#[tokio::test]
+async fn the_stall_timeout_does_not_apply_before_the_first_output() {
+    let bed = make_bed(1, "timeoutSeconds: 5, streamIdleTimeoutSeconds: 0.3,").await;
+    let router = Router::new();
+    let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"slow\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    // Headers at once, and a keep-alive comment: bytes, but no output yet.
+    let reply = Reply::sse_raw(&format!(": keep-alive\n\n{body}"))
+        .split_at(": keep-alive\n\n".len(), Duration::from_millis(800));
+    bed.upstreams[0].push(reply);
+    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
+    assert_eq!(text(&events), "slow", "{events:?}");
+    assert!(matches!(terminal(&events), Event::Finish(FinishReason::Stop)), "{events:?}");
+}
+
+/// No first output within `timeoutSeconds` is a timeout that names it, and fails over.
+#[tokio::test]
+async fn no_first_output_within_the_first_byte_timeout_fails_over() {
+    let bed = make_bed(2, "timeoutSeconds: 0.5, streamIdleTimeoutSeconds: 30,").await;
+    let router = Router::new();
+    // Headers, then nothing.
+    bed.upstreams[0].push(Reply::sse_raw("").end(End::Stall));
+    bed.upstreams[1].push(ok_stream("b"));
+    let (who, _, attempts) = run(&router, &bed, &chain(&["p0/m", "p1/m"]), fast()).await.unwrap();
+    assert_eq!(who, "p1/m");
+    assert_eq!(classes(&attempts), ["p0:timeout", "p1:ok"]);
+    let message = &attempts[0].error.as_ref().unwrap().message;
+    assert!(message.contains("timeoutSeconds"), "{message}");
 }
