@@ -127,7 +127,12 @@ async fn buffer(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+    if let Some(n) = declared.filter(|n| *n > limits.max_body_bytes as u64) {
+        // Read (and drop) a body that is not too far over, so the client that is still
+        // sending it sees the 413 instead of a reset connection (nginx's lingering close).
+        if n <= (limits.max_body_bytes as u64).saturating_mul(LINGER_FACTOR) {
+            drain(request.into_body(), limits.body_timeout).await;
+        }
         return Err(too_large());
     }
     let budget_full = || {
@@ -184,6 +189,13 @@ async fn buffer(
             None => break,
             Some(Ok(chunk)) => {
                 if buf.len() + chunk.len() > limits.max_body_bytes {
+                    drop(buf);
+                    drain_stream(
+                        stream,
+                        limits.max_body_bytes * LINGER_FACTOR as usize,
+                        limits.body_timeout,
+                    )
+                    .await;
                     return Err(too_large());
                 }
                 if declared.is_none() {
@@ -214,6 +226,24 @@ async fn buffer(
         }
     }
     Ok((Request::from_parts(parts, Body::from(Bytes::from(buf))), permit))
+}
+
+/// A body over the limit by at most this factor is read and dropped before the 413.
+const LINGER_FACTOR: u64 = 4;
+
+async fn drain(body: Body, idle: Duration) {
+    drain_stream(body.into_data_stream(), usize::MAX, idle).await;
+}
+
+/// Reads and drops up to `max` bytes, each piece within `idle`.
+async fn drain_stream(mut stream: axum::body::BodyDataStream, max: usize, idle: Duration) {
+    let mut seen = 0usize;
+    while seen < max {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len(),
+            _ => return,
+        }
+    }
 }
 
 /// A response body that holds its request's slot.
