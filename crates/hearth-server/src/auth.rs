@@ -69,7 +69,7 @@ impl Auth {
                 .var(&format!("HEARTH_GATEWAY_{var}"))
                 .or_else(|| env.var(&format!("OPENCLAW_GATEWAY_{var}")))
                 .filter(|v| !v.is_empty())
-                .map(SecretString::new))
+                .map(SecretString::registered))
         };
         let token = resolve(&config.gateway.token, "token", "TOKEN")?;
         let password = resolve(&config.gateway.password, "password", "PASSWORD")?;
