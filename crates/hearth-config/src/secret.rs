@@ -211,6 +211,12 @@ mod tests {
         assert_eq!(redact("literal-header-value-q7"), "literal-header-value-q7");
         literal.register_literal();
         assert_eq!(redact("literal-header-value-q7"), "***");
+        // So is a file secret.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "file-secret-5e6f7a\n").unwrap();
+        Secret::File(path).resolve(&env).unwrap();
+        assert_eq!(redact("file-secret-5e6f7a"), "***");
         // Local markers never are.
         text("lmstudio").register_literal();
         assert_eq!(redact("lmstudio"), "lmstudio");
