@@ -23,6 +23,7 @@
 //! long-running gateway that rotates keys through hot reloads keeps masking the newest ones.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::{LazyLock, RwLock};
 
 use aho_corasick::AhoCorasick;
@@ -78,6 +79,9 @@ pub fn redact_string(text: &mut String) {
 pub struct Redactor {
     /// In registration order (the oldest is dropped first).
     values: Vec<String>,
+    /// The same values, for the check every request makes (`Secret::resolve` registers what it
+    /// reads each time).
+    known: HashSet<String>,
     /// Over `values`, built by [`Redactor::prepare`]; `None` when there are none, or when the
     /// automaton could not be built (then [`Redactor::redact`] searches value by value).
     matcher: Option<AhoCorasick>,
@@ -93,7 +97,7 @@ impl Redactor {
     }
 
     pub fn contains(&self, value: &str) -> bool {
-        self.values.iter().any(|v| v == value)
+        self.known.contains(value)
     }
 
     pub fn len(&self) -> usize {
@@ -110,9 +114,11 @@ impl Redactor {
             return;
         }
         if self.values.len() >= MAX_VALUES {
-            self.values.remove(0);
+            let oldest = self.values.remove(0);
+            self.known.remove(&oldest);
         }
         self.values.push(value.to_owned());
+        self.known.insert(value.to_owned());
         self.stale = true;
     }
 
@@ -183,7 +189,12 @@ mod tests {
         for v in values {
             r.register(v);
         }
-        let unprepared = Redactor { values: r.values.clone(), matcher: None, stale: true };
+        let unprepared = Redactor {
+            values: r.values.clone(),
+            known: r.known.clone(),
+            matcher: None,
+            stale: true,
+        };
         r.prepare();
         assert!(r.matcher.is_some() || r.values.is_empty());
         Prepared { r, unprepared }
