@@ -11,6 +11,7 @@ pub mod json5;
 pub mod load;
 pub mod model_ref;
 pub mod raw;
+pub mod redact;
 pub mod resolve;
 pub mod secret;
 pub mod source;

@@ -755,6 +755,9 @@ fn resolve_provider(
         .map(|s| &s.value)
         .or(base.api_key.as_ref().map(|s| &s.value))
         .map(Secret::from_raw);
+    if let Some(secret) = &api_key {
+        secret.register_literal();
+    }
     if origin == Origin::Config
         && let Some(key_spanned) = &user.api_key
         && let Some(secret) = api_key.as_ref()
@@ -1169,6 +1172,9 @@ fn resolve_gateway(raw: &crate::raw::RawGateway, cx: &mut Cx<'_>) -> Gateway {
         gateway.auth_mode = auth.mode.as_ref().map(|m| m.value);
         gateway.token = auth.token.as_ref().map(Secret::from_raw);
         gateway.password = auth.password.as_ref().map(Secret::from_raw);
+        for secret in gateway.token.iter().chain(&gateway.password) {
+            secret.register_literal();
+        }
         if gateway.auth_mode.is_none() && gateway.token.is_some() && gateway.password.is_some() {
             cx.push_key("auth");
             cx.report(Severity::Error, "ambiguous-auth", None, "both gateway.auth.token and gateway.auth.password are set but gateway.auth.mode is not", Some("set mode: \"token\" or mode: \"password\"".into()));

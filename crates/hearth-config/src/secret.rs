@@ -14,6 +14,13 @@ impl SecretString {
         SecretString(value)
     }
 
+    /// A secret value that was just read, registered with the process-wide redactor
+    /// ([`crate::redact`]) so that an upstream echoing it back cannot show it.
+    pub fn registered(value: String) -> Self {
+        crate::redact::register(&value);
+        SecretString(value)
+    }
+
     /// The secret itself, for the one place that puts it on the wire.
     pub fn expose(&self) -> &str {
         &self.0
@@ -29,6 +36,11 @@ impl std::fmt::Debug for SecretString {
 /// Local markers: non-secret placeholders that local servers accept as a key.
 const LOCAL_MARKERS: &[&str] =
     &["lmstudio", "ollama", "sk-local", "no-key", "none", "local", "sk-no-key-required"];
+
+/// Whether a value is a local marker (see [`Secret::is_local_marker`]).
+pub(crate) fn is_local_marker_value(value: &str) -> bool {
+    LOCAL_MARKERS.contains(&value) || value.ends_with("-local")
+}
 
 /// Where a credential comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,23 +88,40 @@ impl Secret {
     }
 
     /// The value, read now. `Ok(None)` only for an empty literal.
+    ///
+    /// A value read from the environment, a file or a template is registered with the
+    /// redactor ([`crate::redact`]), and so is each variable a template substitutes. A literal
+    /// is not: whether it is a credential depends on where it sits (an `apiKey` is, a header
+    /// such as `X-Title: hearth` is not), so [`Secret::register_literal`] is called for the
+    /// credential fields when the config is resolved.
     pub fn resolve(&self, env: &dyn Env) -> Result<Option<SecretString>, SecretError> {
         match self {
             Secret::Literal(s) => Ok((!s.expose().is_empty()).then(|| s.clone())),
             Secret::Env(name) => env
                 .var(name)
                 .filter(|v| !v.is_empty())
-                .map(|v| Some(SecretString::new(v)))
+                .map(|v| Some(SecretString::registered(v)))
                 .ok_or_else(|| SecretError::MissingEnv(name.clone())),
             Secret::Template(template) => {
                 let (out, missing) = expand_vars(template, env);
                 match missing.into_iter().next() {
                     Some(name) => Err(SecretError::MissingEnv(name)),
-                    None => Ok(Some(SecretString::new(out))),
+                    None => {
+                        // `Bearer ${TOKEN}`: the token alone must be masked too.
+                        for part in template.split("${").skip(1) {
+                            if let Some((name, _)) = part.split_once('}')
+                                && is_env_name(name)
+                                && let Some(value) = env.var(name)
+                            {
+                                crate::redact::register(&value);
+                            }
+                        }
+                        Ok(Some(SecretString::registered(out)))
+                    }
                 }
             }
             Secret::File(path) => std::fs::read_to_string(path)
-                .map(|s| Some(SecretString::new(s.trim().to_owned())))
+                .map(|s| Some(SecretString::registered(s.trim().to_owned())))
                 .map_err(|e| SecretError::File { path: path.clone(), message: e.to_string() }),
         }
     }
@@ -108,11 +137,17 @@ impl Secret {
     /// Whether this is a non-secret local marker such as `"lmstudio"` or `"ollama-local"`.
     pub fn is_local_marker(&self) -> bool {
         match self {
-            Secret::Literal(s) => {
-                let v = s.expose();
-                LOCAL_MARKERS.contains(&v) || v.ends_with("-local")
-            }
+            Secret::Literal(s) => is_local_marker_value(s.expose()),
             _ => false,
+        }
+    }
+
+    /// Registers a literal credential (an `apiKey`, the gateway token or password written in
+    /// the config) with the redactor; local markers and short values are ignored there. Other
+    /// forms are registered when they are resolved.
+    pub fn register_literal(&self) {
+        if let Secret::Literal(s) = self {
+            crate::redact::register(s.expose());
         }
     }
 
@@ -154,6 +189,37 @@ mod tests {
         assert_eq!(s.describe(), "***");
         assert!(!format!("{s:?}").contains("very-secret"));
         assert_eq!(text("lmstudio").describe(), "marker(lmstudio)");
+    }
+
+    #[test]
+    fn resolved_values_are_registered() {
+        use crate::redact::redact;
+        let env: BTreeMap<String, String> = [
+            ("REG_TEST_KEY".to_owned(), "envkey-0f9e8d7c".to_owned()),
+            ("REG_TEST_TOKEN".to_owned(), "tmpl-tok-1a2b3c".to_owned()),
+        ]
+        .into();
+        assert_eq!(redact("a envkey-0f9e8d7c"), "a envkey-0f9e8d7c");
+        text("${REG_TEST_KEY}").resolve(&env).unwrap();
+        assert_eq!(redact("a envkey-0f9e8d7c"), "a ***");
+        // A template's variable is masked alone, not only inside the whole value.
+        text("Bearer ${REG_TEST_TOKEN}").resolve(&env).unwrap();
+        assert_eq!(redact("token was tmpl-tok-1a2b3c."), "token was ***.");
+        // A literal is registered only where it is a credential.
+        let literal = text("literal-header-value-q7");
+        literal.resolve(&env).unwrap();
+        assert_eq!(redact("literal-header-value-q7"), "literal-header-value-q7");
+        literal.register_literal();
+        assert_eq!(redact("literal-header-value-q7"), "***");
+        // So is a file secret.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "file-secret-5e6f7a\n").unwrap();
+        Secret::File(path).resolve(&env).unwrap();
+        assert_eq!(redact("file-secret-5e6f7a"), "***");
+        // Local markers never are.
+        text("lmstudio").register_literal();
+        assert_eq!(redact("lmstudio"), "lmstudio");
     }
 
     #[test]

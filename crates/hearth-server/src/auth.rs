@@ -79,7 +79,7 @@ impl Auth {
                 .var(&format!("HEARTH_GATEWAY_{var}"))
                 .or_else(|| env.var(&format!("OPENCLAW_GATEWAY_{var}")))
                 .filter(|v| !v.is_empty())
-                .map(SecretString::new))
+                .map(SecretString::registered))
         };
         let usable = |value: Option<SecretString>, name: &'static str| match value {
             Some(v) if v.expose().trim().is_empty() || v.expose().trim() != v.expose() => {

@@ -3,7 +3,7 @@
 //! `{"type":"error","error":{…}}`).
 //!
 //! Invariant: error bodies never carry secrets; upstream messages were already cut and masked
-//! by `hearth-upstream::classify`.
+//! by `hearth-upstream::classify`, and [`ApiError::body`] passes the redactor again.
 
 use std::time::Duration;
 
@@ -211,17 +211,20 @@ impl ApiError {
         ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
     }
 
-    /// The JSON body of this error, in its shape.
+    /// The JSON body of this error, in its shape. The message passes the redactor once more
+    /// (`hearth_config::redact`): upstream text was masked where it was read, and this second
+    /// net keeps a future path that forgets from showing a secret.
     pub fn body(&self) -> serde_json::Value {
+        let message = hearth_config::redact::redact(&self.message);
         match self.shape {
             Shape::OpenAi => json!({"error": {
-                "message": self.message,
+                "message": message,
                 "type": self.kind,
                 "param": self.param,
                 "code": self.code,
             }}),
             Shape::Anthropic => {
-                json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": self.message}})
+                json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
             }
         }
     }
@@ -270,5 +273,21 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_masked_again() {
+        hearth_config::redact::register("gsk_errorBodyTest0123456789");
+        let err =
+            ApiError::new(StatusCode::BAD_GATEWAY, "api_error", "echo gsk_errorBodyTest0123456789");
+        for shape in [Shape::OpenAi, Shape::Anthropic] {
+            let body = err.clone().shaped(shape).body().to_string();
+            assert!(body.contains("echo ***") && !body.contains("gsk_"), "{body}");
+        }
     }
 }

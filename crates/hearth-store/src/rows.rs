@@ -115,7 +115,11 @@ impl EntryRow {
             seq: seq.get(),
             kind: content.kind().as_str().to_owned(),
             model: meta.model,
-            attempts_json: meta.attempts_json,
+            // Attempts quote upstream error text: masked once more before it is written
+            // (Invariant 5; the messages were masked where they were read).
+            attempts_json: meta
+                .attempts_json
+                .map(|json| hearth_config::redact::redact(&json).into_owned()),
             cost_usd: meta.cost_usd,
             token_estimate: meta.token_estimate.map(to_i64),
             created_at_ms: created_at.as_unix_millis(),
@@ -353,4 +357,21 @@ impl TryFrom<ResponseRow> for ResponseLink {
 
 fn parse_session_id(text: &str) -> Result<SessionId, Error> {
     text.parse().map_err(|e| Error::corrupt(format!("{e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_masked_before_they_are_written() {
+        hearth_config::redact::register("gsk_rowsTest0123456789");
+        let meta = EntryMeta {
+            attempts_json: Some(r#"{"terminalError":"bad key gsk_rowsTest0123456789"}"#.into()),
+            ..EntryMeta::default()
+        };
+        let entry = NewEntry::user("hi", Timestamp::now()).with_meta(meta);
+        let row = EntryRow::from_new(SessionId::now_v7(), Seq::new(1), entry);
+        assert_eq!(row.attempts_json.as_deref(), Some(r#"{"terminalError":"bad key ***"}"#));
+    }
 }

@@ -32,7 +32,8 @@
 //! In-band errors (a 200, or a stream event) take their status from a numeric JSON `code`
 //! (vLLM, llama.cpp, LiteLLM's `"400"`), else from a well-known `type`
 //! (`invalid_request_error` → 400, `overloaded_error` → 529, …) for classification only.
-//! Messages are trimmed to [`MAX_MESSAGE_CHARS`] and API keys in them are masked.
+//! Messages are trimmed to [`MAX_MESSAGE_CHARS`] and API keys in them are masked ([`redact`]:
+//! registered secret values, then key patterns).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -255,7 +256,10 @@ pub fn classify_finish_reason(reason: &str) -> Option<UpstreamError> {
         "abort" | "aborted" | "network_error" | "malformed_response" => ErrorClass::Timeout,
         _ => return None,
     };
-    Some(UpstreamError::new(class, truncate(&format!("upstream finish_reason: {}", reason.trim()))))
+    Some(UpstreamError::new(
+        class,
+        truncate(&redact(&format!("upstream finish_reason: {}", reason.trim()))),
+    ))
 }
 
 /// Parses a `Retry-After` value given in seconds (`"30"`, `"1.5"`). HTTP dates and anything
@@ -497,9 +501,12 @@ fn plain_text(t: &str) -> String {
     SPACES_RE.replace_all(text.trim(), " ").into_owned()
 }
 
-/// Masks API keys and tokens (Invariant 5).
-fn redact(s: &str) -> String {
-    let mut out = s.to_owned();
+/// Masks API keys and tokens (Invariant 5): first every secret value hearth resolved (by
+/// value, whatever the wording around it: `Incorrect API key provided: KEY`, a plain-text body,
+/// a key shape no pattern knows), then key-looking patterns, for keys hearth never knew. Before
+/// truncation, so a cut cannot leave part of a key.
+pub fn redact(s: &str) -> String {
+    let mut out = hearth_config::redact::redact(s).into_owned();
     for (re, rep) in SECRET_RES.iter() {
         if re.is_match(&out) {
             out = re.replace_all(&out, *rep).into_owned();
@@ -770,6 +777,33 @@ mod tests {
         let e =
             classify_http(500, None, "failed with Authorization: Bearer abcdefghijklmnopqrstuv");
         assert!(!e.message.contains("abcdefghijklmnopqrstuv"), "{}", e.message);
+    }
+
+    #[test]
+    fn registered_secrets_are_masked_by_value() {
+        // Shapes no pattern knows: a Groq key, a custom header value.
+        let key = "gsk_classifyTest0123456789abcdef";
+        let header = "hdr-classify-test-9876";
+        hearth_config::redact::register(key);
+        hearth_config::redact::register(header);
+        let e = classify_http(
+            401,
+            None,
+            &openai(&format!("Incorrect API key provided: {key}"), "invalid_api_key"),
+        );
+        assert_eq!(e.message, "Incorrect API key provided: ***");
+        assert_eq!(e.class, Auth);
+        let e = classify_http(500, None, &format!("credential {header} rejected"));
+        assert_eq!(e.message, "credential *** rejected");
+        let e = classify_stream_error(&format!(r#"data: {{"error":{{"message":"bad {key}"}}}}"#));
+        assert_eq!(e.message, "bad ***");
+        // Masked before the cut: a key across the 500th character leaves no prefix.
+        let long = format!("{}{key}", "x".repeat(MAX_MESSAGE_CHARS - 10));
+        let e = classify_http(500, None, &long);
+        assert!(!e.message.contains("gsk_"), "{}", e.message);
+        // Every other message built from upstream bytes or URLs.
+        let e = UpstreamError::new(ErrorClass::Connect, format!("http://h/?key={key}: refused"));
+        assert_eq!(e.message, "http://h/?key=***: refused");
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Decoder {
             if event.data.trim().is_empty() {
                 return;
             }
-            let snippet: String = event.data.chars().take(200).collect();
+            let snippet: String = classify::redact(&event.data).chars().take(200).collect();
             self.fail(
                 UpstreamError::new(
                     ErrorClass::ServerError,
@@ -221,7 +221,7 @@ impl Decoder {
         match serde_json::from_str::<Value>(line) {
             Ok(value) => self.ollama_chunk(&value, out),
             Err(_) => {
-                let snippet: String = line.chars().take(200).collect();
+                let snippet: String = classify::redact(line).chars().take(200).collect();
                 self.fail(
                     UpstreamError::new(
                         ErrorClass::ServerError,

@@ -144,14 +144,12 @@ pub struct UpstreamError {
 }
 
 impl UpstreamError {
+    /// An error with `message`, every registered secret value in it masked
+    /// (`hearth_config::redact`): messages built here often quote upstream bytes or URLs.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        UpstreamError {
-            class,
-            status: None,
-            message: message.into(),
-            retry_after: None,
-            overflow: None,
-        }
+        let mut message = message.into();
+        hearth_config::redact::redact_string(&mut message);
+        UpstreamError { class, status: None, message, retry_after: None, overflow: None }
     }
 }
 
