@@ -65,6 +65,12 @@ pub const SKIP_TTL_ENV: [&str; 2] =
     ["HEARTH_FALLBACK_SKIP_TTL_MS", "OPENCLAW_FALLBACK_SKIP_TTL_MS"];
 /// At most this many skip markers are kept (expired ones are dropped first).
 const MAX_SKIP_MARKERS: usize = 4096;
+/// Health entries (one per provider, model and credential that failed) kept at most: a
+/// discovering provider serves ids the client names, so the table must not grow with them.
+/// Beyond it, entries whose cooldown and failure window are over go first, then the oldest.
+const MAX_HEALTH_ENTRIES: usize = 4096;
+/// Context windows learned from overflow errors, kept at most.
+const MAX_LEARNED: usize = 4096;
 /// While a server says it is loading a model, poll it this often (up to its timeout).
 pub const LOADING_POLL: Duration = Duration::from_secs(1);
 /// How long to wait for a loading model when the provider sets no `timeoutSeconds`.
@@ -453,6 +459,19 @@ impl Router {
             (provider.to_owned(), (scope == Scope::Model).then(|| model.to_owned()), credential);
         let now = Instant::now();
         let mut health = self.health.lock().ok()?;
+        if health.len() >= MAX_HEALTH_ENTRIES && !health.contains_key(&key) {
+            health.retain(|_, h| {
+                h.until.is_some_and(|u| u > now)
+                    || h.last_failure.is_some_and(|t| now.duration_since(t) < FAILURE_WINDOW)
+            });
+            if health.len() >= MAX_HEALTH_ENTRIES {
+                let oldest =
+                    health.iter().min_by_key(|(_, h)| h.last_failure).map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    health.remove(&oldest);
+                }
+            }
+        }
         let h = health.entry(key).or_default();
         if h.last_failure.is_some_and(|t| now.duration_since(t) > FAILURE_WINDOW) {
             h.count = 0;
@@ -859,7 +878,11 @@ impl Router {
                 if let Some(n) = error.overflow.and_then(|o| o.context_size)
                     && let Ok(mut learned) = self.learned.lock()
                 {
-                    learned.insert((provider.id.clone(), model.id.clone()), n);
+                    let key = (provider.id.clone(), model.id.clone());
+                    if learned.len() >= MAX_LEARNED && !learned.contains_key(&key) {
+                        learned.clear();
+                    }
+                    learned.insert(key, n);
                 }
                 // A server loading the model is waited for (cold start), then given up on. Other
                 // requests skip it meanwhile once it gave an estimate, and after the wait (module

@@ -688,6 +688,48 @@ async fn r11_a_slow_model_gets_headers_and_keep_alives_at_once() {
     assert!(rest.contains("late") && rest.ends_with("data: [DONE]\n\n"), "{rest}");
 }
 
+// === 8. a loading server costs one wait, not one per request ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_a_loading_server_costs_one_timeout_not_one_per_request() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    const LOADING: &str =
+        r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#;
+    for _ in 0..20 {
+        upstream.push(Reply::json(503, LOADING));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"{{models: {{mode: "merge", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", timeoutSeconds: 3, models: [{{id: "m"}}]}}}}}},
+           agents: {{defaults: {{model: {{primary: "fake/m"}}}}}}}}"#,
+        upstream.origin()
+    );
+    let gw = spawn(dir.path(), &config, &[], &[]);
+    let send = || {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.origin()))
+            .json(&serde_json::json!({"model": "fake/m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    // The first request waits for the model to load, up to the provider's timeout…
+    let started = Instant::now();
+    let first = send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(first.status(), 503);
+    assert!(waited >= Duration::from_millis(1500), "gave up after {waited:?}");
+    let polled = upstream.requests().len();
+    assert!(polled >= 2, "the loading server was polled {polled} times");
+    // …later ones are answered at once while the loading cooldown runs, without asking it.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), 503);
+        assert!(again.headers().get("retry-after").is_some());
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    }
+    assert_eq!(upstream.requests().len(), polled, "the cooled-down server was asked again");
+}
+
 // === 10. the smaller ones ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
