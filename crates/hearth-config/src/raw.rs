@@ -255,6 +255,9 @@ pub struct RawProvider {
     pub local_service: Option<RawLocalService>,
     /// The provider's model catalog.
     pub models: Option<Vec<RawModel>>,
+    /// hearth only: whether model ids the catalog does not list may be sent to this provider.
+    /// Default: yes for local servers, providers without rows and live catalogs (OpenRouter).
+    pub discover_models: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -596,6 +599,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "params",
             "localService",
             "models",
+            "discoverModels",
         ],
     ),
     ("RawRequest", &["headers", "allowPrivateNetwork"]),
@@ -737,6 +741,7 @@ impl Decode for RawProvider {
             max_tokens: obj.get("maxTokens", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),
             stream_idle_timeout_seconds: obj.get("streamIdleTimeoutSeconds", cx),
+            discover_models: obj.get("discoverModels", cx),
             request: obj.get("request", cx),
             inject_num_ctx_for_open_ai_compat: obj.get("injectNumCtxForOpenAICompat", cx),
             params: object_value(&mut obj, "params", cx),

@@ -107,6 +107,8 @@ pub struct Provider {
     pub models: Vec<Model>,
     pub origin: Origin,
     pub host: HostClass,
+    /// `discoverModels`, when set (see [`Provider::discovers_models`]).
+    pub discover_models: Option<bool>,
 }
 
 impl Provider {
@@ -127,7 +129,9 @@ impl Provider {
     /// aggregators' catalogs are live (the built-in rows are a sample). Other providers' ids
     /// must be listed, so an invented id is refused before it reaches the network or a metric.
     pub fn discovers_models(&self) -> bool {
-        self.is_local() || self.models.is_empty() || LIVE_CATALOGS.contains(&self.id.as_str())
+        self.discover_models.unwrap_or_else(|| {
+            self.is_local() || self.models.is_empty() || LIVE_CATALOGS.contains(&self.id.as_str())
+        })
     }
 
     /// A row for a model id this provider may serve but no catalog lists.
@@ -878,6 +882,7 @@ fn resolve_provider(
         models,
         origin,
         host,
+        discover_models: user.discover_models.or(base.discover_models),
     })
 }
 

@@ -468,3 +468,34 @@ fn stream_idle_timeout_is_its_own_setting() {
     );
     assert!(errs.iter().any(|e| e.contains("did you mean `streamIdleTimeoutSeconds`")), "{errs:?}");
 }
+
+// See: #11. A closed catalog refuses invented ids; local, empty and live catalogs discover;
+// `discoverModels` decides either way.
+#[test]
+fn r11_only_discovering_providers_take_unlisted_model_ids() {
+    let c = config(
+        r#"{models: {providers: {
+            lan: {baseUrl: "http://192.168.1.5:8000/v1", api: "openai-completions", models: [{id: "a"}]},
+            strict: {baseUrl: "http://127.0.0.1:8001/v1", api: "openai-completions", discoverModels: false, models: [{id: "a"}]},
+            proxy: {baseUrl: "https://proxy.example/v1", api: "openai-completions", discoverModels: true, models: [{id: "a"}]},
+            bare: {baseUrl: "https://bare.example/v1", api: "openai-completions"},
+        }}}"#,
+    );
+    for ok in
+        ["lan/loaded-now", "proxy/anything", "bare/anything", "openrouter/some/model", "lan/a"]
+    {
+        assert!(c.resolve_ref(ok).is_ok(), "{ok}");
+    }
+    for refused in ["anthropic/claude-invented-9", "strict/b", "openai/gpt-nope"] {
+        match c.resolve_ref(refused) {
+            Err(RefError::NotInCatalog { provider, .. }) => {
+                assert_eq!(provider, refused.split('/').next().unwrap());
+            }
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
+    // A long input is neither searched nor echoed whole.
+    let long = format!("anthropic/{}", "x".repeat(100_000));
+    let err = c.resolve_ref(&long).unwrap_err();
+    assert!(err.to_string().len() < 200, "{}", err.to_string().len());
+}

@@ -79,6 +79,8 @@ const MAX_PENDING_WAITS: usize = 64;
 const MAX_ACTIVE_RUNS: usize = 256;
 /// Finished runs remembered at most (the oldest are forgotten first).
 const MAX_FINISHED_RUNS: usize = 256;
+/// The final answers of finished runs are kept within this many bytes (oldest dropped first).
+const MAX_FINISHED_BYTES: usize = 32 * 1024 * 1024;
 /// How long the last frames and the close frame get to reach a closing client.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Request ids, idempotency keys and session keys are at most this long.
@@ -198,10 +200,24 @@ impl Runs {
             .values()
             .filter_map(|run| run.finished_at().map(|at| (at, run.id.clone())))
             .collect();
+        finished.sort();
         if finished.len() > MAX_FINISHED_RUNS {
-            finished.sort();
-            for (_, id) in finished.iter().take(finished.len() - MAX_FINISHED_RUNS) {
-                self.by_id.remove(id);
+            for (_, id) in finished.drain(..finished.len() - MAX_FINISHED_RUNS) {
+                self.by_id.remove(&id);
+            }
+        }
+        // Then by bytes: the newest answers stay.
+        let mut bytes: usize = finished
+            .iter()
+            .filter_map(|(_, id)| self.by_id.get(id))
+            .map(|r| r.result_bytes())
+            .sum();
+        for (_, id) in &finished {
+            if bytes <= MAX_FINISHED_BYTES {
+                break;
+            }
+            if let Some(run) = self.by_id.remove(id) {
+                bytes = bytes.saturating_sub(run.result_bytes());
             }
         }
         let by_id = &self.by_id;
@@ -1412,6 +1428,8 @@ struct Live {
 struct Last {
     payload: Value,
     error: Option<RpcError>,
+    /// About how much memory `payload` holds (its JSON length).
+    bytes: usize,
 }
 
 impl Last {
@@ -1453,6 +1471,10 @@ impl Run {
 
     fn ended(&self) -> bool {
         self.state.borrow().ended.is_some()
+    }
+
+    fn result_bytes(&self) -> usize {
+        lock(&self.live).last.as_ref().map_or(0, |l| l.bytes)
     }
 
     fn finished_at(&self) -> Option<Instant> {
@@ -1533,7 +1555,8 @@ impl Run {
             ),
         };
         self.emit_locked(&mut live, "lifecycle", data);
-        let last = Last { payload, error: error.clone() };
+        let bytes = serde_json::to_vec(&payload).map_or(0, |v| v.len());
+        let last = Last { payload, error: error.clone(), bytes };
         for (outbox, id) in live.listeners.drain(..) {
             last.send(&outbox, &id);
         }

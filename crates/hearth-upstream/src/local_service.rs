@@ -101,6 +101,8 @@ struct Slot {
     external_until: Option<Instant>,
     starts: u32,
     idle_stops: u32,
+    /// The pid of a child being stopped: reported as running until it is reaped.
+    stopping: Option<u32>,
 }
 
 /// The most recent output of a child, bounded.
@@ -248,7 +250,11 @@ impl LocalServices {
                 Some(ServiceView {
                     provider: s.provider.clone(),
                     command: s.spec.command.clone(),
-                    pid: if running { slot.child.as_ref().and_then(|c| c.id()) } else { None },
+                    pid: if running {
+                        slot.child.as_ref().and_then(|c| c.id())
+                    } else {
+                        slot.stopping
+                    },
                     external: slot.external_until.is_some_and(|t| t > Instant::now()),
                     leases: slot.leases,
                     starts: slot.starts,
@@ -518,13 +524,16 @@ impl Service {
             }
             slot.ready = false;
             let child = slot.child.take();
-            if child.is_some() {
-                slot.idle_stops += 1;
-            }
+            slot.stopping = child.as_ref().and_then(tokio::process::Child::id);
             child
         };
         if let Some(child) = child {
             terminate(child).await;
+            // Reported stopped only once reaped: a status that says stopped means gone.
+            if let Ok(mut slot) = self.slot.lock() {
+                slot.stopping = None;
+                slot.idle_stops += 1;
+            }
         }
     }
 }
