@@ -73,12 +73,22 @@ impl std::fmt::Debug for NoticeSink {
 pub enum TurnError {
     #[error("{0}")]
     Config(String),
+    /// The model reference, the agent's chain or its model policy: nothing was stored.
+    #[error("{}", with_help(.0))]
+    Model(hearth_config::RefError),
     #[error("{message}")]
     Refused { message: String },
     #[error("session store: {0}")]
     Store(#[from] hearth_store::Error),
     #[error("{}", .failure)]
     Upstream { failure: hearth_upstream::Failure },
+}
+
+fn with_help(e: &hearth_config::RefError) -> String {
+    match e.help() {
+        Some(help) => format!("{e} ({help})"),
+        None => e.to_string(),
+    }
 }
 
 /// A turn whose model answered: events flow through `events`; the answer is persisted when the
@@ -218,6 +228,15 @@ impl Agents {
             )));
         }
         let agent = config.agents.get(&agent_id);
+        // The chain (filtered by the model policy) before anything is stored: a turn that no
+        // model may answer leaves no user message behind.
+        let chain = config
+            .candidate_chain(
+                agent.map(|a| a.id.as_str()),
+                request.model.as_deref(),
+                request.model.is_some(),
+            )
+            .map_err(TurnError::Model)?;
         let guard = self.store.lock_session(&session_key).await;
         self.store
             .ensure_session(NewSession {
@@ -255,18 +274,6 @@ impl Agents {
             .append(&session_key, vec![NewEntry::user(user_text.clone(), Timestamp::now())])
             .await?;
 
-        let chain = config
-            .candidate_chain(
-                agent.map(|a| a.id.as_str()),
-                request.model.as_deref(),
-                request.model.is_some(),
-            )
-            .map_err(|e| {
-                TurnError::Config(match e.help() {
-                    Some(h) => format!("{e} ({h})"),
-                    None => e.to_string(),
-                })
-            })?;
         let primary = chain
             .candidates
             .first()

@@ -78,6 +78,8 @@ pub enum RefError {
     NoDefault,
     #[error("agent `{0}` is not configured")]
     UnknownAgent(String),
+    #[error("no candidate model is allowed by the model policy{} (candidates: {})", if *local_only { " (local only)" } else { "" }, candidates.join(", "))]
+    NotAllowed { candidates: Vec<String>, local_only: bool },
 }
 
 impl RefError {
@@ -110,6 +112,12 @@ impl RefError {
                     .to_owned(),
             ),
             RefError::UnknownAgent(_) => Some("agents are defined under agents.entries".to_owned()),
+            RefError::NotAllowed { local_only: true, .. } => Some(
+                "modelPolicy.localOnly admits only models of local providers (loopback or private hosts, or a localService); name one, or add a local fallback".to_owned(),
+            ),
+            RefError::NotAllowed { .. } => Some(
+                "see modelPolicy.allow in agents.defaults or the agent's entry".to_owned(),
+            ),
         }
     }
 }
@@ -310,7 +318,37 @@ impl Config {
     /// - a requested model, not strict: it, then the configured fallbacks, then the configured
     ///   primary (to settle back on the default), deduplicated;
     /// - a strict request (an explicit user selection): that model only.
+    ///
+    /// The chain is filtered by the model policy of `agent` (or of the defaults): this is the
+    /// one place every path (HTTP, WebSocket, CLI, compaction) gets its candidates from, so a
+    /// disallowed model is never tried. A chain the policy empties is [`RefError::NotAllowed`].
     pub fn candidate_chain(
+        &self,
+        agent: Option<&str>,
+        requested: Option<&str>,
+        strict: bool,
+    ) -> Result<Chain, RefError> {
+        let mut chain = self.unfiltered_chain(agent, requested, strict)?;
+        let all = chain.candidates.clone();
+        chain.candidates.retain(|r| self.allows(agent, r));
+        if chain.candidates.is_empty() {
+            return Err(RefError::NotAllowed {
+                candidates: all.iter().map(ToString::to_string).collect(),
+                local_only: self.local_only(agent),
+            });
+        }
+        Ok(chain)
+    }
+
+    /// Whether `agent` (or the defaults) admits only local providers.
+    pub fn local_only(&self, agent: Option<&str>) -> bool {
+        agent
+            .and_then(|id| self.agents.get(id))
+            .and_then(|a| a.local_only)
+            .unwrap_or(self.defaults.local_only)
+    }
+
+    fn unfiltered_chain(
         &self,
         agent: Option<&str>,
         requested: Option<&str>,
@@ -374,7 +412,16 @@ impl Config {
 
     /// Whether `model_ref` passes the model policy of `agent` (or of the defaults).
     /// Entries are exact refs, aliases, or `prefix/*`; an empty list allows everything.
+    /// With `localOnly`, the ref's provider must be local (loopback or private host, or a
+    /// `localService`).
     pub fn allows(&self, agent: Option<&str>, model_ref: &ModelRef) -> bool {
+        if self.local_only(agent)
+            && !self
+                .provider_for(&model_ref.provider)
+                .is_some_and(|p| p.is_local() || p.local_service.is_some())
+        {
+            return false;
+        }
         let allow = agent
             .and_then(|id| self.agents.get(id))
             .and_then(|a| a.allow.as_ref())

@@ -414,6 +414,9 @@ pub struct RawModelSettings {
 pub struct RawModelPolicy {
     /// Exact refs, aliases or `provider/*` prefixes; empty means any model.
     pub allow: Option<Vec<String>>,
+    /// hearth only: admit only models of local providers (loopback or private hosts, or a
+    /// `localService`); hosted models are never contacted.
+    pub local_only: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -627,7 +630,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
     ("RawAgents", &["defaults", "entries"]),
     ("RawModelChain", &["primary", "fallbacks"]),
     ("RawModelSettings", &["alias", "params"]),
-    ("RawModelPolicy", &["allow"]),
+    ("RawModelPolicy", &["allow", "localOnly"]),
     (
         "RawAgentDefaults",
         &[
@@ -976,7 +979,8 @@ impl Decode for RawModelSettings {
 impl Decode for RawModelPolicy {
     fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
         let mut obj = Obj::new(node, cx)?;
-        let policy = RawModelPolicy { allow: obj.get("allow", cx) };
+        let policy =
+            RawModelPolicy { allow: obj.get("allow", cx), local_only: obj.get("localOnly", cx) };
         obj.finish(cx, Unknown::Error);
         Some(policy)
     }

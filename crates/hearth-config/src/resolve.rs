@@ -220,6 +220,8 @@ pub struct AgentDefaults {
     pub model: Option<ModelSelection>,
     /// Empty: any model allowed.
     pub allow: Vec<String>,
+    /// `modelPolicy.localOnly`: only local providers' models.
+    pub local_only: bool,
     pub timeout: Option<Duration>,
     pub params: Option<serde_json::Value>,
     pub compaction_model: Option<String>,
@@ -243,6 +245,8 @@ pub struct Agent {
     pub model: Option<ModelSelection>,
     /// `Some(vec![])` allows any model; `None` inherits the default policy.
     pub allow: Option<Vec<String>>,
+    /// `None` inherits `agents.defaults.modelPolicy.localOnly`.
+    pub local_only: Option<bool>,
     pub timeout: Option<Duration>,
     pub params: Option<serde_json::Value>,
     /// `None`: the defaults' prompt.
@@ -455,6 +459,11 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
                 .as_ref()
                 .and_then(|p| p.allow.clone())
                 .unwrap_or_default(),
+            local_only: defaults_raw
+                .model_policy
+                .as_ref()
+                .and_then(|p| p.local_only)
+                .unwrap_or(false),
             timeout: defaults_raw.timeout_seconds.map(Duration::from_secs),
             params: defaults_raw.params.clone(),
             compaction_model: defaults_raw
@@ -648,6 +657,7 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
         is_default: raw.default.unwrap_or(false),
         model,
         allow: raw.model_policy.as_ref().and_then(|p| p.allow.clone()),
+        local_only: raw.model_policy.as_ref().and_then(|p| p.local_only),
         timeout: raw.timeout_seconds.map(Duration::from_secs),
         params: raw.params.clone(),
         system_prompt: system_prompt(

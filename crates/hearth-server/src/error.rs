@@ -128,6 +128,16 @@ impl ApiError {
                 ),
             )
             .with_code("no_model_configured"),
+            RefError::NotAllowed { .. } => {
+                let mut message = e.to_string();
+                if let Some(help) = e.help() {
+                    message.push_str(&format!(" ({help})"));
+                }
+                let mut err = ApiError::new(StatusCode::FORBIDDEN, "invalid_request_error", message)
+                    .with_code("model_not_allowed");
+                err.param = Some("model".to_owned());
+                err
+            }
             _ => {
                 let mut message = e.to_string();
                 if let Some(help) = e.help() {

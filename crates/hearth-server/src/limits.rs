@@ -153,11 +153,15 @@ async fn buffer(
             if want as usize > app.budgets.max_body_units {
                 return Err(too_large());
             }
-            Some(
-                Arc::clone(&app.budgets.body_units)
-                    .try_acquire_many_owned(want)
-                    .map_err(|_| budget_full())?,
-            )
+            match Arc::clone(&app.budgets.body_units).try_acquire_many_owned(want) {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    // Read and drop it (the length is within maxBodyBytes), so the client
+                    // sees the 503 and its Retry-After instead of a reset connection.
+                    drain(request.into_body(), limits.body_timeout).await;
+                    return Err(budget_full());
+                }
+            }
         }
         None => None,
     };
@@ -202,9 +206,18 @@ async fn buffer(
                     let held = permit.as_ref().map_or(0, |p| p.num_permits());
                     let need = units(buf.len() + chunk.len()) as usize;
                     if need > held {
-                        let more = Arc::clone(&app.budgets.body_units)
+                        let Ok(more) = Arc::clone(&app.budgets.body_units)
                             .try_acquire_many_owned(u32::try_from(need - held).unwrap_or(u32::MAX))
-                            .map_err(|_| budget_full())?;
+                        else {
+                            drop(buf);
+                            drain_stream(
+                                stream,
+                                limits.max_body_bytes * LINGER_FACTOR as usize,
+                                limits.body_timeout,
+                            )
+                            .await;
+                            return Err(budget_full());
+                        };
                         match &mut permit {
                             Some(p) => p.merge(more),
                             None => permit = Some(more),

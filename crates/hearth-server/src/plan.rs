@@ -151,14 +151,10 @@ pub fn plan(config: &Config, model: &str, headers: &HeaderMap) -> Result<Plan, A
                 Some(id) => return Err(ApiError::from_ref(&RefError::UnknownAgent(id.to_owned()))),
                 None => config.default_agent().map(|a| a.id.clone()),
             };
-            let mut chain = config
+            // The chain comes filtered by the agent's model policy.
+            let chain = config
                 .candidate_chain(agent.as_deref(), override_model, false)
                 .map_err(|e| ApiError::from_ref(&e))?;
-            chain.candidates.retain(|r| config.allows(agent.as_deref(), r));
-            if chain.candidates.is_empty() {
-                return Err(ApiError::invalid_param("model", "no candidate model is allowed by the agent's model policy (agents.defaults.models / allow)")
-                    .with_code("model_not_allowed"));
-            }
             Ok(Plan {
                 chain,
                 agent,

@@ -1200,15 +1200,11 @@ fn agent_plan(config: &Config, params: &AgentParams) -> Result<Plan, RpcError> {
     if let Some(m) = model {
         crate::plan::check_model_name("model", m).map_err(|e| RpcError::from_api(&e))?;
     }
-    let mut chain = config
+    // The chain comes filtered by the agent's model policy.
+    let chain = config
         .candidate_chain(agent.as_deref(), model, false)
         .map_err(|e| RpcError::from_api(&ApiError::from_ref(&e)))?;
-    chain.candidates.retain(|r| config.allows(agent.as_deref(), r));
-    if chain.candidates.is_empty() {
-        return Err(RpcError::invalid(
-            "no candidate model is allowed by the agent's model policy (agents.defaults.models / allow)",
-        ));
-    }
+
     Ok(Plan {
         chain,
         agent,

@@ -258,7 +258,18 @@ async fn startup_block(
     if ids.is_empty() && config.providers.contains_key("lmstudio") {
         ids.push("lmstudio".to_owned());
     }
-    let providers: Vec<_> = ids.iter().filter_map(|id| config.providers.get(id)).collect();
+    // Under a local-only policy no hosted provider is contacted, not even to say hello.
+    let local_only = config.local_only(agent.as_deref());
+    if local_only {
+        out.push_str(
+            "  policy:    local only (modelPolicy.localOnly): hosted models are never contacted\n",
+        );
+    }
+    let providers: Vec<_> = ids
+        .iter()
+        .filter_map(|id| config.providers.get(id))
+        .filter(|p| !local_only || p.is_local() || p.local_service.is_some())
+        .collect();
     let checks = futures::future::join_all(providers.iter().map(|p| reachable(&p.base_url))).await;
     for (provider, up) in providers.iter().zip(checks) {
         let state = if up {

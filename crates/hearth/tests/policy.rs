@@ -1,0 +1,256 @@
+//! `modelPolicy.localOnly` through every door (issue 13): with a hosted primary configured, the
+//! CLI, the three HTTP APIs, the model-override header and a WebSocket agent run never open a
+//! connection to the hosted provider, and the answer comes from the local model. The hosted
+//! host is stood in for by a local listener on `HTTPS_PROXY`: every connection hearth tries to
+//! `api.anthropic.com` arrives there and is counted. A control run without the policy shows that
+//! the stand-in does see hosted attempts, so a zero means something.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use hearth_testkit::{FakeUpstream, Reply};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"local hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+
+/// A stand-in for every hosted host: counts the connections and closes them.
+struct Stand {
+    port: u16,
+    count: Arc<AtomicUsize>,
+}
+
+fn stand_in() -> Stand {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf);
+        }
+    });
+    Stand { port, count }
+}
+
+fn config(upstream: &FakeUpstream, policy: &str) -> String {
+    format!(
+        r#"{{models: {{mode: "merge", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m"}}]}}}}}},
+           agents: {{defaults: {{model: {{primary: "anthropic/claude-sonnet-4-5", fallbacks: ["fake/m"]}}, modelPolicy: {policy}}}}}}}"#,
+        upstream.origin()
+    )
+}
+
+fn hearth(dir: &Path, stand: &Stand) -> Command {
+    let proxy = format!("http://127.0.0.1:{}", stand.port);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command
+        .arg("--config")
+        .arg(dir.join("hearth.json5"))
+        .env("HEARTH_STATE_DIR", dir.join("state"))
+        .env("ANTHROPIC_API_KEY", "sk-ant-policy-test-0000")
+        .env("HTTPS_PROXY", &proxy)
+        .env("HTTP_PROXY", &proxy)
+        .env("ALL_PROXY", &proxy)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("HEARTH_GATEWAY_TOKEN");
+    command
+}
+
+struct Gateway {
+    child: Child,
+    origin: String,
+    startup: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, stand: &Stand) -> Gateway {
+    let mut child = hearth(dir, stand)
+        .args(["gateway", "run", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut startup = String::new();
+    let mut line = String::new();
+    let mut origin = None;
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited: {startup}");
+        startup.push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            origin = Some(rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("sessions:") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    Gateway { child, origin: origin.unwrap(), startup }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn post(
+    gw: &Gateway,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, String, Value) {
+    let mut request = client().post(format!("{}{path}", gw.origin)).json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let provider = response
+        .headers()
+        .get("x-hearth-provider")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, provider, response.json().await.unwrap_or(Value::Null))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        if let Message::Text(text) = ws.next().await.unwrap().unwrap() {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// One WebSocket `agent` run; the final `res`.
+async fn ws_agent(gw: &Gateway) -> Value {
+    let url = gw.origin.replacen("http://", "ws://", 1) + "/";
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(recv(&mut ws).await["event"], "connect.challenge");
+    let connect = json!({"type": "req", "id": "c1", "method": "connect", "params": {
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "operator"},
+        "role": "operator", "scopes": ["operator.read", "operator.write"], "auth": {}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    assert_eq!(recv(&mut ws).await["ok"], true);
+    let run = json!({"type": "req", "id": "a1", "method": "agent", "params": {"idempotencyKey": "k1", "message": "hi"}});
+    ws.send(Message::text(run.to_string())).await.unwrap();
+    loop {
+        let frame = recv(&mut ws).await;
+        if frame["type"] == "res" && frame["id"] == "a1" && frame["payload"]["status"] != "accepted"
+        {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_local_only_never_contacts_a_hosted_provider_from_any_surface() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    for _ in 0..10 {
+        upstream.push(Reply::json(200, ANSWER));
+    }
+
+    // The control: without the policy, the hosted primary is tried (and its stand-in counts it).
+    let control = stand_in();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hearth.json5"), config(&upstream, "{}")).unwrap();
+    let gw = spawn(dir.path(), &control);
+    let chat = json!({"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, provider, _) = post(&gw, "/v1/chat/completions", chat.clone(), &[]).await;
+    assert_eq!((status, provider.as_str()), (200, "fake"));
+    drop(gw);
+    assert!(control.count.load(Ordering::SeqCst) >= 1, "the stand-in saw no hosted attempt");
+
+    // Local only: every door, and not one connection to the stand-in.
+    let stand = stand_in();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hearth.json5"), config(&upstream, "{localOnly: true}"))
+        .unwrap();
+    let gw = spawn(dir.path(), &stand);
+    assert!(gw.startup.contains("local only"), "{}", gw.startup);
+    assert!(
+        !gw.startup.contains("anthropic"),
+        "the startup block probed a hosted provider: {}",
+        gw.startup
+    );
+    // Chat, a direct run naming the hosted model: answered by the local fallback.
+    let (status, provider, body) = post(&gw, "/v1/chat/completions", chat.clone(), &[]).await;
+    assert_eq!((status, provider.as_str()), (200, "fake"), "{body}");
+    // Responses and Messages, agent runs.
+    let (status, provider, body) =
+        post(&gw, "/v1/responses", json!({"model": "hearth", "input": "hi", "user": "ada"}), &[])
+            .await;
+    assert_eq!((status, provider.as_str()), (200, "fake"), "{body}");
+    let (status, provider, body) = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "hearth", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}),
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
+    assert_eq!((status, provider.as_str()), (200, "fake"), "{body}");
+    // The strict model override names only a hosted model: refused, naming the policy.
+    let (status, _, body) = post(
+        &gw,
+        "/v1/chat/completions",
+        json!({"model": "hearth", "messages": [{"role": "user", "content": "hi"}]}),
+        &[("x-hearth-model", "anthropic/claude-sonnet-4-5")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_allowed", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("local only"), "{body}");
+    // The WebSocket control plane.
+    let done = ws_agent(&gw).await;
+    assert_eq!(done["ok"], true, "{done}");
+    assert_eq!(done["payload"]["result"]["meta"]["agentMeta"]["provider"], "fake", "{done}");
+    drop(gw);
+    // The CLI: an agent turn of its own, and a one-off call naming the hosted model.
+    let output =
+        hearth(dir.path(), &stand).args(["agent", "--message", "hi", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(answer.to_string().contains("local hello"), "{answer}");
+    let output = hearth(dir.path(), &stand)
+        .args([
+            "infer",
+            "model",
+            "run",
+            "--model",
+            "anthropic/claude-sonnet-4-5",
+            "--prompt",
+            "hi",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(stand.count.load(Ordering::SeqCst), 0, "a hosted connection was attempted");
+}
