@@ -32,7 +32,7 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     pub shape: Shape,
     /// The numbers of a context overflow, for the wording each API's own server uses.
-    pub overflow: Option<Overflow>,
+    pub overflow: Option<Box<Overflow>>,
 }
 
 /// `x-should-retry`: Anthropic's and OpenAI's SDKs (and so Claude Code and Codex) follow it
@@ -216,7 +216,7 @@ impl ApiError {
             None => format!("the prompt does not fit the model's context window: {}", e.message),
         };
         ApiError {
-            overflow: Some(e.overflow.unwrap_or_default()),
+            overflow: Some(Box::new(e.overflow.unwrap_or_default())),
             ..ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
         }
     }
@@ -235,7 +235,7 @@ impl ApiError {
     /// The message as the caller's API words it. Anthropic's overflow wording is what Claude
     /// Code looks for: `prompt is too long: N tokens > M maximum`.
     fn worded(&self) -> String {
-        match (self.shape, self.overflow) {
+        match (self.shape, self.overflow.as_deref()) {
             (Shape::Anthropic, Some(o)) => match (o.prompt_tokens, o.context_size) {
                 (Some(n), Some(m)) => format!("prompt is too long: {n} tokens > {m} maximum"),
                 (Some(n), None) => format!("prompt is too long: {n} tokens ({})", self.message),

@@ -432,7 +432,7 @@ async fn agent_turn(
         }),
         Err(hearth_agent::TurnError::Upstream { failure }) => Err(AgentFailure::Upstream(failure)),
         Err(hearth_agent::TurnError::Refused { message }) => Err(AgentFailure::Api(ApiError {
-            overflow: Some(hearth_upstream::Overflow::default()),
+            overflow: Some(Box::default()),
             ..ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
         })),
         Err(hearth_agent::TurnError::Config(message)) => {

@@ -71,7 +71,7 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+        serde_json::from_str(&self.text).unwrap()
     }
 
     fn header(&self, name: &str) -> Option<&str> {
