@@ -757,6 +757,25 @@ mod tests {
         assert_eq!(ollama["messages"][3]["role"], "tool");
     }
 
+    /// See: #12. A tool result with an image, from any client API.
+    #[test]
+    fn tool_result_images_reach_anthropic_and_chat() {
+        let mut p = conversation();
+        p.messages[2].content.push(Part::Image { url: "data:image/png;base64,AAAA".into() });
+        let anthropic =
+            body("anthropic-messages", "https://api.anthropic.com", r#"{id: "claude-x"}"#, &p);
+        assert_eq!(
+            anthropic["messages"][2]["content"][0]["content"],
+            json!([{"type": "text", "text": "sunny"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}])
+        );
+        let chat = body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "m"}"#, &p);
+        let messages = chat["messages"].as_array().unwrap();
+        assert_eq!(messages[3]["content"], "sunny");
+        assert_eq!(messages[4]["role"], "user", "the images follow the tool messages");
+        assert_eq!(messages[4]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+    }
+
     #[test]
     fn compat_flags() {
         let p = conversation();
