@@ -216,6 +216,22 @@ pub(crate) fn shape_of(path: &str) -> Shape {
     if path.starts_with("/v1/messages") { Shape::Anthropic } else { Shape::OpenAi }
 }
 
+/// The error shape of a request: Anthropic's on `/v1/messages*`, and for any request that
+/// carries `anthropic-version` (an Anthropic client listing models, say); else OpenAI's.
+pub(crate) fn shape_of_request(request: &Request) -> Shape {
+    if speaks_anthropic(request.headers()) {
+        Shape::Anthropic
+    } else {
+        shape_of(request.uri().path())
+    }
+}
+
+/// Whether the caller speaks Anthropic's API (its SDKs send `anthropic-version` on every
+/// request).
+pub(crate) fn speaks_anthropic(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
 /// The client address of a request (its connect info; loopback when there is none, as for an
 /// app served without connect info).
 /// IPv4-mapped IPv6 addresses (a dual-stack listener's IPv4 clients) are their IPv4 address.
@@ -263,7 +279,7 @@ pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&
 
 /// Middleware on every route that needs auth.
 pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let shape = shape_of(request.uri().path());
+    let shape = shape_of_request(&request);
     let ip = client_ip(request.extensions());
     if let (Some(key), Some(given)) = (&app.local_key, credential(&request))
         && request.uri().path().starts_with("/hearth/")

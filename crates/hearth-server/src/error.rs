@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_config::RefError;
-use hearth_upstream::{ErrorClass, Failure, UpstreamError};
+use hearth_upstream::{ErrorClass, Failure, Overflow, UpstreamError};
 use serde_json::json;
 
 /// Which API's error shape a route answers with.
@@ -31,7 +31,13 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub retry_after: Option<Duration>,
     pub shape: Shape,
+    /// The numbers of a context overflow, for the wording each API's own server uses.
+    pub overflow: Option<Box<Overflow>>,
 }
+
+/// `x-should-retry`: Anthropic's and OpenAI's SDKs (and so Claude Code and Codex) follow it
+/// before their own status rules.
+pub const HEADER_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// Error messages are cut to this many bytes: a hostile request cannot make the gateway echo
 /// megabytes back (a 1 MB model name, a huge invalid value in a JSON error).
@@ -63,6 +69,7 @@ impl ApiError {
             code: None,
             retry_after: None,
             shape: Shape::OpenAi,
+            overflow: None,
         }
     }
 
@@ -218,14 +225,45 @@ impl ApiError {
             }
             None => format!("the prompt does not fit the model's context window: {}", e.message),
         };
-        ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
+        ApiError {
+            overflow: Some(Box::new(e.overflow.unwrap_or_default())),
+            ..ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
+        }
+    }
+
+    /// Whether a client should send the same request again: `Some(false)` for client errors
+    /// that another try cannot fix (400, 401, 403, 404, 405, 413, 422), `Some(true)` for 429
+    /// and 503 that say when (`Retry-After`), `None` (the client's own rules) otherwise.
+    pub fn should_retry(&self) -> Option<bool> {
+        match self.status.as_u16() {
+            400 | 401 | 403 | 404 | 405 | 413 | 422 => Some(false),
+            429 | 503 if self.retry_after.is_some() => Some(true),
+            _ => None,
+        }
+    }
+
+    /// The message as the caller's API words it. Anthropic's overflow wording is what Claude
+    /// Code looks for: `prompt is too long: N tokens > M maximum`.
+    fn worded(&self) -> String {
+        match (self.shape, self.overflow.as_deref()) {
+            (Shape::Anthropic, Some(o)) => match (o.prompt_tokens, o.context_size) {
+                (Some(n), Some(m)) => format!("prompt is too long: {n} tokens > {m} maximum"),
+                (Some(n), None) => format!("prompt is too long: {n} tokens ({})", self.message),
+                (None, Some(m)) => {
+                    format!("prompt is too long: more than {m} maximum ({})", self.message)
+                }
+                (None, None) => format!("prompt is too long ({})", self.message),
+            },
+            _ => self.message.clone(),
+        }
     }
 
     /// The JSON body of this error, in its shape. The message passes the redactor once more
     /// (`hearth_config::redact`): upstream text was masked where it was read, and this second
     /// net keeps a future path that forgets from showing a secret.
     pub fn body(&self) -> serde_json::Value {
-        let message = hearth_config::redact::redact(&self.message);
+        let worded = self.worded();
+        let message = hearth_config::redact::redact(&worded);
         match self.shape {
             Shape::OpenAi => json!({"error": {
                 "message": message,
@@ -282,6 +320,12 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if let Some(retry) = self.should_retry() {
+            response.headers_mut().insert(
+                HEADER_SHOULD_RETRY,
+                HeaderValue::from_static(if retry { "true" } else { "false" }),
+            );
+        }
         response
     }
 }
@@ -289,6 +333,24 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_advice_follows_the_status() {
+        let at = |status: u16, after: Option<u64>| {
+            let mut e = ApiError::new(StatusCode::from_u16(status).unwrap(), "api_error", "x");
+            e.retry_after = after.map(Duration::from_secs);
+            let response = e.into_response();
+            response.headers().get(HEADER_SHOULD_RETRY).map(|v| v.to_str().unwrap().to_owned())
+        };
+        for status in [400, 401, 403, 404, 405, 413, 422] {
+            assert_eq!(at(status, None).as_deref(), Some("false"), "{status}");
+        }
+        assert_eq!(at(429, Some(3)).as_deref(), Some("true"));
+        assert_eq!(at(503, Some(3)).as_deref(), Some("true"));
+        for (status, after) in [(503, None), (429, None), (502, None), (504, None), (500, None)] {
+            assert_eq!(at(status, after), None, "{status}: the client's own rules");
+        }
+    }
 
     #[test]
     fn bodies_are_masked_again() {

@@ -72,6 +72,9 @@ pub struct AppState {
     /// A per-run key `GET /hearth/*` also accepts (`hearth models status` reads it from the
     /// state directory, so it never sends the gateway token to a stranger on the port).
     pub local_key: Option<hearth_config::SecretString>,
+    /// What upstream servers serve (kind, windows) and their token counters
+    /// (`/v1/messages/count_tokens`); shared with agent runs.
+    pub probes: Arc<hearth_upstream::probe::Probes>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,6 +94,7 @@ impl AppState {
         let budgets = limits::Budgets::new(&config.gateway.limits);
         let conversations =
             responses::Conversations::with_budget(config.gateway.limits.responses_store_bytes);
+        let probes = Arc::new(hearth_upstream::probe::Probes::new(Arc::clone(&env)));
         Ok(AppState {
             config: Arc::new(ArcSwap::from_pointee(config)),
             router: Arc::new(Router::new()),
@@ -106,6 +110,7 @@ impl AppState {
             budgets: Arc::new(budgets),
             stop_streams: Arc::new(tokio::sync::watch::channel(false).0),
             local_key: None,
+            probes,
         })
     }
 }
@@ -113,12 +118,11 @@ impl AppState {
 impl AppState {
     /// Agent targets run as agent turns with sessions in `store`.
     pub fn with_agents(mut self, store: Arc<dyn hearth_store::SessionStore>) -> Self {
-        let probes = Arc::new(hearth_upstream::probe::Probes::new(Arc::clone(&self.env)));
         self.agents = Some(hearth_agent::Agents {
             store,
             router: Arc::clone(&self.router),
             env: Arc::clone(&self.env),
-            probes: Some(probes),
+            probes: Some(Arc::clone(&self.probes)),
         });
         self
     }
@@ -225,7 +229,7 @@ async fn cooldowns_json(State(app): State<AppState>) -> Response {
 }
 
 async fn method_not_allowed(request: Request) -> Response {
-    let shape = auth::shape_of(request.uri().path());
+    let shape = auth::shape_of_request(&request);
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
@@ -241,7 +245,7 @@ async fn method_not_allowed(request: Request) -> Response {
 }
 
 pub(crate) async fn not_found(request: Request) -> Response {
-    let shape = auth::shape_of(request.uri().path());
+    let shape = auth::shape_of_request(&request);
     ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",

@@ -1,28 +1,42 @@
 //! `POST /v1/messages` (Anthropic Messages in, any upstream out) and
-//! `POST /v1/messages/count_tokens` (an estimate: 4 characters a token).
+//! `POST /v1/messages/count_tokens` (the upstream's own count where it has one: Anthropic's
+//! count endpoint, llama.cpp's chat template and tokenizer; else an estimate, marked).
 //!
 //! Invariant: thinking arrives only in `thinking` blocks (`thinking_delta`, `signature_delta`),
 //! never in `text` blocks; errors are in Anthropic's shape, mid-stream ones as an `error`
-//! event.
+//! event. An Anthropic upstream gets the request as the client sent it (`AnthropicNative`);
+//! what another upstream cannot take is dropped and named in `x-hearth-dropped`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use hearth_config::{Api, Config};
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
-    Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice, Usage,
+    AnthropicNative, Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use hearth_wire::anthropic::{Content, ContentBlock, MessagesRequest};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Shape};
+use crate::plan::Plan;
 use crate::relay::{self, Collected};
 use crate::sse::{self, Render};
 use crate::{AppState, body_or_error, json_response, plan};
+
+/// What hearth left out of the request for the upstream that answered (`tools[3]
+/// (web_search_20250305)`, …), comma-separated.
+pub const HEADER_DROPPED: HeaderName = HeaderName::from_static("x-hearth-dropped");
+/// `estimate` when `message_start.usage.input_tokens` is hearth's estimate (the upstream
+/// reports its count only at the end, in `message_delta`).
+pub const HEADER_USAGE_ESTIMATE: HeaderName = HeaderName::from_static("x-hearth-usage-estimate");
+/// Where a `count_tokens` answer comes from: `anthropic`, `llama.cpp`, or `estimate`.
+pub const HEADER_COUNT_SOURCE: HeaderName = HeaderName::from_static("x-hearth-count-source");
 
 pub async fn handle(
     State(app): State<AppState>,
@@ -35,73 +49,271 @@ pub async fn handle(
     }
 }
 
+/// A request, planned and converted.
+struct Parsed {
+    plan: Plan,
+    config: Arc<Config>,
+    converted: Converted,
+}
+
+fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Parsed, ApiError> {
+    let request: MessagesRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    let model = request.model.clone();
+    let config = app.config.load_full();
+    let plan = plan::plan(&config, &model, headers)?;
+    let mut converted = to_prompt(request)?;
+    // An Anthropic candidate gets the body as sent; only direct runs (an agent run builds its
+    // own prompt from the session).
+    if !plan.agent_run
+        && plan.chain.candidates.iter().any(|r| api_of(&config, r) == Some(Api::AnthropicMessages))
+    {
+        let body: Map<String, Value> =
+            serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+        let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        converted.prompt.anthropic_native = Some(Arc::new(AnthropicNative { body, beta }));
+    }
+    Ok(Parsed { plan, config, converted })
+}
+
+/// The API a model ref is called with.
+fn api_of(config: &Config, model_ref: &hearth_config::ModelRef) -> Option<Api> {
+    config.resolve_ref(&model_ref.to_string()).ok().map(|r| r.model.api)
+}
+
+/// `x-hearth-dropped` on a response whose answering upstream (from its `x-hearth-provider`
+/// and `x-hearth-model`) is not Anthropic.
+fn note_dropped(config: &Config, dropped: &[String], response: &mut Response) {
+    if dropped.is_empty() {
+        return;
+    }
+    let h = response.headers();
+    let answered = match (
+        h.get(relay::HEADER_PROVIDER).and_then(|v| v.to_str().ok()),
+        h.get(relay::HEADER_MODEL).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(p), Some(m)) => hearth_config::ModelRef::new(p, m),
+        _ => return,
+    };
+    if api_of(config, &answered) == Some(Api::AnthropicMessages) {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
+        response.headers_mut().insert(HEADER_DROPPED, v);
+    }
+}
+
 async fn run(
     app: AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(body, Shape::Anthropic)?;
-    let request: MessagesRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
-    let model = request.model.clone();
-    let stream = request.stream.unwrap_or(false);
-    let prompt = to_prompt(request)?;
-    let config = app.config.load_full();
-    let plan = plan::plan(&config, &model, &headers)?;
-    if stream {
+    let Parsed { plan, config, converted } = parse(&app, &headers, &body)?;
+    let Converted { prompt, dropped } = converted;
+    let estimate = estimate_tokens(&prompt);
+    let window = context_window(&config, &plan);
+    let overflow_numbers = move |e: ApiError| fill_overflow(e, estimate, window);
+    if prompt.stream {
         let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
-        return sse::respond_when_started(&app, start, move |made| {
-            MessagesRender::new(crate::chat::shown_for(&plan, made.map(|(s, _)| s)))
+        let mut response = sse::respond_when_started(&app, start, move |made| {
+            let shown = crate::chat::shown_for(&plan, made.map(|(s, _)| s));
+            MessagesRender::new(shown, estimate)
         })
-        .await;
+        .await
+        .map_err(overflow_numbers)?;
+        response.headers_mut().insert(HEADER_USAGE_ESTIMATE, HeaderValue::from_static("estimate"));
+        note_dropped(&config, &dropped, &mut response);
+        return Ok(response);
     }
-    let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
+    let (started, _prompt) =
+        relay::start(&app, &config, &plan, prompt).await.map_err(overflow_numbers)?;
     let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let (collected, answer) = relay::collect(started).await?;
+    let (collected, answer) = relay::collect(started).await.map_err(overflow_numbers)?;
     let mut response =
         json_response(StatusCode::OK, &message(&crate::new_id("msg_"), &shown, &collected));
     relay::answer_headers(&answer, response.headers_mut());
+    note_dropped(&config, &dropped, &mut response);
     Ok(response)
 }
 
-pub async fn count_tokens(body: Result<Bytes, BytesRejection>) -> Response {
-    let result = (|| {
-        let body = body_or_error(body, Shape::Anthropic)?;
-        let request: MessagesRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
-        let prompt = to_prompt(request)?;
-        let tools: usize = prompt
-            .tools
-            .iter()
-            .map(|t| {
-                t.name.len()
-                    + t.description.as_ref().map_or(0, String::len)
-                    + t.parameters.to_string().len()
-            })
-            .sum();
-        let chars = prompt.char_count() + tools;
-        Ok::<_, ApiError>(json!({"input_tokens": chars.div_ceil(4).max(1)}))
-    })();
-    match result {
-        Ok(value) => json_response(StatusCode::OK, &value),
+/// Tokens of a prompt by hearth's estimate (4 characters a token, everything the model reads).
+fn estimate_tokens(prompt: &Prompt) -> u64 {
+    (prompt.full_char_count().div_ceil(4).max(1)) as u64
+}
+
+/// The context window of the plan's first candidate, from the config.
+fn context_window(config: &Config, plan: &Plan) -> Option<u64> {
+    let first = plan.chain.candidates.first()?;
+    let resolved = config.resolve_ref(&first.to_string()).ok()?;
+    resolved.model.context_tokens.or(resolved.model.context_window)
+}
+
+/// An overflow without the upstream's numbers gets the ones hearth knows: the window from the
+/// config, the prompt by estimate when that is over it (Claude Code reads both).
+fn fill_overflow(mut e: ApiError, estimate: u64, window: Option<u64>) -> ApiError {
+    if let Some(o) = e.overflow.as_mut() {
+        if o.context_size.is_none() {
+            o.context_size = window;
+        }
+        if o.prompt_tokens.is_none() && o.context_size.is_some_and(|m| estimate > m) {
+            o.prompt_tokens = Some(estimate);
+        }
+    }
+    e
+}
+
+pub async fn count_tokens(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match count(&app, &headers, body).await {
+        Ok(response) => response,
         Err(e) => e.shaped(Shape::Anthropic).into_response(),
     }
 }
 
-fn block_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
+async fn count(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body, Shape::Anthropic)?;
+    let Parsed { plan, config, converted } = parse(app, headers, &body)?;
+    let prompt = converted.prompt;
+    let answer = |tokens: u64, source: &'static str| {
+        let mut response = json_response(StatusCode::OK, &json!({"input_tokens": tokens}));
+        response.headers_mut().insert(HEADER_COUNT_SOURCE, HeaderValue::from_static(source));
+        response
+    };
+    if let Some(first) = plan.chain.candidates.first()
+        && let Ok(resolved) = config.resolve_ref(&first.to_string())
+    {
+        let provider = resolved.provider;
+        let model = resolved.model;
+        match model.api {
+            Api::AnthropicMessages => {
+                let mut native =
+                    prompt.anthropic_native.as_ref().map(|n| n.body.clone()).unwrap_or_default();
+                native.insert("model".into(), json!(model.id));
+                for field in [
+                    "max_tokens",
+                    "stream",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "stop_sequences",
+                    "metadata",
+                ] {
+                    native.remove(field);
+                }
+                match app.probes.count_anthropic_tokens(provider, &Value::Object(native)).await {
+                    Ok(Some(n)) => return Ok(answer(n, "anthropic")),
+                    Ok(None) => {}
+                    Err(e) => return Err(counted_refusal(&e)),
+                }
+            }
+            Api::OpenaiCompletions => {
+                let target = hearth_upstream::Target { provider, model: &model, params: None };
+                let mut chat = hearth_upstream::encode::encode(&prompt, &target);
+                if let Some(map) = chat.as_object_mut() {
+                    for field in ["stream", "stream_options"] {
+                        map.remove(field);
+                    }
+                }
+                if let Some(n) = app.probes.count_chat_tokens(provider, &chat).await {
+                    return Ok(answer(n, "llama.cpp"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(answer(estimate_tokens(&prompt), "estimate"))
+}
+
+/// An upstream's refusal to count, as the caller's error (its 4xx kept).
+fn counted_refusal(e: &hearth_upstream::UpstreamError) -> ApiError {
+    match e.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        Some(status) if status.is_client_error() => {
+            ApiError::new(status, "invalid_request_error", e.to_string())
+        }
+        _ => ApiError::from_upstream(e),
     }
 }
 
+/// The text of a `tool_result`'s content, and its images.
+fn tool_result_parts(value: &Value, param: &str) -> Result<Vec<Part>, ApiError> {
+    match value {
+        Value::String(s) => Ok(vec![Part::Text(s.clone())]),
+        Value::Array(items) => {
+            let mut parts = Vec::new();
+            for (k, item) in items.iter().enumerate() {
+                match item.get("type").and_then(Value::as_str) {
+                    Some("image") => parts.push(image_part(item, &format!("{param}[{k}]"))?),
+                    _ => {
+                        if let Some(t) = item.get("text").and_then(Value::as_str) {
+                            parts.push(Part::Text(t.to_owned()));
+                        }
+                    }
+                }
+            }
+            Ok(parts)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// An Anthropic image block as an image part (`data:` URL for base64 sources).
+fn image_part(block: &Value, param: &str) -> Result<Part, ApiError> {
+    let source = block.get("source");
+    let field = |name: &str| source.and_then(|s| s.get(name)).and_then(Value::as_str);
+    let url = match field("type") {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            field("media_type").unwrap_or("image/png"),
+            field("data").unwrap_or_default()
+        ),
+        Some("url") => field("url").unwrap_or_default().to_owned(),
+        _ => {
+            return Err(ApiError::invalid_param(
+                &format!("{param}.source"),
+                "image source must be base64 or url",
+            ));
+        }
+    };
+    Ok(Part::Image { url })
+}
+
+/// The text of a system message's content.
+fn content_text(content: Content) -> String {
+    match content {
+        Content::Text(t) => t,
+        Content::Blocks(blocks) => blocks
+            .into_iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text(t) => Some(t.text),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// A Messages request as the canonical prompt, and what it leaves out for an upstream that is
+/// not Anthropic (`tools[N] (type)`, `messages[i].content[j] (type)`).
+#[derive(Debug)]
+pub struct Converted {
+    pub prompt: Prompt,
+    pub dropped: Vec<String>,
+}
+
 /// The canonical prompt of a Messages request.
-pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
+///
+/// System messages inside `messages` (Claude Code sends one on the first request of a
+/// session) are folded into the system prompt in order, after the top-level `system`: local
+/// chat templates take one system message, first (docs/upstream.md).
+pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
     let MessagesRequest {
         messages,
         max_tokens,
@@ -114,6 +326,7 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
         mut extra,
         ..
     } = request;
+    let mut dropped = Vec::new();
     if messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
@@ -149,10 +362,17 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
         let role = match message.role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,
+            "system" => {
+                let text = content_text(message.content);
+                if !text.is_empty() {
+                    prompt.system.push(text);
+                }
+                continue;
+            }
             other => {
                 return Err(ApiError::invalid_param(
                     &format!("messages[{i}].role"),
-                    format!("role `{other}` is not supported (user, assistant)"),
+                    format!("role `{other}` is not supported (user, assistant, system)"),
                 ));
             }
         };
@@ -200,13 +420,34 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
                             Message { content: Vec::new(), ..Message::user("") },
                         ));
                     }
-                    let mut text = r.content.as_ref().map(block_text).unwrap_or_default();
+                    let param = format!("messages[{i}].content[{j}].content");
+                    let mut content = match &r.content {
+                        Some(c) => tool_result_parts(c, &param)?,
+                        None => Vec::new(),
+                    };
                     if r.is_error == Some(true) {
-                        text = format!("[tool error] {text}");
+                        match content.iter_mut().find_map(|p| match p {
+                            Part::Text(t) => Some(t),
+                            Part::Image { .. } => None,
+                        }) {
+                            Some(t) => *t = format!("[tool error] {t}"),
+                            None => content.insert(0, Part::Text("[tool error] ".to_owned())),
+                        }
                     }
+                    // Text parts of one result are one text (what the encoders send as the
+                    // tool message); images keep their place after it.
+                    let text: String = content
+                        .iter()
+                        .filter_map(|p| match p {
+                            Part::Text(t) => Some(t.as_str()),
+                            Part::Image { .. } => None,
+                        })
+                        .collect();
+                    let mut parts = vec![Part::Text(text)];
+                    parts.extend(content.into_iter().filter(|p| matches!(p, Part::Image { .. })));
                     prompt.messages.push(Message {
                         role: Role::Tool,
-                        content: vec![Part::Text(text)],
+                        content: parts,
                         reasoning: None,
                         tool_calls: Vec::new(),
                         tool_call_id: Some(r.tool_use_id),
@@ -216,32 +457,16 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
                 ContentBlock::Other(o)
                     if o.get("type").and_then(Value::as_str) == Some("image") =>
                 {
-                    let source = o.get("source");
-                    let url = match source.and_then(|s| s.get("type")).and_then(Value::as_str) {
-                        Some("base64") => format!(
-                            "data:{};base64,{}",
-                            source
-                                .and_then(|s| s.get("media_type"))
-                                .and_then(Value::as_str)
-                                .unwrap_or("image/png"),
-                            source
-                                .and_then(|s| s.get("data"))
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                        ),
-                        Some("url") => source
-                            .and_then(|s| s.get("url"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        _ => {
-                            return Err(ApiError::invalid_param(
-                                &format!("messages[{i}].content[{j}].source"),
-                                "image source must be base64 or url",
-                            ));
-                        }
-                    };
-                    current.content.push(Part::Image { url });
+                    let block = Value::Object(o.into_iter().collect());
+                    current
+                        .content
+                        .push(image_part(&block, &format!("messages[{i}].content[{j}]"))?);
+                }
+                ContentBlock::Other(o) => {
+                    // Server-tool blocks and others no canonical part holds: only an Anthropic
+                    // upstream sees them.
+                    let kind = o.get("type").and_then(Value::as_str).unwrap_or("unknown");
+                    dropped.push(format!("messages[{i}].content[{j}] ({kind})"));
                 }
                 _ => {
                     return Err(ApiError::invalid_param(
@@ -264,6 +489,14 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
                 &format!("tools[{i}].name"),
                 "a tool needs a name",
             ));
+        }
+        // Typed tools (`web_search_20250305`, `bash_20250124`, `text_editor_…`, `computer_…`)
+        // run on Anthropic's side or need its built-in schema: other upstreams cannot use them.
+        if let Some(kind) = tool.extra.get("type").and_then(Value::as_str)
+            && kind != "custom"
+        {
+            dropped.push(format!("tools[{i}] ({kind})"));
+            continue;
         }
         prompt.tools.push(Tool {
             name: tool.name,
@@ -302,11 +535,12 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Prompt, ApiError> {
     prompt.top_p = top_p;
     prompt.stop = stop_sequences.unwrap_or_default();
     prompt.stream = stream.unwrap_or(false);
-    // Anthropic-only fields (`thinking`, `metadata`, `top_k`, …) are not passed to other APIs.
+    // Anthropic-only fields (`thinking`, `metadata`, `context_management`, `output_config`,
+    // …) are not passed to other APIs; an Anthropic upstream gets them with the whole body.
     if let Some(top_k) = extra.remove("top_k") {
         prompt.passthrough.insert("top_k".to_owned(), top_k);
     }
-    Ok(prompt)
+    Ok(Converted { prompt, dropped })
 }
 
 fn stop_reason(finish: Option<&FinishReason>, has_tools: bool) -> &'static str {
@@ -366,6 +600,8 @@ enum Block {
 pub struct MessagesRender {
     id: String,
     model: String,
+    /// Prompt tokens by estimate, for `message_start` (the real count comes in `message_delta`).
+    input_estimate: u64,
     open: Option<Block>,
     index: u32,
     usage: Option<Usage>,
@@ -373,10 +609,11 @@ pub struct MessagesRender {
 }
 
 impl MessagesRender {
-    pub fn new(model: String) -> Self {
+    pub fn new(model: String, input_estimate: u64) -> Self {
         MessagesRender {
             id: crate::new_id("msg_"),
             model,
+            input_estimate,
             open: None,
             index: 0,
             usage: None,
@@ -425,7 +662,8 @@ impl Render for MessagesRender {
             &json!({"type": "message_start", "message": {
                 "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
                 "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+                "usage": {"input_tokens": self.input_estimate, "output_tokens": 0,
+                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
             }}),
         );
         sse::named(out, "ping", &json!({"type": "ping"}));

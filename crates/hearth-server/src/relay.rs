@@ -431,9 +431,10 @@ async fn agent_turn(
             events: turn.events,
         }),
         Err(hearth_agent::TurnError::Upstream { failure }) => Err(AgentFailure::Upstream(failure)),
-        Err(hearth_agent::TurnError::Refused { message }) => Err(AgentFailure::Api(
-            ApiError::invalid_param("messages", message).with_code("context_length_exceeded"),
-        )),
+        Err(hearth_agent::TurnError::Refused { message }) => Err(AgentFailure::Api(ApiError {
+            overflow: Some(Box::default()),
+            ..ApiError::invalid_param("messages", message).with_code("context_length_exceeded")
+        })),
         Err(hearth_agent::TurnError::Model(e)) => Err(AgentFailure::Api(ApiError::from_ref(&e))),
         Err(hearth_agent::TurnError::Config(message)) => {
             Err(AgentFailure::Api(ApiError::invalid_param("model", message)))

@@ -137,6 +137,11 @@ impl Client {
         let body = encode(prompt, target);
         let mut request = self.http.post(url).json(&body);
         request = authorize(request, provider, api, env, key)?;
+        if api == Api::AnthropicMessages
+            && let Some(beta) = prompt.anthropic_native.as_ref().and_then(|n| n.beta.as_deref())
+        {
+            request = request.header("anthropic-beta", beta);
+        }
         if !prompt.stream {
             request = request.timeout(self.first_byte);
         }

@@ -231,7 +231,23 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
     if let Some(system) = prompt.system_text() {
         messages.push(json!({"role": system_role, "content": system}));
     }
+    // Images a tool returned: a chat `tool` message carries text only, so they follow the
+    // run of tool messages as the next user message's first parts (docs/upstream.md).
+    let mut tool_images: Vec<Value> = Vec::new();
     for m in &prompt.messages {
+        if m.role != Role::Tool && !tool_images.is_empty() {
+            let mut parts = std::mem::take(&mut tool_images);
+            if m.role == Role::User {
+                if let Value::Array(own) = openai_content(m, false) {
+                    parts.extend(own);
+                } else {
+                    parts.push(json!({"type": "text", "text": m.text()}));
+                }
+                messages.push(json!({"role": "user", "content": parts}));
+                continue;
+            }
+            messages.push(json!({"role": "user", "content": parts}));
+        }
         let mut msg = Map::new();
         match m.role {
             Role::User => {
@@ -262,6 +278,23 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
                     msg.insert("role".into(), json!("user"));
                     msg.insert("content".into(), json!(format!("Tool result:\n{}", m.text())));
                 } else {
+                    if !string_only {
+                        let images: Vec<Value> = m
+                            .content
+                            .iter()
+                            .filter_map(|p| match p {
+                                Part::Image { url } => {
+                                    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+                                }
+                                Part::Text(_) => None,
+                            })
+                            .collect();
+                        if !images.is_empty() {
+                            let id = m.tool_call_id.as_deref().unwrap_or_default();
+                            tool_images.push(json!({"type": "text", "text": format!("[images returned by tool call {id}]")}));
+                            tool_images.extend(images);
+                        }
+                    }
                     msg.insert("role".into(), json!("tool"));
                     msg.insert("content".into(), json!(m.text()));
                     msg.insert(
@@ -277,6 +310,9 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
             }
         }
         messages.push(Value::Object(msg));
+    }
+    if !tool_images.is_empty() {
+        messages.push(json!({"role": "user", "content": tool_images}));
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(target.model.id));
@@ -396,7 +432,25 @@ fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
     Value::Object(body)
 }
 
+/// An image part as an Anthropic image block: `data:` URLs as base64 sources.
+fn anthropic_image(url: &str) -> Value {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((media_type, data)) = rest.split_once(";base64,")
+    {
+        return json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}});
+    }
+    json!({"type": "image", "source": {"type": "url", "url": url}})
+}
+
 fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
+    if let Some(native) = &prompt.anthropic_native {
+        // The caller spoke Anthropic: its request goes up as sent, to the configured model.
+        let mut body = native.body.clone();
+        body.insert("model".into(), json!(target.model.id));
+        body.insert("max_tokens".into(), json!(target.output_cap(prompt)));
+        body.insert("stream".into(), json!(prompt.stream));
+        return Value::Object(body);
+    }
     let policy = target.replay();
     let mut messages: Vec<Value> = Vec::new();
     for m in &prompt.messages {
@@ -407,9 +461,7 @@ fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
                     .iter()
                     .map(|p| match p {
                         Part::Text(t) => json!({"type": "text", "text": t}),
-                        Part::Image { url } => {
-                            json!({"type": "image", "source": {"type": "url", "url": url}})
-                        }
+                        Part::Image { url } => anthropic_image(url),
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -433,12 +485,27 @@ fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
                 }
                 ("assistant", blocks)
             }
-            Role::Tool => (
-                "user",
-                vec![
-                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id.clone().unwrap_or_default(), "content": m.text()}),
-                ],
-            ),
+            Role::Tool => {
+                let content = if m.is_text_only() {
+                    json!(m.text())
+                } else {
+                    Value::Array(
+                        m.content
+                            .iter()
+                            .map(|p| match p {
+                                Part::Text(t) => json!({"type": "text", "text": t}),
+                                Part::Image { url } => anthropic_image(url),
+                            })
+                            .collect(),
+                    )
+                };
+                (
+                    "user",
+                    vec![
+                        json!({"type": "tool_result", "tool_use_id": m.tool_call_id.clone().unwrap_or_default(), "content": content}),
+                    ],
+                )
+            }
         };
         // Anthropic wants alternating roles: merge consecutive same-role turns.
         match messages.last_mut() {
@@ -688,6 +755,25 @@ mod tests {
             json!({"city": "Paris"})
         );
         assert_eq!(ollama["messages"][3]["role"], "tool");
+    }
+
+    /// See: #12. A tool result with an image, from any client API.
+    #[test]
+    fn tool_result_images_reach_anthropic_and_chat() {
+        let mut p = conversation();
+        p.messages[2].content.push(Part::Image { url: "data:image/png;base64,AAAA".into() });
+        let anthropic =
+            body("anthropic-messages", "https://api.anthropic.com", r#"{id: "claude-x"}"#, &p);
+        assert_eq!(
+            anthropic["messages"][2]["content"][0]["content"],
+            json!([{"type": "text", "text": "sunny"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}])
+        );
+        let chat = body("openai-completions", "http://127.0.0.1:1/v1", r#"{id: "m"}"#, &p);
+        let messages = chat["messages"].as_array().unwrap();
+        assert_eq!(messages[3]["content"], "sunny");
+        assert_eq!(messages[4]["role"], "user", "the images follow the tool messages");
+        assert_eq!(messages[4]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
     }
 
     #[test]

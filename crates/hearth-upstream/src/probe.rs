@@ -901,6 +901,60 @@ impl Probes {
         reply.json()?.get("tokens")?.as_array().map(|t| t.len() as u64)
     }
 
+    /// Exact prompt tokens of a chat request on llama.cpp: the body rendered by the model's
+    /// own chat template (`/apply-template`, tools included), then `/tokenize`d. `None` when
+    /// the server is not llama.cpp or does not answer.
+    pub async fn count_chat_tokens(&self, provider: &Provider, chat_body: &Value) -> Option<u64> {
+        let probe = self.get(provider).await;
+        if probe.kind != ServerKind::LlamaCpp || !probe.reachable {
+            return None;
+        }
+        let cx = Cx {
+            provider,
+            http: http_client(provider, Duration::from_secs(10)).ok()?,
+            auth: auth_headers(provider, self.env.as_ref()),
+        };
+        let rendered = cx
+            .send(reqwest::Method::POST, &format!("{}/apply-template", cx.root()), Some(chat_body))
+            .await
+            .ok()
+            .filter(Reply::ok)?;
+        let prompt = rendered.json()?.get("prompt")?.as_str()?.to_owned();
+        let body =
+            serde_json::json!({"content": prompt, "add_special": true, "parse_special": true});
+        let reply = cx
+            .send(reqwest::Method::POST, &format!("{}/tokenize", cx.root()), Some(&body))
+            .await
+            .ok()
+            .filter(Reply::ok)?;
+        reply.json()?.get("tokens")?.as_array().map(|t| t.len() as u64)
+    }
+
+    /// Anthropic's own count (`POST /v1/messages/count_tokens`) of a Messages request body.
+    /// `Err` is the upstream's answer when it refused (its status and message), `Ok(None)`
+    /// when it could not be asked.
+    pub async fn count_anthropic_tokens(
+        &self,
+        provider: &Provider,
+        body: &Value,
+    ) -> Result<Option<u64>, UpstreamError> {
+        if provider.api != Api::AnthropicMessages {
+            return Ok(None);
+        }
+        let Ok(http) = http_client(provider, Duration::from_secs(30)) else { return Ok(None) };
+        let cx = Cx { provider, http, auth: auth_headers(provider, self.env.as_ref()) };
+        let url = format!("{}/v1/messages/count_tokens", cx.root());
+        let Ok(reply) = cx.send(reqwest::Method::POST, &url, Some(body)).await else {
+            return Ok(None);
+        };
+        if !reply.ok() {
+            let mut error = crate::classify::classify_http(reply.status, None, &reply.text());
+            error.status = Some(reply.status);
+            return Err(error);
+        }
+        Ok(reply.json().and_then(|v| v.get("input_tokens").and_then(Value::as_u64)))
+    }
+
     /// Like [`Probes::served_context`] from the cache only: never waits for the network.
     pub fn cached_context(&self, provider: &Provider, model_id: &str) -> Option<u64> {
         let served =

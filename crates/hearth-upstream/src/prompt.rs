@@ -114,6 +114,21 @@ pub struct Prompt {
     pub stream: bool,
     /// Request fields hearth does not own, passed through to OpenAI-compatible upstreams.
     pub passthrough: Map<String, Value>,
+    /// The request as an Anthropic Messages client sent it (direct runs of `/v1/messages`):
+    /// an Anthropic upstream gets this body with only `model`, `max_tokens` and `stream`
+    /// rewritten, so what hearth does not model (server tools, `cache_control`, `thinking`,
+    /// `context_management`, mid-conversation system messages, …) reaches it untouched.
+    /// Every other upstream is sent the canonical fields above.
+    pub anthropic_native: Option<std::sync::Arc<AnthropicNative>>,
+}
+
+/// An Anthropic Messages request kept whole for an Anthropic upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AnthropicNative {
+    /// The request body as received.
+    pub body: Map<String, Value>,
+    /// The caller's `anthropic-beta` header.
+    pub beta: Option<String>,
 }
 
 impl Prompt {
@@ -135,5 +150,29 @@ impl Prompt {
     pub fn char_count(&self) -> usize {
         self.system.iter().map(String::len).sum::<usize>()
             + self.messages.iter().map(|m| m.text().len()).sum::<usize>()
+    }
+
+    /// Characters of everything the model reads: texts, replayed reasoning, tool calls and
+    /// their arguments, and the tool definitions (for token estimates of a whole request).
+    pub fn full_char_count(&self) -> usize {
+        let messages: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.text().len()
+                    + m.reasoning.as_ref().map_or(0, |r| r.text.len())
+                    + m.tool_calls.iter().map(|c| c.name.len() + c.arguments.len()).sum::<usize>()
+            })
+            .sum();
+        let tools: usize = self
+            .tools
+            .iter()
+            .map(|t| {
+                t.name.len()
+                    + t.description.as_ref().map_or(0, String::len)
+                    + t.parameters.to_string().len()
+            })
+            .sum();
+        self.system.iter().map(String::len).sum::<usize>() + messages + tools
     }
 }
