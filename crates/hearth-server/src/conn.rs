@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router as AxumRouter;
-use axum::body::{Body, HttpBody};
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hearth_config::GatewayLimits;
 use hyper::body::Incoming;
@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::AppState;
+use crate::limits::Holding;
 
 /// Open files kept free beyond the connections (the store, logs, local services).
 const FD_RESERVE: usize = 128;
@@ -319,7 +320,7 @@ async fn serve_one(
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            Ok::<_, Infallible>(response.map(|body| Body::new(Tracked { body, _guard: guard })))
+            Ok::<_, Infallible>(response.map(|body| Body::new(Holding { body, _guard: guard })))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -354,32 +355,6 @@ struct BusyGuard(Arc<Conn>);
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.request_ended();
-    }
-}
-
-/// A response body that holds its request's [`BusyGuard`].
-struct Tracked {
-    body: Body,
-    _guard: BusyGuard,
-}
-
-impl HttpBody for Tracked {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -101,7 +101,7 @@ pub async fn enforce(State(app): State<AppState>, request: Request, next: Next) 
     let response = next.run(request).await;
     drop(body_permit);
     // A streaming answer holds its request slot until the stream ends.
-    response.map(|body| Body::new(Holding { body, _permit: request_permit }))
+    response.map(|body| Body::new(Holding { body, _guard: request_permit }))
 }
 
 /// Reads the whole body within the limits; returns the request with the buffered body and the
@@ -259,13 +259,14 @@ async fn drain_stream(mut stream: axum::body::BodyDataStream, max: usize, idle: 
     }
 }
 
-/// A response body that holds its request's slot.
-struct Holding {
-    body: Body,
-    _permit: OwnedSemaphorePermit,
+/// A response body that holds `guard` (a request slot, a connection's busy mark) until the
+/// body is done or dropped.
+pub(crate) struct Holding<G> {
+    pub(crate) body: Body,
+    pub(crate) _guard: G,
 }
 
-impl HttpBody for Holding {
+impl<G: Send + Unpin + 'static> HttpBody for Holding<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
