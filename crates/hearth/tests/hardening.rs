@@ -4,42 +4,20 @@
 //! legitimate case, so a refusal is the defence and not a broken setup.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
+type Gateway = GatewayProcess;
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
+fn rss_kib(gw: &Gateway) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn hearth() -> Command {
@@ -60,36 +38,15 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// `hearth gateway run` on a free port with `config`, sessions in `dir/state`.
 fn spawn(dir: &Path, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
     let config = write_config(dir, config);
-    let mut child = hearth()
+    let mut command = hearth();
+    command
         .arg("--config")
         .arg(&config)
         .args(["gateway", "run", "--port", "0"])
         .args(extra)
         .env("HEARTH_STATE_DIR", dir.join("state"))
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Gateway { child, addr, stderr }
+        .envs(env.iter().copied());
+    GatewayProcess::spawn(&mut command).unwrap()
 }
 
 /// A config with one local provider `fake` at `upstream`, default model `fake/m`.
@@ -487,7 +444,7 @@ async fn r11_large_responses_inputs_stay_within_the_memory_budget() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let rss_mib = gw.rss_kib() / 1024;
+    let rss_mib = rss_kib(&gw) / 1024;
     // 48 MiB of continuations, the process itself, and allocator slack: 200 MiB at most
     // (before the budget, twenty such inputs left 563 MB resident).
     assert!(rss_mib < 200, "RSS {rss_mib} MiB after twenty 10 MB inputs");
@@ -536,7 +493,7 @@ async fn r11_request_bytes_in_flight_are_capped() {
     }
     assert!((1..=2).contains(&ok), "{ok} accepted of 8 (40 MB budget, 19 MB bodies)");
     assert_eq!(ok + shed, 8);
-    let rss_mib = gw.rss_kib() / 1024;
+    let rss_mib = rss_kib(&gw) / 1024;
     assert!(rss_mib < 300, "RSS {rss_mib} MiB");
 }
 
@@ -637,14 +594,14 @@ async fn r11_sigterm_ends_open_streams_with_a_terminal_error_and_ready_says_drai
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Draining: /ready still answers, with 503.
     let ready = client().get(format!("{origin}/ready")).send().await;
-    let ready = ready.unwrap_or_else(|e| panic!("{e}\n{}", gw.stderr.lock().unwrap()));
+    let ready = ready.unwrap_or_else(|e| panic!("{e}\n{}", gw.stderr()));
     assert_eq!(ready.status(), 503);
     let chat = tokio::time::timeout(Duration::from_secs(5), chat).await.unwrap().unwrap();
-    assert!(chat.contains("Hello"), "{chat}\n{}", gw.stderr.lock().unwrap());
+    assert!(chat.contains("Hello"), "{chat}\n{}", gw.stderr());
     assert!(chat.contains("\"error\"") && chat.contains("shutting down"), "{chat}");
     let responses = tokio::time::timeout(Duration::from_secs(5), responses).await.unwrap().unwrap();
     assert!(responses.contains("response.failed"), "{responses}");
-    let exit = tokio::task::spawn_blocking(move || gw.child.wait().unwrap()).await.unwrap();
+    let exit = tokio::task::spawn_blocking(move || gw.wait().unwrap()).await.unwrap();
     assert_eq!(exit.code(), Some(0));
 }
 

@@ -6,16 +6,16 @@
 //! the stand-in does see hosted attempts, so a zero means something.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -69,47 +69,17 @@ fn hearth(dir: &Path, stand: &Stand) -> Command {
 }
 
 struct Gateway {
-    child: Child,
+    /// Kept for its `Drop`: the gateway stops with this value.
+    _process: GatewayProcess,
     origin: String,
     startup: String,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(dir: &Path, stand: &Stand) -> Gateway {
-    let mut child = hearth(dir, stand)
-        .args(["gateway", "run", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut startup = String::new();
-    let mut line = String::new();
-    let mut origin = None;
-    loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited: {startup}");
-        startup.push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            origin = Some(rest.split_whitespace().next().unwrap().to_owned());
-        }
-        if line.contains("sessions:") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    Gateway { child, origin: origin.unwrap(), startup }
+    let process =
+        GatewayProcess::spawn(hearth(dir, stand).args(["gateway", "run", "--port", "0"])).unwrap();
+    assert!(process.wait_for_stderr("sessions:", Duration::from_secs(10)), "{}", process.stderr());
+    Gateway { origin: process.origin(), startup: process.stderr(), _process: process }
 }
 
 fn client() -> reqwest::Client {
