@@ -1247,7 +1247,27 @@ impl AgentParams {
         "label",
     ];
 
+    /// OpenClaw `agent` params hearth cannot honour, each refused with the reason rather than as
+    /// an unknown param.
+    const UNSUPPORTED: &[(&str, &str)] = &[
+        ("sessionId", "hearth selects a session by `sessionKey` (openclaw agent --session-key)"),
+        ("channel", "hearth has no channels yet"),
+        ("replyChannel", "hearth has no channels yet"),
+        ("replyTo", "hearth has no channels yet"),
+        ("replyAccountId", "hearth has no channels yet"),
+        ("accountId", "hearth has no channels yet"),
+        ("threadId", "hearth has no channels yet"),
+        ("attachments", "agent runs over WebSocket take text only"),
+    ];
+
     fn parse(params: &Map<String, Value>) -> Result<AgentParams, RpcError> {
+        if let Some((name, why)) = Self::UNSUPPORTED
+            .iter()
+            .find(|(name, _)| params.get(*name).is_some_and(|v| !v.is_null()))
+        {
+            return Err(RpcError::invalid(format!("`{name}` is not supported: {why}"))
+                .with_details(json!({"code": "UNSUPPORTED_PARAM", "param": name})));
+        }
         check_keys(params, "agent", Self::ACCEPTED)?;
         let idempotency_key = required(
             opt_str(params, "idempotencyKey")?,

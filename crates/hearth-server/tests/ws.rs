@@ -803,6 +803,15 @@ async fn agent_takes_openclaws_thinking_to_and_deliver_false_and_refuses_deliver
             json!({"idempotencyKey": "d3", "message": "hi", "thinking": "loud"}),
             "unknown thinking level `loud` (levels: off, minimal, low, medium, high, xhigh, adaptive, max, ultra)",
         ),
+        // What `openclaw agent --session-id` / `--channel` send: named with the reason.
+        (
+            json!({"idempotencyKey": "d4", "message": "hi", "sessionId": "abc"}),
+            "`sessionId` is not supported: hearth selects a session by `sessionKey` (openclaw agent --session-key)",
+        ),
+        (
+            json!({"idempotencyKey": "d5", "message": "hi", "channel": "telegram"}),
+            "`channel` is not supported: hearth has no channels yet",
+        ),
     ];
     for (i, (params, message)) in refusals.into_iter().enumerate() {
         let id = format!("r{i}");

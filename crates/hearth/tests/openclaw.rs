@@ -272,6 +272,9 @@ async fn openclaw_cli_and_openclaw_node_complete_against_hearth() {
     .await;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("hearth has no channels yet"), "{}", text(&out));
+    let out = run(cli(&["agent", "--session-id", "abc", "--message", "x"])).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("`sessionId` is not supported"), "{}", text(&out));
 
     // openclaw-node: chat() and chatSync() see their events only when runId == idempotencyKey.
     let module = prefix.join("node_modules/openclaw-node/dist/index.mjs");
