@@ -57,8 +57,19 @@ pub const RUN_RETENTION: Duration = Duration::from_secs(600);
 /// `agent.wait` waits this long unless `timeoutMs` says otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// Methods a connection can call (`hello-ok.features.methods`).
-pub const METHODS: &[&str] =
-    &["health", "models.list", "sessions.list", "chat.history", "agent", "agent.wait"];
+pub const METHODS: &[&str] = &[
+    "health",
+    "models.list",
+    "agents.list",
+    "sessions.list",
+    "chat.history",
+    "agent",
+    "agent.wait",
+];
+/// Wire contracts served (`hello-ok.features.capabilities`, OpenClaw's `GATEWAY_SERVER_CAPS`):
+/// `published-model-catalog` is `models.list` with `view`, `provider`, `includeDetails`,
+/// `preparedOnly` and `refresh` (hearth's catalog is its config: always published).
+pub const CAPABILITIES: &[&str] = &["published-model-catalog"];
 /// Events a connection can receive (`hello-ok.features.events`).
 pub const EVENTS: &[&str] = &["connect.challenge", "tick", "agent", "shutdown"];
 /// The operator scopes a shared-secret connection holds unless it asks for fewer.
@@ -148,11 +159,12 @@ impl Hub {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The run started under `key`, or a new one made by `make`; `true` when it is new.
+    /// The run whose id is the idempotency key `key` (OpenClaw's run id is the request's
+    /// `idempotencyKey`), or a new one made by `make`; `true` when it is new.
     fn admit(&self, key: &str, make: impl FnOnce() -> Run) -> Result<(Arc<Run>, bool), RpcError> {
         let mut runs = lock(&self.runs);
         runs.prune(Instant::now());
-        if let Some(run) = runs.by_key.get(key).and_then(|id| runs.by_id.get(id)) {
+        if let Some(run) = runs.by_id.get(key) {
             return Ok((Arc::clone(run), false));
         }
         if runs.by_id.values().filter(|r| !r.ended()).count() >= MAX_ACTIVE_RUNS {
@@ -162,7 +174,6 @@ impl Hub {
             .retry_after(Duration::from_secs(1)));
         }
         let run = Arc::new(make());
-        runs.by_key.insert(key.to_owned(), run.id.clone());
         runs.by_id.insert(run.id.clone(), Arc::clone(&run));
         Ok((run, true))
     }
@@ -181,11 +192,10 @@ impl Hub {
     }
 }
 
-/// Agent runs by id, and their idempotency keys.
+/// Agent runs by id (which is their idempotency key).
 #[derive(Debug, Default)]
 struct Runs {
     by_id: HashMap<String, Arc<Run>>,
-    by_key: HashMap<String, String>,
 }
 
 impl Runs {
@@ -220,8 +230,6 @@ impl Runs {
                 bytes = bytes.saturating_sub(run.result_bytes());
             }
         }
-        let by_id = &self.by_id;
-        self.by_key.retain(|_, id| by_id.contains_key(id));
     }
 }
 
@@ -587,7 +595,7 @@ fn hello(app: &AppState, conn: &Conn) -> Value {
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
         "server": {"version": env!("CARGO_PKG_VERSION"), "connId": conn.id},
-        "features": {"methods": METHODS, "events": EVENTS},
+        "features": {"methods": METHODS, "events": EVENTS, "capabilities": CAPABILITIES},
         "snapshot": {"presence": [], "health": health(app), "uptimeMs": app.ws.uptime_ms()},
         "auth": {"role": "operator", "scopes": conn.scopes},
         "policy": {
@@ -711,8 +719,8 @@ async fn call(
     }
     Some(match method {
         "health" => check_keys(&params, method, &[]).map(|()| health(app)),
-        "models.list" => check_keys(&params, method, &["view", "preparedOnly", "refresh"])
-            .map(|()| json!({"models": models::entries(&app.config.load())})),
+        "models.list" => models_list(&app.config.load(), &params),
+        "agents.list" => check_keys(&params, method, &[]).map(|()| agents_list(&app.config.load())),
         "sessions.list" => sessions_list(app, &params).await,
         "chat.history" => chat_history(app, &params).await,
         "agent.wait" => match agent_wait(app, outbox, id, &params) {
@@ -1014,6 +1022,94 @@ fn health(app: &AppState) -> Value {
     })
 }
 
+/// `models.list {view?, provider?, includeDetails?, preparedOnly?, refresh?}`: the model refs
+/// `GET /v1/models` lists (not its agent targets: over WebSocket the agent is `agentId`), as
+/// OpenClaw's model choices `{id, name, provider, alias?, contextWindow?, reasoning}`; with
+/// `includeDetails`, also `input`, `contextTokens` and `local`. Every view lists the same rows,
+/// and `refresh` has nothing to acquire: the catalog is the config.
+fn models_list(config: &Config, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    check_keys(
+        params,
+        "models.list",
+        &["view", "provider", "includeDetails", "preparedOnly", "refresh"],
+    )?;
+    match opt_str(params, "view")? {
+        None | Some("default" | "configured" | "provider-config" | "all") => {}
+        Some(other) => {
+            return Err(RpcError::invalid(format!(
+                "unknown view `{other}` (views: default, configured, provider-config, all)"
+            )));
+        }
+    }
+    let details = opt_bool(params, "includeDetails")? == Some(true);
+    if opt_bool(params, "preparedOnly")? == Some(true) && opt_bool(params, "refresh")? == Some(true)
+    {
+        return Err(RpcError::invalid("`preparedOnly` and `refresh` cannot both be true"));
+    }
+    let provider = opt_str(params, "provider")?;
+    if let Some(p) = provider
+        && !config.providers.keys().any(|id| id.eq_ignore_ascii_case(p))
+    {
+        return Err(RpcError::invalid(format!("unknown provider `{p}`")));
+    }
+    let listed: std::collections::HashSet<String> = models::entries(config)
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect();
+    let mut rows = Vec::new();
+    for (model_ref, p, model) in config.rows() {
+        if !listed.contains(&model_ref.to_string())
+            || provider.is_some_and(|want| !p.id.eq_ignore_ascii_case(want))
+        {
+            continue;
+        }
+        let mut row = json!({
+            "id": model.id,
+            "name": if model.name.is_empty() { &model.id } else { &model.name },
+            "provider": p.id,
+            "reasoning": model.reasoning,
+        });
+        if let Some(alias) = config.alias_of(&model_ref) {
+            row["alias"] = json!(alias);
+        }
+        if let Some(window) = model.context_window.filter(|w| *w > 0) {
+            row["contextWindow"] = json!(window);
+        }
+        if details {
+            let input: Vec<&str> = model.input.iter().map(|i| i.as_str()).collect();
+            row["input"] = json!(input);
+            if let Some(tokens) = model.context_tokens.filter(|t| *t > 0) {
+                row["contextTokens"] = json!(tokens);
+            }
+            row["local"] = json!(p.is_local());
+        }
+        rows.push(row);
+    }
+    Ok(json!({"models": rows}))
+}
+
+/// `agents.list`: the configured agents (OpenClaw's implicit `main` when there are none); each
+/// agent's sessions are keyed `agent:<id>:<key>`, its default one `main`.
+fn agents_list(config: &Config) -> Value {
+    let agents: Vec<Value> = if config.agents.is_empty() {
+        vec![json!({"id": "main", "kind": "agent"})]
+    } else {
+        config
+            .agents
+            .values()
+            .map(|a| {
+                let mut row = json!({"id": a.id, "kind": "agent"});
+                if let Some(name) = a.name.as_deref().filter(|n| !n.is_empty()) {
+                    row["name"] = json!(name);
+                }
+                row
+            })
+            .collect()
+    };
+    let default = config.default_agent().map_or("main", |a| a.id.as_str());
+    json!({"defaultId": default, "mainKey": "main", "scope": "per-sender", "agents": agents})
+}
+
 /// `sessions.list {agentId?, limit?}`: current sessions, newest activity first.
 async fn sessions_list(app: &AppState, params: &Map<String, Value>) -> Result<Value, RpcError> {
     check_keys(params, "sessions.list", &["agentId", "limit"])?;
@@ -1124,7 +1220,15 @@ struct AgentParams {
     model: Option<String>,
     extra_system: Option<String>,
     timeout: Option<Duration>,
+    /// `thinking`, one of [`THINKING_LEVELS`]: checked and recorded in the final answer's
+    /// `result.meta.thinking`. It does not change the upstream request yet: an agent turn takes
+    /// no per-request reasoning effort (docs/gateway.md).
+    thinking: Option<&'static str>,
 }
+
+/// OpenClaw's thinking levels (`/think`, `openclaw agent --thinking`).
+const THINKING_LEVELS: &[&str] =
+    &["off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra"];
 
 impl AgentParams {
     const ACCEPTED: &[&str] = &[
@@ -1136,12 +1240,34 @@ impl AgentParams {
         "provider",
         "extraSystemPrompt",
         "timeout",
+        "thinking",
+        "to",
         "deliver",
         "bestEffortDeliver",
         "label",
     ];
 
+    /// OpenClaw `agent` params hearth cannot honour, each refused with the reason rather than as
+    /// an unknown param.
+    const UNSUPPORTED: &[(&str, &str)] = &[
+        ("sessionId", "hearth selects a session by `sessionKey` (openclaw agent --session-key)"),
+        ("channel", "hearth has no channels yet"),
+        ("replyChannel", "hearth has no channels yet"),
+        ("replyTo", "hearth has no channels yet"),
+        ("replyAccountId", "hearth has no channels yet"),
+        ("accountId", "hearth has no channels yet"),
+        ("threadId", "hearth has no channels yet"),
+        ("attachments", "agent runs over WebSocket take text only"),
+    ];
+
     fn parse(params: &Map<String, Value>) -> Result<AgentParams, RpcError> {
+        if let Some((name, why)) = Self::UNSUPPORTED
+            .iter()
+            .find(|(name, _)| params.get(*name).is_some_and(|v| !v.is_null()))
+        {
+            return Err(RpcError::invalid(format!("`{name}` is not supported: {why}"))
+                .with_details(json!({"code": "UNSUPPORTED_PARAM", "param": name})));
+        }
         check_keys(params, "agent", Self::ACCEPTED)?;
         let idempotency_key = required(
             opt_str(params, "idempotencyKey")?,
@@ -1150,13 +1276,32 @@ impl AgentParams {
         )?;
         let message =
             required(opt_text(params, "message")?, "message", "the user's message for this turn")?;
-        if opt_bool(params, "deliver")? == Some(true)
-            && opt_bool(params, "bestEffortDeliver")? != Some(true)
-        {
-            return Err(RpcError::invalid(
-                "hearth does not deliver replies to channels: send deliver:false (or bestEffortDeliver:true)",
-            ));
+        // `to` is where a reply would be delivered (a channel recipient); it selects no session
+        // here (OpenClaw's default `dmScope: main` puts direct chats in the main session too).
+        let to = opt_str(params, "to")?;
+        opt_bool(params, "bestEffortDeliver")?;
+        if opt_bool(params, "deliver")? == Some(true) {
+            let target = to.map(|t| format!(" to `{t}`")).unwrap_or_default();
+            return Err(RpcError::invalid(format!(
+                "hearth has no channels yet, so it cannot deliver the reply{target}: send deliver:false and read the reply from the final answer"
+            ))
+            .with_details(json!({"code": "DELIVERY_UNSUPPORTED", "reason": "unknown_channel"})));
         }
+        let thinking = match opt_str(params, "thinking")? {
+            None => None,
+            Some(level) => Some(
+                THINKING_LEVELS
+                    .iter()
+                    .copied()
+                    .find(|name| name.eq_ignore_ascii_case(level))
+                    .ok_or_else(|| {
+                        RpcError::invalid(format!(
+                            "unknown thinking level `{level}` (levels: {})",
+                            THINKING_LEVELS.join(", ")
+                        ))
+                    })?,
+            ),
+        };
         opt_text(params, "label")?;
         let model = match (opt_str(params, "provider")?, opt_str(params, "model")?) {
             (Some(provider), Some(model)) if !model.contains('/') => {
@@ -1176,8 +1321,11 @@ impl AgentParams {
             session_key: session_key_param(params)?.map(str::to_owned),
             model,
             extra_system: opt_text(params, "extraSystemPrompt")?.map(str::to_owned),
-            timeout: opt_int(params, "timeout", 1, relay::RUN_BUDGET.as_secs())?
+            // 0 is OpenClaw's "no timeout of its own": the gateway's run budget still bounds it.
+            timeout: opt_int(params, "timeout", 0, relay::RUN_BUDGET.as_secs())?
+                .filter(|s| *s > 0)
                 .map(Duration::from_secs),
+            thinking,
         })
     }
 }
@@ -1239,8 +1387,9 @@ fn agent(
     let plan = agent_plan(&config, &request)?;
     let (agent_id, session_key) =
         hearth_agent::session_key_for(&config, plan.agent.as_deref(), plan.session_key.as_deref());
-    let (run, fresh) =
-        app.ws.admit(&request.idempotency_key, || Run::new(agent_id, session_key))?;
+    let (run, fresh) = app.ws.admit(&request.idempotency_key, || {
+        Run::new(request.idempotency_key.clone(), agent_id, session_key)
+    })?;
     run.subscribe(outbox, id);
     if fresh {
         let running = Presence::run(&app.ws);
@@ -1269,7 +1418,13 @@ async fn drive(
     let budget = request.timeout.unwrap_or(relay::RUN_BUDGET);
     let outcome = match tokio::time::timeout(budget, turn(&app, &config, &plan, prompt, &run)).await
     {
-        Ok(outcome) => outcome,
+        Ok(Ok(mut result)) => {
+            if let Some(level) = request.thinking {
+                result["meta"]["thinking"] = json!(level);
+            }
+            Ok(result)
+        }
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(RpcError::unavailable(format!(
             "the run timed out after {} s (the agent's `timeout`)",
             budget.as_secs()
@@ -1401,6 +1556,8 @@ async fn answer_wait(run: Arc<Run>, wait: Duration, waiting: Waiting, id: Value)
 /// One agent run: who listens, its per-run event `seq`, how it ended.
 #[derive(Debug)]
 struct Run {
+    /// The request's `idempotencyKey`, as OpenClaw names its runs: clients match `agent` events
+    /// by `runId == idempotencyKey`.
     id: String,
     agent_id: String,
     session_key: String,
@@ -1454,9 +1611,9 @@ struct RunEnd {
 }
 
 impl Run {
-    fn new(agent_id: String, session_key: String) -> Run {
+    fn new(id: String, agent_id: String, session_key: String) -> Run {
         Run {
-            id: crate::new_id("run-"),
+            id,
             agent_id,
             session_key,
             accepted_at: now_ms(),

@@ -210,8 +210,9 @@ async fn challenge_then_hello_ok() {
     assert_eq!(
         hello["features"],
         json!({
-            "methods": ["health", "models.list", "sessions.list", "chat.history", "agent", "agent.wait"],
+            "methods": ["health", "models.list", "agents.list", "sessions.list", "chat.history", "agent", "agent.wait"],
             "events": ["connect.challenge", "tick", "agent", "shutdown"],
+            "capabilities": ["published-model-catalog"],
         })
     );
     assert_eq!(hello["snapshot"]["presence"], json!([]));
@@ -432,7 +433,7 @@ async fn narrowed_scopes_are_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_models_list_match_http() {
+async fn health_matches_http_and_models_list_lists_its_model_refs_as_openclaw_rows() {
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
     let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
     let mut ws = connected(&gw).await;
@@ -454,10 +455,15 @@ async fn health_and_models_list_match_http() {
         .json()
         .await
         .unwrap();
-    assert_eq!(res["payload"]["models"], listed["data"]);
     let ids: Vec<&str> =
         listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["hearth", "hearth/default", "fake/m"]);
+    // The model refs HTTP lists (not its agent targets), in OpenClaw's row shape: `id` within
+    // `provider` (OpenClaw's `modelKey(provider, id)` is the ref), a display `name`.
+    assert_eq!(
+        res["payload"],
+        json!({"models": [{"id": "m", "name": "m", "provider": "fake", "reasoning": true, "contextWindow": 4096}]})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +475,7 @@ async fn agent_run_acks_streams_and_answers_without_reasoning() {
     let (ack, events, last) = run_agent(&mut ws, "a1", agent_params("key-1", "s1")).await;
     let ack = &ack["payload"];
     let run_id = ack["runId"].as_str().unwrap();
-    assert!(run_id.starts_with("run-"), "{ack}");
+    assert_eq!(run_id, "key-1", "the run id is the idempotency key (OpenClaw's)");
     assert_eq!(ack["status"], "accepted");
     assert_eq!(ack["sessionKey"], "agent:main:s1");
     assert_eq!(ack["agentId"], "main");
@@ -530,6 +536,7 @@ async fn an_idempotency_key_starts_one_run_and_wait_history_and_sessions_see_it(
     let mut ws = connected(&gw).await;
     let (ack, _, first) = run_agent(&mut ws, "a1", agent_params("same-key", "s2")).await;
     let run_id = ack["payload"]["runId"].clone();
+    assert_eq!(run_id, "same-key");
 
     // The same key again, from another connection: the same run's final answer, no new call.
     let mut other = connected(&gw).await;
@@ -757,4 +764,151 @@ async fn plain_http_on_root_is_still_404_and_metrics_count_connections() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"route="other",status_class="4xx"} 2"#), "{metrics}");
+}
+
+/// What OpenClaw's clients send to `agent`: `openclaw agent --thinking low [--to …]` sends
+/// `thinking`, `to`, `deliver: false` and `timeout` (0: none of its own); `openclaw-node`
+/// matches events by `runId == idempotencyKey`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_takes_openclaws_thinking_to_and_deliver_false_and_refuses_delivery() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(Reply::sse(REASONING_STREAM));
+    let gw = start(with_store(state(&fake_config(&upstream.origin(), ""), &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let params = json!({
+        "idempotencyKey": "1796169281094-hxmztp", "message": "hi", "agentId": "main",
+        "sessionKey": "agent:main:main", "thinking": "low", "to": "+15555550123",
+        "deliver": false, "bestEffortDeliver": false, "timeout": 0,
+    });
+    let (ack, events, last) = run_agent(&mut ws, "1796169281094-hxmztp", params).await;
+    assert_eq!(ack["payload"]["runId"], "1796169281094-hxmztp", "{ack}");
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["payload"]["runId"] == "1796169281094-hxmztp"), "{events:?}");
+    assert_eq!(last["ok"], true, "{last}");
+    assert_eq!(last["payload"]["result"]["payloads"], json!([{"text": "The answer is 42."}]));
+    assert_eq!(last["payload"]["result"]["meta"]["thinking"], "low", "recorded");
+    assert_eq!(posts(&upstream), 1);
+
+    // Refused before any run starts: delivery (there are no channels), an unknown level.
+    let refusals = [
+        (
+            json!({"idempotencyKey": "d1", "message": "hi", "to": "+15555550123", "deliver": true}),
+            "hearth has no channels yet, so it cannot deliver the reply to `+15555550123`: send deliver:false and read the reply from the final answer",
+        ),
+        (
+            json!({"idempotencyKey": "d2", "message": "hi", "deliver": true, "bestEffortDeliver": true}),
+            "hearth has no channels yet, so it cannot deliver the reply: send deliver:false and read the reply from the final answer",
+        ),
+        (
+            json!({"idempotencyKey": "d3", "message": "hi", "thinking": "loud"}),
+            "unknown thinking level `loud` (levels: off, minimal, low, medium, high, xhigh, adaptive, max, ultra)",
+        ),
+        // What `openclaw agent --session-id` / `--channel` send: named with the reason.
+        (
+            json!({"idempotencyKey": "d4", "message": "hi", "sessionId": "abc"}),
+            "`sessionId` is not supported: hearth selects a session by `sessionKey` (openclaw agent --session-key)",
+        ),
+        (
+            json!({"idempotencyKey": "d5", "message": "hi", "channel": "telegram"}),
+            "`channel` is not supported: hearth has no channels yet",
+        ),
+    ];
+    for (i, (params, message)) in refusals.into_iter().enumerate() {
+        let id = format!("r{i}");
+        let (res, _) = request(&mut ws, &id, "agent", params).await;
+        assert_eq!((&res["ok"], &res["error"]["code"]), (&json!(false), &json!("INVALID_REQUEST")));
+        assert_eq!(res["error"]["message"], message, "{res}");
+    }
+    let (res, _) = request(
+        &mut ws,
+        "r9",
+        "agent",
+        json!({"idempotencyKey": "d1", "message": "hi", "deliver": true}),
+    )
+    .await;
+    assert_eq!(
+        res["error"]["details"],
+        json!({"code": "DELIVERY_UNSUPPORTED", "reason": "unknown_channel"})
+    );
+    assert_eq!(posts(&upstream), 1, "a refusal calls no upstream");
+    let (res, _) = request(&mut ws, "w", "agent.wait", json!({"runId": "d1"})).await;
+    assert_eq!(res["error"]["code"], "NOT_FOUND", "a refused request starts no run: {res}");
+}
+
+/// `openclaw models list` needs `published-model-catalog` and sends `view` and
+/// `includeDetails`; its table reads `provider`, `id`, `name`, `input`, `contextWindow`, `local`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_list_takes_the_published_catalog_params_and_agents_list_names_the_agents() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions",
+            models: [{{id: "m", reasoning: true, contextWindow: 4096}}]}}}}}},
+          agents: {{defaults: {{model: {{primary: "fake/m"}}, models: {{"fake/m": {{alias: "Fast"}}}}}},
+            entries: {{work: {{name: "Work", default: true}}, home: {{}}}}}}}}"#,
+        upstream.origin()
+    );
+    let gw = start(state(&config, &[]), None).await;
+    let mut ws = connected(&gw).await;
+    let (res, _) = request(
+        &mut ws,
+        "m1",
+        "models.list",
+        json!({"view": "default", "includeDetails": true, "preparedOnly": true}),
+    )
+    .await;
+    assert_eq!(
+        res["payload"],
+        json!({"models": [{
+            "id": "m", "name": "m", "provider": "fake", "alias": "Fast", "reasoning": true,
+            "contextWindow": 4096, "input": ["text"], "local": true,
+        }]}),
+        "{res}"
+    );
+    let (res, _) = request(
+        &mut ws,
+        "m2",
+        "models.list",
+        json!({"view": "all", "provider": "FAKE", "refresh": true}),
+    )
+    .await;
+    assert_eq!(res["payload"]["models"].as_array().map(Vec::len), Some(1), "{res}");
+    let refusals = [
+        (json!({"provider": "nope"}), "unknown provider `nope`"),
+        (
+            json!({"view": "mine"}),
+            "unknown view `mine` (views: default, configured, provider-config, all)",
+        ),
+        (
+            json!({"preparedOnly": true, "refresh": true}),
+            "`preparedOnly` and `refresh` cannot both be true",
+        ),
+        (json!({"includeDetails": "yes"}), "`includeDetails` must be true or false"),
+        (
+            json!({"authProfileId": "x"}),
+            "unknown param `authProfileId` for models.list (it takes: view, provider, includeDetails, preparedOnly, refresh)",
+        ),
+    ];
+    for (i, (params, message)) in refusals.into_iter().enumerate() {
+        let (res, _) = request(&mut ws, &format!("r{i}"), "models.list", params).await;
+        assert_eq!(
+            (&res["error"]["code"], &res["error"]["message"]),
+            (&json!("INVALID_REQUEST"), &json!(message))
+        );
+    }
+
+    let (res, _) = request(&mut ws, "a", "agents.list", json!({})).await;
+    assert_eq!(
+        res["payload"],
+        json!({"defaultId": "work", "mainKey": "main", "scope": "per-sender", "agents": [
+            {"id": "work", "kind": "agent", "name": "Work"}, {"id": "home", "kind": "agent"},
+        ]})
+    );
+    // Without agents: OpenClaw's implicit `main`.
+    let bare = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
+    let mut ws = connected(&bare).await;
+    let (res, _) = request(&mut ws, "a", "agents.list", json!({})).await;
+    assert_eq!(
+        res["payload"],
+        json!({"defaultId": "main", "mainKey": "main", "scope": "per-sender", "agents": [{"id": "main", "kind": "agent"}]})
+    );
 }
