@@ -29,10 +29,12 @@ pub const OBJECT_COMPLETION: &str = "chat.completion";
 pub const OBJECT_CHUNK: &str = "chat.completion.chunk";
 
 /// Caller options that shape the rendering, not the prompt.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub stream: bool,
     pub include_usage: bool,
+    /// Tools left out, as `tools[2] (custom)`, for `x-hearth-dropped`.
+    pub dropped: Vec<String>,
 }
 
 pub async fn handle(
@@ -68,10 +70,12 @@ async fn run(
     if options.stream {
         let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
         let include_usage = options.include_usage;
-        return sse::respond_when_started(&app, start, move |made| {
+        let mut response = sse::respond_when_started(&app, start, move |made| {
             ChatRender::new(shown_for(&plan, made.map(|(s, _)| s)), include_usage)
         })
-        .await;
+        .await?;
+        crate::responses::dropped_header(&options.dropped, response.headers_mut());
+        return Ok(response);
     }
     let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
     let shown_model = shown_model(&plan, &started.answer.model_ref);
@@ -81,6 +85,7 @@ async fn run(
         &completion(&crate::new_id("chatcmpl-"), &shown_model, &collected),
     );
     relay::answer_headers(&answer, response.headers_mut());
+    crate::responses::dropped_header(&options.dropped, response.headers_mut());
     Ok(response)
 }
 
@@ -294,12 +299,18 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
         }
     };
     let mut prompt_tools = Vec::new();
+    let mut dropped = Vec::new();
     for (i, tool) in tools.into_iter().flatten().enumerate() {
-        if tool.kind != "function" {
+        if tool.kind.is_empty() {
             return Err(ApiError::invalid_param(
                 &format!("tools[{i}].type"),
-                format!("tool type `{}` is not supported; use \"function\"", tool.kind),
+                "a tool needs a type",
             ));
+        }
+        if tool.kind != "function" {
+            // `custom` (free-form) and hosted tools: no chat upstream can take them as such.
+            dropped.push(format!("tools[{i}] ({})", tool.kind));
+            continue;
         }
         if tool.function.name.is_empty() {
             return Err(ApiError::invalid_param(
@@ -389,6 +400,14 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     if let Some(user) = user {
         extra.insert("user".to_owned(), Value::String(user));
     }
+    let output_format = match extra.remove("response_format") {
+        None | Some(Value::Null) => None,
+        Some(rf) => {
+            Some(hearth_upstream::OutputFormat::from_chat(&rf).map_err(|(at, message)| {
+                ApiError::invalid_param(&format!("response_format{at}"), message)
+            })?)
+        }
+    };
     let stream = stream.unwrap_or(false);
     let include_usage =
         stream && stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
@@ -398,9 +417,10 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     prompt.temperature = temperature;
     prompt.top_p = top_p;
     prompt.stop = stop;
+    prompt.output_format = output_format;
     prompt.stream = stream;
     prompt.passthrough = extra;
-    Ok((prompt, Options { stream, include_usage }))
+    Ok((prompt, Options { stream, include_usage, dropped }))
 }
 
 #[derive(Serialize)]

@@ -124,10 +124,11 @@ pub struct ContentPart {
 /// A tool definition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
-    /// Always `function` today.
-    #[serde(rename = "type")]
+    /// `function`, `custom`, … (empty when the client sent none; the surface refuses that).
+    #[serde(rename = "type", default)]
     pub kind: String,
-    /// The function.
+    /// The function (absent on `custom` and other non-function tools).
+    #[serde(default)]
     pub function: FunctionDefinition,
     /// Every other field, kept verbatim.
     #[serde(flatten)]
