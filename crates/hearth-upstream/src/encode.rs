@@ -411,6 +411,8 @@ fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
     body.insert("stream".into(), json!(prompt.stream));
     wire_params(target, &mut body);
     passthrough(prompt, target, &mut body);
+    // Chat's `logprobs: true` has no Responses field (the count, `top_logprobs`, is the same).
+    body.remove("logprobs");
     // Chat's `response_format` (from `params` or a chat caller) is `text.format` here.
     if let Some(rf) = body.remove("response_format")
         && !body.contains_key("text")

@@ -169,3 +169,15 @@ fn formats_parse_from_chat_and_responses_alike() {
     let (at, _) = OutputFormat::from_responses(&json!({"type": "xml"})).unwrap_err();
     assert_eq!(at, ".type");
 }
+
+#[test]
+fn chat_only_fields_do_not_reach_a_responses_upstream() {
+    let mut prompt = Prompt::text(None, "hi");
+    prompt.passthrough.insert("logprobs".into(), json!(true));
+    prompt.passthrough.insert("top_logprobs".into(), json!(3));
+    let responses = body("openai-responses", APIS[1].1, &prompt);
+    assert!(responses.get("logprobs").is_none(), "{responses}");
+    assert_eq!(responses["top_logprobs"], 3);
+    let chat = body("openai-completions", APIS[0].1, &prompt);
+    assert_eq!((chat["logprobs"].as_bool(), chat["top_logprobs"].as_u64()), (Some(true), Some(3)));
+}
