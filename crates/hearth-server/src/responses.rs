@@ -680,7 +680,7 @@ pub fn to_prompt(
             }
         }
     }
-    let echo_choice = tool_choice.clone().unwrap_or_else(|| Value::String("auto".to_owned()));
+    let mut echo_choice = tool_choice.clone().unwrap_or_else(|| Value::String("auto".to_owned()));
     prompt.tool_choice = match tool_choice {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "auto" => Some(ToolChoice::Auto),
@@ -720,6 +720,10 @@ pub fn to_prompt(
             ));
         }
     };
+    if dropped.iter().any(|d| d.starts_with("tool_choice")) {
+        // A choice of a dropped hosted tool leaves the model free: that is what was applied.
+        echo_choice = Value::String("auto".to_owned());
+    }
     let (reasoning_effort, reasoning_summary) =
         reasoning.map(|r| (r.effort, r.summary)).unwrap_or_default();
     if let Some(effort) = &reasoning_effort {

@@ -152,6 +152,15 @@ async fn codex_tools_are_flattened_dropped_and_mapped_back() {
         "strict shown for tools in a namespace too"
     );
 
+    // A tool_choice of a dropped hosted tool is dropped too, and the object shows what applied.
+    upstream.push(Reply::json(200, TEXT_BODY));
+    let request = json!({"model": "chat/m", "input": "go", "tools": codex_tools(), "tool_choice": {"type": "web_search"}});
+    let (status, headers, body) = post(&gw, "/v1/responses", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-hearth-dropped"], "tools[2] (web_search), tool_choice (web_search)");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["tool_choice"], "auto");
+    assert!(upstream.requests().last().unwrap().json().get("tool_choice").is_none());
+
     // Streaming: a custom tool's call comes back as a custom_tool_call with its input.
     let frames = tool_call_stream("apply_patch", r#"{"input":"*** Begin Patch"}"#);
     upstream.push(Reply::sse(&frames.iter().map(String::as_str).collect::<Vec<_>>()));
