@@ -829,7 +829,7 @@ fn client_tool(
         );
     }
     let parameters = if custom {
-        json!({"type": "object", "properties": {"input": {"type": "string", "description": "The tool's free-form input."}}, "required": ["input"]})
+        crate::chat::custom_parameters()
     } else {
         match tool.get("parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
@@ -898,10 +898,7 @@ fn function_item(
 ) -> Value {
     match client_tools.get(&call.name) {
         Some(t) if t.custom => {
-            let input = serde_json::from_str::<Value>(&call.arguments)
-                .ok()
-                .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| call.arguments.clone());
+            let input = crate::chat::custom_input(&call.arguments);
             let mut item = json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call.id, "name": t.name, "input": if status == "in_progress" { String::new() } else { input }});
             if let Some(ns) = &t.namespace {
                 item["namespace"] = json!(ns);

@@ -220,7 +220,7 @@ async fn codex_tools_are_flattened_dropped_and_mapped_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_tools_are_400s_naming_the_field_and_chat_drops_custom_tools() {
+async fn unsupported_tools_are_400s_naming_the_field_and_chat_maps_custom_tools() {
     let upstream = FakeUpstream::start().await.unwrap();
     let gw = start(state(&config(&upstream.origin()))).await;
     let cases = [
@@ -245,22 +245,67 @@ async fn unsupported_tools_are_400s_naming_the_field_and_chat_drops_custom_tools
     }
     assert!(upstream.requests().is_empty(), "nothing malformed went up");
 
-    // Chat: a `custom` tool is dropped with a note; the function tool goes up.
-    upstream.push(Reply::json(200, TEXT_BODY));
-    let request = json!({"model": "chat/m", "messages": [{"role": "user", "content": "hi"}], "tools": [
-        {"type": "custom", "custom": {"name": "apply_patch"}},
-        {"type": "function", "function": {"name": "ls"}}]});
+    // Chat: a hosted tool type is dropped with a note; a `custom` tool goes up as a function
+    // taking its input, and its call comes back as a custom call, whole or streamed.
+    let chat_tools = json!([
+        {"type": "web_search_preview"},
+        {"type": "custom", "custom": {"name": "apply_patch", "description": "Apply a patch"}},
+        {"type": "function", "function": {"name": "ls"}}]);
+    upstream
+        .push(Reply::json(200, &tool_call_body("apply_patch", r#"{"input":"*** Begin Patch"}"#)));
+    let request = json!({"model": "chat/m", "messages": [{"role": "user", "content": "hi"}], "tools": chat_tools});
     let (status, headers, body) = post(&gw, "/v1/chat/completions", &request).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(headers["x-hearth-dropped"], "tools[0] (custom)");
+    assert_eq!(headers["x-hearth-dropped"], "tools[0] (web_search_preview)");
     let sent = upstream.requests().last().unwrap().json();
-    assert_eq!(upstream_tool_names(&sent), ["ls"]);
-    assert!(sent["tools"][0]["function"].get("description").is_none(), "no null description");
+    assert_eq!(upstream_tool_names(&sent), ["apply_patch", "ls"]);
+    assert_eq!(sent["tools"][0]["function"]["parameters"]["required"], json!(["input"]));
+    assert!(sent["tools"][1]["function"].get("description").is_none(), "no null description");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0],
+        json!({"id": "call_1", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}})
+    );
+    let frames = tool_call_stream("apply_patch", r#"{"input":"*** Begin Patch"}"#);
+    upstream.push(Reply::sse(&frames.iter().map(String::as_str).collect::<Vec<_>>()));
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &streamed).await;
+    assert_eq!(status, 200, "{body}");
+    let calls: Vec<Value> = sse_data(&body)
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0].as_object().cloned())
+        .map(Value::Object)
+        .collect();
+    assert_eq!(calls.len(), 1, "one whole custom call: {body}");
+    assert_eq!(calls[0]["type"], "custom");
+    assert_eq!(calls[0]["custom"], json!({"name": "apply_patch", "input": "*** Begin Patch"}));
+    assert!(body.contains(r#""finish_reason":"tool_calls""#), "{body}");
+    // The client replays the custom call; the upstream sees the function call it was.
+    upstream.push(Reply::json(200, TEXT_BODY));
+    let replay = json!({"model": "chat/m", "tools": chat_tools, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "applied"}]});
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &replay).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = upstream.requests().last().unwrap().json();
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["function"],
+        json!({"name": "apply_patch", "arguments": r#"{"input":"*** Begin Patch"}"#})
+    );
     // …and a tool without a type is a 400 naming it.
     let request = json!({"model": "chat/m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"function": {"name": "ls"}}]});
     let (status, _, body) = post(&gw, "/v1/chat/completions", &request).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["param"], "tools[0].type");
+    let request = json!({"model": "chat/m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "custom", "custom": {}}]});
+    let (status, _, body) = post(&gw, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["param"],
+        "tools[0].custom.name"
+    );
     // n > 1 is refused by name (hearth renders one choice).
     let request =
         json!({"model": "chat/m", "messages": [{"role": "user", "content": "hi"}], "n": 2});

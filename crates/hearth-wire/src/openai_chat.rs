@@ -163,7 +163,8 @@ pub struct ToolCall {
     /// Always `function` today; some servers omit it.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// The function called.
+    /// The function called (absent on a `custom` tool's call, whose `custom` is in `extra`).
+    #[serde(default)]
     pub function: FunctionCall,
     /// Every other field (Ollama's `index`), kept verbatim.
     #[serde(flatten)]
