@@ -29,10 +29,28 @@ pub const OBJECT_COMPLETION: &str = "chat.completion";
 pub const OBJECT_CHUNK: &str = "chat.completion.chunk";
 
 /// Caller options that shape the rendering, not the prompt.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub stream: bool,
     pub include_usage: bool,
+    /// Tools left out, as `tools[2] (hosted)`, for `x-hearth-dropped`.
+    pub dropped: Vec<String>,
+    /// Names of `custom` (free-form) tools: sent up as functions taking `{"input": string}`,
+    /// their calls rendered back as `{"type":"custom","custom":{name,input}}`.
+    pub custom_tools: Vec<String>,
+}
+
+/// The free-form input of a custom tool's call, from the function arguments it went up as.
+pub(crate) fn custom_input(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| arguments.to_owned())
+}
+
+/// The function a `custom` tool goes up as.
+pub(crate) fn custom_parameters() -> Value {
+    serde_json::json!({"type": "object", "properties": {"input": {"type": "string", "description": "The tool's free-form input."}}, "required": ["input"]})
 }
 
 pub async fn handle(
@@ -68,19 +86,24 @@ async fn run(
     if options.stream {
         let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
         let include_usage = options.include_usage;
-        return sse::respond_when_started(&app, start, move |made| {
+        let custom_tools = options.custom_tools.clone();
+        let mut response = sse::respond_when_started(&app, start, move |made| {
             ChatRender::new(shown_for(&plan, made.map(|(s, _)| s)), include_usage)
+                .with_custom_tools(custom_tools)
         })
-        .await;
+        .await?;
+        crate::responses::dropped_header(&options.dropped, response.headers_mut());
+        return Ok(response);
     }
     let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
     let shown_model = shown_model(&plan, &started.answer.model_ref);
     let (collected, answer) = relay::collect(started).await?;
     let mut response = json_response(
         StatusCode::OK,
-        &completion(&crate::new_id("chatcmpl-"), &shown_model, &collected),
+        &completion(&crate::new_id("chatcmpl-"), &shown_model, &collected, &options.custom_tools),
     );
     relay::answer_headers(&answer, response.headers_mut());
+    crate::responses::dropped_header(&options.dropped, response.headers_mut());
     Ok(response)
 }
 
@@ -159,9 +182,12 @@ fn tool_choice(value: Value, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
         Value::String(s) if s == "auto" => ToolChoice::Auto,
         Value::String(s) if s == "none" => ToolChoice::None,
         Value::String(s) if s == "required" => ToolChoice::Required,
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+        Value::Object(o)
+            if matches!(o.get("type").and_then(Value::as_str), Some("function" | "custom")) =>
+        {
             let name = o
                 .get("function")
+                .or_else(|| o.get("custom"))
                 .and_then(|f| f.get("name"))
                 .or_else(|| o.get("name"))
                 .and_then(Value::as_str)
@@ -294,12 +320,42 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
         }
     };
     let mut prompt_tools = Vec::new();
+    let mut dropped = Vec::new();
+    let mut custom_tools = Vec::new();
     for (i, tool) in tools.into_iter().flatten().enumerate() {
-        if tool.kind != "function" {
+        if tool.kind.is_empty() {
             return Err(ApiError::invalid_param(
                 &format!("tools[{i}].type"),
-                format!("tool type `{}` is not supported; use \"function\"", tool.kind),
+                "a tool needs a type",
             ));
+        }
+        if tool.kind == "custom" {
+            let custom = tool.extra.get("custom");
+            let Some(name) = custom
+                .and_then(|c| c.get("name"))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            else {
+                return Err(ApiError::invalid_param(
+                    &format!("tools[{i}].custom.name"),
+                    "a custom tool needs a name",
+                ));
+            };
+            custom_tools.push(name.to_owned());
+            prompt_tools.push(Tool {
+                name: name.to_owned(),
+                description: custom
+                    .and_then(|c| c.get("description"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                parameters: custom_parameters(),
+            });
+            continue;
+        }
+        if tool.kind != "function" {
+            // Hosted and unknown tool types: no chat upstream can run them.
+            dropped.push(format!("tools[{i}] ({})", tool.kind));
+            continue;
         }
         if tool.function.name.is_empty() {
             return Err(ApiError::invalid_param(
@@ -341,10 +397,17 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
                     .tool_calls
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|c| ToolCall {
-                        id: c.id,
-                        name: c.function.name,
-                        arguments: c.function.arguments,
+                    .map(|c| match c.extra.get("custom").filter(|_| c.kind.as_deref() == Some("custom")) {
+                        Some(custom) => ToolCall {
+                            id: c.id.clone(),
+                            name: custom.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                            arguments: serde_json::json!({"input": custom.get("input").and_then(Value::as_str).unwrap_or_default()}).to_string(),
+                        },
+                        None => ToolCall {
+                            id: c.id,
+                            name: c.function.name,
+                            arguments: c.function.arguments,
+                        },
                     })
                     .collect();
                 prompt.messages.push(Message {
@@ -389,6 +452,14 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     if let Some(user) = user {
         extra.insert("user".to_owned(), Value::String(user));
     }
+    let output_format = match extra.remove("response_format") {
+        None | Some(Value::Null) => None,
+        Some(rf) => {
+            Some(hearth_upstream::OutputFormat::from_chat(&rf).map_err(|(at, message)| {
+                ApiError::invalid_param(&format!("response_format{at}"), message)
+            })?)
+        }
+    };
     let stream = stream.unwrap_or(false);
     let include_usage =
         stream && stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
@@ -398,9 +469,10 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     prompt.temperature = temperature;
     prompt.top_p = top_p;
     prompt.stop = stop;
+    prompt.output_format = output_format;
     prompt.stream = stream;
     prompt.passthrough = extra;
-    Ok((prompt, Options { stream, include_usage }))
+    Ok((prompt, Options { stream, include_usage, dropped, custom_tools }))
 }
 
 #[derive(Serialize)]
@@ -446,11 +518,15 @@ fn finish_reason(finish: Option<&FinishReason>, has_tools: bool) -> &str {
 }
 
 /// A non-streaming `chat.completion`.
-pub fn completion(id: &str, model: &str, c: &Collected) -> Value {
+pub fn completion(id: &str, model: &str, c: &Collected, custom_tools: &[String]) -> Value {
     let tool_calls: Vec<Value> = c
         .tool_calls
         .iter()
-        .map(|t| serde_json::json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
+        .map(|t| if custom_tools.contains(&t.name) {
+            serde_json::json!({"id": t.id, "type": "custom", "custom": {"name": t.name, "input": custom_input(&t.arguments)}})
+        } else {
+            serde_json::json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}})
+        })
         .collect();
     let mut message = serde_json::json!({
         "role": "assistant",
@@ -539,6 +615,9 @@ pub struct ChatRender {
     include_usage: bool,
     usage: Option<Usage>,
     tools_seen: Vec<u32>,
+    custom_tools: Vec<String>,
+    /// Calls of custom tools, held until whole (index, id, name, arguments).
+    custom_calls: Vec<(u32, String, String, String)>,
 }
 
 impl ChatRender {
@@ -550,7 +629,15 @@ impl ChatRender {
             include_usage,
             usage: None,
             tools_seen: Vec::new(),
+            custom_tools: Vec::new(),
+            custom_calls: Vec::new(),
         }
+    }
+
+    /// Renders calls of these `custom` tools as custom calls (whole, at the end).
+    pub fn with_custom_tools(mut self, custom_tools: Vec<String>) -> Self {
+        self.custom_tools = custom_tools;
+        self
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&str>) {
@@ -592,6 +679,17 @@ impl Render for ChatRender {
                 if first {
                     self.tools_seen.push(index);
                 }
+                if !self.custom_tools.is_empty() {
+                    if let Some(call) = self.custom_calls.iter_mut().find(|c| c.0 == index) {
+                        call.3.push_str(&arguments);
+                        return false;
+                    }
+                    if first && name.as_ref().is_some_and(|n| self.custom_tools.contains(n)) {
+                        let id = id.unwrap_or_else(|| crate::new_id("call_"));
+                        self.custom_calls.push((index, id, name.unwrap_or_default(), arguments));
+                        return false;
+                    }
+                }
                 let id = match id {
                     Some(id) => Some(id),
                     None if first => Some(crate::new_id("call_")),
@@ -607,6 +705,16 @@ impl Render for ChatRender {
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => {
+                for (index, id, name, arguments) in std::mem::take(&mut self.custom_calls) {
+                    let call = serde_json::json!({"index": index, "id": id, "type": "custom",
+                        "custom": {"name": name, "input": custom_input(&arguments)}});
+                    sse::data(
+                        out,
+                        &serde_json::json!({"id": self.id, "object": OBJECT_CHUNK, "created": self.created,
+                            "model": self.model, "choices": [{"index": 0, "delta": {"tool_calls": [call]},
+                            "logprobs": null, "finish_reason": null}]}),
+                    );
+                }
                 let reason = finish_reason(Some(&reason), !self.tools_seen.is_empty()).to_owned();
                 self.chunk(out, Delta::default(), Some(&reason));
                 if self.include_usage {

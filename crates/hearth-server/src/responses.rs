@@ -122,16 +122,117 @@ impl Conversations {
     }
 }
 
-/// What the response object echoes from the request.
+/// A client tool as the client named it, for a flattened name the upstream sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTool {
+    /// The `namespace` tool it came from (its upstream name is `<namespace>__<name>`).
+    pub namespace: Option<String>,
+    pub name: String,
+    /// A `custom` (free-form text) tool, sent up as a function taking `{"input": string}`.
+    pub custom: bool,
+}
+
+/// Joins a namespace and a tool name into the one function name the upstream sees.
+pub const NAMESPACE_SEPARATOR: &str = "__";
+
+/// Tool types that run on OpenAI's side (or need a specific model): a gateway to other servers
+/// cannot run them, so they are dropped with a note (`x-hearth-dropped`), never refused.
+pub const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "computer_use_preview",
+    "computer_use",
+    "computer",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "tool_search",
+];
+
+/// What the response object echoes from the request: every field the API defines, with the
+/// values hearth applied.
 #[derive(Debug, Clone, Default)]
 pub struct Echo {
     pub instructions: Option<String>,
+    /// The cap the client asked for; the response shows the cap applied (see [`Echo::cap`]).
     pub max_output_tokens: Option<u64>,
+    /// The cap applied: the smaller of the request's and the answering model's `maxTokens`.
+    pub applied_max_output_tokens: Option<u64>,
     pub previous_response_id: Option<String>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub top_logprobs: Option<u64>,
+    pub max_tool_calls: Option<u64>,
+    pub parallel_tool_calls: Option<bool>,
+    pub store: Option<bool>,
+    pub service_tier: Option<String>,
+    pub safety_identifier: Option<String>,
+    pub prompt_cache_key: Option<String>,
+    pub truncation: Option<String>,
+    pub user: Option<String>,
+    pub metadata: Option<Value>,
+    pub reasoning_effort: Option<String>,
+    pub reasoning_summary: Option<String>,
+    /// `text.format` (default `{"type":"text"}`).
+    pub text_format: Option<Value>,
+    pub verbosity: Option<String>,
     pub tools: Vec<Value>,
     pub tool_choice: Value,
+    /// Flattened upstream names of namespaced and custom tools → the client's tool.
+    pub client_tools: HashMap<String, ClientTool>,
+    /// What was dropped, as `tools[8] (web_search)`, for `x-hearth-dropped`.
+    pub dropped: Vec<String>,
+}
+
+impl Echo {
+    /// Whether the conversation is kept for `previous_response_id` (`store`, default true).
+    pub fn stored(&self) -> bool {
+        self.store != Some(false)
+    }
+
+    fn cap(&self) -> Option<u64> {
+        self.applied_max_output_tokens.or(self.max_output_tokens)
+    }
+}
+
+/// The header that says what hearth dropped from a request.
+pub const HEADER_DROPPED: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-hearth-dropped");
+
+/// Adds `x-hearth-dropped` when something was dropped.
+pub(crate) fn dropped_header(dropped: &[String], headers: &mut HeaderMap) {
+    if dropped.is_empty() {
+        return;
+    }
+    if let Ok(value) = axum::http::HeaderValue::from_str(&dropped.join(", ")) {
+        headers.insert(HEADER_DROPPED, value);
+    }
+}
+
+/// The output cap hearth sends for `model_ref`: the request's, bounded by the model's
+/// `maxTokens` (the model's when the request names none), as the encoders do.
+fn applied_cap(
+    config: &hearth_config::Config,
+    model_ref: &hearth_config::ModelRef,
+    requested: Option<u64>,
+) -> Option<u64> {
+    let model = config.providers.get(&model_ref.provider)?.model(&model_ref.model)?;
+    Some(requested.unwrap_or(model.max_tokens).min(model.max_tokens).max(1))
+}
+
+/// An overflow on this endpoint names `input`, the field that holds the conversation here.
+fn input_param(mut e: ApiError) -> ApiError {
+    if e.param.as_deref() == Some("messages") {
+        e.param = Some("input".to_owned());
+    }
+    e
 }
 
 pub async fn handle(
@@ -162,7 +263,7 @@ async fn run(
     let request: ResponsesRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let model = request.model.clone();
-    let (prompt, echo) = to_prompt(request, &app.conversations)?;
+    let (prompt, mut echo) = to_prompt(request, &app.conversations)?;
     let mut plan = plan::plan(&config, &model, &headers)?;
     let id = crate::new_id("resp_");
     // Agent runs: `previous_response_id` continues the session it came from; a response
@@ -192,7 +293,8 @@ async fn run(
             let (app, config, plan, id) =
                 (app.clone(), Arc::clone(&config), plan.clone(), id.clone());
             async move {
-                let started = relay::start(&app, &config, &plan, prompt).await?;
+                let started =
+                    relay::start(&app, &config, &plan, prompt).await.map_err(input_param)?;
                 if let Some((store, key)) = linked_session {
                     let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
                 }
@@ -200,31 +302,44 @@ async fn run(
             }
         };
         let conversations = Arc::clone(&app.conversations);
-        return sse::respond_when_started(&app, start, move |made| {
+        let dropped = echo.dropped.clone();
+        let mut response = sse::respond_when_started(&app, start, move |made| {
             let shown = crate::chat::shown_for(&plan, made.as_ref().map(|(s, _)| *s));
+            if let Some((started, _)) = &made {
+                echo.applied_max_output_tokens =
+                    applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
+            }
             let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
             ResponsesRender::new(id, shown, echo, messages, conversations)
         })
-        .await;
+        .await?;
+        dropped_header(&dropped, response.headers_mut());
+        return Ok(response);
     }
-    let (started, prompt) = relay::start(&app, &config, &plan, prompt).await?;
+    let (started, prompt) =
+        relay::start(&app, &config, &plan, prompt).await.map_err(input_param)?;
+    echo.applied_max_output_tokens =
+        applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
     if let Some((store, key)) = linked_session {
         let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
     }
     let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let (collected, answer) = relay::collect(started).await?;
-    let output = output_items(&collected);
-    let mut conversation = prompt.messages;
-    conversation.push(assistant_message(
-        &collected.text,
-        &collected.reasoning,
-        &collected.tool_calls,
-    ));
-    app.conversations.insert(id.clone(), conversation);
+    let created_at = crate::unix_now();
+    let (collected, answer) = relay::collect(started).await.map_err(input_param)?;
+    let output = output_items(&collected, &echo.client_tools);
+    if echo.stored() {
+        let mut conversation = prompt.messages;
+        conversation.push(assistant_message(
+            &collected.text,
+            &collected.reasoning,
+            &collected.tool_calls,
+        ));
+        app.conversations.insert(id.clone(), conversation);
+    }
     let body = response_object(
         &id,
         &shown,
-        crate::unix_now(),
+        created_at,
         &echo,
         status_of(collected.finish.as_ref()),
         output,
@@ -233,6 +348,7 @@ async fn run(
     );
     let mut response = json_response(StatusCode::OK, &body);
     relay::answer_headers(&answer, response.headers_mut());
+    dropped_header(&echo.dropped, response.headers_mut());
     Ok(response)
 }
 
@@ -315,11 +431,87 @@ pub fn to_prompt(
         tool_choice,
         previous_response_id,
         temperature,
+        store,
         mut extra,
         ..
     } = request;
     let top_p = extra.remove("top_p").and_then(|v| v.as_f64());
     crate::chat::check_sampling(temperature, top_p)?;
+    let number =
+        |extra: &mut serde_json::Map<String, Value>, key: &str| -> Result<Option<f64>, ApiError> {
+            match extra.remove(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(x) if (-2.0..=2.0).contains(&x) => Ok(Some(x)),
+                    _ => Err(ApiError::invalid_param(
+                        key,
+                        format!("{key} must be a number between -2 and 2"),
+                    )),
+                },
+            }
+        };
+    let presence_penalty = number(&mut extra, "presence_penalty")?;
+    let frequency_penalty = number(&mut extra, "frequency_penalty")?;
+    let count = |extra: &mut serde_json::Map<String, Value>,
+                 key: &str,
+                 max: u64|
+     -> Result<Option<u64>, ApiError> {
+        match extra.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(ApiError::invalid_param(
+                    key,
+                    format!("{key} must be an integer from 0 to {max}"),
+                )),
+            },
+        }
+    };
+    let top_logprobs = count(&mut extra, "top_logprobs", 20)?;
+    let max_tool_calls = count(&mut extra, "max_tool_calls", u64::MAX)?;
+    let string = |extra: &mut serde_json::Map<String, Value>,
+                  key: &str|
+     -> Result<Option<String>, ApiError> {
+        match extra.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::invalid_param(key, format!("{key} must be a string"))),
+        }
+    };
+    let service_tier = string(&mut extra, "service_tier")?;
+    let safety_identifier = string(&mut extra, "safety_identifier")?;
+    let prompt_cache_key = string(&mut extra, "prompt_cache_key")?;
+    let truncation = string(&mut extra, "truncation")?;
+    let user = string(&mut extra, "user")?;
+    if let Some(Value::Bool(true)) = extra.get("background") {
+        return Err(ApiError::invalid_param(
+            "background",
+            "background responses are not supported: hearth answers in the request",
+        ));
+    }
+    let parallel_tool_calls = extra.remove("parallel_tool_calls").and_then(|v| v.as_bool());
+    let metadata = extra.remove("metadata").filter(|m| !m.is_null());
+    if metadata.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::invalid_param("metadata", "metadata must be an object"));
+    }
+    let (text_format, verbosity, output_format) = match extra.remove("text") {
+        None | Some(Value::Null) => (None, None, None),
+        Some(Value::Object(text)) => {
+            let verbosity = text.get("verbosity").and_then(Value::as_str).map(str::to_owned);
+            match text.get("format").filter(|f| !f.is_null()) {
+                None => (None, verbosity, None),
+                Some(f) => {
+                    let format = hearth_upstream::OutputFormat::from_responses(f).map_err(
+                        |(at, message)| {
+                            ApiError::invalid_param(&format!("text.format{at}"), message)
+                        },
+                    )?;
+                    (Some(f.clone()), verbosity, Some(format))
+                }
+            }
+        }
+        Some(_) => return Err(ApiError::invalid_param("text", "text must be an object")),
+    };
     if max_output_tokens == Some(0) {
         return Err(ApiError::invalid_param(
             "max_output_tokens",
@@ -368,15 +560,22 @@ pub fn to_prompt(
                             }
                         }
                     }
-                    Some("function_call") => {
+                    Some(kind @ ("function_call" | "custom_tool_call")) => {
                         let get = |k: &str| {
                             item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
                         };
-                        let call = ToolCall {
-                            id: get("call_id"),
-                            name: get("name"),
-                            arguments: get("arguments"),
+                        let name = match item.get("namespace").and_then(Value::as_str) {
+                            Some(ns) if !ns.is_empty() => {
+                                format!("{ns}{NAMESPACE_SEPARATOR}{}", get("name"))
+                            }
+                            _ => get("name"),
                         };
+                        let arguments = if kind == "custom_tool_call" {
+                            json!({"input": get("input")}).to_string()
+                        } else {
+                            get("arguments")
+                        };
+                        let call = ToolCall { id: get("call_id"), name, arguments };
                         match prompt.messages.last_mut() {
                             Some(last) if last.role == Role::Assistant => {
                                 last.tool_calls.push(call)
@@ -388,7 +587,7 @@ pub fn to_prompt(
                             }),
                         }
                     }
-                    Some("function_call_output") => {
+                    Some("function_call_output" | "custom_tool_call_output") => {
                         let output = match item.get("output") {
                             Some(Value::String(s)) => s.clone(),
                             Some(Value::Array(parts)) => {
@@ -423,45 +622,96 @@ pub fn to_prompt(
     if prompt.messages.is_empty() {
         return Err(ApiError::invalid_param("input", "`input` must contain at least one message"));
     }
-    let echo_tools = tools.clone().unwrap_or_default();
+    let mut echo_tools = Vec::new();
+    let mut client_tools = HashMap::new();
+    let mut dropped = Vec::new();
     for (i, tool) in tools.into_iter().flatten().enumerate() {
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(ApiError::invalid_param(
-                &format!("tools[{i}].type"),
-                "only function tools are supported",
-            ));
+        let field = format!("tools[{i}]");
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function" | "custom") => {
+                echo_tools.push(echo_tool(&tool));
+                prompt.tools.push(client_tool(&tool, &field, None, &mut client_tools)?);
+            }
+            Some("namespace") => {
+                let Some(ns) = tool.get("name").and_then(Value::as_str).filter(|n| !n.is_empty())
+                else {
+                    return Err(ApiError::invalid_param(
+                        &format!("{field}.name"),
+                        "a namespace tool needs a name",
+                    ));
+                };
+                let Some(inner) = tool.get("tools").and_then(Value::as_array) else {
+                    return Err(ApiError::invalid_param(
+                        &format!("{field}.tools"),
+                        "a namespace tool needs `tools` (a list of function or custom tools)",
+                    ));
+                };
+                let mut echoed = tool.clone();
+                let mut inner_echo = Vec::new();
+                for (j, t) in inner.iter().enumerate() {
+                    let at = format!("{field}.tools[{j}]");
+                    match t.get("type").and_then(Value::as_str) {
+                        Some("function" | "custom") => {
+                            inner_echo.push(echo_tool(t));
+                            prompt.tools.push(client_tool(t, &at, Some(ns), &mut client_tools)?);
+                        }
+                        other => dropped.push(format!("{at} ({})", other.unwrap_or("no type"))),
+                    }
+                }
+                echoed["tools"] = Value::Array(inner_echo);
+                echo_tools.push(echoed);
+            }
+            Some(kind) if HOSTED_TOOLS.contains(&kind) || kind.starts_with("web_search") => {
+                dropped.push(format!("{field} ({kind})"));
+            }
+            Some(kind) => {
+                return Err(ApiError::invalid_param(
+                    &format!("{field}.type"),
+                    format!(
+                        "tool type `{kind}` is not supported (function, custom, namespace; hosted tools such as web_search are dropped)"
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid_param(
+                    &format!("{field}.type"),
+                    "a tool needs a type",
+                ));
+            }
         }
-        let Some(name) = tool.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
-            return Err(ApiError::invalid_param(
-                &format!("tools[{i}].name"),
-                "a tool needs a name",
-            ));
-        };
-        prompt.tools.push(Tool {
-            name: name.to_owned(),
-            description: tool.get("description").and_then(Value::as_str).map(str::to_owned),
-            parameters: tool
-                .get("parameters")
-                .cloned()
-                .filter(|p| !p.is_null())
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        });
     }
-    let echo_choice = tool_choice.clone().unwrap_or_else(|| Value::String("auto".to_owned()));
+    let mut echo_choice = tool_choice.clone().unwrap_or_else(|| Value::String("auto".to_owned()));
     prompt.tool_choice = match tool_choice {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "auto" => Some(ToolChoice::Auto),
         Some(Value::String(s)) if s == "none" => Some(ToolChoice::None),
         Some(Value::String(s)) if s == "required" => Some(ToolChoice::Required),
-        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
+        Some(Value::Object(o))
+            if matches!(o.get("type").and_then(Value::as_str), Some("function" | "custom")) =>
+        {
             let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
+            let name = match o.get("namespace").and_then(Value::as_str) {
+                Some(ns) => format!("{ns}{NAMESPACE_SEPARATOR}{name}"),
+                None => name.to_owned(),
+            };
             if !prompt.tools.iter().any(|t| t.name == name) {
                 return Err(ApiError::invalid_param(
                     "tool_choice",
                     format!("tool_choice names `{name}`, which is not in `tools`"),
                 ));
             }
-            Some(ToolChoice::Function(name.to_owned()))
+            Some(ToolChoice::Function(name))
+        }
+        Some(Value::Object(o))
+            if o.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|k| HOSTED_TOOLS.contains(&k) || k.starts_with("web_search")) =>
+        {
+            dropped.push(format!(
+                "tool_choice ({})",
+                o.get("type").and_then(Value::as_str).unwrap_or_default()
+            ));
+            None
         }
         Some(_) => {
             return Err(ApiError::invalid_param(
@@ -470,23 +720,133 @@ pub fn to_prompt(
             ));
         }
     };
-    if let Some(effort) = reasoning.and_then(|r| r.effort) {
-        prompt.passthrough.insert("reasoning_effort".to_owned(), Value::String(effort));
+    if dropped.iter().any(|d| d.starts_with("tool_choice")) {
+        // A choice of a dropped hosted tool leaves the model free: that is what was applied.
+        echo_choice = Value::String("auto".to_owned());
+    }
+    let (reasoning_effort, reasoning_summary) =
+        reasoning.map(|r| (r.effort, r.summary)).unwrap_or_default();
+    if let Some(effort) = &reasoning_effort {
+        prompt.passthrough.insert("reasoning_effort".to_owned(), Value::String(effort.clone()));
+    }
+    for (key, value) in
+        [("presence_penalty", presence_penalty), ("frequency_penalty", frequency_penalty)]
+    {
+        if let Some(v) = value {
+            prompt.passthrough.insert(key.to_owned(), json!(v));
+        }
+    }
+    if let Some(n) = top_logprobs.filter(|n| *n > 0) {
+        // Chat upstreams: `logprobs: true` with `top_logprobs` (Responses has only the count).
+        prompt.passthrough.insert("logprobs".to_owned(), Value::Bool(true));
+        prompt.passthrough.insert("top_logprobs".to_owned(), json!(n));
+    }
+    if let Some(p) = parallel_tool_calls.filter(|_| !prompt.tools.is_empty()) {
+        prompt.passthrough.insert("parallel_tool_calls".to_owned(), Value::Bool(p));
+    }
+    for (key, value) in [
+        ("service_tier", &service_tier),
+        ("safety_identifier", &safety_identifier),
+        ("prompt_cache_key", &prompt_cache_key),
+        ("user", &user),
+    ] {
+        if let Some(v) = value {
+            prompt.passthrough.insert(key.to_owned(), Value::String(v.clone()));
+        }
+    }
+    if let Some(store) = store {
+        prompt.passthrough.insert("store".to_owned(), Value::Bool(store));
     }
     prompt.max_tokens = max_output_tokens;
     prompt.temperature = temperature;
     prompt.top_p = top_p;
+    prompt.output_format = output_format;
     prompt.stream = stream.unwrap_or(false);
     let echo = Echo {
         instructions,
         max_output_tokens,
+        applied_max_output_tokens: None,
         previous_response_id,
         temperature,
         top_p,
+        presence_penalty,
+        frequency_penalty,
+        top_logprobs,
+        max_tool_calls,
+        parallel_tool_calls,
+        store,
+        service_tier,
+        safety_identifier,
+        prompt_cache_key,
+        truncation,
+        user,
+        metadata,
+        reasoning_effort,
+        reasoning_summary,
+        text_format,
+        verbosity,
         tools: echo_tools,
         tool_choice: echo_choice,
+        client_tools,
+        dropped,
     };
     Ok((prompt, echo))
+}
+
+/// A tool as the response object echoes it: `strict` shown as applied (hearth sends no `strict`
+/// upstream, so a function tool's schema is not enforced unless the client said so).
+fn echo_tool(tool: &Value) -> Value {
+    let mut t = tool.clone();
+    if t.get("type").and_then(Value::as_str) == Some("function")
+        && let Value::Object(o) = &mut t
+    {
+        o.entry("strict").or_insert(Value::Bool(false));
+        o.entry("description").or_insert(Value::Null);
+    }
+    t
+}
+
+/// A `function` or `custom` tool (inside `namespace` when given) as the function the upstream
+/// sees; namespaced and custom tools are remembered so their calls map back.
+fn client_tool(
+    tool: &Value,
+    field: &str,
+    namespace: Option<&str>,
+    client_tools: &mut HashMap<String, ClientTool>,
+) -> Result<Tool, ApiError> {
+    let Some(name) = tool.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        return Err(ApiError::invalid_param(&format!("{field}.name"), "a tool needs a name"));
+    };
+    let custom = tool.get("type").and_then(Value::as_str) == Some("custom");
+    let flat = match namespace {
+        Some(ns) => format!("{ns}{NAMESPACE_SEPARATOR}{name}"),
+        None => name.to_owned(),
+    };
+    if namespace.is_some() || custom {
+        client_tools.insert(
+            flat.clone(),
+            ClientTool { namespace: namespace.map(str::to_owned), name: name.to_owned(), custom },
+        );
+    }
+    let parameters = if custom {
+        crate::chat::custom_parameters()
+    } else {
+        match tool.get("parameters") {
+            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            Some(p @ Value::Object(_)) => p.clone(),
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    &format!("{field}.parameters"),
+                    "parameters must be a JSON Schema object",
+                ));
+            }
+        }
+    };
+    Ok(Tool {
+        name: flat,
+        description: tool.get("description").and_then(Value::as_str).map(str::to_owned),
+        parameters,
+    })
 }
 
 fn assistant_message(text: &str, reasoning: &str, tools: &[ToolCallAcc]) -> Message {
@@ -528,11 +888,33 @@ fn message_item(id: &str, text: &str, status: &str) -> Value {
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
 
-fn function_item(id: &str, call: &ToolCallAcc, status: &str) -> Value {
-    json!({"id": id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name, "arguments": call.arguments})
+/// A tool call as the client named the tool: a namespaced function keeps its `namespace`, a
+/// custom tool becomes a `custom_tool_call` with its `input`.
+fn function_item(
+    id: &str,
+    call: &ToolCallAcc,
+    status: &str,
+    client_tools: &HashMap<String, ClientTool>,
+) -> Value {
+    match client_tools.get(&call.name) {
+        Some(t) if t.custom => {
+            let input = crate::chat::custom_input(&call.arguments);
+            let mut item = json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call.id, "name": t.name, "input": if status == "in_progress" { String::new() } else { input }});
+            if let Some(ns) = &t.namespace {
+                item["namespace"] = json!(ns);
+            }
+            item
+        }
+        Some(t) => {
+            json!({"id": id, "type": "function_call", "status": status, "call_id": call.id, "namespace": t.namespace, "name": t.name, "arguments": call.arguments})
+        }
+        None => {
+            json!({"id": id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name, "arguments": call.arguments})
+        }
+    }
 }
 
-fn output_items(c: &Collected) -> Vec<Value> {
+fn output_items(c: &Collected, client_tools: &HashMap<String, ClientTool>) -> Vec<Value> {
     let mut out = Vec::new();
     if !c.reasoning.is_empty() {
         out.push(reasoning_item(&crate::new_id("rs_"), &c.reasoning));
@@ -541,7 +923,7 @@ fn output_items(c: &Collected) -> Vec<Value> {
         out.push(message_item(&crate::new_id("msg_"), &c.text, "completed"));
     }
     for call in &c.tool_calls {
-        out.push(function_item(&crate::new_id("fc_"), call, "completed"));
+        out.push(function_item(&crate::new_id("fc_"), call, "completed", client_tools));
     }
     out
 }
@@ -567,29 +949,40 @@ fn response_object(
     usage: Option<&Usage>,
     error: Option<Value>,
 ) -> Value {
+    let completed_at = (status == "completed" || status == "incomplete").then(crate::unix_now);
     json!({
         "id": id,
         "object": "response",
         "created_at": created_at,
+        "completed_at": completed_at,
         "status": status,
+        "background": false,
         "error": error,
         "incomplete_details": if status == "incomplete" { json!({"reason": "max_output_tokens"}) } else { Value::Null },
         "instructions": echo.instructions,
-        "max_output_tokens": echo.max_output_tokens,
+        "max_output_tokens": echo.cap(),
+        "max_tool_calls": echo.max_tool_calls,
         "model": model,
         "output": output,
-        "parallel_tool_calls": true,
+        "parallel_tool_calls": echo.parallel_tool_calls.unwrap_or(true),
         "previous_response_id": echo.previous_response_id,
-        "reasoning": {"effort": null, "summary": null},
-        "store": true,
-        "temperature": echo.temperature,
-        "text": {"format": {"type": "text"}},
+        "prompt_cache_key": echo.prompt_cache_key,
+        "reasoning": {"effort": echo.reasoning_effort, "summary": echo.reasoning_summary},
+        "safety_identifier": echo.safety_identifier,
+        "service_tier": echo.service_tier.as_deref().unwrap_or("default"),
+        "store": echo.stored(),
+        "temperature": echo.temperature.unwrap_or(1.0),
+        "text": {"format": echo.text_format.clone().unwrap_or_else(|| json!({"type": "text"})), "verbosity": echo.verbosity.as_deref().unwrap_or("medium")},
         "tool_choice": echo.tool_choice,
         "tools": echo.tools,
-        "top_p": echo.top_p,
-        "truncation": "disabled",
+        "top_logprobs": echo.top_logprobs.unwrap_or(0),
+        "top_p": echo.top_p.unwrap_or(1.0),
+        "presence_penalty": echo.presence_penalty.unwrap_or(0.0),
+        "frequency_penalty": echo.frequency_penalty.unwrap_or(0.0),
+        "truncation": echo.truncation.as_deref().unwrap_or("disabled"),
         "usage": usage.map(usage_json),
-        "metadata": {},
+        "user": echo.user,
+        "metadata": echo.metadata.clone().unwrap_or_else(|| json!({})),
     })
 }
 
@@ -765,17 +1158,36 @@ impl ResponsesRender {
                 self.output.push(item);
             }
             Open::Function { id, call } => {
-                self.emit(
-                    out,
-                    "response.function_call_arguments.done",
-                    Self::fields(vec![
-                        ("item_id", json!(id)),
-                        ("output_index", json!(index)),
-                        ("name", json!(call.name)),
-                        ("arguments", json!(call.arguments)),
-                    ]),
-                );
-                let item = function_item(&id, &call, "completed");
+                let item = function_item(&id, &call, "completed", &self.echo.client_tools);
+                if item["type"] == "custom_tool_call" {
+                    // A custom tool's input is whole only once its JSON arguments are.
+                    let input = item["input"].clone();
+                    for (kind, key) in [
+                        ("response.custom_tool_call_input.delta", "delta"),
+                        ("response.custom_tool_call_input.done", "input"),
+                    ] {
+                        self.emit(
+                            out,
+                            kind,
+                            Self::fields(vec![
+                                ("item_id", json!(id)),
+                                ("output_index", json!(index)),
+                                (key, input.clone()),
+                            ]),
+                        );
+                    }
+                } else {
+                    self.emit(
+                        out,
+                        "response.function_call_arguments.done",
+                        Self::fields(vec![
+                            ("item_id", json!(id)),
+                            ("output_index", json!(index)),
+                            ("name", item["name"].clone()),
+                            ("arguments", json!(call.arguments)),
+                        ]),
+                    );
+                }
                 self.emit(
                     out,
                     "response.output_item.done",
@@ -867,7 +1279,10 @@ impl Render for ResponsesRender {
                         "response.output_item.added",
                         Self::fields(vec![
                             ("output_index", json!(index)),
-                            ("item", function_item(&id, &call, "in_progress")),
+                            (
+                                "item",
+                                function_item(&id, &call, "in_progress", &self.echo.client_tools),
+                            ),
                         ]),
                     );
                     self.open = Some(Open::Function { id, call });
@@ -879,6 +1294,9 @@ impl Render for ResponsesRender {
                     && let Some(Open::Function { id, call }) = &mut self.open
                 {
                     call.arguments.push_str(&arguments);
+                    if self.echo.client_tools.get(&call.name).is_some_and(|t| t.custom) {
+                        return false;
+                    }
                     let id = id.clone();
                     self.emit_delta(
                         out,
@@ -905,9 +1323,15 @@ impl Render for ResponsesRender {
                 };
                 self.lifecycle(out, kind, status, None);
                 sse::done(out);
-                let mut conversation = std::mem::take(&mut self.conversation);
-                conversation.push(assistant_message(&self.text, &self.reasoning, &self.tool_calls));
-                self.conversations.insert(self.id.clone(), conversation);
+                if self.echo.stored() {
+                    let mut conversation = std::mem::take(&mut self.conversation);
+                    conversation.push(assistant_message(
+                        &self.text,
+                        &self.reasoning,
+                        &self.tool_calls,
+                    ));
+                    self.conversations.insert(self.id.clone(), conversation);
+                }
                 return true;
             }
             Event::Error(e) => {

@@ -8,7 +8,7 @@
 use hearth_config::{Api, Model, Provider};
 use serde_json::{Map, Value, json};
 
-use crate::prompt::{Message, Part, Prompt, Role, ToolChoice};
+use crate::prompt::{Message, OutputFormat, Part, Prompt, Role, Tool, ToolChoice};
 use crate::reasoning::{ReplayPolicy, parse_replay_policy, replay_policy_for};
 
 /// Request parameters that are wire fields of OpenAI-compatible bodies. Other `params` keys are
@@ -188,6 +188,18 @@ fn sampling(prompt: &Prompt, body: &mut Map<String, Value>) {
     }
 }
 
+/// A tool's fields under the names an API uses. An absent description is left out, never sent as
+/// `null` (llama-server answers "type must be string, but is null" to a null).
+fn tool_fields(t: &Tool, schema_key: &str) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("name".into(), json!(t.name));
+    if let Some(d) = &t.description {
+        f.insert("description".into(), json!(d));
+    }
+    f.insert(schema_key.into(), t.parameters.clone());
+    f
+}
+
 fn tools_allowed(target: &Target<'_>) -> bool {
     target.model.compat.supports_tools != Some(false)
 }
@@ -328,7 +340,7 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
         let tools: Vec<Value> = prompt
             .tools
             .iter()
-            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .map(|t| json!({"type": "function", "function": tool_fields(t, "parameters")}))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = &prompt.tool_choice {
@@ -344,6 +356,9 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
                 },
             );
         }
+    }
+    if let Some(format) = prompt.output_format.as_ref().filter(|f| **f != OutputFormat::Text) {
+        body.insert("response_format".into(), format.to_chat());
     }
     body.insert("stream".into(), json!(prompt.stream));
     if prompt.stream && compat.supports_usage_in_streaming != Some(false) {
@@ -406,7 +421,12 @@ fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
         let tools: Vec<Value> = prompt
             .tools
             .iter()
-            .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("type".into(), json!("function"));
+                f.extend(tool_fields(t, "parameters"));
+                Value::Object(f)
+            })
             .collect();
         body.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = &prompt.tool_choice {
@@ -421,9 +441,21 @@ fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
             );
         }
     }
+    if let Some(format) = &prompt.output_format {
+        body.insert("text".into(), json!({"format": format.to_responses()}));
+    }
     body.insert("stream".into(), json!(prompt.stream));
     wire_params(target, &mut body);
     passthrough(prompt, target, &mut body);
+    // Chat's `logprobs: true` has no Responses field (the count, `top_logprobs`, is the same).
+    body.remove("logprobs");
+    // Chat's `response_format` (from `params` or a chat caller) is `text.format` here.
+    if let Some(rf) = body.remove("response_format")
+        && !body.contains_key("text")
+        && let Ok(format) = OutputFormat::from_chat(&rf)
+    {
+        body.insert("text".into(), json!({"format": format.to_responses()}));
+    }
     if !target.is_native_openai() {
         for k in OPENAI_ONLY {
             body.remove(*k);
@@ -534,11 +566,8 @@ fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
         body.insert("stop_sequences".into(), json!(prompt.stop));
     }
     if tools_allowed(target) && !prompt.tools.is_empty() {
-        let tools: Vec<Value> = prompt
-            .tools
-            .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
-            .collect();
+        let tools: Vec<Value> =
+            prompt.tools.iter().map(|t| Value::Object(tool_fields(t, "input_schema"))).collect();
         body.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = &prompt.tool_choice {
             body.insert(
@@ -552,9 +581,30 @@ fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
             );
         }
     }
+    match &prompt.output_format {
+        Some(OutputFormat::JsonSchema { schema, .. }) => {
+            body.insert(
+                "output_config".into(),
+                json!({"format": {"type": "json_schema", "schema": schema}}),
+            );
+        }
+        // Anthropic has no schema-less JSON mode: the instruction goes into the system prompt.
+        Some(OutputFormat::JsonObject) => {
+            let system = match body.remove("system").and_then(|s| s.as_str().map(str::to_owned)) {
+                Some(s) => format!("{s}\n\n{JSON_OBJECT_INSTRUCTION}"),
+                None => JSON_OBJECT_INSTRUCTION.to_owned(),
+            };
+            body.insert("system".into(), json!(system));
+        }
+        Some(OutputFormat::Text) | None => {}
+    }
     body.insert("stream".into(), json!(prompt.stream));
     Value::Object(body)
 }
+
+/// What `json_object` output means where an API has no such mode (Anthropic).
+pub const JSON_OBJECT_INSTRUCTION: &str =
+    "Respond with one JSON object and nothing else: no prose, no code fences.";
 
 fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
     let mut messages = Vec::new();
@@ -644,9 +694,18 @@ fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
         let tools: Vec<Value> = prompt
             .tools
             .iter()
-            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .map(|t| json!({"type": "function", "function": tool_fields(t, "parameters")}))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
+    }
+    match &prompt.output_format {
+        Some(OutputFormat::JsonObject) => {
+            body.insert("format".into(), json!("json"));
+        }
+        Some(OutputFormat::JsonSchema { schema, .. }) => {
+            body.insert("format".into(), schema.clone());
+        }
+        Some(OutputFormat::Text) | None => {}
     }
     Value::Object(body)
 }

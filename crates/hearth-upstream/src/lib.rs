@@ -18,7 +18,9 @@ pub mod usage;
 pub use client::{Client, EventStream};
 pub use encode::Target;
 pub use event::{ErrorClass, Event, FinishReason, Overflow, UpstreamError, Usage};
-pub use prompt::{AnthropicNative, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice};
+pub use prompt::{
+    AnthropicNative, Message, OutputFormat, Part, Prompt, Role, Tool, ToolCall, ToolChoice,
+};
 pub use router::{Answer, Attempt, Failure, Router, RunOptions};
 
 use hearth_config::{Env, Model, ModelRef, Provider, Secret, SecretString};

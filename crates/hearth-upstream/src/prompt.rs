@@ -89,6 +89,96 @@ pub struct Tool {
     pub parameters: Value,
 }
 
+/// The shape the answer must have (chat `response_format`, Responses `text.format`, Anthropic
+/// `output_config.format`, Ollama `format`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Plain text (the default; nothing is sent).
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching `schema`.
+    JsonSchema { name: String, description: Option<String>, schema: Value, strict: Option<bool> },
+}
+
+impl OutputFormat {
+    /// From chat `response_format` (`{"type":"json_schema","json_schema":{name,schema,strict}}`).
+    /// `Err((field under response_format, message))`.
+    pub fn from_chat(value: &Value) -> Result<Self, (String, String)> {
+        Self::parse(value, value.get("json_schema"), ".json_schema")
+    }
+
+    /// From Responses `text.format` (`{"type":"json_schema",name,schema,strict}`, flat).
+    pub fn from_responses(value: &Value) -> Result<Self, (String, String)> {
+        Self::parse(value, Some(value), "")
+    }
+
+    fn parse(value: &Value, spec: Option<&Value>, at: &str) -> Result<Self, (String, String)> {
+        let kind = value.get("type").and_then(Value::as_str);
+        match kind {
+            Some("text") => Ok(OutputFormat::Text),
+            Some("json_object") => Ok(OutputFormat::JsonObject),
+            Some("json_schema") => {
+                let Some(spec) = spec.filter(|s| s.is_object()) else {
+                    return Err((at.to_owned(), "json_schema format needs its schema".to_owned()));
+                };
+                let Some(schema) = spec.get("schema").filter(|s| s.is_object()) else {
+                    return Err((
+                        format!("{at}.schema"),
+                        "a json_schema format needs `schema` (an object)".to_owned(),
+                    ));
+                };
+                Ok(OutputFormat::JsonSchema {
+                    name: spec.get("name").and_then(Value::as_str).unwrap_or("response").to_owned(),
+                    description: spec.get("description").and_then(Value::as_str).map(str::to_owned),
+                    schema: schema.clone(),
+                    strict: spec.get("strict").and_then(Value::as_bool),
+                })
+            }
+            other => Err((
+                ".type".to_owned(),
+                format!(
+                    "format type `{}` is not supported (text, json_object, json_schema)",
+                    other.unwrap_or("?")
+                ),
+            )),
+        }
+    }
+
+    /// As chat `response_format`.
+    pub fn to_chat(&self) -> Value {
+        match self {
+            OutputFormat::Text => serde_json::json!({"type": "text"}),
+            OutputFormat::JsonObject => serde_json::json!({"type": "json_object"}),
+            OutputFormat::JsonSchema { name, description, schema, strict } => {
+                let mut spec = Map::new();
+                spec.insert("name".into(), Value::String(name.clone()));
+                if let Some(d) = description {
+                    spec.insert("description".into(), Value::String(d.clone()));
+                }
+                spec.insert("schema".into(), schema.clone());
+                if let Some(s) = strict {
+                    spec.insert("strict".into(), Value::Bool(*s));
+                }
+                serde_json::json!({"type": "json_schema", "json_schema": spec})
+            }
+        }
+    }
+
+    /// As Responses `text.format`.
+    pub fn to_responses(&self) -> Value {
+        match self.to_chat() {
+            Value::Object(mut o) => {
+                if let Some(Value::Object(spec)) = o.remove("json_schema") {
+                    o.extend(spec);
+                }
+                Value::Object(o)
+            }
+            other => other,
+        }
+    }
+}
+
 /// How the model must use tools.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolChoice {
@@ -111,6 +201,8 @@ pub struct Prompt {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub stop: Vec<String>,
+    /// Structured output the caller asked for (`None`: whatever the model writes).
+    pub output_format: Option<OutputFormat>,
     pub stream: bool,
     /// Request fields hearth does not own, passed through to OpenAI-compatible upstreams.
     pub passthrough: Map<String, Value>,

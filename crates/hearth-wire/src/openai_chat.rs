@@ -124,10 +124,11 @@ pub struct ContentPart {
 /// A tool definition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
-    /// Always `function` today.
-    #[serde(rename = "type")]
+    /// `function`, `custom`, … (empty when the client sent none; the surface refuses that).
+    #[serde(rename = "type", default)]
     pub kind: String,
-    /// The function.
+    /// The function (absent on `custom` and other non-function tools).
+    #[serde(default)]
     pub function: FunctionDefinition,
     /// Every other field, kept verbatim.
     #[serde(flatten)]
@@ -162,7 +163,8 @@ pub struct ToolCall {
     /// Always `function` today; some servers omit it.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// The function called.
+    /// The function called (absent on a `custom` tool's call, whose `custom` is in `extra`).
+    #[serde(default)]
     pub function: FunctionCall,
     /// Every other field (Ollama's `index`), kept verbatim.
     #[serde(flatten)]
