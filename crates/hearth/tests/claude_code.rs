@@ -7,54 +7,26 @@
 //! unreachable) the tests say so on stderr and pass without running it.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 
 const TOKEN: &str = "cc-gateway-token-5d1e";
 
-struct Gateway {
-    child: Child,
-    origin: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Gateway = GatewayProcess;
 
 fn spawn_gateway(config: &Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--config")
-        .arg(config)
-        .args(["gateway", "run", "--port", "0"])
-        .env_remove("HEARTH_GATEWAY_TOKEN")
-        .env("HEARTH_STATE_DIR", config.parent().unwrap().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let origin = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    Gateway { child, origin }
+    GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env("HEARTH_STATE_DIR", config.parent().unwrap().join("state")),
+    )
+    .unwrap()
 }
 
 /// The `claude` launcher, or `None` (with the reason printed) when npm cannot install it here.
@@ -144,7 +116,7 @@ fn text_of(output: &Output) -> String {
 async fn messages_client_errors(gateway: &Gateway) -> u64 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let text = reqwest::Client::new()
-        .get(format!("{}/metrics", gateway.origin))
+        .get(format!("{}/metrics", gateway.origin()))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -176,7 +148,7 @@ async fn claude_p_says_hi_through_the_gateway_without_a_wasted_request() {
     let (output, _) = tokio::task::spawn_blocking({
         let claude = claude.clone();
         let home = home.path().to_owned();
-        let origin = gateway.origin.clone();
+        let origin = gateway.origin();
         move || run_claude(&claude, &origin, TOKEN, &home)
     })
     .await
@@ -200,7 +172,7 @@ async fn claude_p_recognises_a_context_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_for(&upstream, dir.path());
     let home = tempfile::tempdir().unwrap();
-    let origin = gateway.origin.clone();
+    let origin = gateway.origin();
     let (output, _) =
         tokio::task::spawn_blocking(move || run_claude(&claude, &origin, TOKEN, home.path()))
             .await
@@ -221,7 +193,7 @@ async fn claude_p_stops_at_once_on_a_wrong_token() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_for(&upstream, dir.path());
     let home = tempfile::tempdir().unwrap();
-    let origin = gateway.origin.clone();
+    let origin = gateway.origin();
     let (output, took) = tokio::task::spawn_blocking(move || {
         run_claude(&claude, &origin, "not-the-token", home.path())
     })

@@ -11,63 +11,29 @@
     reason = "tests; the skip message goes to stderr"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 use serde_json::{Value, json};
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Gateway = GatewayProcess;
 
 /// `hearth gateway run` on a free port with `config`, sessions in `dir/state`.
 fn spawn(dir: &Path, config: &str) -> Gateway {
     let path = dir.join("hearth.json5");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .env_remove("HEARTH_GATEWAY_TOKEN")
-        .env_remove("HEARTH_GATEWAY_PASSWORD")
-        .arg("--config")
-        .arg(&path)
-        .args(["gateway", "run", "--port", "0"])
-        .env("HEARTH_STATE_DIR", dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Gateway { child, addr, stderr }
+    GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("HEARTH_GATEWAY_PASSWORD")
+            .arg("--config")
+            .arg(&path)
+            .args(["gateway", "run", "--port", "0"])
+            .env("HEARTH_STATE_DIR", dir.join("state")),
+    )
+    .unwrap()
 }
 
 /// The `codex` binary, or `None` (with the reason printed) when npm cannot install it.
@@ -170,7 +136,7 @@ async fn codex_exec_completes_a_turn_with_a_tool_call_through_hearth() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let gateway_log = gw.stderr.lock().unwrap().clone();
+    let gateway_log = gw.stderr();
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\ngateway:\n{gateway_log}");
     assert!(output.status.success(), "codex exec failed\n{context}");
     assert!(stdout.contains("The command printed the marker."), "no final answer\n{context}");

@@ -2,55 +2,24 @@
 //! SIGTERM, and the real `openai` and `anthropic` Python SDKs against the real llama-server.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hearth_testkit::{FakeUpstream, LlamaServer, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, LlamaServer, Reply};
 
-struct Gateway {
-    child: Child,
-    origin: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_gateway(config: &Path, extra: &[&str]) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--config")
-        .arg(config)
-        .args(["gateway", "run", "--port", "0"])
-        .args(extra)
-        .env_remove("HEARTH_GATEWAY_TOKEN")
-        // Sessions go to a folder of the test's own, never the developer's ~/.hearth.
-        .env("HEARTH_STATE_DIR", config.parent().unwrap().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let origin = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    Gateway { child, origin }
+fn spawn_gateway(config: &Path, extra: &[&str]) -> GatewayProcess {
+    GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(config)
+            .args(["gateway", "run", "--port", "0"])
+            .args(extra)
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            // Sessions go to a folder of the test's own, never the developer's ~/.hearth.
+            .env("HEARTH_STATE_DIR", config.parent().unwrap().join("state")),
+    )
+    .unwrap()
 }
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
@@ -104,7 +73,7 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
     let mut responses = Vec::new();
     for _ in 0..3 {
         let request = client()
-            .post(format!("{}/v1/chat/completions", gateway.origin))
+            .post(format!("{}/v1/chat/completions", gateway.origin()))
             .json(&serde_json::json!({"model": "hearth", "stream": true, "messages": [{"role": "user", "content": "hi"}]}));
         responses.push(tokio::spawn(async move {
             let response = request.send().await.unwrap();
@@ -113,14 +82,13 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status =
-        Command::new("kill").args(["-TERM", &gateway.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &gateway.pid().to_string()]).status().unwrap();
     assert!(status.success());
     for r in responses {
         let text = r.await.unwrap();
         assert!(text.contains("world") && text.ends_with("data: [DONE]\n\n"), "{text}");
     }
-    let exit = tokio::task::spawn_blocking(move || gateway.child.wait().unwrap()).await.unwrap();
+    let exit = tokio::task::spawn_blocking(move || gateway.wait().unwrap()).await.unwrap();
     assert_eq!(exit.code(), Some(0));
 }
 
@@ -157,7 +125,7 @@ async fn python_sdks_against_llama_server() {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     for script in ["openai_sdk.py", "anthropic_sdk.py"] {
-        let origin = gateway.origin.clone();
+        let origin = gateway.origin();
         let (python, path) = (python.clone(), sdk.join(script));
         let output = tokio::task::spawn_blocking(move || {
             Command::new(python)
@@ -202,7 +170,7 @@ async fn models_status_shows_a_running_gateways_cooldowns() {
     );
     let gateway = spawn_gateway(&config, &[]);
     let response = client()
-        .post(format!("{}/v1/chat/completions", gateway.origin))
+        .post(format!("{}/v1/chat/completions", gateway.origin()))
         .bearer_auth("status-token")
         .json(&serde_json::json!({"model": "fake/m", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
@@ -220,7 +188,7 @@ async fn models_status_shows_a_running_gateways_cooldowns() {
             .unwrap();
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    let report = status(&gateway.origin);
+    let report = status(&gateway.origin());
     assert_eq!(report["cooldownSource"]["kind"], "gateway", "{report:#}");
     let model = report["providers"]
         .as_array()

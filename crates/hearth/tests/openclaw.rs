@@ -12,28 +12,16 @@
 #![expect(clippy::print_stderr, reason = "tests: a skip or the install time is said on stderr")]
 #![expect(clippy::panic, reason = "tests: a client's output that is not JSON fails with it")]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 use serde_json::Value;
 
 const TOKEN: &str = "openclaw-test-token";
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Gateway = GatewayProcess;
 
 /// `hearth gateway run` on a free port with token auth, the default model `fake/m` at
 /// `upstream`, sessions under `dir`.
@@ -49,34 +37,16 @@ fn spawn_gateway(dir: &Path, upstream: &FakeUpstream) -> Gateway {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .env_remove("HEARTH_GATEWAY_TOKEN")
-        .env_remove("HEARTH_GATEWAY_PASSWORD")
-        .arg("--config")
-        .arg(&config)
-        .args(["gateway", "run", "--port", "0"])
-        .env("HEARTH_STATE_DIR", dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining stderr so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            line.clear();
-        }
-    });
-    Gateway { child, addr }
+    GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("HEARTH_GATEWAY_PASSWORD")
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "run", "--port", "0"])
+            .env("HEARTH_STATE_DIR", dir.join("state")),
+    )
+    .unwrap()
 }
 
 /// The install prefix, or `None` (with the reason printed) when npm cannot provide the clients.

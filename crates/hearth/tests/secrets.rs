@@ -18,15 +18,13 @@
 //! masking by value can hide them.
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use hearth_testkit::upstream::Step;
-use hearth_testkit::{FakeUpstream, Reply};
+use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -138,18 +136,7 @@ fn inband_json_error(secret: &str) -> Reply {
 
 // === processes ===
 
-struct Gateway {
-    child: Child,
-    origin: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Gateway = GatewayProcess;
 
 fn hearth(config: &Path, state: &Path, source: Source) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
@@ -166,33 +153,7 @@ fn hearth(config: &Path, state: &Path, source: Source) -> Command {
 
 /// `hearth … gateway run` from `cmd` (see [`hearth`]), once it listens.
 fn spawn_gateway(cmd: &mut Command) -> Gateway {
-    let mut child = cmd
-        .args(["gateway", "run", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut line = String::new();
-    let origin = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the gateway exited before listening");
-        stderr.lock().unwrap().push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep reading stderr (the gateway must never block on a full pipe), for the checks.
-    let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Gateway { child, origin, stderr }
+    GatewayProcess::spawn(cmd.args(["gateway", "run", "--port", "0"])).unwrap()
 }
 
 /// One provider `up` at `origin`, the default agent's model.
@@ -325,13 +286,13 @@ async fn through_gateway(
     let dir = tempfile::tempdir().unwrap();
     let (upstream, config) = scripted(dir.path(), source, true, &[reply]).await;
     let gateway = spawn_gateway(&mut hearth(&config, state, source));
-    let mut request = http().post(format!("{}{path}", gateway.origin)).json(&body);
+    let mut request = http().post(format!("{}{path}", gateway.origin())).json(&body);
     if path == "/v1/messages" {
         request = request.header("anthropic-version", "2023-06-01");
     }
     let response = request.send().await.unwrap();
     let shown = format!("HTTP {}\n{}", response.status(), response.text().await.unwrap());
-    let stderr = gateway.stderr.lock().unwrap().clone();
+    let stderr = gateway.stderr();
     (upstream, shown, stderr)
 }
 
@@ -371,7 +332,7 @@ async fn ws_agent_run(
     let dir = tempfile::tempdir().unwrap();
     let (upstream, config) = scripted(dir.path(), source, true, &[reply]).await;
     let gateway = spawn_gateway(&mut hearth(&config, state, source));
-    let url = format!("{}/", gateway.origin.replacen("http", "ws", 1));
+    let url = format!("{}/", gateway.origin().replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let challenge = recv(&mut ws).await;
     assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
@@ -397,7 +358,7 @@ async fn ws_agent_run(
             break;
         }
     }
-    let stderr = gateway.stderr.lock().unwrap().clone();
+    let stderr = gateway.stderr();
     (upstream, frames.join("\n"), stderr)
 }
 
@@ -539,7 +500,7 @@ async fn gateway_token_is_masked() {
     let gateway = spawn_gateway(
         hearth(&config, &state, Source::Literal).env("HEARTH_GATEWAY_TOKEN", GATEWAY_TOKEN),
     );
-    let url = format!("{}/v1/chat/completions", gateway.origin);
+    let url = format!("{}/v1/chat/completions", gateway.origin());
     // The token is in force.
     let refused = http().post(&url).json(&chat(false)).send().await.unwrap();
     assert_eq!(refused.status(), 401);
