@@ -577,3 +577,98 @@ async fn a_required_tool_choice_without_a_tool_call_is_an_error() {
     .await;
     assert_eq!(status, 502, "{body}");
 }
+
+/// The answer text a client sees, whatever the API: chat `content`, Responses `output_text`,
+/// Messages `text` blocks; whole or streamed.
+fn answer_text(path: &str, stream: bool, body: &str) -> String {
+    if !stream {
+        let v: Value = serde_json::from_str(body).unwrap();
+        return match path {
+            "/v1/chat/completions" => {
+                v["choices"][0]["message"]["content"].as_str().unwrap_or("").to_owned()
+            }
+            "/v1/responses" => v["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|item| item["type"] == "message")
+                .flat_map(|item| item["content"].as_array().unwrap().iter())
+                .filter_map(|part| part["text"].as_str())
+                .collect(),
+            _ => v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|block| block["type"] == "text")
+                .filter_map(|block| block["text"].as_str())
+                .collect(),
+        };
+    }
+    sse_data(body)
+        .iter()
+        .filter_map(|event| match path {
+            "/v1/chat/completions" => {
+                event["choices"][0]["delta"]["content"].as_str().map(str::to_owned)
+            }
+            "/v1/responses" if event["type"] == "response.output_text.delta" => {
+                event["delta"].as_str().map(str::to_owned)
+            }
+            "/v1/messages" if event["delta"]["type"] == "text_delta" => {
+                event["delta"]["text"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// See: #13. The founding page's MiniMax M2.1 entry says `reasoning: false`, and its template
+// writes the opening `<think>`: the model's output is `…</think>answer`. No API, streaming or
+// not, may show the reasoning as answer text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_the_minimax_m2_shape_with_reasoning_false_shows_only_the_final_text() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{lmstudio: {{baseUrl: "{}/v1", apiKey: "lmstudio", api: "openai-completions",
+            models: [{{id: "minimax-m2.1-gs32", reasoning: false, maxTokens: 256, contextWindow: 8192}}]}}}}}},
+          agents: {{defaults: {{model: {{primary: "lmstudio/minimax-m2.1-gs32"}}}}}}}}"#,
+        upstream.origin()
+    );
+    let gw = start(state(&config, &[]), None).await;
+    let whole = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"SECRET-REASON</think>\n\nFINAL-ANSWER"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
+    let chunk = |text: &str| {
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})
+            .to_string()
+    };
+    let streamed: Vec<String> =
+        ["SECRET-", "REASON</th", "ink>\n\nFINAL-", "ANSWER"].iter().map(|t| chunk(t)).collect();
+    let finish = json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string();
+    for (path, model) in [
+        ("/v1/chat/completions", "Minimax"),
+        ("/v1/responses", "lmstudio/minimax-m2.1-gs32"),
+        ("/v1/messages", "lmstudio/minimax-m2.1-gs32"),
+    ] {
+        for stream in [false, true] {
+            if stream {
+                let mut frames: Vec<&str> = streamed.iter().map(String::as_str).collect();
+                frames.push(&finish);
+                frames.push("[DONE]");
+                upstream.push(Reply::sse(&frames));
+            } else {
+                upstream.push(Reply::json(200, whole));
+            }
+            let body = match path {
+                "/v1/chat/completions" => {
+                    json!({"model": "lmstudio/minimax-m2.1-gs32", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+                }
+                "/v1/responses" => json!({"model": model, "input": "hi", "stream": stream}),
+                _ => {
+                    json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+                }
+            };
+            let (status, _, text) = post(&gw, path, &body, None).await;
+            assert_eq!(status, 200, "{path} stream={stream}: {text}");
+            let answer = answer_text(path, stream, &text);
+            assert_eq!(answer.trim(), "FINAL-ANSWER", "{path} stream={stream}: {text}");
+        }
+    }
+}

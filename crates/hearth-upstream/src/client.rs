@@ -174,7 +174,11 @@ impl Client {
             error.status = Some(status.as_u16());
             return Err(error);
         }
-        let decoder = Decoder::new(api, target.model.reasoning, prompt.char_count());
+        // Output of models whose templates open the think block starts inside it, whatever the
+        // catalog's `reasoning` says.
+        let opens_think =
+            target.model.reasoning || crate::reasoning::template_opens_think(&target.model.id);
+        let decoder = Decoder::new(api, opens_think, prompt.char_count());
         let streaming = prompt.stream
             && response
                 .headers()
@@ -194,7 +198,7 @@ impl Client {
                     )
                 })?
                 .map_err(|e| transport_error(&provider.id, &e))?;
-            let mut decoder = decoder;
+            let mut decoder = decoder.for_whole_body();
             let mut out = Vec::new();
             match serde_json::from_slice::<serde_json::Value>(&bytes) {
                 Ok(value) => {

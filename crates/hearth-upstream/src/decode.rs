@@ -92,6 +92,15 @@ impl Decoder {
         }
     }
 
+    /// For a whole (non-streaming) body: nothing is shown before the end, so the text is split
+    /// with no hold limit and output that starts inside a think block (`…</think>answer`) is
+    /// recognized whatever the catalog says about reasoning (Invariant 2; see: #13).
+    #[must_use]
+    pub fn for_whole_body(mut self) -> Self {
+        self.splitter = ThinkSplitter::new(ThinkStart::Auto).with_hold_limit(usize::MAX);
+        self
+    }
+
     /// Turns the typed path for stream chunks off (`false`) or on: for the differential fuzz
     /// target, which holds both paths to the same events. Production code never calls it.
     #[doc(hidden)]
@@ -143,6 +152,9 @@ impl Decoder {
 
     fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
         if !text.is_empty() {
+            // Reasoning in a field of its own: the text is the answer, no need to hold it.
+            self.splitter.settle_as_answer(&mut self.pieces);
+            self.drain_pieces(out);
             self.output_chars += text.len();
             self.saw_reasoning = true;
             out.push(Event::ReasoningDelta(text.to_owned()));

@@ -188,6 +188,18 @@ impl ThinkSplitter {
         }
     }
 
+    /// The upstream sends its reasoning in a field of its own (`reasoning_content`, thinking
+    /// blocks): the text is the answer, so an undecided [`ThinkStart::Auto`] stops holding it
+    /// back and behaves as [`ThinkStart::Detect`] from here. Whatever was held is appended to
+    /// `out`.
+    pub fn settle_as_answer(&mut self, out: &mut Vec<Piece>) {
+        if self.mode == ThinkStart::Auto && self.state == State::Start {
+            self.mode = ThinkStart::Detect;
+            self.scanned = 0;
+            self.run(out);
+        }
+    }
+
     /// Feeds the next chunk; whatever can be decided is appended to `out`.
     pub fn push(&mut self, chunk: &str, out: &mut Vec<Piece>) {
         self.buf.push_str(chunk);
@@ -323,6 +335,15 @@ pub fn strip_think_tags(text: &str) -> (String, String) {
         }
     }
     (answer, reasoning)
+}
+
+/// Whether the chat templates of this model family write the opening think tag themselves, so
+/// the output starts inside a think block and only closes it (`…</think>answer`: MiniMax-M2,
+/// DeepSeek-R1 and its distills, QwQ). Such output is split even when the catalog says
+/// `reasoning: false` (the founding page sets that for MiniMax M2.1).
+pub fn template_opens_think(model_id: &str) -> bool {
+    let id = model_id.to_ascii_lowercase();
+    ["minimax-m2", "minimax_m2", "deepseek-r1", "qwq"].iter().any(|family| id.contains(family))
 }
 
 /// What to do with an assistant turn's reasoning when the turn is sent back as history.
@@ -488,12 +509,43 @@ mod tests {
         assert_eq!(run_chunks(ThinkStart::Detect, &["\n\n"]), vec![t("\n\n")]);
     }
 
+    // See: #13. Detect is only for streams that cannot start inside a think block: a stray
+    // closing tag is markup and dropped, and what came before it is already answer text. Output
+    // that may start inside a block (the MiniMax-M2 shape) goes through Auto instead: whole
+    // bodies always (`strip_think_tags`), streams for reasoning models and families whose
+    // templates open the block (`template_opens_think`).
     #[test]
-    fn detect_stray_close_is_dropped() {
-        let out = run_chunks(ThinkStart::Detect, &["already sent</think>\n\nanswer"]);
-        assert_eq!(out, vec![t("already sentanswer")]);
+    fn detect_drops_a_stray_close_and_auto_splits_the_minimax_shape() {
         let out = run_chunks(ThinkStart::Detect, &["<think>a</think>b</think>c"]);
         assert_eq!(out, vec![r("a"), t("bc")]);
+        for chunks in [
+            &["SECRET-REASON</think>FINAL-ANSWER"][..],
+            &["SECRET-", "REASON</thi", "nk>FINAL-", "ANSWER"],
+        ] {
+            assert_eq!(
+                run_chunks(ThinkStart::Auto, chunks),
+                vec![r("SECRET-REASON"), t("FINAL-ANSWER")]
+            );
+        }
+        assert_eq!(
+            strip_think_tags("SECRET-REASON</think>\n\nFINAL-ANSWER"),
+            ("FINAL-ANSWER".to_owned(), "SECRET-REASON".to_owned())
+        );
+        assert!(template_opens_think("minimax-m2.1-gs32"));
+        assert!(template_opens_think("MiniMax-M2"));
+        assert!(!template_opens_think("qwen2.5-7b-instruct"));
+    }
+
+    #[test]
+    fn auto_stops_holding_once_reasoning_comes_in_its_own_field() {
+        let mut splitter = ThinkSplitter::new(ThinkStart::Auto);
+        let mut out = Vec::new();
+        splitter.push("The answer", &mut out);
+        assert!(out.is_empty(), "Auto holds undecided text");
+        splitter.settle_as_answer(&mut out);
+        splitter.push(" goes on", &mut out);
+        splitter.finish(&mut out);
+        assert_eq!(out, vec![t("The answer goes on")]);
     }
 
     #[test]
