@@ -170,9 +170,11 @@ impl Limiter {
                     || e.failures.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW)
             });
             if entries.len() >= MAX_TRACKED {
+                // The entry active longest ago goes; a lockout counts as activity until it
+                // ends, so flooding the table with new addresses cannot lift one.
                 let oldest = entries
                     .iter()
-                    .min_by_key(|(_, e)| e.failures.last().copied())
+                    .min_by_key(|(_, e)| e.failures.last().copied().max(e.locked_until))
                     .map(|(ip, _)| *ip);
                 if let Some(oldest) = oldest {
                     entries.remove(&oldest);
@@ -258,11 +260,23 @@ pub(crate) enum Verdict {
     Locked(Duration),
 }
 
+/// The address failures are counted under: IPv4-mapped addresses as IPv4, other IPv6
+/// addresses by their /64 (one LAN host holds a whole /64 and could otherwise rotate through it).
+fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        other => other,
+    }
+}
+
 /// Checks `given` from `ip` against the gateway's secret in constant time, with the
 /// failed-attempt limiter of `ip` (see the module doc).
 pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&str>) -> Verdict {
     let Some(secret) = auth.secret() else { return Verdict::Allowed };
-    let ip = ip.to_canonical();
+    let ip = limiter_key(ip);
     let now = Instant::now();
     if let Some(remaining) = limiter.locked(ip, now) {
         return Verdict::Locked(remaining);
@@ -277,18 +291,31 @@ pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&
     }
 }
 
-/// Middleware on every route that needs auth.
-pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let shape = shape_of_request(&request);
+/// Marks a request whose credential [`refusal`] already accepted (the limits run it before they
+/// read a body, so that no stranger can make the gateway hold request bytes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Authenticated;
+
+/// The auth check of `request`: `None` when it may pass (and it is marked [`Authenticated`]),
+/// else the refusal in the caller's shape. Counts a wrong credential once per request.
+pub(crate) fn refusal(app: &AppState, request: &mut Request) -> Option<Response> {
+    if request.extensions().get::<Authenticated>().is_some() {
+        return None;
+    }
+    let shape = shape_of_request(request);
     let ip = client_ip(request.extensions());
-    if let (Some(key), Some(given)) = (&app.local_key, credential(&request))
+    if let (Some(key), Some(given)) = (&app.local_key, credential(request))
         && request.uri().path().starts_with("/hearth/")
         && same(given, key)
     {
-        return next.run(request).await;
+        request.extensions_mut().insert(Authenticated);
+        return None;
     }
-    match verify(&app.auth, &app.limiter, ip, credential(&request)) {
-        Verdict::Allowed => next.run(request).await,
+    let refusal = match verify(&app.auth, &app.limiter, ip, credential(request)) {
+        Verdict::Allowed => {
+            request.extensions_mut().insert(Authenticated);
+            return None;
+        }
         Verdict::Locked(remaining) => {
             let mut err = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -298,7 +325,7 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
             .with_code("auth_rate_limited")
             .shaped(shape);
             err.retry_after = Some(remaining);
-            err.into_response()
+            err
         }
         Verdict::Missing => ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -309,15 +336,22 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
             ),
         )
         .with_code("missing_api_key")
-        .shaped(shape)
-        .into_response(),
+        .shaped(shape),
         Verdict::Mismatch => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             format!("invalid gateway {}", app.auth.mode()),
         )
         .with_code("invalid_api_key")
-        .shaped(shape)
-        .into_response(),
+        .shaped(shape),
+    };
+    Some(refusal.into_response())
+}
+
+/// Middleware on every route that needs auth.
+pub async fn require(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    match refusal(&app, &mut request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
     }
 }

@@ -74,6 +74,8 @@ struct Conn {
     idle_since_ms: AtomicU64,
     /// Milliseconds after `opened` of the first byte read while idle (0: none yet).
     head_started_ms: AtomicU64,
+    /// Milliseconds after `opened` since when a write has been blocked (0: writes flow).
+    write_blocked_ms: AtomicU64,
     /// Wakes the watchdog: state changed, or the loop wants the connection closed.
     wake: Notify,
     close: std::sync::atomic::AtomicBool,
@@ -86,6 +88,7 @@ impl Conn {
             busy: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
+            write_blocked_ms: AtomicU64::new(0),
             wake: Notify::new(),
             close: std::sync::atomic::AtomicBool::new(false),
         }
@@ -111,6 +114,24 @@ impl Conn {
         self.busy.load(Ordering::SeqCst) == 0
     }
 
+    /// A write that could not go out starts the stall clock; one that did stops it.
+    fn note_write(&self, result: &Poll<std::io::Result<usize>>) {
+        match result {
+            Poll::Pending => {
+                if self.write_blocked_ms.load(Ordering::Relaxed) == 0 {
+                    self.write_blocked_ms.store(self.now_ms(), Ordering::SeqCst);
+                    self.wake.notify_one();
+                }
+            }
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+                    self.write_blocked_ms.store(0, Ordering::SeqCst);
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+    }
+
     fn ask_close(&self) {
         self.close.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -119,7 +140,10 @@ impl Conn {
     /// When the watchdog must act, if nothing changes before: `None` while busy.
     fn deadline(&self, limits: &GatewayLimits) -> Option<Instant> {
         if !self.is_idle() {
-            return None;
+            // Busy: only a client that stopped reading (a write blocked that long) is cut.
+            let blocked = self.write_blocked_ms.load(Ordering::SeqCst);
+            return (blocked > 0)
+                .then(|| self.opened + Duration::from_millis(blocked) + limits.idle_timeout);
         }
         let head = self.head_started_ms.load(Ordering::SeqCst);
         let (from_ms, timeout) = if head > 0 {
@@ -242,7 +266,8 @@ pub(crate) async fn run(
             }
         };
         let _ = tcp.set_nodelay(true);
-        if registry.len() >= cap && !registry.evict_oldest_idle() {
+        // Upgraded (WebSocket) connections left the registry but still hold a socket.
+        if registry.len() + state.ws.connections() >= cap && !registry.evict_oldest_idle() {
             tokio::spawn(refuse_busy(tcp));
             continue;
         }
@@ -323,6 +348,8 @@ async fn serve_one(
             Ok::<_, Infallible>(response.map(|body| Body::new(Holding { body, _guard: guard })))
         }
     });
+    // The registry entry goes with this task, however it ends.
+    let _slot = Slot { registry, id };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(None).keep_alive(!draining);
     let connection = builder.serve_connection(io, service).with_upgrades();
@@ -340,12 +367,30 @@ async fn serve_one(
                 }
             }
         }
-        if conn.close.load(Ordering::SeqCst) && !shutting_down {
-            shutting_down = true;
-            connection.as_mut().graceful_shutdown();
+        if conn.close.load(Ordering::SeqCst) {
+            // An idle connection (maybe with half a request head) is dropped now; a busy one
+            // finishes its response first.
+            if conn.is_idle() {
+                break;
+            }
+            if !shutting_down {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
         }
     }
-    registry.remove(id);
+}
+
+/// Removes a connection from the registry when its task ends (normally or not).
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
 }
 
 /// Marks the end of a request when its response body is done (or dropped).
@@ -390,7 +435,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.conn.note_write(&result);
+        result
     }
 
     fn poll_write_vectored(
@@ -398,7 +446,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.conn.note_write(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -78,12 +78,23 @@ pub async fn enforce(State(app): State<AppState>, request: Request, next: Next) 
         return response;
     }
     let Ok(request_permit) = Arc::clone(&app.budgets.requests).try_acquire_owned() else {
-        return busy(
+        let mut response = busy(
             shape,
             "the gateway is at its limit of requests in flight (gateway.limits.maxConcurrentRequests); retry shortly",
             "gateway_busy",
         );
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     };
+    let mut request = request;
+    // A body is read only for a client that may send one: a stranger's POST is refused on its
+    // headers, before it can make the gateway hold (or wait for) any request bytes.
+    if request.method() == Method::POST
+        && let Some(mut refusal) = crate::auth::refusal(&app, &mut request)
+    {
+        refusal.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return refusal;
+    }
     let (request, body_permit) = if request.method() == Method::POST {
         match buffer(&app, request).await {
             Ok(pair) => pair,
@@ -131,7 +142,7 @@ async fn buffer(
         // Read (and drop) a body that is not too far over, so the client that is still
         // sending it sees the 413 instead of a reset connection (nginx's lingering close).
         if n <= (limits.max_body_bytes as u64).saturating_mul(LINGER_FACTOR) {
-            drain(request.into_body(), limits.body_timeout).await;
+            drain(request.into_body(), &limits).await;
         }
         return Err(too_large());
     }
@@ -158,7 +169,7 @@ async fn buffer(
                 Err(_) => {
                     // Read and drop it (the length is within maxBodyBytes), so the client
                     // sees the 503 and its Retry-After instead of a reset connection.
-                    drain(request.into_body(), limits.body_timeout).await;
+                    drain(request.into_body(), &limits).await;
                     return Err(budget_full());
                 }
             }
@@ -194,12 +205,8 @@ async fn buffer(
             Some(Ok(chunk)) => {
                 if buf.len() + chunk.len() > limits.max_body_bytes {
                     drop(buf);
-                    drain_stream(
-                        stream,
-                        limits.max_body_bytes * LINGER_FACTOR as usize,
-                        limits.body_timeout,
-                    )
-                    .await;
+                    drain_stream(stream, limits.max_body_bytes * LINGER_FACTOR as usize, &limits)
+                        .await;
                     return Err(too_large());
                 }
                 if declared.is_none() {
@@ -213,7 +220,7 @@ async fn buffer(
                             drain_stream(
                                 stream,
                                 limits.max_body_bytes * LINGER_FACTOR as usize,
-                                limits.body_timeout,
+                                &limits,
                             )
                             .await;
                             return Err(budget_full());
@@ -244,17 +251,30 @@ async fn buffer(
 /// A body over the limit by at most this factor is read and dropped before the 413.
 const LINGER_FACTOR: u64 = 4;
 
-async fn drain(body: Body, idle: Duration) {
-    drain_stream(body.into_data_stream(), usize::MAX, idle).await;
+async fn drain(body: Body, limits: &hearth_config::GatewayLimits) {
+    drain_stream(body.into_data_stream(), usize::MAX, limits).await;
 }
 
-/// Reads and drops up to `max` bytes, each piece within `idle`.
-async fn drain_stream(mut stream: axum::body::BodyDataStream, max: usize, idle: Duration) {
+/// Reads and drops up to `max` bytes, each piece within `bodyTimeoutMs`, at the minimum rate
+/// after the first `bodyTimeoutMs`, and for at most twice `bodyTimeoutMs` more than the minimum
+/// rate needs: a refused body costs bounded time, however slowly it comes.
+async fn drain_stream(
+    mut stream: axum::body::BodyDataStream,
+    max: usize,
+    limits: &hearth_config::GatewayLimits,
+) {
+    let started = Instant::now();
     let mut seen = 0usize;
     while seen < max {
-        match tokio::time::timeout(idle, stream.next()).await {
+        match tokio::time::timeout(limits.body_timeout, stream.next()).await {
             Ok(Some(Ok(chunk))) => seen += chunk.len(),
             _ => return,
+        }
+        let elapsed = started.elapsed();
+        if elapsed > limits.body_timeout * 2
+            && (seen as f64) < limits.min_body_bytes_per_second as f64 * elapsed.as_secs_f64()
+        {
+            return;
         }
     }
 }

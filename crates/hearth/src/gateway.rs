@@ -99,7 +99,7 @@ async fn serve(
         }
     };
     let local = listener.local_addr()?;
-    let _lock = match crate::state_lock::acquire(&state_dir, local.port(), &local_key) {
+    let _lock = match crate::state_lock::acquire(&state_dir, local, &local_key) {
         Ok(lock) => lock,
         Err(crate::state_lock::LockError::Held(info)) => {
             let who =

@@ -21,10 +21,17 @@ const INFO_FILE: &str = "gateway.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
     pub pid: u32,
+    /// The address to reach it on (a loopback address when it listens on all of them).
+    #[serde(default = "loopback")]
+    pub host: std::net::IpAddr,
     pub port: u16,
     /// A random key the gateway accepts on `GET /hearth/*` for this run only.
     #[serde(rename = "localKey")]
     pub local_key: String,
+}
+
+fn loopback() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
 }
 
 /// The lock, held while the gateway runs.
@@ -58,15 +65,31 @@ fn open_lock(dir: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))
 }
 
-/// Takes the lock of `dir` and records `port` and `local_key`.
-pub fn acquire(dir: &Path, port: u16, local_key: &str) -> Result<GatewayLock, LockError> {
+/// Takes the lock of `dir` and records where the gateway listens and `local_key`.
+pub fn acquire(
+    dir: &Path,
+    addr: std::net::SocketAddr,
+    local_key: &str,
+) -> Result<GatewayLock, LockError> {
     let file = open_lock(dir).map_err(LockError::Io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(LockError::Held(read_info(dir))),
         Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
     }
-    let info = RunInfo { pid: std::process::id(), port, local_key: local_key.to_owned() };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => {
+            std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+        }
+        ip if ip.is_unspecified() => loopback(),
+        ip => ip,
+    };
+    let info = RunInfo {
+        pid: std::process::id(),
+        host,
+        port: addr.port(),
+        local_key: local_key.to_owned(),
+    };
     let path = dir.join(INFO_FILE);
     let text = serde_json::to_vec(&info).map_err(|e| LockError::Io(e.into()))?;
     write_private(&path, &text).map_err(LockError::Io)?;

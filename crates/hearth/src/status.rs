@@ -203,7 +203,10 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
                 .and_then(|a| a.bearer().map(str::to_owned)),
         ),
         None => match crate::state_lock::state_dir().and_then(|d| crate::state_lock::running(&d)) {
-            Some(info) => (format!("http://127.0.0.1:{}", info.port), Some(info.local_key)),
+            Some(info) => (
+                format!("http://{}", std::net::SocketAddr::new(info.host, info.port)),
+                Some(info.local_key),
+            ),
             None => (format!("http://127.0.0.1:{}", config.gateway.port), None),
         },
     };

@@ -398,6 +398,73 @@ fn r11_slow_and_idle_clients_are_closed_within_the_limits() {
     }
 }
 
+#[test]
+fn r11_strangers_and_refused_bodies_cost_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = spawn(
+        dir.path(),
+        r#"{gateway: {auth: {token: "the-right-token"}, limits: {bodyTimeoutMs: 500, maxBodyBytes: 1000, maxConnections: 8}}}"#,
+        &[],
+        &[],
+    );
+    let addr = gw.addr;
+    // A stranger's POST is refused on its headers: no body is waited for or held.
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    )
+    .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // An over-long body sent one byte at a time is drained only for a bounded time.
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer the-right-token\r\ncontent-type: application/json\r\ncontent-length: 2000\r\n\r\n"
+    )
+    .unwrap();
+    let trickle = tcp.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut trickle = trickle;
+        for _ in 0..2000 {
+            if trickle.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let started = Instant::now();
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    // WebSockets count toward the connection cap.
+    let sockets: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut ws = TcpStream::connect(addr).unwrap();
+            write!(ws, "GET / HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+            let mut buf = [0u8; 12];
+            ws.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 101");
+            ws
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, text) = raw(
+        addr,
+        &format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"),
+        b"",
+    );
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("maxConnections"), "{text}");
+    drop(sockets);
+}
+
 // === 5. memory in bytes ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
