@@ -288,7 +288,9 @@ pub(crate) async fn run(
         ));
     }
     // Upgraded connections outlive the accept loop: wait until every WebSocket client got its
-    // `shutdown` event and every agent run stored its answer.
+    // `shutdown` event and every agent run stored its answer (the binary stops waiting
+    // `DRAIN_GRACE` after the drain deadline; a non-streaming request still waiting for its
+    // model then is cut without an answer).
     state.ws.idle().await;
     Ok(())
 }
@@ -318,6 +320,14 @@ async fn refuse_busy(mut tcp: TcpStream) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
+    // Read what already came (the request head), so closing does not reset the connection and
+    // take the answer with it.
+    let mut head = [0u8; 8192];
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut head),
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(response.as_bytes())).await;
     let _ = tcp.shutdown().await;
 }

@@ -72,10 +72,18 @@ pub fn acquire(
     local_key: &str,
 ) -> Result<GatewayLock, LockError> {
     let file = open_lock(dir).map_err(LockError::Io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(LockError::Held(read_info(dir))),
-        Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
+    // `running` (a `models status` next door) holds the lock for a moment: try a few times.
+    let mut tries = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held(read_info(dir))),
+            Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
+        }
     }
     let host = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv6() => {
@@ -119,7 +127,7 @@ fn read_info(dir: &Path) -> Option<RunInfo> {
 /// The gateway running on `dir`, if one holds its lock.
 pub fn running(dir: &Path) -> Option<RunInfo> {
     let file = File::open(dir.join(LOCK_FILE)).ok()?;
-    match file.try_lock() {
+    match file.try_lock_shared() {
         // Nobody holds it: no gateway runs here (the lock is released when `file` drops).
         Ok(()) => None,
         Err(TryLockError::WouldBlock) => read_info(dir),
