@@ -126,6 +126,12 @@ pub async fn start(
         ..RunOptions::default()
     };
     let agent = plan.agent.clone();
+    let mut prompt = prompt;
+    if !(plan.agent_run && app.agents.is_some()) {
+        // Direct runs too: chat-template control tokens never reach a model from the client's
+        // messages (an agent turn strips them as it stores them).
+        hearth_agent::containment::strip_prompt_control_tokens(&mut prompt);
+    }
     let result = match (&app.agents, plan.agent_run) {
         (Some(agents), true) => match agent_turn(agents, config, plan, &prompt).await {
             Ok(answer) => Ok(answer),
@@ -379,8 +385,8 @@ enum AgentFailure {
     Api(ApiError),
 }
 
-/// An agent target with sessions: the last user message is the turn's message; earlier
-/// messages seed a new session; system messages follow the agent's own prompt.
+/// An agent target with sessions: the client's request goes down whole
+/// ([`hearth_agent::TurnRequest::conversation`] says what is stored and sent).
 async fn agent_turn(
     agents: &hearth_agent::Agents,
     config: &Arc<Config>,
@@ -388,16 +394,12 @@ async fn agent_turn(
     prompt: &Prompt,
 ) -> Result<Answer, AgentFailure> {
     use hearth_upstream::Role;
-    let last_user = prompt.messages.iter().rposition(|m| m.role == Role::User);
-    let (history, message) = match last_user {
-        Some(idx) => (prompt.messages[..idx].to_vec(), prompt.messages[idx].text()),
-        None => {
-            return Err(AgentFailure::Api(ApiError::invalid_param(
-                "messages",
-                "an agent run needs a user message",
-            )));
-        }
-    };
+    if !prompt.messages.iter().any(|m| m.role == Role::User) {
+        return Err(AgentFailure::Api(ApiError::invalid_param(
+            "messages",
+            "an agent run needs a user message",
+        )));
+    }
     let user = prompt.passthrough.get("user").and_then(|u| u.as_str()).filter(|u| !u.is_empty());
     if let Some(user) = user {
         crate::plan::check_session_key("user", user).map_err(AgentFailure::Api)?;
@@ -411,15 +413,9 @@ async fn agent_turn(
     let request = hearth_agent::TurnRequest {
         agent: plan.agent.clone(),
         session_key: Some(session_key),
-        message,
-        history,
-        system: prompt.system.clone(),
+        // The client's request whole: the turn stores and sends from it.
+        prompt: Some(prompt.clone()),
         model: plan.model_override.clone(),
-        tools: prompt.tools.clone(),
-        stream: prompt.stream,
-        max_tokens: prompt.max_tokens,
-        temperature: prompt.temperature,
-        top_p: prompt.top_p,
         timeout: Some(RUN_BUDGET),
         ..hearth_agent::TurnRequest::default()
     };

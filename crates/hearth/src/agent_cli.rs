@@ -115,9 +115,12 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
     let request = TurnRequest {
         agent: args.agent.clone(),
         session_key: args.session.clone(),
-        message: args.message.clone(),
+        prompt: Some(hearth_upstream::Prompt {
+            messages: vec![hearth_upstream::Message::user(args.message.clone())],
+            stream: !args.json,
+            ..hearth_upstream::Prompt::default()
+        }),
         model: args.model.clone(),
-        stream: !args.json,
         timeout: Some(hearth_agent::turn::CLI_TIMEOUT),
         ..TurnRequest::default()
     };
