@@ -1,7 +1,8 @@
 //! A client-side tool loop through an agent target (`model: "hearth"`), driven by the real
-//! `openai` Python SDK against `hearth gateway run` and a scripted upstream: the client's tool
-//! result reaches the model inside the untrusted fence, the reply is cleaned, and a call to a
-//! tool the agent's policy denies never reaches the client (whole or streamed).
+//! `openai` Python SDK (chat and Responses) and a raw Anthropic Messages request against
+//! `hearth gateway run` and a scripted upstream: the client's tool result reaches the model
+//! inside the untrusted fence, the reply is cleaned, and a call to a tool the agent's policy
+//! denies never reaches the client (whole or streamed).
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ async fn client_tool_loop_through_an_agent_with_the_openai_sdk() {
     upstream.push(Reply::sse(STREAM_RM_RF));
     upstream.push(Reply::json(200, &CALL_WEATHER.replace("Paris", "Lyon")));
     upstream.push(Reply::json(200, &ANSWER.replace("sunny in Paris", "rainy in Lyon")));
+    upstream.push(Reply::json(200, &ANSWER.replace("sunny in Paris", "windy in Nice")));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hearth.json5");
     // The model is on loopback (a local model): it is offered only what the allow list names.
@@ -84,13 +86,32 @@ async fn client_tool_loop_through_an_agent_with_the_openai_sdk() {
         String::from_utf8_lossy(&output.stderr)
     );
 
+    // The Messages API: the client's `tool_result` (in a user message, Anthropic's shape).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let messages = serde_json::json!({"model": "hearth", "max_tokens": 64,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}},
+                  {"name": "rm_rf", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "Weather in Nice?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Nice"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "windy, 18 C"}]}]});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/messages", gateway.origin()))
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["content"][0]["text"], "It is windy in Nice.", "{answer}");
+
     let calls: Vec<Value> = upstream
         .requests()
         .iter()
         .filter(|r| r.path.ends_with("/chat/completions"))
         .map(|r| r.json())
         .collect();
-    assert_eq!(calls.len(), 6, "{calls:#?}");
+    assert_eq!(calls.len(), 7, "{calls:#?}");
     // The model was never offered the denied tool.
     for body in &calls {
         assert_eq!(tool_names(body), ["get_weather"], "{body}");
@@ -118,6 +139,18 @@ async fn client_tool_loop_through_an_agent_with_the_openai_sdk() {
     assert!(
         result.contains(
             "<<<EXTERNAL_UNTRUSTED_CONTENT id=\"call_1\">>>\nSource: tool result\nrainy, 12 C"
+        ),
+        "{result}"
+    );
+    // The Messages loop: the tool_result is a tool message, fenced.
+    let messages = calls[6]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool"], "{messages:#?}");
+    assert_eq!(messages[2]["tool_calls"][0]["id"], "toolu_1");
+    let result = messages[3]["content"].as_str().unwrap();
+    assert!(
+        result.contains(
+            "<<<EXTERNAL_UNTRUSTED_CONTENT id=\"toolu_1\">>>\nSource: tool result\nwindy, 18 C"
         ),
         "{result}"
     );
