@@ -104,17 +104,19 @@ fn split_newest(messages: &[Message]) -> Option<(&[Message], String, &[Message])
 
 /// Store entries for the messages after the newest user message: assistant text and tool
 /// calls, and the client's tool results (fenced as untrusted when the prompt is rebuilt,
-/// [`history_messages`]). Calls and results whose id is in `known` are left out.
-fn tail_entries(tail: &[Message], known: &[String], now: Timestamp) -> Vec<NewEntry> {
+/// [`history_messages`]). `known`: the turn continues one the store has (its answer is stored
+/// already: only calls and results whose id it lacks are added).
+fn tail_entries(tail: &[Message], known: Option<&[String]>, now: Timestamp) -> Vec<NewEntry> {
+    let stored = |id: &str| known.is_some_and(|k| k.iter().any(|k| k == id));
     let mut out = Vec::new();
     for m in tail {
         match m.role {
             Role::Assistant => {
                 let text = m.text();
-                if !text.is_empty() && known.is_empty() {
+                if !text.is_empty() && known.is_none() {
                     out.push(NewEntry::assistant(text, now));
                 }
-                for call in m.tool_calls.iter().filter(|c| !known.contains(&c.id)) {
+                for call in m.tool_calls.iter().filter(|c| !stored(&c.id)) {
                     out.push(NewEntry::new(
                         Content::ToolCall {
                             id: call.id.clone(),
@@ -127,7 +129,7 @@ fn tail_entries(tail: &[Message], known: &[String], now: Timestamp) -> Vec<NewEn
             }
             Role::Tool => {
                 let call_id = m.tool_call_id.clone().unwrap_or_default();
-                if !known.iter().any(|k| k == &format!("result:{call_id}")) {
+                if !stored(&format!("result:{call_id}")) {
                     out.push(NewEntry::new(
                         Content::ToolResult { call_id, content: m.text(), is_error: false },
                         now,
@@ -361,7 +363,7 @@ impl Agents {
                 .iter()
                 .flat_map(|m| match m.role {
                     Role::User => vec![NewEntry::user(strip_control_tokens(&m.text()), now)],
-                    _ => tail_entries(std::slice::from_ref(m), &[], now),
+                    _ => tail_entries(std::slice::from_ref(m), None, now),
                 })
                 .collect();
             if !seed.is_empty() {
@@ -379,7 +381,7 @@ impl Agents {
         }
         new_entries.extend(tail_entries(
             tail,
-            if continues { &known } else { &[] },
+            continues.then_some(known.as_slice()),
             Timestamp::now(),
         ));
         if !new_entries.is_empty() {
