@@ -225,6 +225,8 @@ pub struct AgentDefaults {
     pub timeout: Option<Duration>,
     pub params: Option<serde_json::Value>,
     pub compaction_model: Option<String>,
+    /// `compaction.timeoutSeconds`: the deadline of one summary call (0 or unset: the default).
+    pub compaction_timeout: Option<Duration>,
     /// The system prompt (text, or the file's text read at load).
     pub system_prompt: Option<String>,
     pub tools: ToolPolicy,
@@ -471,6 +473,12 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
                 .as_ref()
                 .and_then(|c| c.model.as_ref())
                 .map(|m| m.value.clone()),
+            compaction_timeout: defaults_raw
+                .compaction
+                .as_ref()
+                .and_then(|c| c.timeout_seconds)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
             system_prompt: None,
             tools: tool_policy(defaults_raw.tools.as_ref()),
         },

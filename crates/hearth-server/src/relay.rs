@@ -281,6 +281,28 @@ pub fn answer_headers(answer: &Answer, headers: &mut HeaderMap) {
         headers.insert(HEADER_MODEL, v);
     }
     headers.insert(HEADER_ATTEMPTS, HeaderValue::from(answer.attempts.len()));
+    for notice in &answer.notices {
+        if let Ok(v) = HeaderValue::from_str(&header_safe(notice)) {
+            headers.append(HEADER_NOTICE, v);
+        }
+    }
+}
+
+/// One `x-hearth-notice` per notice (fallback, preflight warning, served window, compaction).
+pub const HEADER_NOTICE: HeaderName = HeaderName::from_static("x-hearth-notice");
+
+/// A notice as a header value: printable ASCII as it is, `%` and everything else
+/// percent-encoded (UTF-8), so `percent-decode` gives the text back.
+pub fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// One tool call, assembled.
@@ -420,7 +442,8 @@ async fn agent_turn(
         max_tokens: prompt.max_tokens,
         temperature: prompt.temperature,
         top_p: prompt.top_p,
-        timeout: Some(RUN_BUDGET),
+        // The agent's `timeoutSeconds` (the turn applies it).
+        timeout: None,
         ..hearth_agent::TurnRequest::default()
     };
     match agents.start(Arc::clone(config), request).await {
