@@ -309,3 +309,37 @@ async fn an_agent_run_sends_the_clients_small_max_tokens_as_written() {
     let max = sent.get("max_completion_tokens").or_else(|| sent.get("max_tokens")).unwrap();
     assert_eq!(max, 5, "{sent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reasoning_only_answer_fails_over_before_anything_is_relayed() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = upstream.origin();
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{
+              one: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "r", reasoning: true, contextWindow: 32000, maxTokens: 256}}]}},
+              two: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "t", contextWindow: 32000, maxTokens: 256}}]}}}}}},
+           agents: {{defaults: {{model: {{primary: "one/r", fallbacks: ["two/t"]}}}}}}}}"#
+    );
+    let gw = spawn(dir.path(), &config);
+    // The primary thinks and never answers; the fallback answers.
+    upstream.push(Reply::sse(&[
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"r","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"PRIMARY-THOUGHT"},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"r","choices":[{"index":0,"delta":{"reasoning_content":" more"},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"r","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        "[DONE]",
+    ]));
+    upstream.push(Reply::sse(&[
+        r#"{"id":"c2","object":"chat.completion.chunk","created":1,"model":"t","choices":[{"index":0,"delta":{"role":"assistant","content":"from two"},"finish_reason":null}]}"#,
+        r#"{"id":"c2","object":"chat.completion.chunk","created":1,"model":"t","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        "[DONE]",
+    ]));
+    let body =
+        json!({"model": "hearth", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let response = post(&gw, "/v1/chat/completions", body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.headers.get("x-hearth-provider").unwrap(), "two", "{}", response.body);
+    assert!(!response.body.contains("PRIMARY-THOUGHT"), "{}", response.body);
+    assert!(response.body.contains("from two"), "{}", response.body);
+    assert_eq!(calls(&upstream).len(), 2);
+}
