@@ -27,6 +27,8 @@ fn answer(text: &str) -> Reply {
 struct Gateway {
     _process: GatewayProcess,
     origin: String,
+    /// What the gateway said on startup.
+    stderr: String,
 }
 
 fn spawn(dir: &Path, config: &str) -> Gateway {
@@ -41,7 +43,7 @@ fn spawn(dir: &Path, config: &str) -> Gateway {
         .args(["gateway", "run", "--port", "0"]);
     let process = GatewayProcess::spawn(&mut command).unwrap();
     assert!(process.wait_for_stderr("sessions:", Duration::from_secs(10)), "{}", process.stderr());
-    Gateway { origin: process.origin(), _process: process }
+    Gateway { origin: process.origin(), stderr: process.stderr(), _process: process }
 }
 
 struct Response {
@@ -342,4 +344,30 @@ async fn a_reasoning_only_answer_fails_over_before_anything_is_relayed() {
     assert!(!response.body.contains("PRIMARY-THOUGHT"), "{}", response.body);
     assert!(response.body.contains("from two"), "{}", response.body);
     assert_eq!(calls(&upstream).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_agent_models_entries_merge_over_the_defaults() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = upstream.origin();
+    // The agent names its model by its own alias; its params for that model win over the
+    // defaults' for the same key and leave the other keys alone.
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{
+              fake: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "m", contextWindow: 32000, maxTokens: 256}}, {{id: "other", contextWindow: 32000, maxTokens: 256}}]}}}}}},
+           agents: {{
+             defaults: {{model: "fake/other", models: {{"fake/m": {{params: {{temperature: 0.9, top_p: 0.5}}}}}}}},
+             entries: {{coder: {{model: "quick", models: {{"fake/m": {{alias: "quick", params: {{temperature: 0.25}}}}}}}}}}}}}}"#
+    );
+    let gw = spawn(dir.path(), &config);
+    upstream.push(answer("ok"));
+    let body = json!({"model": "hearth/coder", "messages": [{"role": "user", "content": "hi"}]});
+    let response = post(&gw, "/v1/chat/completions", body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let sent = calls(&upstream).last().unwrap().json();
+    assert_eq!(sent["model"], "m", "the agent's alias names its model: {sent}");
+    assert_eq!(sent["temperature"], 0.25, "{sent}");
+    assert_eq!(sent["top_p"], 0.5, "{sent}");
+    assert!(!gw.stderr.contains("quick"), "no warning about the agent's own alias: {}", gw.stderr);
 }
