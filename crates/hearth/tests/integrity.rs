@@ -371,3 +371,69 @@ async fn per_agent_models_entries_merge_over_the_defaults() {
     assert_eq!(sent["top_p"], 0.5, "{sent}");
     assert!(!gw.stderr.contains("quick"), "no warning about the agent's own alias: {}", gw.stderr);
 }
+
+/// `post` with a client that gives up after `limit`: a gateway that ignores the configured
+/// deadline fails the test instead of hanging it.
+async fn post_within(gw: &Gateway, path: &str, body: Value, limit: Duration) -> Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(limit)
+        .build()
+        .unwrap()
+        .post(format!("{}{path}", gw.origin))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("no answer within {limit:?}: {e}"))
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Response { status, headers, body: response.text().await.unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_timeout_seconds_bounds_its_gateway_run() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The provider waits 300 s for a first byte; the agent's run budget is 1 s.
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", timeoutSeconds: 300, models: [{{id: "m", contextWindow: 32000, maxTokens: 256}}]}}}}}},
+           agents: {{defaults: {{model: "fake/m"}}, entries: {{quick: {{timeoutSeconds: 1}}}}}}}}"#,
+        upstream.origin()
+    );
+    let gw = spawn(dir.path(), &config);
+    upstream.push(answer("never sent").stall_before_headers());
+    let body = json!({"model": "hearth/quick", "messages": [{"role": "user", "content": "hi"}]});
+    let response = post_within(&gw, "/v1/chat/completions", body, Duration::from_secs(30)).await;
+    assert_eq!(response.status, 504, "{}", response.body);
+    assert!(response.body.contains("time budget"), "{}", response.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_timeout_seconds_bounds_the_summary_call() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A window the second turn does not fit next to the first, so it compacts; the summary
+    // call never answers, and compaction.timeoutSeconds (1 s) gives up on it.
+    let config = format!(
+        r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{}/v1", api: "openai-completions", timeoutSeconds: 300, models: [{{id: "m", contextWindow: 4000, maxTokens: 128}}]}}}}}},
+           agents: {{defaults: {{model: "fake/m", compaction: {{timeoutSeconds: 1}}}}}}}}"#,
+        upstream.origin()
+    );
+    let gw = spawn(dir.path(), &config);
+    let long = |tag: &str| format!("{tag}: {}", "the weather in the mountains today ".repeat(300));
+    let body = |text: String| json!({"model": "hearth", "user": "cy", "messages": [{"role": "user", "content": text}]});
+    upstream.push(answer("first answer"));
+    let first = post(&gw, "/v1/chat/completions", body(long("one"))).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    upstream.push(answer("summary never sent").stall_before_headers());
+    upstream.push(answer("second answer"));
+    let second =
+        post_within(&gw, "/v1/chat/completions", body(long("two")), Duration::from_secs(30)).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(second.body.contains("second answer"), "{}", second.body);
+    let said = notices(&second.headers);
+    assert!(said.iter().any(|n| n.contains("compacted")), "the turn compacted: {said:?}");
+    assert_eq!(calls(&upstream).len(), 3, "answer, summary (given up), answer");
+}
