@@ -5,6 +5,11 @@
 //! acknowledged before any model call), load history since the last compaction, assemble the
 //! prompt, check the budget (preflight, compaction when history would not fit), run the chain,
 //! relay events while collecting them, persist the answer, release the lock.
+//!
+//! The budget is made for the first candidate whose (served) window passes the preflight, and
+//! the chain runs from that candidate. A turn that ends before any answer (an error, or its
+//! future dropped) marks its user message failed ([`TURN_FAILED`]) before the lock is released;
+//! [`history_messages`] leaves marked messages out.
 
 use std::sync::Arc;
 use std::time::Duration;

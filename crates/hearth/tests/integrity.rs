@@ -437,3 +437,43 @@ async fn compaction_timeout_seconds_bounds_the_summary_call() {
     assert!(said.iter().any(|n| n.contains("compacted")), "the turn compacted: {said:?}");
     assert_eq!(calls(&upstream).len(), 3, "answer, summary (given up), answer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_messages_stream_carries_the_notice_as_an_event_anthropic_clients_skip() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}, gateway: {{limits: {{streamHeadersAfterMs: 1}}}}}}",
+        small_then_big(&upstream).trim_end().strip_suffix('}').unwrap()
+    );
+    let gw = spawn(dir.path(), &config);
+    upstream.push(Reply::sse(&[
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"b","choices":[{"index":0,"delta":{"role":"assistant","content":"streamed"},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"b","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        "[DONE]",
+    ]));
+    let body = json!({"model": "hearth", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let response = post(&gw, "/v1/messages", body).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.headers.get("x-hearth-provider").is_none(), "the late path was taken");
+    let events: Vec<(String, Value)> = response
+        .body
+        .split("\n\n")
+        .filter_map(|frame| {
+            let name = frame.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let at = names.iter().position(|n| *n == "hearth_notice").unwrap_or_else(|| {
+        panic!("no notice event: {names:?}");
+    });
+    assert_eq!(names[0], "message_start", "{names:?}");
+    assert!(at < names.iter().position(|n| *n == "content_block_delta").unwrap(), "{names:?}");
+    let notice = &events[at].1;
+    assert_eq!(notice["type"], "hearth_notice");
+    assert!(notice["message"].as_str().unwrap().contains("Model Fallback: big/b"), "{notice}");
+    assert!(response.body.contains("streamed"), "{}", response.body);
+}
