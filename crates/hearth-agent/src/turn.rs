@@ -5,6 +5,11 @@
 //! acknowledged before any model call), load history since the last compaction, assemble the
 //! prompt, check the budget (preflight, compaction when history would not fit), run the chain,
 //! relay events while collecting them, persist the answer, release the lock.
+//!
+//! The budget is made for the first candidate whose (served) window passes the preflight, and
+//! the chain runs from that candidate. A turn that ends before any answer (an error, or its
+//! future dropped) marks its user message failed ([`TURN_FAILED`]) before the lock is released;
+//! [`history_messages`] leaves marked messages out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,21 @@ use crate::containment::{
 
 /// The default per-turn budget of the CLI (`openclaw agent` uses 600 s).
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A whole agent run's budget when neither the caller nor `agents.*.timeoutSeconds` sets one
+/// (OpenClaw's default: 48 h).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(172_800);
+
+/// One compaction summary's deadline without `agents.defaults.compaction.timeoutSeconds`.
+pub const COMPACTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An agent's run budget: its `timeoutSeconds`, else the defaults', else [`RUN_TIMEOUT`];
+/// `None` when the one that applies is 0 (unlimited).
+pub fn run_timeout(config: &Config, agent: Option<&str>) -> Option<Duration> {
+    let agent = agent.and_then(|id| config.agents.get(id));
+    let timeout = agent.and_then(|a| a.timeout).or(config.defaults.timeout).unwrap_or(RUN_TIMEOUT);
+    (!timeout.is_zero()).then_some(timeout)
+}
 
 /// What a caller asks of one turn.
 #[derive(Debug, Clone, Default)]
@@ -301,10 +321,57 @@ pub fn history_messages(
                 messages.push(m);
                 seqs.push(entry.seq);
             }
-            Content::SystemNote { .. } => {}
+            Content::SystemNote { text } => {
+                // A failed turn's user message is not part of the conversation.
+                let failed = text.strip_prefix(TURN_FAILED).and_then(|n| n.parse::<i64>().ok());
+                if let Some(pos) = failed.and_then(|n| seqs.iter().rposition(|s| s.get() == n))
+                    && messages[pos].role == Role::User
+                {
+                    messages.remove(pos);
+                    seqs.remove(pos);
+                }
+            }
         }
     }
     (messages, seqs, summary)
+}
+
+/// The note that marks the user message with this seq failed: its turn ended before any
+/// answer. [`history_messages`] leaves such a message out, so the next turn does not send two
+/// user messages in a row (the store appends only; the message stays on disk, marked).
+pub const TURN_FAILED: &str = "turn-failed:";
+
+/// The user message of a turn no model has answered yet, with the session lock. Dropped before
+/// [`Unanswered::answered`] (an error return, or the caller dropping the turn's future), it
+/// appends the [`TURN_FAILED`] note and only then releases the lock, so the next turn of the
+/// session sees the mark.
+struct Unanswered {
+    store: Arc<dyn SessionStore>,
+    key: String,
+    seq: Option<hearth_store::Seq>,
+    guard: Option<hearth_store::SessionGuard>,
+}
+
+impl Unanswered {
+    fn answered(mut self) -> Option<hearth_store::SessionGuard> {
+        self.guard.take()
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let (Some(guard), Some(seq)) = (self.guard.take(), self.seq) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let store = Arc::clone(&self.store);
+        let key = std::mem::take(&mut self.key);
+        runtime.spawn(async move {
+            let note = Content::SystemNote { text: format!("{TURN_FAILED}{}", seq.get()) };
+            // Unmarked (the store failed too), the message stays in the history: no worse than
+            // before, and nothing else can be done about it here.
+            let _ = store.append(&key, vec![NewEntry::new(note, Timestamp::now())]).await;
+            drop(guard);
+        });
+    }
 }
 
 fn fallback_state(entries: &[hearth_store::Entry]) -> Option<String> {
@@ -384,56 +451,107 @@ impl Agents {
             continues.then_some(known.as_slice()),
             Timestamp::now(),
         ));
-        if !new_entries.is_empty() {
-            self.store.append(&session_key, new_entries).await?;
-        }
+        let appended = if new_entries.is_empty() {
+            Vec::new()
+        } else {
+            self.store.append(&session_key, new_entries).await?
+        };
+        // Until a model answers, a failure (or a caller that gives up) marks this turn's new user
+        // message failed; a continued tool loop's message was answered already.
+        let unanswered = Unanswered {
+            store: Arc::clone(&self.store),
+            key: session_key.clone(),
+            seq: if continues { None } else { appended.first().copied() },
+            guard: Some(guard),
+        };
         let entries = self.store.history(&session_key, true).await?;
 
+        // Budget against the first candidate whose served window passes the preflight: a
+        // primary too small for any turn is skipped, and the chain runs from the candidate the
+        // budget was made for.
         let primary = chain
             .candidates
             .first()
             .cloned()
             .ok_or_else(|| TurnError::Config("empty candidate chain".into()))?;
-        let resolved = config
-            .resolve_ref(&primary.to_string())
-            .map_err(|e| TurnError::Config(e.to_string()))?;
-        let local = resolved.provider.is_local();
-
-        // Budget against the primary's window.
-        let (window, source) = match (resolved.model.context_tokens, resolved.model.context_window)
-        {
-            (Some(t), _) => (t, WindowSource::ContextTokens),
-            (None, Some(w)) => (w, WindowSource::ContextWindow),
-            (None, None) => (hearth_config::resolve::DEFAULT_CONTEXT_WINDOW, WindowSource::Default),
-        };
         let mut notices = Vec::new();
-        // The preflight judges the configured window; the budget uses what the server really
-        // serves when that is smaller, so no request over the real window is sent.
-        match preflight(&primary.to_string(), window, resolved.model.context_window, source) {
-            Preflight::Refuse(message) => return Err(TurnError::Refused { message }),
-            Preflight::Warn(message) => notices.push(message),
-            Preflight::Ok => {}
-        }
-        let served = match &self.probes {
-            Some(probes) => probes.served_context(resolved.provider, &resolved.model.id).await,
-            None => None,
-        }
-        .or_else(|| self.router.learned_context(&resolved.provider.id, &resolved.model.id));
-        let window = match served {
-            Some(served) if served < window => {
-                notices.push(format!(
-                    "{primary}: the config allows {window} tokens of context but the server serves {served}; budgeting with {served} (lower contextWindow/contextTokens or raise the server's context size)"
-                ));
-                served
+        let mut skipped: Option<String> = None;
+        let mut picked = None;
+        for (idx, candidate) in chain.candidates.iter().enumerate() {
+            let resolved = config
+                .resolve_ref(&candidate.to_string())
+                .map_err(|e| TurnError::Config(e.to_string()))?;
+            let (window, source) =
+                match (resolved.model.context_tokens, resolved.model.context_window) {
+                    (Some(t), _) => (t, WindowSource::ContextTokens),
+                    (None, Some(w)) => (w, WindowSource::ContextWindow),
+                    (None, None) => {
+                        (hearth_config::resolve::DEFAULT_CONTEXT_WINDOW, WindowSource::Default)
+                    }
+                };
+            let served = match &self.probes {
+                Some(probes) => probes.served_context(resolved.provider, &resolved.model.id).await,
+                None => None,
             }
-            _ => window,
+            .or_else(|| self.router.learned_context(&resolved.provider.id, &resolved.model.id));
+            // The preflight judges what the server really serves when that is smaller.
+            let (judged, judged_source, served_note) = match served {
+                Some(served) if served < window => (
+                    served,
+                    WindowSource::Server,
+                    Some(format!(
+                        "{candidate}: the config allows {window} tokens of context but the server serves {served}; budgeting with {served} (lower contextWindow/contextTokens or raise the server's context size)"
+                    )),
+                ),
+                _ => (window, source, None),
+            };
+            let last = idx + 1 == chain.candidates.len();
+            let native = resolved.model.context_window;
+            match preflight(&candidate.to_string(), judged, native, judged_source) {
+                // The last candidate is refused only for its configured window: a small server
+                // (compaction keeps its turns fitting) is warned about, not refused.
+                Preflight::Refuse(message)
+                    if last
+                        && served_note.is_some()
+                        && !matches!(
+                            preflight(&candidate.to_string(), window, native, source),
+                            Preflight::Refuse(_)
+                        ) =>
+                {
+                    notices.push(message);
+                }
+                Preflight::Refuse(message) if last => {
+                    return Err(TurnError::Refused {
+                        message: skipped.map_or(message.clone(), |s| format!("{s}; {message}")),
+                    });
+                }
+                Preflight::Refuse(message) => {
+                    skipped = Some(skipped.map_or(message.clone(), |s| format!("{s}; {message}")));
+                    continue;
+                }
+                Preflight::Warn(message) => notices.push(message),
+                Preflight::Ok => {}
+            }
+            notices.extend(served_note);
+            picked = Some((idx, candidate.clone(), resolved, judged));
+            break;
+        }
+        let Some((picked_idx, budget_ref, resolved, window)) = picked else {
+            return Err(TurnError::Config("empty candidate chain".into()));
         };
-        let reserve = client
+        let chain = hearth_config::Chain {
+            candidates: chain.candidates[picked_idx..].to_vec(),
+            strict: chain.strict,
+        };
+        let local = resolved.provider.is_local();
+        // What the answer may use: the budget reserves at least 16 tokens, but a request's own
+        // smaller `max_tokens` is sent as it is.
+        let max_tokens = client
             .max_tokens
             .unwrap_or(resolved.model.max_tokens)
             .min(resolved.model.max_tokens)
-            .min(window / 4)
-            .max(16);
+            .min(window / 4);
+        let reserve = max_tokens.max(16);
 
         let system = agent
             .and_then(|a| a.system_prompt.clone())
@@ -492,7 +610,7 @@ impl Agents {
             .fit(
                 &config,
                 &session_key,
-                &primary,
+                &budget_ref,
                 &mut messages,
                 &mut seqs,
                 &mut summary,
@@ -509,13 +627,18 @@ impl Agents {
             system: system_parts.clone(),
             messages,
             tools: tools.clone(),
-            max_tokens: Some(reserve),
+            max_tokens: Some(if client.max_tokens.is_some() { max_tokens } else { reserve }),
             anthropic_native: None,
             ..client.clone()
         };
         let agent_ref = agent.map(|a| a.id.clone());
         let params_for = |r: &ModelRef| config.params_for(agent_ref.as_deref(), r);
-        let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+        // The caller's budget, else the agent's `timeoutSeconds`, else the defaults' (0: none).
+        let timeout = match request.timeout {
+            Some(t) => Some(t),
+            None => run_timeout(&config, Some(&agent_id)),
+        };
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let notify = request.on_notice.as_ref().map(|sink| {
             let sink = Arc::clone(&sink.0);
             move |notice: &str| sink(notice)
@@ -548,7 +671,7 @@ impl Agents {
                 .fit(
                     &config,
                     &session_key,
-                    &primary,
+                    &budget_ref,
                     &mut messages,
                     &mut seqs,
                     &mut summary,
@@ -581,7 +704,9 @@ impl Agents {
                 .attempts
                 .iter()
                 .find_map(|a| a.error.as_ref())
-                .map_or("unavailable", |e| e.class.as_str());
+                .map(|e| e.class.as_str())
+                .or(skipped.as_ref().map(|_| "context window too small"))
+                .unwrap_or("unavailable");
             if previous.as_deref() != Some(&answer.model_ref.to_string()) {
                 notices.push(format!(
                     "↪️ Model Fallback: {} (selected {primary}; {reason})",
@@ -603,6 +728,7 @@ impl Agents {
             self.store.append(&session_key, notes).await?;
         }
 
+        let guard = unanswered.answered();
         let (tx, rx) = mpsc::channel::<Event>(64);
         let store = Arc::clone(&self.store);
         let key = session_key.clone();
@@ -899,13 +1025,21 @@ impl Agents {
         };
         let Ok(chain) = config.candidate_chain(None, Some(&model), true) else { return fallback() };
         let params_for = |r: &ModelRef| config.params_for(None, r);
-        match self
-            .router
-            .run(config, &chain, &prompt, &params_for, self.env.as_ref(), RunOptions::default())
-            .await
-        {
-            Ok(answer) => {
-                let events: Vec<Event> = answer.events.collect().await;
+        // `compaction.timeoutSeconds` bounds the whole summary (attempts and answer); past it
+        // the mechanical summary stands in.
+        let limit = config.defaults.compaction_timeout.unwrap_or(COMPACTION_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + limit;
+        let options = RunOptions { deadline: Some(deadline), ..RunOptions::default() };
+        let summary = async {
+            let answer = self
+                .router
+                .run(config, &chain, &prompt, &params_for, self.env.as_ref(), options)
+                .await
+                .ok()?;
+            Some(answer.events.collect::<Vec<Event>>().await)
+        };
+        match tokio::time::timeout_at(deadline, summary).await.ok().flatten() {
+            Some(events) => {
                 let text: String = events
                     .iter()
                     .filter_map(
@@ -915,7 +1049,7 @@ impl Agents {
                 let text = clean_reply(&text);
                 if text.is_empty() { fallback() } else { text }
             }
-            Err(_) => fallback(),
+            None => fallback(),
         }
     }
 }

@@ -210,6 +210,22 @@ impl Config {
         })
     }
 
+    /// [`Config::resolve_ref`] for `agent`: its own aliases (`agents.entries.<id>.models`)
+    /// first.
+    pub fn resolve_ref_for(
+        &self,
+        agent: Option<&str>,
+        input: &str,
+    ) -> Result<Resolved<'_>, RefError> {
+        let own = agent
+            .and_then(|id| self.agents.get(id))
+            .and_then(|a| a.aliases.get(&input.trim().to_lowercase()));
+        match own {
+            Some((_, target)) => self.row(target, ResolvedBy::Alias, input),
+            None => self.resolve_ref(input),
+        }
+    }
+
     /// Resolves a user-written reference: alias, then `provider/model`, then a model id that
     /// exactly one provider lists.
     pub fn resolve_ref(&self, input: &str) -> Result<Resolved<'_>, RefError> {
@@ -367,7 +383,7 @@ impl Config {
             Some(sel) => (Some(sel), sel.fallbacks.as_ref().is_none_or(Vec::is_empty)),
             None => (self.defaults.model.as_ref(), false),
         };
-        let resolve = |s: &str| self.resolve_ref(s).map(|r| r.model_ref);
+        let resolve = |s: &str| self.resolve_ref_for(agent, s).map(|r| r.model_ref);
         let primary = selection.map(|s| resolve(&s.primary)).transpose()?;
         let fallbacks: Vec<ModelRef> = match selection.and_then(|s| s.fallbacks.as_ref()) {
             // A fallback that does not resolve is skipped here (`config validate` warns about it).
@@ -485,7 +501,8 @@ impl Config {
     }
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
-    /// `agents.defaults.models[ref].params` < the agent's `params`.
+    /// `agents.defaults.models[ref].params` < the agent's `params` <
+    /// `agents.entries.<id>.models[ref].params` (the most specific last).
     pub fn params_for(
         &self,
         agent: Option<&str>,
@@ -495,6 +512,10 @@ impl Config {
             self.defaults.params.as_ref(),
             self.model_settings.get(model_ref).and_then(|s| s.params.as_ref()),
             agent.and_then(|id| self.agents.get(id)).and_then(|a| a.params.as_ref()),
+            agent
+                .and_then(|id| self.agents.get(id))
+                .and_then(|a| a.model_settings.get(model_ref))
+                .and_then(|s| s.params.as_ref()),
         ];
         let mut out = serde_json::Map::new();
         for layer in layers.into_iter().flatten() {

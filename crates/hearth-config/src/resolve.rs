@@ -225,6 +225,8 @@ pub struct AgentDefaults {
     pub timeout: Option<Duration>,
     pub params: Option<serde_json::Value>,
     pub compaction_model: Option<String>,
+    /// `compaction.timeoutSeconds`: the deadline of one summary call (0 or unset: the default).
+    pub compaction_timeout: Option<Duration>,
     /// The system prompt (text, or the file's text read at load).
     pub system_prompt: Option<String>,
     pub tools: ToolPolicy,
@@ -253,6 +255,12 @@ pub struct Agent {
     pub system_prompt: Option<String>,
     /// Fields not set inherit the defaults' policy.
     pub tools: ToolPolicy,
+    /// `agents.entries.<id>.models`: per-model settings for this agent, merged over
+    /// `agents.defaults.models` (see [`Config::params_for`]).
+    pub model_settings: IndexMap<ModelRef, ModelSettings>,
+    /// This agent's aliases (lowercased alias → (alias as written, target)); they win over the
+    /// defaults' aliases for this agent's references.
+    pub aliases: IndexMap<String, (String, ModelRef)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,6 +479,12 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
                 .as_ref()
                 .and_then(|c| c.model.as_ref())
                 .map(|m| m.value.clone()),
+            compaction_timeout: defaults_raw
+                .compaction
+                .as_ref()
+                .and_then(|c| c.timeout_seconds)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
             system_prompt: None,
             tools: tool_policy(defaults_raw.tools.as_ref()),
         },
@@ -642,16 +656,49 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
         cx.pop();
         s
     });
+    let mut model_settings = IndexMap::new();
+    let mut aliases: IndexMap<String, (String, ModelRef)> = IndexMap::new();
     if let Some(models) = &raw.models {
         cx.push_key("models");
-        for key in models.keys() {
+        for (key, settings) in models {
             cx.push_key(key);
-            settings_key(key, cx, &config.providers);
+            if let Some(model_ref) = settings_key(key, cx, &config.providers) {
+                if let Some(alias) = &settings.alias {
+                    let lower = alias.value.trim().to_lowercase();
+                    if let Some((_, existing)) = aliases.get(&lower) {
+                        let message =
+                            format!("alias `{}` already points at `{existing}`", alias.value);
+                        cx.push_key("alias");
+                        cx.error(
+                            "duplicate-alias",
+                            alias.span,
+                            message,
+                            Some("give each model its own alias".into()),
+                        );
+                        cx.pop();
+                    } else {
+                        aliases.insert(lower, (alias.value.trim().to_owned(), model_ref.clone()));
+                    }
+                }
+                model_settings.insert(model_ref, settings_of(settings));
+            }
             cx.pop();
         }
         cx.pop();
     }
+    // The agent's own model may name one of its aliases: resolve it with them.
+    let model = model.map(|sel| {
+        let own = |s: &str| aliases.get(&s.trim().to_lowercase()).map(|(_, r)| r.to_string());
+        ModelSelection {
+            primary: own(&sel.primary).unwrap_or(sel.primary),
+            fallbacks: sel
+                .fallbacks
+                .map(|list| list.into_iter().map(|f| own(&f).unwrap_or(f)).collect()),
+        }
+    });
     Agent {
+        model_settings,
+        aliases,
         id: id.to_owned(),
         name: raw.name.clone(),
         is_default: raw.default.unwrap_or(false),

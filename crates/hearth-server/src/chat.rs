@@ -567,6 +567,10 @@ struct Chunk<'a> {
     choices: &'a [ChunkChoice<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageOut>,
+    /// A hearth notice (fallback, window warning) on a chunk with an empty delta; clients
+    /// that do not know the field ignore it (docs/gateway.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hearth_notice: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -651,6 +655,7 @@ impl ChatRender {
                 model: &self.model,
                 choices: &choices,
                 usage: None,
+                hearth_notice: None,
             },
         );
     }
@@ -662,6 +667,27 @@ impl Render for ChatRender {
             out,
             Delta { role: Some("assistant"), content: Some(""), ..Delta::default() },
             None,
+        );
+    }
+
+    fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
+        let choices = [ChunkChoice {
+            index: 0,
+            delta: Delta { content: Some(""), ..Delta::default() },
+            logprobs: None,
+            finish_reason: None,
+        }];
+        sse::data(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: OBJECT_CHUNK,
+                created: self.created,
+                model: &self.model,
+                choices: &choices,
+                usage: None,
+                hearth_notice: Some(text),
+            },
         );
     }
 
@@ -728,6 +754,7 @@ impl Render for ChatRender {
                             model: &self.model,
                             choices: &[],
                             usage: Some(UsageOut::from(&usage)),
+                            hearth_notice: None,
                         },
                     );
                 }

@@ -669,6 +669,11 @@ impl Render for MessagesRender {
         sse::named(out, "ping", &json!({"type": "ping"}));
     }
 
+    fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
+        // An event type the Anthropic SDKs skip (they act on the types they know).
+        sse::named(out, "hearth_notice", &json!({"type": "hearth_notice", "message": text}));
+    }
+
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
         match event {
             Event::ReasoningDelta(r) => {

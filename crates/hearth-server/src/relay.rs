@@ -287,6 +287,28 @@ pub fn answer_headers(answer: &Answer, headers: &mut HeaderMap) {
         headers.insert(HEADER_MODEL, v);
     }
     headers.insert(HEADER_ATTEMPTS, HeaderValue::from(answer.attempts.len()));
+    for notice in &answer.notices {
+        if let Ok(v) = HeaderValue::from_str(&header_safe(notice)) {
+            headers.append(HEADER_NOTICE, v);
+        }
+    }
+}
+
+/// One `x-hearth-notice` per notice (fallback, preflight warning, served window, compaction).
+pub const HEADER_NOTICE: HeaderName = HeaderName::from_static("x-hearth-notice");
+
+/// A notice as a header value: printable ASCII as it is, `%` and everything else
+/// percent-encoded (UTF-8), so `percent-decode` gives the text back.
+pub fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// One tool call, assembled.
@@ -416,7 +438,8 @@ async fn agent_turn(
         // The client's request whole: the turn stores and sends from it.
         prompt: Some(prompt.clone()),
         model: plan.model_override.clone(),
-        timeout: Some(RUN_BUDGET),
+        // The agent's `timeoutSeconds` (the turn applies it).
+        timeout: None,
         ..hearth_agent::TurnRequest::default()
     };
     match agents.start(Arc::clone(config), request).await {

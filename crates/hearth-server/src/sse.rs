@@ -31,6 +31,9 @@ pub trait Render: Send + 'static {
     /// Renders one event. Returns true after a terminal event (`Finish` or `Error`), when the
     /// renderer has written its closing frames.
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool;
+    /// Renders one notice in-band, after the start frames, for a stream whose headers went
+    /// out before its notices existed (they are `x-hearth-notice` headers otherwise).
+    fn notice(&mut self, _text: &str, _out: &mut Vec<u8>) {}
 }
 
 /// Writes `data: <json>\n\n`.
@@ -201,8 +204,10 @@ type Frame = Result<Bytes, Infallible>;
 fn relay_frames<R: Render>(
     started: Started,
     render: R,
+    in_band: bool,
 ) -> impl futures::Stream<Item = Frame> + Send + 'static {
     let Started { answer, usage, pace } = started;
+    let notices = if in_band { answer.notices } else { Vec::new() };
     usage.metrics().active_streams.inc();
     let tick = Box::pin(tokio::time::sleep(pace.keep_alive));
     let relay = Relay {
@@ -217,7 +222,7 @@ fn relay_frames<R: Render>(
         tick,
         last_write: Instant::now(),
     };
-    futures::stream::unfold(relay, |mut relay| async move {
+    futures::stream::unfold((relay, notices), |(mut relay, notices)| async move {
         if relay.done {
             return None;
         }
@@ -225,6 +230,9 @@ fn relay_frames<R: Render>(
         if first {
             relay.started = true;
             relay.render.start(relay.frames.out());
+            for notice in &notices {
+                relay.render.notice(notice, relay.frames.out());
+            }
         }
         // Wait for something to write (on the first frame, for the first event too)…
         let mut fed = !first;
@@ -239,7 +247,7 @@ fn relay_frames<R: Render>(
         relay.last_write = Instant::now();
         if first {
             // The first event goes out at once: time to first token is what users feel.
-            return Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay));
+            return Some((Ok::<Bytes, Infallible>(relay.frames.take()), (relay, Vec::new())));
         }
         // …then add what has already arrived, without waiting for more. hyper hands the
         // upstream body over one chunk at a time (its connection task passes the next chunk on
@@ -259,7 +267,7 @@ fn relay_frames<R: Render>(
                 None => break,
             }
         }
-        Some((Ok::<Bytes, Infallible>(relay.frames.take()), relay))
+        Some((Ok::<Bytes, Infallible>(relay.frames.take()), (relay, Vec::new())))
     })
 }
 
@@ -277,7 +285,7 @@ fn stream_response(body: Body, extra: axum::http::HeaderMap) -> Response {
 pub fn respond<R: Render>(started: Started, render: R) -> Response {
     let mut headers = axum::http::HeaderMap::new();
     answer_headers(&started.answer, &mut headers);
-    stream_response(Body::from_stream(relay_frames(started, render)), headers)
+    stream_response(Body::from_stream(relay_frames(started, render, false)), headers)
 }
 
 /// What a renderer is built from: the started answer and its prompt, or nothing when the run
@@ -370,7 +378,7 @@ where
                             let make = make.take()?;
                             let render = make(Some((&started, prompt)));
                             let mut frames: Pin<Box<dyn futures::Stream<Item = Frame> + Send>> =
-                                Box::pin(relay_frames(started, render));
+                                Box::pin(relay_frames(started, render, true));
                             let frame = frames.next().await?;
                             Some((frame, Late::Relaying(frames)))
                         }

@@ -1415,7 +1415,11 @@ async fn drive(
         stream: true,
         ..Prompt::default()
     };
-    let budget = request.timeout.unwrap_or(relay::RUN_BUDGET);
+    // The request's `timeout`, else the agent's `timeoutSeconds` (0: none).
+    let budget = request
+        .timeout
+        .or_else(|| hearth_agent::run_timeout(&config, plan.agent.as_deref()))
+        .unwrap_or(Duration::MAX);
     let outcome = match tokio::time::timeout(budget, turn(&app, &config, &plan, prompt, &run)).await
     {
         Ok(Ok(mut result)) => {
@@ -1446,6 +1450,11 @@ async fn turn(
     let (started, _) =
         relay::start(app, config, plan, prompt).await.map_err(|e| RpcError::from_api(&e))?;
     let relay::Started { mut answer, usage, .. } = started;
+    // Notices (fallback, window warnings) as the CLI shows them: an `agent` event each, before
+    // the answer, and in the result's `meta.notices`.
+    for notice in &answer.notices {
+        run.emit("notice", json!({"message": notice}));
+    }
     let mut text = String::new();
     let mut tokens = None;
     let mut finished = false;
@@ -1483,6 +1492,7 @@ async fn turn(
                 "model": answer.model_ref.model,
             },
             "attempts": answer.attempts.len(),
+            "notices": answer.notices,
             "usage": tokens.map(|u| json!({"input": u.input_tokens, "output": u.output_tokens})),
         },
     }))

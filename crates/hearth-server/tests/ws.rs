@@ -51,10 +51,11 @@ async fn with_store(state: AppState) -> AppState {
     state.with_agents(Arc::new(SqliteStore::in_memory().await.unwrap()))
 }
 
+/// 8,192 tokens of window: above the preflight warning, so no notice event interleaves.
 fn fake_config(upstream: &str, extra: &str) -> String {
     format!(
         r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{upstream}/v1", apiKey: "sk-local", api: "openai-completions",
-            models: [{{id: "m", reasoning: true, maxTokens: 256, contextWindow: 4096}}]}}}}}},
+            models: [{{id: "m", reasoning: true, maxTokens: 256, contextWindow: 8192}}]}}}}}},
           agents: {{defaults: {{model: {{primary: "fake/m"}}}}}} {extra}}}"#
     )
 }
@@ -462,7 +463,7 @@ async fn health_matches_http_and_models_list_lists_its_model_refs_as_openclaw_ro
     // `provider` (OpenClaw's `modelKey(provider, id)` is the ref), a display `name`.
     assert_eq!(
         res["payload"],
-        json!({"models": [{"id": "m", "name": "m", "provider": "fake", "reasoning": true, "contextWindow": 4096}]})
+        json!({"models": [{"id": "m", "name": "m", "provider": "fake", "reasoning": true, "contextWindow": 8192}]})
     );
 }
 

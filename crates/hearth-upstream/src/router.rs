@@ -5,6 +5,9 @@
 //! `Router::run` returns `Ok`, a later upstream failure arrives as a terminal `Event::Error` in
 //! the stream; it is never turned into a silently shorter success.
 //!
+//! Reasoning events are held until the answer begins (its first text, tool call or finish), so
+//! an answer that is reasoning only fails over like an empty one.
+//!
 //! A server loading its model is waited for once: the request that finds it loading polls it
 //! up to its `timeoutSeconds`; when that wait gives up, or as soon as the server gives an
 //! estimate, the (provider, model) cools down with reason `loading` (the estimate, else
@@ -134,6 +137,11 @@ pub struct Failure {
     pub retry_in: Option<Duration>,
     /// User-visible notices the run produced (the overload notice), in order.
     pub notices: Vec<String>,
+}
+
+/// Reasoning, which the router holds until the answer begins.
+fn is_reasoning(event: &Event) -> bool {
+    matches!(event, Event::ReasoningDelta(_) | Event::ReasoningSignature(_))
 }
 
 fn summary(attempts: &[Attempt]) -> String {
@@ -833,9 +841,43 @@ impl Router {
                     }
                     Err(e) => Err(e),
                 };
+                // Reasoning is held until the answer itself begins (text, a tool call, the
+                // finish): an answer that is reasoning only ends in an error and fails over like
+                // an empty one, before anything was relayed.
+                let first = match first {
+                    Ok((Some(event), mut stream)) if is_reasoning(&event) => {
+                        let mut held = vec![event];
+                        loop {
+                            let next = match options.deadline {
+                                Some(d) => tokio::time::timeout_at(d, stream.next())
+                                    .await
+                                    .unwrap_or_else(|_| {
+                                        Some(Event::Error(UpstreamError::new(
+                                            ErrorClass::Timeout,
+                                            "the run's time budget ran out",
+                                        )))
+                                    }),
+                                None => stream.next().await,
+                            };
+                            match next {
+                                Some(e) if is_reasoning(&e) => held.push(e),
+                                Some(Event::Error(e)) => {
+                                    break Ok((Some(Event::Error(e)), Vec::new(), stream));
+                                }
+                                next => break Ok((next, held, stream)),
+                            }
+                        }
+                    }
+                    Ok((next, stream)) => Ok((next, Vec::new(), stream)),
+                    Err(e) => Err(e),
+                };
                 let error = match first {
-                    Ok((next, stream)) => match next {
+                    Ok((next, held, stream)) => match next {
                         Some(Event::Error(e)) => e,
+                        None if !held.is_empty() => UpstreamError::new(
+                            ErrorClass::EmptyResponse,
+                            "the model produced reasoning but no answer",
+                        ),
                         Some(first) => {
                             self.record_success(&provider.id, &model.id, credential);
                             attempts.push(Attempt {
@@ -845,7 +887,8 @@ impl Router {
                                 elapsed: attempt_started.elapsed(),
                             });
                             let lease = lease;
-                            let events = futures::stream::once(async move { first })
+                            let events = futures::stream::iter(held)
+                                .chain(futures::stream::once(async move { first }))
                                 .chain(stream)
                                 .map(move |event| {
                                     let _held = &lease;
