@@ -506,6 +506,25 @@ impl Agents {
                 _ => (window, source, None),
             };
             let last = idx + 1 == chain.candidates.len();
+            // The newest message must fit what this candidate leaves for it (its window less
+            // the answer's reserve): one it cannot hold yields to the next candidate, as a
+            // too-small window does. The last candidate is left to compaction's verdict.
+            if !last {
+                let reserve = client
+                    .max_tokens
+                    .unwrap_or(resolved.model.max_tokens)
+                    .min(resolved.model.max_tokens)
+                    .min(judged / 4)
+                    .max(16);
+                let needed = estimate_tokens(&user_text).saturating_add(reserve);
+                if needed > judged {
+                    let message = format!(
+                        "{candidate}: the message needs about {needed} tokens with the answer's reserve, more than its {judged}-token window"
+                    );
+                    skipped = Some(skipped.map_or(message.clone(), |s| format!("{s}; {message}")));
+                    continue;
+                }
+            }
             let native = resolved.model.context_window;
             match preflight(&candidate.to_string(), judged, native, judged_source) {
                 // The last candidate is refused only for its configured window: a small server

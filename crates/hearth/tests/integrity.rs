@@ -477,3 +477,34 @@ async fn a_late_messages_stream_carries_the_notice_as_an_event_anthropic_clients
     assert!(notice["message"].as_str().unwrap().contains("Model Fallback: big/b"), "{notice}");
     assert!(response.body.contains("streamed"), "{}", response.body);
 }
+
+/// A primary whose window holds a turn but not this message, and a fallback that holds it.
+fn medium_then_big(upstream: &FakeUpstream) -> String {
+    let origin = upstream.origin();
+    format!(
+        r#"{{models: {{mode: "replace", providers: {{
+              medium: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "s", contextWindow: 8000, maxTokens: 256}}]}},
+              big: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "b", contextWindow: 64000, maxTokens: 512}}]}}}}}},
+           agents: {{defaults: {{model: {{primary: "medium/s", fallbacks: ["big/b"]}}}}}}}}"#
+    )
+}
+
+// See: #13. The budget follows the candidate that can answer: a message the primary's window
+// cannot hold is answered by a fallback that can, instead of refused as too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_for_the_primary_is_answered_by_a_fallback_that_holds_it() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = spawn(dir.path(), &medium_then_big(&upstream));
+    upstream.push(answer("from big"));
+    // About 10,000 tokens: more than the primary's 8,000, well within the fallback's 64,000.
+    let long = "word ".repeat(8_000);
+    let body =
+        json!({"model": "hearth", "user": "cy", "messages": [{"role": "user", "content": long}]});
+    let response = post(&gw, "/v1/chat/completions", body).await;
+    assert_eq!(response.status, 200, "answered instead of refused: {}", response.body);
+    assert_eq!(response.headers.get("x-hearth-provider").unwrap(), "big");
+    let requests = calls(&upstream);
+    assert_eq!(requests.len(), 1, "the primary that cannot hold the message is not asked");
+    assert_eq!(requests[0].json()["model"], "b");
+}
