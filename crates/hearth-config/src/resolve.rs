@@ -430,28 +430,8 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
     cx.push_key("agents");
     cx.push_key("defaults");
     cx.push_key("models");
-    for (key, settings) in defaults_raw.models.iter().flatten() {
-        cx.push_key(key);
-        if let Some(model_ref) = settings_key(key, cx, &providers) {
-            if let Some(alias) = &settings.alias {
-                let lower = alias.value.trim().to_lowercase();
-                if let Some((_, existing)) = aliases.get(&lower) {
-                    let message = format!("alias `{}` already points at `{existing}`", alias.value);
-                    cx.push_key("alias");
-                    cx.error(
-                        "duplicate-alias",
-                        alias.span,
-                        message,
-                        Some("give each model its own alias".into()),
-                    );
-                    cx.pop();
-                } else {
-                    aliases.insert(lower, (alias.value.trim().to_owned(), model_ref.clone()));
-                }
-            }
-            model_settings.insert(model_ref, settings_of(settings));
-        }
-        cx.pop();
+    if let Some(models) = &defaults_raw.models {
+        settings_section(models, &providers, &mut aliases, &mut model_settings, cx);
     }
     cx.pop();
 
@@ -545,6 +525,40 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         cx.pop();
     }
     Some(config)
+}
+
+/// One `models` map (`agents.defaults.models` or an agent's own): its aliases (a duplicate is an
+/// error) and per-model settings.
+fn settings_section(
+    models: &IndexMap<String, RawModelSettings>,
+    providers: &IndexMap<String, Provider>,
+    aliases: &mut IndexMap<String, (String, ModelRef)>,
+    model_settings: &mut IndexMap<ModelRef, ModelSettings>,
+    cx: &mut Cx<'_>,
+) {
+    for (key, settings) in models {
+        cx.push_key(key);
+        if let Some(model_ref) = settings_key(key, cx, providers) {
+            if let Some(alias) = &settings.alias {
+                let lower = alias.value.trim().to_lowercase();
+                if let Some((_, existing)) = aliases.get(&lower) {
+                    let message = format!("alias `{}` already points at `{existing}`", alias.value);
+                    cx.push_key("alias");
+                    cx.error(
+                        "duplicate-alias",
+                        alias.span,
+                        message,
+                        Some("give each model its own alias".into()),
+                    );
+                    cx.pop();
+                } else {
+                    aliases.insert(lower, (alias.value.trim().to_owned(), model_ref.clone()));
+                }
+            }
+            model_settings.insert(model_ref, settings_of(settings));
+        }
+        cx.pop();
+    }
 }
 
 fn settings_of(raw: &RawModelSettings) -> ModelSettings {
@@ -660,30 +674,7 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
     let mut aliases: IndexMap<String, (String, ModelRef)> = IndexMap::new();
     if let Some(models) = &raw.models {
         cx.push_key("models");
-        for (key, settings) in models {
-            cx.push_key(key);
-            if let Some(model_ref) = settings_key(key, cx, &config.providers) {
-                if let Some(alias) = &settings.alias {
-                    let lower = alias.value.trim().to_lowercase();
-                    if let Some((_, existing)) = aliases.get(&lower) {
-                        let message =
-                            format!("alias `{}` already points at `{existing}`", alias.value);
-                        cx.push_key("alias");
-                        cx.error(
-                            "duplicate-alias",
-                            alias.span,
-                            message,
-                            Some("give each model its own alias".into()),
-                        );
-                        cx.pop();
-                    } else {
-                        aliases.insert(lower, (alias.value.trim().to_owned(), model_ref.clone()));
-                    }
-                }
-                model_settings.insert(model_ref, settings_of(settings));
-            }
-            cx.pop();
-        }
+        settings_section(models, &config.providers, &mut aliases, &mut model_settings, cx);
         cx.pop();
     }
     // The agent's own model may name one of its aliases: resolve it with them.

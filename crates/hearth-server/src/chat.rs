@@ -645,6 +645,16 @@ impl ChatRender {
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&str>) {
+        self.chunk_with_notice(out, delta, finish_reason, None);
+    }
+
+    fn chunk_with_notice(
+        &self,
+        out: &mut Vec<u8>,
+        delta: Delta<'_>,
+        finish_reason: Option<&str>,
+        hearth_notice: Option<&str>,
+    ) {
         let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason }];
         sse::data(
             out,
@@ -655,7 +665,7 @@ impl ChatRender {
                 model: &self.model,
                 choices: &choices,
                 usage: None,
-                hearth_notice: None,
+                hearth_notice,
             },
         );
     }
@@ -671,23 +681,11 @@ impl Render for ChatRender {
     }
 
     fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta: Delta { content: Some(""), ..Delta::default() },
-            logprobs: None,
-            finish_reason: None,
-        }];
-        sse::data(
+        self.chunk_with_notice(
             out,
-            &Chunk {
-                id: &self.id,
-                object: OBJECT_CHUNK,
-                created: self.created,
-                model: &self.model,
-                choices: &choices,
-                usage: None,
-                hearth_notice: Some(text),
-            },
+            Delta { content: Some(""), ..Delta::default() },
+            None,
+            Some(text),
         );
     }
 

@@ -67,14 +67,13 @@ fn open_files_limit() -> Option<usize> {
 /// What the accept loop and each connection's watchdog share about one connection.
 #[derive(Debug)]
 struct Conn {
-    opened: Instant,
     /// Requests in flight (a response body still being written counts).
     busy: AtomicUsize,
-    /// Milliseconds after `opened` when the connection last went idle.
+    /// When the connection last went idle (or opened), in [`now_ms`] milliseconds.
     idle_since_ms: AtomicU64,
-    /// Milliseconds after `opened` of the first byte read while idle (0: none yet).
+    /// When the first byte was read while idle (0: none yet).
     head_started_ms: AtomicU64,
-    /// Milliseconds after `opened` since when a write has been blocked (0: writes flow).
+    /// Since when a write has been blocked (0: writes flow).
     write_blocked_ms: AtomicU64,
     /// Wakes the watchdog: state changed, or the loop wants the connection closed.
     wake: Notify,
@@ -84,9 +83,8 @@ struct Conn {
 impl Conn {
     fn new() -> Self {
         Conn {
-            opened: Instant::now(),
             busy: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(now_ms()),
             head_started_ms: AtomicU64::new(0),
             write_blocked_ms: AtomicU64::new(0),
             wake: Notify::new(),
@@ -95,7 +93,7 @@ impl Conn {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+        now_ms()
     }
 
     fn request_started(&self) {
@@ -142,8 +140,7 @@ impl Conn {
         if !self.is_idle() {
             // Busy: only a client that stopped reading (a write blocked that long) is cut.
             let blocked = self.write_blocked_ms.load(Ordering::SeqCst);
-            return (blocked > 0)
-                .then(|| self.opened + Duration::from_millis(blocked) + limits.idle_timeout);
+            return (blocked > 0).then(|| at_ms(blocked) + limits.idle_timeout);
         }
         let head = self.head_started_ms.load(Ordering::SeqCst);
         let (from_ms, timeout) = if head > 0 {
@@ -151,7 +148,7 @@ impl Conn {
         } else {
             (self.idle_since_ms.load(Ordering::SeqCst), limits.idle_timeout)
         };
-        Some(self.opened + Duration::from_millis(from_ms) + timeout)
+        Some(at_ms(from_ms) + timeout)
     }
 }
 
@@ -195,7 +192,7 @@ impl Registry {
         let oldest = conns
             .values()
             .filter(|c| c.is_idle() && !c.close.load(Ordering::SeqCst))
-            .min_by_key(|c| c.idle_since_ms.load(Ordering::SeqCst) + c.ms_base());
+            .min_by_key(|c| c.idle_since_ms.load(Ordering::SeqCst));
         match oldest {
             Some(conn) => {
                 conn.ask_close();
@@ -214,14 +211,17 @@ impl Registry {
     }
 }
 
-impl Conn {
-    /// `opened` in milliseconds of the process's clock, to compare connections' idle times.
-    fn ms_base(&self) -> u64 {
-        u64::try_from(self.opened.duration_since(*PROCESS_START).as_millis()).unwrap_or(0)
-    }
+/// The clock every connection's times are kept on, so they compare across connections.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Milliseconds since [`EPOCH`], at least 1 (0 means "not set" in the atomics).
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-static PROCESS_START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+fn at_ms(ms: u64) -> Instant {
+    *EPOCH + Duration::from_millis(ms)
+}
 
 /// Serves `app` on `listener` until `shutdown`, then drains (see the module doc).
 pub(crate) async fn run(
@@ -233,7 +233,6 @@ pub(crate) async fn run(
     let limits = state.config.load().gateway.limits.clone();
     let cap = effective_max_connections(limits.max_connections);
     let registry = Arc::new(Registry::default());
-    let _ = *PROCESS_START;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
