@@ -2,48 +2,13 @@
 //! shape, reasoning separation, terminal errors mid-stream, concurrency.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::connect_info::MockConnectInfo;
-use hearth_config::load_str;
-use hearth_server::{AppState, Auth};
 use hearth_testkit::{FakeUpstream, Reply};
+
+mod common;
+use common::{Gateway, client, start, state};
 use serde_json::{Value, json};
-
-struct Gateway {
-    origin: String,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-fn state(config_text: &str, env: &[(&str, &str)]) -> AppState {
-    let env: BTreeMap<String, String> =
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let loaded = load_str("test.json5", config_text, &env);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = loaded.config.unwrap();
-    let auth = Auth::from_config(&config, &env).unwrap();
-    AppState::new(config, Arc::new(env), auth).unwrap()
-}
-
-async fn start(state: AppState, client_ip: Option<[u8; 4]>) -> Gateway {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let task = match client_ip {
-        None => tokio::spawn(async move {
-            hearth_server::serve(listener, state, std::future::pending()).await.unwrap();
-        }),
-        Some(ip) => {
-            let app =
-                hearth_server::app(state).layer(MockConnectInfo(SocketAddr::from((ip, 40000))));
-            tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            })
-        }
-    };
-    Gateway { origin, _task: task }
-}
 
 fn fake_config(upstream: &str, extra: &str) -> String {
     format!(
@@ -63,18 +28,13 @@ const REASONING_STREAM: &[&str] = &[
 
 const REASONING_BODY: &str = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"The answer is 42.","reasoning_content":"Let me think."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
 
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 async fn post(
     gw: &Gateway,
     path: &str,
     body: &Value,
     token: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut request = client().post(format!("{}{path}", gw.origin)).json(body);
+    let mut request = client().post(format!("{}{path}", gw.origin())).json(body);
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
@@ -240,7 +200,7 @@ async fn request_errors_have_the_right_status_and_shape() {
     let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
     // Malformed JSON, with its position.
     let response = client()
-        .post(format!("{}/v1/chat/completions", gw.origin))
+        .post(format!("{}/v1/chat/completions", gw.origin()))
         .body("{\"model\": \"fake/m\",\n \"messages\": [}")
         .send()
         .await
@@ -274,7 +234,7 @@ async fn request_errors_have_the_right_status_and_shape() {
     assert_eq!(status, 404, "{text}");
     // Reserved session keys.
     let response = client()
-        .post(format!("{}/v1/chat/completions", gw.origin))
+        .post(format!("{}/v1/chat/completions", gw.origin()))
         .header("x-openclaw-session-key", "cron:nightly")
         .json(&chat("fake/m", false))
         .send()
@@ -284,7 +244,7 @@ async fn request_errors_have_the_right_status_and_shape() {
     // Over 20 MB: 413 in the caller's shape.
     let big = "x".repeat(21 * 1024 * 1024);
     let response =
-        client().post(format!("{}/v1/messages", gw.origin)).body(big).send().await.unwrap();
+        client().post(format!("{}/v1/messages", gw.origin())).body(big).send().await.unwrap();
     assert_eq!(response.status(), 413);
     let v: Value = response.json().await.unwrap();
     assert_eq!(v["type"], "error");
@@ -332,14 +292,14 @@ async fn auth_matrix() {
     let env = [("GW_TOKEN", "s3cret")];
     // Loopback client: needs the token, but is never locked out.
     let gw = start(state(&text, &env), None).await;
-    let health = client().get(format!("{}/health", gw.origin)).send().await.unwrap();
+    let health = client().get(format!("{}/health", gw.origin())).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(client().get(format!("{}/ready", gw.origin)).send().await.unwrap().status(), 200);
-    let models = client().get(format!("{}/v1/models", gw.origin)).send().await.unwrap();
+    assert_eq!(client().get(format!("{}/ready", gw.origin())).send().await.unwrap().status(), 200);
+    let models = client().get(format!("{}/v1/models", gw.origin())).send().await.unwrap();
     assert_eq!(models.status(), 401);
     for _ in 0..12 {
         let r = client()
-            .get(format!("{}/v1/models", gw.origin))
+            .get(format!("{}/v1/models", gw.origin()))
             .bearer_auth("wrong")
             .send()
             .await
@@ -347,7 +307,7 @@ async fn auth_matrix() {
         assert_eq!(r.status(), 401);
     }
     let r = client()
-        .get(format!("{}/v1/models", gw.origin))
+        .get(format!("{}/v1/models", gw.origin()))
         .bearer_auth("s3cret")
         .send()
         .await
@@ -362,7 +322,7 @@ async fn auth_matrix() {
     assert!(ids.contains(&"hearth".to_owned()) && ids.contains(&"fake/m".to_owned()), "{ids:?}");
     // Anthropic clients send x-api-key; errors come in Anthropic's shape.
     let r = client()
-        .post(format!("{}/v1/messages/count_tokens", gw.origin))
+        .post(format!("{}/v1/messages/count_tokens", gw.origin()))
         .header("x-api-key", "s3cret")
         .json(&json!({"model": "fake/m", "messages": [{"role": "user", "content": "12345678"}]}))
         .send()
@@ -371,7 +331,7 @@ async fn auth_matrix() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["input_tokens"], 2);
     let r = client()
-        .post(format!("{}/v1/messages", gw.origin))
+        .post(format!("{}/v1/messages", gw.origin()))
         .header("x-api-key", "nope")
         .json(&json!({}))
         .send()
@@ -384,7 +344,7 @@ async fn auth_matrix() {
     let lan = start(state(&text, &env), Some([192, 168, 1, 20])).await;
     for i in 0..10 {
         let r = client()
-            .get(format!("{}/v1/models", lan.origin))
+            .get(format!("{}/v1/models", lan.origin()))
             .bearer_auth("wrong")
             .send()
             .await
@@ -393,7 +353,7 @@ async fn auth_matrix() {
         assert_eq!(r.status(), expected, "attempt {i}");
     }
     let r = client()
-        .get(format!("{}/v1/models", lan.origin))
+        .get(format!("{}/v1/models", lan.origin()))
         .bearer_auth("s3cret")
         .send()
         .await
@@ -405,13 +365,13 @@ async fn auth_matrix() {
     let other = start(state(&text, &env), Some([10, 0, 0, 9])).await;
     for _ in 0..15 {
         assert_eq!(
-            client().get(format!("{}/v1/models", other.origin)).send().await.unwrap().status(),
+            client().get(format!("{}/v1/models", other.origin())).send().await.unwrap().status(),
             401
         );
     }
     assert_eq!(
         client()
-            .get(format!("{}/v1/models", other.origin))
+            .get(format!("{}/v1/models", other.origin()))
             .bearer_auth("s3cret")
             .send()
             .await
@@ -446,8 +406,14 @@ async fn two_hundred_concurrent_streams_complete() {
     for t in tasks {
         t.await.unwrap();
     }
-    let metrics =
-        client().get(format!("{}/metrics", gw.origin)).send().await.unwrap().text().await.unwrap();
+    let metrics = client()
+        .get(format!("{}/metrics", gw.origin()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(
             "hearth_http_requests_total{route=\"chat_completions\",status_class=\"2xx\"} 200"

@@ -4,47 +4,11 @@
 //! server tools and the fields only Anthropic knows. See: #12
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::extract::connect_info::MockConnectInfo;
-use hearth_config::load_str;
-use hearth_server::{AppState, Auth};
 use hearth_testkit::{FakeUpstream, LlamaServer, Reply};
 use serde_json::{Value, json};
 
-struct Gateway {
-    origin: String,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-fn state(config_text: &str) -> AppState {
-    let env: BTreeMap<String, String> = BTreeMap::new();
-    let loaded = load_str("test.json5", config_text, &env);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = loaded.config.unwrap();
-    let auth = Auth::from_config(&config, &env).unwrap();
-    AppState::new(config, Arc::new(env), auth).unwrap()
-}
-
-async fn start(state: AppState, client_ip: Option<[u8; 4]>) -> Gateway {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let task = match client_ip {
-        None => tokio::spawn(async move {
-            hearth_server::serve(listener, state, std::future::pending()).await.unwrap();
-        }),
-        Some(ip) => {
-            let app =
-                hearth_server::app(state).layer(MockConnectInfo(SocketAddr::from((ip, 40000))));
-            tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            })
-        }
-    };
-    Gateway { origin, _task: task }
-}
+mod common;
+use common::{Gateway, client, start, state};
 
 /// `fake/m` speaks OpenAI chat; `ant/claude-x` (id `claude-up`) speaks Anthropic Messages.
 fn config(chat: &str, anthropic: &str, extra: &str) -> String {
@@ -56,11 +20,6 @@ fn config(chat: &str, anthropic: &str, extra: &str) -> String {
                 models: [{{id: "claude-up", maxTokens: 1024, contextWindow: 200000}}]}}}}}},
           agents: {{defaults: {{model: {{primary: "fake/m"}}}}}} {extra}}}"#
     )
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
 }
 
 struct Answer {
@@ -90,7 +49,7 @@ async fn send(request: reqwest::RequestBuilder) -> Answer {
 async fn post(gw: &Gateway, path: &str, body: &Value) -> Answer {
     send(
         client()
-            .post(format!("{}{path}", gw.origin))
+            .post(format!("{}{path}", gw.origin()))
             .header("anthropic-version", "2023-06-01")
             .header("anthropic-beta", "claude-code-20250219,context-management-2025-06-27")
             .json(body),
@@ -143,7 +102,7 @@ fn claude_code_request(model: &str, stream: bool) -> Value {
 async fn system_messages_inside_messages_fold_into_the_system_prompt_in_order() {
     let chat = FakeUpstream::start().await.unwrap();
     chat.push(Reply::json(200, CHAT_BODY));
-    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", "")), None).await;
+    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", ""), &[]), None).await;
     let body = json!({
         "model": "fake/m", "max_tokens": 100, "system": "top",
         "messages": [
@@ -167,7 +126,7 @@ async fn system_messages_inside_messages_fold_into_the_system_prompt_in_order() 
 async fn a_stream_reports_input_tokens_in_message_start_and_the_real_count_in_message_delta() {
     let chat = FakeUpstream::start().await.unwrap();
     chat.push(Reply::sse(CHAT_STREAM));
-    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", "")), None).await;
+    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", ""), &[]), None).await;
     let text = "tell me a story about a lighthouse keeper ".repeat(20);
     let body = json!({"model": "fake/m", "max_tokens": 100, "stream": true,
         "messages": [{"role": "user", "content": text}]});
@@ -212,7 +171,7 @@ async fn an_image_in_a_tool_result_reaches_chat_and_anthropic_upstreams() {
     let ant = FakeUpstream::start().await.unwrap();
     chat.push(Reply::json(200, CHAT_BODY));
     ant.push(Reply::json(200, ANTHROPIC_BODY));
-    let gw = start(state(&config(&chat.origin(), &ant.origin(), "")), None).await;
+    let gw = start(state(&config(&chat.origin(), &ant.origin(), ""), &[]), None).await;
 
     let answer = post(&gw, "/v1/messages", &tool_result_with_image("fake/m")).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
@@ -243,7 +202,7 @@ async fn count_tokens_counts_thinking_and_tools_and_refuses_unknown_models() {
     let chat = FakeUpstream::start_calls_only().await.unwrap();
     let ant = FakeUpstream::start().await.unwrap();
     ant.push(Reply::json(200, r#"{"input_tokens":1234}"#));
-    let gw = start(state(&config(&chat.origin(), &ant.origin(), "")), None).await;
+    let gw = start(state(&config(&chat.origin(), &ant.origin(), ""), &[]), None).await;
 
     let unknown = post(
         &gw,
@@ -304,7 +263,7 @@ async fn count_tokens_on_llama_cpp_uses_its_template_and_tokenizer() {
             models: [{{id: "tiny", maxTokens: 16, contextWindow: 2048}}]}}}}}}}}"#,
         server.origin()
     );
-    let gw = start(state(&text), None).await;
+    let gw = start(state(&text, &[]), None).await;
     let body = json!({"model": "tiny/tiny", "system": "be brief",
         "messages": [{"role": "user", "content": "hello there, how are you today?"}]});
     let counted = post(&gw, "/v1/messages/count_tokens", &body).await;
@@ -321,7 +280,7 @@ async fn an_overflow_is_worded_as_anthropic_words_it() {
     chat.push(Reply::json(400, LLAMA_OVERFLOW));
     chat.push(Reply::json(400, LLAMA_OVERFLOW));
     chat.push(Reply::json(400, r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}"#));
-    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", "")), None).await;
+    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", ""), &[]), None).await;
     for stream in [false, true] {
         let answer = post(
             &gw,
@@ -352,17 +311,23 @@ async fn an_overflow_is_worded_as_anthropic_words_it() {
 async fn client_errors_say_whether_to_retry_on_every_api() {
     let chat = FakeUpstream::start().await.unwrap();
     let gw = start(
-        state(&config(
-            &chat.origin(),
-            "http://127.0.0.1:9",
-            r#", gateway: {auth: {mode: "token", token: "right-token-123"}}"#,
-        )),
+        state(
+            &config(
+                &chat.origin(),
+                "http://127.0.0.1:9",
+                r#", gateway: {auth: {mode: "token", token: "right-token-123"}}"#,
+            ),
+            &[],
+        ),
         Some([10, 0, 0, 7]),
     )
     .await;
     let hi = json!({"model": "fake/m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
     let wrong = send(
-        client().post(format!("{}/v1/messages", gw.origin)).header("x-api-key", "wrong").json(&hi),
+        client()
+            .post(format!("{}/v1/messages", gw.origin()))
+            .header("x-api-key", "wrong")
+            .json(&hi),
     )
     .await;
     assert_eq!(wrong.status, 401);
@@ -370,7 +335,7 @@ async fn client_errors_say_whether_to_retry_on_every_api() {
     assert_eq!(wrong.json()["error"]["type"], "authentication_error");
     let wrong_chat = send(
         client()
-            .post(format!("{}/v1/chat/completions", gw.origin))
+            .post(format!("{}/v1/chat/completions", gw.origin()))
             .bearer_auth("wrong")
             .json(&json!({"model": "fake/m", "messages": [{"role": "user", "content": "hi"}]})),
     )
@@ -379,7 +344,7 @@ async fn client_errors_say_whether_to_retry_on_every_api() {
     assert_eq!(wrong_chat.header("x-should-retry"), Some("false"));
     let unknown = send(
         client()
-            .post(format!("{}/v1/messages", gw.origin))
+            .post(format!("{}/v1/messages", gw.origin()))
             .header("x-api-key", "right-token-123")
             .json(&json!({"model": "nope/x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})),
     )
@@ -392,7 +357,7 @@ async fn client_errors_say_whether_to_retry_on_every_api() {
         last = Some(
             send(
                 client()
-                    .post(format!("{}/v1/messages", gw.origin))
+                    .post(format!("{}/v1/messages", gw.origin()))
                     .header("x-api-key", "bad")
                     .json(&hi),
             )
@@ -406,9 +371,9 @@ async fn client_errors_say_whether_to_retry_on_every_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anthropic_client_gets_anthropics_model_list() {
-    let gw = start(state(&config("http://127.0.0.1:9", "http://127.0.0.1:9", "")), None).await;
+    let gw = start(state(&config("http://127.0.0.1:9", "http://127.0.0.1:9", ""), &[]), None).await;
     let get = |path: &str, anthropic: bool| {
-        let mut request = client().get(format!("{}{path}", gw.origin));
+        let mut request = client().get(format!("{}{path}", gw.origin()));
         if anthropic {
             request = request.header("anthropic-version", "2023-06-01");
         }
@@ -449,7 +414,7 @@ async fn claude_codes_request_reaches_a_chat_upstream_without_server_tools_or_an
     let chat = FakeUpstream::start().await.unwrap();
     chat.push(Reply::json(200, CHAT_BODY));
     chat.push(Reply::sse(CHAT_STREAM));
-    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", "")), None).await;
+    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", ""), &[]), None).await;
     for stream in [false, true] {
         let answer =
             post(&gw, "/v1/messages?beta=true", &claude_code_request("fake/m", stream)).await;
@@ -489,7 +454,7 @@ async fn claude_codes_request_reaches_a_chat_upstream_without_server_tools_or_an
 async fn an_anthropic_upstream_gets_claude_codes_request_untouched() {
     let ant = FakeUpstream::start().await.unwrap();
     ant.push(Reply::json(200, ANTHROPIC_BODY));
-    let gw = start(state(&config("http://127.0.0.1:9", &ant.origin(), "")), None).await;
+    let gw = start(state(&config("http://127.0.0.1:9", &ant.origin(), ""), &[]), None).await;
     let request = claude_code_request("ant/claude-up", false);
     let answer = post(&gw, "/v1/messages?beta=true", &request).await;
     assert_eq!(answer.status, 200, "{}", answer.text);

@@ -5,36 +5,11 @@
 //! descriptions in every client API.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use hearth_config::load_str;
-use hearth_server::{AppState, Auth};
 use hearth_testkit::{FakeUpstream, LlamaServer, Reply};
 use serde_json::{Value, json};
 
-struct Gateway {
-    origin: String,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-fn state(config_text: &str) -> AppState {
-    let env = BTreeMap::<String, String>::new();
-    let loaded = load_str("test.json5", config_text, &env);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = loaded.config.unwrap();
-    let auth = Auth::from_config(&config, &env).unwrap();
-    AppState::new(config, Arc::new(env), auth).unwrap()
-}
-
-async fn start(state: AppState) -> Gateway {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        hearth_server::serve(listener, state, std::future::pending()).await.unwrap();
-    });
-    Gateway { origin, _task: task }
-}
+mod common;
+use common::{Gateway, client, start, state};
 
 /// One provider per upstream API on the same fake upstream: `chat/m`, `resp/m`, `anth/m`.
 fn config(upstream: &str) -> String {
@@ -48,13 +23,7 @@ fn config(upstream: &str) -> String {
 }
 
 async fn post(gw: &Gateway, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", gw.origin))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let response = client().post(format!("{}{path}", gw.origin())).json(body).send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     (status, headers, response.text().await.unwrap())
@@ -112,7 +81,7 @@ fn upstream_tool_names(request: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_tools_are_flattened_dropped_and_mapped_back() {
     let upstream = FakeUpstream::start().await.unwrap();
-    let gw = start(state(&config(&upstream.origin()))).await;
+    let gw = start(state(&config(&upstream.origin()), &[]), None).await;
 
     // Non-streaming: a call to a namespaced tool comes back in the client's namespaced form.
     upstream
@@ -222,7 +191,7 @@ async fn codex_tools_are_flattened_dropped_and_mapped_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_tools_are_400s_naming_the_field_and_chat_maps_custom_tools() {
     let upstream = FakeUpstream::start().await.unwrap();
-    let gw = start(state(&config(&upstream.origin()))).await;
+    let gw = start(state(&config(&upstream.origin()), &[]), None).await;
     let cases = [
         (json!([{"type": "function", "name": "a"}, {"type": "teleport"}]), "tools[1].type"),
         (json!([{"name": "a"}]), "tools[0].type"),
@@ -385,7 +354,7 @@ fn check_object(label: &str, r: &Value, completed: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_response_object_has_every_field_with_the_values_applied() {
     let upstream = FakeUpstream::start().await.unwrap();
-    let gw = start(state(&config(&upstream.origin()))).await;
+    let gw = start(state(&config(&upstream.origin()), &[]), None).await;
     let request = |stream: bool| {
         json!({"model": "chat/m", "input": "hi", "stream": stream, "store": false, "max_output_tokens": 100000,
             "temperature": 0.5, "top_p": 0.9, "presence_penalty": 0.25, "top_logprobs": 2, "max_tool_calls": 3,
@@ -470,7 +439,7 @@ async fn the_response_object_has_every_field_with_the_values_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_output_reaches_every_upstream_api() {
     let upstream = FakeUpstream::start().await.unwrap();
-    let gw = start(state(&config(&upstream.origin()))).await;
+    let gw = start(state(&config(&upstream.origin()), &[]), None).await;
     let schema =
         json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
     let chat_format = json!({"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": true}});
@@ -534,7 +503,7 @@ async fn structured_output_reaches_every_upstream_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overflow_on_responses_names_input() {
     let upstream = FakeUpstream::start().await.unwrap();
-    let gw = start(state(&config(&upstream.origin()))).await;
+    let gw = start(state(&config(&upstream.origin()), &[]), None).await;
     let overflow = r#"{"error":{"code":400,"message":"request (13392 tokens) exceeds the available context size (8192 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":13392,"n_ctx":8192}}"#;
     for stream in [false, true] {
         upstream.push(Reply::json(400, overflow));
@@ -573,7 +542,7 @@ async fn a_tool_without_description_works_against_the_real_llama_server_in_every
             anth: {{baseUrl: "{origin}", api: "anthropic-messages", apiKey: "sk-local", models: [{{id: "tiny", maxTokens: 8, contextWindow: 1024}}]}},
         }}}}}}"#
     );
-    let gw = start(state(&config)).await;
+    let gw = start(state(&config, &[]), None).await;
     let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
     let requests = [
         (

@@ -4,20 +4,19 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 #![expect(clippy::panic, reason = "tests: an unexpected frame fails the test with the frame")]
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::MockConnectInfo;
 use futures::{SinkExt, StreamExt};
-use hearth_config::load_str;
-use hearth_server::{AppState, Auth};
+use hearth_server::AppState;
 use hearth_store::SqliteStore;
 use hearth_testkit::{FakeUpstream, Reply};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+mod common;
+use common::{Gateway, client, start, state};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -31,21 +30,6 @@ const REASONING_STREAM: &[&str] = &[
     r#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
     "[DONE]",
 ];
-
-struct Gateway {
-    addr: SocketAddr,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-fn state(config_text: &str, env: &[(&str, &str)]) -> AppState {
-    let env: BTreeMap<String, String> =
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let loaded = load_str("test.json5", config_text, &env);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = loaded.config.unwrap();
-    let auth = Auth::from_config(&config, &env).unwrap();
-    AppState::new(config, Arc::new(env), auth).unwrap()
-}
 
 async fn with_store(state: AppState) -> AppState {
     state.with_agents(Arc::new(SqliteStore::in_memory().await.unwrap()))
@@ -61,31 +45,6 @@ fn fake_config(upstream: &str, extra: &str) -> String {
 }
 
 const TOKEN_AUTH: &str = r#", gateway: {auth: {mode: "token", token: "${GW_TOKEN}"}}"#;
-
-/// The gateway on a free port; `client_ip` pretends every connection comes from there.
-async fn start(state: AppState, client_ip: Option<[u8; 4]>) -> Gateway {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = match client_ip {
-        None => tokio::spawn(async move {
-            hearth_server::serve(listener, state, std::future::pending()).await.unwrap();
-        }),
-        Some(ip) => {
-            let app =
-                hearth_server::app(state).layer(MockConnectInfo(SocketAddr::from((ip, 40000))));
-            tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            })
-        }
-    };
-    Gateway { addr, _task: task }
-}
-
-/// An HTTP client for the same gateway.
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
 
 async fn open(gw: &Gateway) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{}/", gw.addr)).await.unwrap().0
@@ -448,8 +407,8 @@ async fn health_matches_http_and_models_list_lists_its_model_refs_as_openclaw_ro
     assert_eq!(health["activeRuns"], 0);
     assert_eq!(health["sessionStore"], false);
     let (res, _) = request(&mut ws, "m", "models.list", json!({})).await;
-    let listed: Value = http()
-        .get(format!("http://{}/v1/models", gw.addr))
+    let listed: Value = client()
+        .get(format!("{}/v1/models", gw.origin()))
         .send()
         .await
         .unwrap()
@@ -743,22 +702,16 @@ async fn shutdown_sends_an_event_and_closes_1012() {
 async fn plain_http_on_root_is_still_404_and_metrics_count_connections() {
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
     let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
-    let client = http();
+    let client = client();
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let response = client.request(method, format!("http://{}/", gw.addr)).send().await.unwrap();
+        let response = client.request(method, format!("{}/", gw.origin())).send().await.unwrap();
         assert_eq!(response.status(), 404);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unknown_url", "{body}");
     }
     let _ws = connected(&gw).await;
-    let metrics = client
-        .get(format!("http://{}/metrics", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics =
+        client.get(format!("{}/metrics", gw.origin())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|l| l == "hearth_ws_connections 1"), "{metrics}");
     assert!(
         metrics.contains(r#"hearth_http_requests_total{route="ws",status_class="1xx"} 1"#),
