@@ -49,7 +49,12 @@ pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What every request reads: one allocation behind [`AppState`], so cloning the state (each
+/// middleware layer and extractor does, per request) is one reference-count increment.
+#[derive(Clone)]
+pub struct Shared {
     pub config: Arc<ArcSwap<Config>>,
     pub router: Arc<Router>,
     pub env: Arc<dyn Env + Send + Sync>,
@@ -77,6 +82,19 @@ pub struct AppState {
     pub probes: Arc<hearth_upstream::probe::Probes>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").field("auth", &self.auth).finish_non_exhaustive()
@@ -95,7 +113,7 @@ impl AppState {
         let conversations =
             responses::Conversations::with_budget(config.gateway.limits.responses_store_bytes);
         let probes = Arc::new(hearth_upstream::probe::Probes::new(Arc::clone(&env)));
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             config: Arc::new(ArcSwap::from_pointee(config)),
             router: Arc::new(Router::new()),
             env,
@@ -111,14 +129,19 @@ impl AppState {
             stop_streams: Arc::new(tokio::sync::watch::channel(false).0),
             local_key: None,
             probes,
-        })
+        })))
+    }
+
+    /// The shared part, to change while building the state (copied if already shared).
+    pub fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 }
 
 impl AppState {
     /// Agent targets run as agent turns with sessions in `store`.
     pub fn with_agents(mut self, store: Arc<dyn hearth_store::SessionStore>) -> Self {
-        self.agents = Some(hearth_agent::Agents {
+        self.shared_mut().agents = Some(hearth_agent::Agents {
             store,
             router: Arc::clone(&self.router),
             env: Arc::clone(&self.env),
@@ -170,7 +193,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let bound: SocketAddr = listener.local_addr()?;
     let config = state.config.load_full();
-    state.origin = Arc::new(origin::Policy::new(&config, bound.ip().is_loopback()));
+    state.shared_mut().origin = Arc::new(origin::Policy::new(&config, bound.ip().is_loopback()));
     conn::run(listener, app(state.clone()), state, shutdown).await
 }
 

@@ -137,7 +137,7 @@ async fn serve(
         writeln!(std::io::stderr().lock(), "  sessions:  {}", path.display())?;
     }
     let mut state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
-    state.local_key = Some(hearth_config::SecretString::new(local_key));
+    state.shared_mut().local_key = Some(hearth_config::SecretString::new(local_key));
     // HTTP clients (TLS setup) are built now, off the request path.
     let router = Arc::clone(&state.router);
     let snapshot = state.config.load_full();
