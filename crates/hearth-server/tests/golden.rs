@@ -21,6 +21,9 @@
 //!   tokens cached (they ran second): the usage differs between whole and stream for that reason.
 //! - A Messages stream's `message_start` carries hearth's estimate of the input tokens (marked
 //!   by `x-hearth-usage-estimate`); the upstream's count follows in `message_delta`.
+//! - A Messages request's `output_config.format` reaches chat, Responses and Ollama upstreams
+//!   as their structured-output field; the first snapshots showed it dropped, and
+//!   `messages::to_prompt` now maps it.
 //! - A Responses object echoes a tool without a description with `"description": null`, as
 //!   OpenAI's own does; upstream requests never carry a `null` description.
 //!
