@@ -17,8 +17,8 @@ use bytes::Bytes;
 use hearth_config::{Api, Config};
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
-    AnthropicNative, Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice,
-    Usage,
+    AnthropicNative, Event, FinishReason, Message, OutputFormat, Part, Prompt, Role, Tool,
+    ToolCall, ToolChoice, Usage,
 };
 use hearth_wire::anthropic::{Content, ContentBlock, MessagesRequest};
 use serde_json::{Map, Value, json};
@@ -535,8 +535,21 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
     prompt.top_p = top_p;
     prompt.stop = stop_sequences.unwrap_or_default();
     prompt.stream = stream.unwrap_or(false);
-    // Anthropic-only fields (`thinking`, `metadata`, `context_management`, `output_config`,
-    // …) are not passed to other APIs; an Anthropic upstream gets them with the whole body.
+    // Structured output (`output_config.format`, a JSON Schema) has a canonical form every
+    // upstream takes (chat `response_format`, Responses `text.format`, Ollama `format`).
+    if let Some(format) =
+        extra.get("output_config").and_then(|c| c.get("format")).filter(|f| !f.is_null())
+    {
+        prompt.output_format =
+            Some(OutputFormat::from_responses(format).map_err(|(at, message)| {
+                // Anthropic's error shape has no `param`: the message names the field.
+                let field = format!("output_config.format{at}");
+                ApiError::invalid_param(&field, format!("{field}: {message}"))
+            })?);
+    }
+    // Anthropic-only fields (`thinking`, `metadata`, `context_management`, the rest of
+    // `output_config`, …) are not passed to other APIs; an Anthropic upstream gets them with
+    // the whole body.
     if let Some(top_k) = extra.remove("top_k") {
         prompt.passthrough.insert("top_k".to_owned(), top_k);
     }

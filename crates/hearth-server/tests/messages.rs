@@ -450,6 +450,22 @@ async fn claude_codes_request_reaches_a_chat_upstream_without_server_tools_or_an
     }
 }
 
+/// `output_config.format` is structured output for every upstream (tests/golden.rs shows it
+/// mapped); one without a schema is refused naming the field, before any upstream sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_config_format_without_a_schema_is_a_400_naming_the_field() {
+    let chat = FakeUpstream::start().await.unwrap();
+    let gw = start(state(&config(&chat.origin(), "http://127.0.0.1:9", ""), &[]), None).await;
+    let body = json!({"model": "fake/m", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_config": {"effort": "high", "format": {"type": "json_schema"}}});
+    let answer = post(&gw, "/v1/messages", &body).await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    let message = answer.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("output_config.format.schema"), "{message}");
+    assert!(chat.requests().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anthropic_upstream_gets_claude_codes_request_untouched() {
     let ant = FakeUpstream::start().await.unwrap();
