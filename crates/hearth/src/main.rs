@@ -14,6 +14,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use hearth_config::{Config, ConfigSource, Loaded, ProcessEnv};
 
+/// mimalloc: the request path allocates small short-lived buffers on one worker, where glibc's
+/// malloc spent ~15 % of the gateway's CPU (BENCHMARKS.md, "Profile").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration (sysexits EX_CONFIG; systemd units use
 /// `RestartPreventExitStatus=78`).
 const EXIT_CONFIG: u8 = 78;
