@@ -479,7 +479,7 @@ impl Agents {
         let mut picked = None;
         for (idx, candidate) in chain.candidates.iter().enumerate() {
             let resolved = config
-                .resolve_ref(&candidate.to_string())
+                .resolve_model_ref(&candidate)
                 .map_err(|e| TurnError::Config(e.to_string()))?;
             let (window, source) =
                 match (resolved.model.context_tokens, resolved.model.context_window) {
@@ -753,7 +753,7 @@ impl Agents {
         let key = session_key.clone();
         let model_ref = answer.model_ref.clone();
         let attempts_json = attempts_json(&answer.attempts);
-        let cost = config.resolve_ref(&model_ref.to_string()).ok().and_then(|r| r.model.cost);
+        let cost = config.resolve_model_ref(&model_ref).ok().and_then(|r| r.model.cost);
         // Cleaned as it streams; calls to tools the model was not offered are never relayed.
         let mut upstream = crate::containment::guard_reply(
             answer.events,
@@ -998,7 +998,7 @@ impl Agents {
             .cloned()
             .ok_or_else(|| TurnError::Config("no model configured".into()))?;
         let budget = config
-            .resolve_ref(&primary.to_string())
+            .resolve_model_ref(&primary)
             .map(|r| r.model.context_budget() / crate::compaction::SUMMARY_SHARE)
             .unwrap_or(1024)
             .clamp(64, 4096);

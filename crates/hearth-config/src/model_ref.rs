@@ -136,7 +136,8 @@ pub struct Resolved<'c> {
     pub model_ref: ModelRef,
     pub by: ResolvedBy,
     pub provider: &'c Provider,
-    pub model: Model,
+    /// The catalog row, borrowed; owned only for a model a discovering provider does not list.
+    pub model: std::borrow::Cow<'c, Model>,
 }
 
 /// Built-in shorthands, used only when their target is a key of `agents.defaults.models` and no
@@ -228,6 +229,15 @@ impl Config {
 
     /// Resolves a user-written reference: alias, then `provider/model`, then a model id that
     /// exactly one provider lists.
+    /// [`Config::resolve_ref`] for a ref already parsed (a candidate of a chain): no formatting
+    /// and parsing it again on the request path.
+    pub fn resolve_model_ref(&self, model_ref: &ModelRef) -> Result<Resolved<'_>, RefError> {
+        if self.provider_for(&model_ref.provider).is_some() {
+            return self.row(model_ref, ResolvedBy::Ref, "");
+        }
+        self.resolve_ref(&model_ref.to_string())
+    }
+
     pub fn resolve_ref(&self, input: &str) -> Result<Resolved<'_>, RefError> {
         let trimmed = input.trim();
         let lower = trimmed.to_lowercase();
@@ -292,19 +302,24 @@ impl Config {
         by: ResolvedBy,
         input: &str,
     ) -> Result<Resolved<'_>, RefError> {
+        // `input` is empty for a ref resolved as parsed: the ref itself is what was asked for.
+        let shown_input =
+            || if input.is_empty() { shown(&model_ref.to_string()) } else { shown(input.trim()) };
         let provider =
             self.provider_for(&model_ref.provider).ok_or_else(|| RefError::UnknownProvider {
-                input: shown(input.trim()),
+                input: shown_input(),
                 provider: shown(&model_ref.provider),
                 suggestion: None,
             })?;
         let model = match provider.model(&model_ref.model) {
-            Some(model) => model.clone(),
-            None if provider.discovers_models() => provider.synthetic_model(&model_ref.model),
+            Some(model) => std::borrow::Cow::Borrowed(model),
+            None if provider.discovers_models() => {
+                std::borrow::Cow::Owned(provider.synthetic_model(&model_ref.model))
+            }
             None => {
                 let refs = provider.models.iter().map(|m| format!("{}/{}", provider.id, m.id));
                 return Err(RefError::NotInCatalog {
-                    input: shown(input.trim()),
+                    input: shown_input(),
                     provider: provider.id.clone(),
                     candidates: closest_of(&model_ref.to_string(), refs),
                 });
@@ -472,7 +487,7 @@ impl Config {
                 && resolved.model.origin == Origin::Synthetic
                 && !rows.iter().any(|(r, _, _)| *r == resolved.model_ref)
             {
-                rows.push((resolved.model_ref, resolved.provider, resolved.model));
+                rows.push((resolved.model_ref, resolved.provider, resolved.model.into_owned()));
             }
         }
         rows

@@ -178,8 +178,7 @@ pub async fn start(
                     model: model_label(config, &answer.model_ref),
                 })
                 .observe(started.elapsed().as_secs_f64());
-            let cost =
-                config.resolve_ref(&answer.model_ref.to_string()).ok().and_then(|r| r.model.cost);
+            let cost = config.resolve_model_ref(&answer.model_ref).ok().and_then(|r| r.model.cost);
             let usage = UsageSink {
                 metrics: Arc::clone(&app.metrics),
                 provider: answer.model_ref.provider.clone(),

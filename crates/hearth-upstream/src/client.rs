@@ -42,14 +42,48 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A stream of canonical events; ends after `Finish` or `Error`.
 pub type EventStream = BoxStream<'static, Event>;
 
-/// One provider's HTTP client (pooled connections, TCP_NODELAY).
+/// One provider's transport: the pooled HTTP client (TCP_NODELAY; the proxy policy, the
+/// network guard's resolver and redirect policy of [`http_builder`]), its endpoints checked by
+/// the guard once, and its credentials and headers resolved once and kept as header values.
+/// Cheap to clone (one `Arc`).
 #[derive(Debug, Clone)]
-pub struct Client {
+pub struct Client(std::sync::Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     http: reqwest::Client,
     /// From the request to the answer's first event.
     first_byte: Duration,
     /// Between two chunks once output has begun.
     stall: Duration,
+    /// What the client was built from, to tell a changed provider (`Client::built_for`).
+    built_from: Provider,
+    /// The endpoint of each API (`Api::ALL`), checked by the guard.
+    endpoints: Vec<(Api, Result<url::Url, UpstreamError>)>,
+    /// Credentials and headers, resolved with the first environment a request brought.
+    auth: std::sync::OnceLock<(usize, Auth)>,
+}
+
+/// A provider's resolved credentials and headers.
+#[derive(Debug, Clone)]
+struct Auth {
+    /// The configured key (`None`: none is sent), or why it cannot be had.
+    key: Result<Option<SecretString>, UpstreamError>,
+    /// `headers`, resolved (a failure names the header).
+    headers: Result<reqwest::header::HeaderMap, UpstreamError>,
+}
+
+/// The builder every HTTP client of a provider starts from (inference, probes): TCP_NODELAY,
+/// the network guard's resolver and redirect policy, and the proxy policy — a local server
+/// (loopback, private address, `localService`) is never reached through the user's
+/// `HTTP_PROXY`/`HTTPS_PROXY`; a hosted one is, as every HTTP client does.
+pub fn http_builder(provider: &Provider) -> reqwest::ClientBuilder {
+    install_crypto();
+    let builder = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .redirect(crate::guard::redirect_policy(provider))
+        .dns_resolver(std::sync::Arc::new(crate::guard::GuardedResolver::new(provider)));
+    if provider.is_local() { builder.no_proxy() } else { builder }
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without one); every
@@ -64,24 +98,75 @@ pub fn install_crypto() {
 
 impl Client {
     pub fn new(provider: &Provider) -> Result<Self, UpstreamError> {
-        install_crypto();
         let first_byte = provider.timeout.unwrap_or(if provider.is_local() {
             LOCAL_FIRST_BYTE
         } else {
             HOSTED_FIRST_BYTE
         });
         let stall = provider.stream_idle_timeout.unwrap_or(STREAM_IDLE.min(first_byte));
-        let http = reqwest::Client::builder()
+        let http = http_builder(provider)
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(crate::guard::redirect_policy(provider))
-            .dns_resolver(std::sync::Arc::new(crate::guard::GuardedResolver::new(provider)))
             .build()
             .map_err(|e| {
                 UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
             })?;
-        Ok(Client { http, first_byte, stall })
+        let endpoints = Api::ALL
+            .iter()
+            .map(|&(_, api)| {
+                let endpoint = Self::endpoint(provider, api);
+                // The network guard: the exact configured origin is trusted; metadata and other
+                // private destinations are not (docs/routing.md, "Network guard").
+                let url = url::Url::parse(&endpoint)
+                    .map_err(|e| {
+                        UpstreamError::new(
+                            ErrorClass::Format,
+                            format!("invalid endpoint {endpoint}: {e}"),
+                        )
+                    })
+                    .and_then(|url| crate::guard::check(provider, &url).map(|()| url))
+                    .and_then(|url| match crate::guard::local_marker_error(provider) {
+                        Some(error) => Err(error),
+                        None => Ok(url),
+                    });
+                (api, url)
+            })
+            .collect();
+        Ok(Client(std::sync::Arc::new(Inner {
+            http,
+            first_byte,
+            stall,
+            built_from: provider.clone(),
+            endpoints,
+            auth: std::sync::OnceLock::new(),
+        })))
+    }
+
+    /// Whether this client was built from `provider` as it is now (same origin, credentials,
+    /// headers and clocks): the router builds a new one otherwise.
+    pub fn built_for(&self, provider: &Provider) -> bool {
+        let b = &self.0.built_from;
+        b.base_url == provider.base_url
+            && b.api_key == provider.api_key
+            && b.headers == provider.headers
+            && b.timeout == provider.timeout
+            && b.stream_idle_timeout == provider.stream_idle_timeout
+            && b.allow_private_network == provider.allow_private_network
+            && b.local_service.is_some() == provider.local_service.is_some()
+    }
+
+    /// The provider's credentials and headers for `env`: resolved once (secret files are not
+    /// read per request), again only for another environment.
+    fn auth(&self, provider: &Provider, env: &(dyn Env + Sync)) -> Auth {
+        let env_id = (env as *const (dyn Env + Sync)).cast::<()>() as usize;
+        if let Some((id, auth)) = self.0.auth.get()
+            && *id == env_id
+        {
+            return auth.clone();
+        }
+        let auth = resolve_auth(provider, env);
+        let _ = self.0.auth.set((env_id, auth.clone()));
+        auth
     }
 
     /// The URL a request for `api` goes to.
@@ -124,28 +209,24 @@ impl Client {
     ) -> Result<EventStream, UpstreamError> {
         let provider = target.provider;
         let api = target.model.api;
-        let endpoint = Self::endpoint(provider, api);
-        // The network guard: the exact configured origin is trusted; metadata and other
-        // private destinations are not (docs/routing.md, "Network guard").
-        let url = url::Url::parse(&endpoint).map_err(|e| {
-            UpstreamError::new(ErrorClass::Format, format!("invalid endpoint {endpoint}: {e}"))
-        })?;
-        crate::guard::check(provider, &url)?;
-        if let Some(error) = crate::guard::local_marker_error(provider) {
-            return Err(error);
-        }
+        let url = match self.0.endpoints.iter().find(|(a, _)| *a == api) {
+            Some((_, url)) => url.clone()?,
+            None => {
+                return Err(UpstreamError::new(ErrorClass::Format, "no endpoint for this API"));
+            }
+        };
         let body = encode(prompt, target);
-        let mut request = self.http.post(url).json(&body);
-        request = authorize(request, provider, api, env, key)?;
+        let mut request = self.0.http.post(url).json(&body);
+        request = authorize(request, provider, api, &self.auth(provider, env), key)?;
         if api == Api::AnthropicMessages
             && let Some(beta) = prompt.anthropic_native.as_ref().and_then(|n| n.beta.as_deref())
         {
             request = request.header("anthropic-beta", beta);
         }
         if !prompt.stream {
-            request = request.timeout(self.first_byte);
+            request = request.timeout(self.0.first_byte);
         }
-        let first_byte_by = tokio::time::Instant::now() + self.first_byte;
+        let first_byte_by = tokio::time::Instant::now() + self.0.first_byte;
         let response = tokio::time::timeout_at(first_byte_by, request.send())
             .await
             .map_err(|_| {
@@ -153,7 +234,7 @@ impl Client {
                     ErrorClass::Timeout,
                     format!(
                         "no response from {} within {:?} (timeoutSeconds)",
-                        provider.id, self.first_byte
+                        provider.id, self.0.first_byte
                     ),
                 )
             })?
@@ -186,7 +267,8 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|ct| !ct.starts_with("application/json"));
         if streaming {
-            let clocks = Clocks { first_byte_by, first_byte: self.first_byte, stall: self.stall };
+            let clocks =
+                Clocks { first_byte_by, first_byte: self.0.first_byte, stall: self.0.stall };
             Ok(stream_events(response, decoder, api, clocks))
         } else {
             let bytes = tokio::time::timeout_at(first_byte_by, read_limited(response, MAX_BODY))
@@ -215,27 +297,65 @@ impl Client {
     }
 }
 
+fn resolve_auth(provider: &Provider, env: &dyn Env) -> Auth {
+    let key = match &provider.api_key {
+        None => Ok(None),
+        Some(secret) => match secret.resolve(env) {
+            Ok(key) => Ok(key),
+            // Local servers mostly need no key: a missing variable just means none is sent.
+            Err(_) if provider.is_local() => Ok(None),
+            Err(e) => Err(UpstreamError::new(
+                ErrorClass::Auth,
+                format!("no API key for {}: {e}", provider.id),
+            )),
+        },
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut failed = None;
+    for (name, value) in &provider.headers {
+        let error = |detail: String| {
+            UpstreamError::new(
+                ErrorClass::Auth,
+                format!("header {name} for {}: {detail}", provider.id),
+            )
+        };
+        match value.resolve(env) {
+            Ok(Some(v)) => {
+                let parsed = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| error(e.to_string()))
+                    .and_then(|n| {
+                        let mut value = reqwest::header::HeaderValue::from_str(v.expose())
+                            .map_err(|e| error(e.to_string()))?;
+                        value.set_sensitive(true);
+                        Ok((n, value))
+                    });
+                match parsed {
+                    Ok((n, value)) => {
+                        headers.insert(n, value);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failed = Some(error(e.to_string())),
+        }
+        if failed.is_some() {
+            break;
+        }
+    }
+    Auth { key, headers: failed.map_or(Ok(headers), Err) }
+}
+
 fn authorize(
     mut request: reqwest::RequestBuilder,
     provider: &Provider,
     api: Api,
-    env: &dyn Env,
+    auth: &Auth,
     chosen: Option<&SecretString>,
 ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-    let key = match (chosen, &provider.api_key) {
-        (Some(k), _) => Some(k.clone()),
-        (None, None) => None,
-        (None, Some(secret)) => match secret.resolve(env) {
-            Ok(key) => key,
-            // Local servers mostly need no key: a missing variable just means none is sent.
-            Err(_) if provider.is_local() => None,
-            Err(e) => {
-                return Err(UpstreamError::new(
-                    ErrorClass::Auth,
-                    format!("no API key for {}: {e}", provider.id),
-                ));
-            }
-        },
+    let key = match chosen {
+        Some(k) => Some(k),
+        None => auth.key.as_ref().map_err(Clone::clone)?.as_ref(),
     };
     if let Some(key) = key {
         request = match api {
@@ -246,18 +366,11 @@ fn authorize(
     if api == Api::AnthropicMessages {
         request = request.header("anthropic-version", "2023-06-01");
     }
-    for (name, value) in &provider.headers {
-        match value.resolve(env) {
-            Ok(Some(v)) => request = request.header(name.as_str(), v.expose()),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(UpstreamError::new(
-                    ErrorClass::Auth,
-                    format!("header {name} for {}: {e}", provider.id),
-                ));
-            }
-        }
+    let headers = auth.headers.as_ref().map_err(Clone::clone)?;
+    if !headers.is_empty() {
+        request = request.headers(headers.clone());
     }
+    let _ = provider;
     Ok(request)
 }
 

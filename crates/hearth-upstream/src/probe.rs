@@ -273,20 +273,14 @@ fn kind_hint(provider: &Provider) -> Option<ServerKind> {
 }
 
 fn http_client(provider: &Provider, timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
-    crate::client::install_crypto();
-    let mut builder = reqwest::Client::builder()
+    // The inference transport's policy (proxy, guard, redirects), with the probe's clocks.
+    crate::client::http_builder(provider)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(2)))
-        .tcp_nodelay(true)
-        .redirect(guard::redirect_policy(provider))
-        .dns_resolver(Arc::new(guard::GuardedResolver::new(provider)));
-    if provider.is_local() {
-        // A local server is never behind the user's HTTP proxy.
-        builder = builder.no_proxy();
-    }
-    builder.build().map_err(|e| {
-        UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
-    })
+        .build()
+        .map_err(|e| {
+            UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
+        })
 }
 
 fn auth_headers(provider: &Provider, env: &dyn Env) -> Vec<(String, String)> {

@@ -306,13 +306,21 @@ impl Router {
 
     fn client(&self, provider: &hearth_config::Provider) -> Result<Client, UpstreamError> {
         let poisoned = || UpstreamError::new(ErrorClass::ServerError, "router state poisoned");
-        if let Some(c) = self.clients.lock().map_err(|_| poisoned())?.get(&provider.id) {
+        if let Some(c) = self.clients.lock().map_err(|_| poisoned())?.get(&provider.id)
+            && c.built_for(provider)
+        {
             return Ok(c.clone());
         }
         // Built without the lock held: it takes milliseconds (TLS roots).
         let client = Client::new(provider)?;
         let mut clients = self.clients.lock().map_err(|_| poisoned())?;
-        Ok(clients.entry(provider.id.clone()).or_insert(client).clone())
+        match clients.get(&provider.id) {
+            Some(c) if c.built_for(provider) => Ok(c.clone()),
+            _ => {
+                clients.insert(provider.id.clone(), client.clone());
+                Ok(client)
+            }
+        }
     }
 
     /// Builds the HTTP clients of the default chain's providers (the ones most requests use),
@@ -426,7 +434,7 @@ impl Router {
 
     /// Whether `model_ref` is skipped because its server is loading the model.
     fn loading_cooldown(&self, config: &Config, model_ref: &ModelRef) -> bool {
-        config.resolve_ref(&model_ref.to_string()).is_ok_and(|r| {
+        config.resolve_model_ref(&model_ref).is_ok_and(|r| {
             self.cooling_reason(&r.provider.id, &r.model.id)
                 .is_some_and(|(class, _)| class == ErrorClass::Loading)
         })
@@ -669,7 +677,7 @@ impl Router {
 
     /// Ends the model-scoped cooldowns of `model_ref` (every credential).
     fn clear_model(&self, config: &Config, model_ref: &ModelRef) {
-        let Ok(resolved) = config.resolve_ref(&model_ref.to_string()) else { return };
+        let Ok(resolved) = config.resolve_model_ref(&model_ref) else { return };
         if let Ok(mut health) = self.health.lock() {
             for ((provider, model, _), h) in health.iter_mut() {
                 if *provider == resolved.provider.id
@@ -682,7 +690,7 @@ impl Router {
     }
 
     fn skip_key(config: &Config, session: &str, model_ref: &ModelRef) -> (String, String, String) {
-        match config.resolve_ref(&model_ref.to_string()) {
+        match config.resolve_model_ref(&model_ref) {
             Ok(r) => (session.to_owned(), r.provider.id.clone(), r.model.id.clone()),
             Err(_) => (session.to_owned(), model_ref.provider.clone(), model_ref.model.clone()),
         }
@@ -730,7 +738,7 @@ impl Router {
         model_ref: &ModelRef,
         env: &(dyn Env + Sync),
     ) -> Option<Instant> {
-        let resolved = config.resolve_ref(&model_ref.to_string()).ok()?;
+        let resolved = config.resolve_model_ref(&model_ref).ok()?;
         let keys = secret_keys(resolved.provider, env).len().max(1);
         (0..keys)
             .map(|k| self.cooling_until(&resolved.provider.id, &resolved.model.id, k))
@@ -752,7 +760,7 @@ impl Router {
         attempts: &mut Vec<Attempt>,
     ) -> Step {
         let started = Instant::now();
-        let resolved = match config.resolve_ref(&model_ref.to_string()) {
+        let resolved = match config.resolve_model_ref(&model_ref) {
             Ok(r) => r,
             Err(e) => {
                 let error = UpstreamError::new(ErrorClass::ModelNotFound, e.to_string());

@@ -425,7 +425,7 @@ fn rows_of(
     for (idx, r) in chain.iter().enumerate().filter(|(_, r)| r.provider == provider.id) {
         let model = config
             .resolve_ref(&r.to_string())
-            .map(|res| res.model)
+            .map(|res| res.model.into_owned())
             .unwrap_or_else(|_| provider.synthetic_model(&r.model));
         let role = if idx == 0 { Role::Primary } else { Role::Fallback(idx) };
         rows.push((r.clone(), role, model));
