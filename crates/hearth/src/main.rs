@@ -1,6 +1,7 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
 mod agent_cli;
+mod doctor;
 mod gateway;
 mod infer;
 mod render;
@@ -65,6 +66,15 @@ hearth agent --message hi --gateway http://127.0.0.1:18789 --json"
     /// Run the HTTP gateway.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Check the config, the state directory and each provider of the default chain (key,
+    /// reachable, model listed, context window), with what to do about each problem.
+    #[command(
+        after_help = "Sends no request to a model; probes only the default chain's providers.\n\n\
+Exit codes: 0 no problem found (warnings allowed), 1 a check failed, 2 usage error.\n\n\
+Examples:\n  hearth doctor\n  hearth doctor --config ~/.openclaw/openclaw.json\n  \
+hearth doctor --json | jq '.checks[] | select(.status == \"error\")'"
+    )]
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = runtime.block_on(infer::run(config, &args, &env))?;
             Ok(ExitCode::from(code))
         }
+        Command::Doctor(args) => doctor::run(&source, &loaded, &args, &env),
         Command::Gateway(GatewayCommand::Run(args)) => {
             let Some(config) = usable(&source, &loaded)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
