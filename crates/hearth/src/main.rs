@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use hearth_config::{Config, ConfigSource, Loaded, ProcessEnv};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG; systemd units use
@@ -75,6 +75,16 @@ Examples:\n  hearth doctor\n  hearth doctor --config ~/.openclaw/openclaw.json\n
 hearth doctor --json | jq '.checks[] | select(.status == \"error\")'"
     )]
     Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  hearth completions bash > ~/.local/share/bash-completion/completions/hearth\n  \
+hearth completions zsh > \"${fpath[1]}/_hearth\"\n  hearth completions fish > ~/.config/fish/completions/hearth.fish"
+    )]
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +214,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        let mut out = std::io::stdout().lock();
+        clap_complete::generate(shell, &mut Cli::command(), "hearth", &mut out);
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let env = ProcessEnv;
     let source = hearth_config::locate(cli.config.as_deref(), &env);
     let loaded = hearth_config::load(&source, &env);
@@ -228,6 +244,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Doctor(args) => doctor::run(&source, &loaded, &args, &env),
+        // Answered before the config is read.
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Gateway(GatewayCommand::Run(args)) => {
             let Some(config) = usable(&source, &loaded)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));

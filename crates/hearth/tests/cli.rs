@@ -291,3 +291,27 @@ fn openclaw_doc_examples_load() {
     }
     assert!(count > 100, "expected the whole example set, found {count}");
 }
+
+#[test]
+fn completions_name_the_subcommands() {
+    let (code, stdout, _) = run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("_hearth()"), "{stdout}");
+    for sub in
+        ["config", "models", "agent", "sessions", "infer", "gateway", "doctor", "completions"]
+    {
+        assert!(stdout.contains(sub), "bash completions lack `{sub}`");
+    }
+    // Nested subcommands and flags too.
+    assert!(stdout.contains("validate") && stdout.contains("--json"), "{stdout}");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let (code, stdout, stderr) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains("doctor"), "{shell}");
+    }
+    // An invalid config does not matter: completions read no config.
+    let (code, _, _) = run(&["completions", "bash", "--config", &cfg("error-syntax.json5")]);
+    assert_eq!(code, 0);
+    let (code, _, _) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2);
+}
