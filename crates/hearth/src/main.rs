@@ -4,6 +4,7 @@ mod agent_cli;
 mod doctor;
 mod gateway;
 mod infer;
+mod init;
 mod render;
 mod state_lock;
 mod status;
@@ -131,6 +132,16 @@ hearth config get agents.defaults.model.fallbacks[0]")]
         /// Dotted path; `[N]` indexes arrays, `["key"]` quotes keys with dots or slashes.
         path: String,
     },
+    /// Write a commented starter config with a provider for each local model server found on
+    /// its default port (LM Studio 1234, Ollama 11434, llama.cpp/MLX 8080, vLLM 8000, SGLang
+    /// 30000), listing the models each one serves.
+    #[command(
+        after_help = "Never overwrites a file without --force. The file is checked with hearth's own loader before it is written.\n\n\
+Exit codes: 0 written, 1 the file exists (use --force) or cannot be written, 2 usage error.\n\n\
+Examples:\n  hearth config init\n  hearth config init --path ./hearth.json5 --force\n  \
+hearth config init --probe 127.0.0.1:8081 --probe 192.168.1.20:11434"
+    )]
+    Init(init::InitArgs),
     /// Print the JSON Schema of the config file format.
     #[command(after_help = "Example:\n  hearth config schema > hearth.schema.json")]
     Schema,
@@ -226,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Validate(flags)) => validate(&source, &loaded, flags.json),
         Command::Config(ConfigCommand::Get { path }) => config_get(&source, &loaded, &path),
+        Command::Config(ConfigCommand::Init(args)) => init::run(&source, &args, &env),
         Command::Config(ConfigCommand::Schema) => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string_pretty(&hearth_config::schema())?)?;

@@ -315,3 +315,74 @@ fn completions_name_the_subcommands() {
     let (code, _, _) = run(&["completions", "tcsh"]);
     assert_eq!(code, 2);
 }
+
+/// `config init` against a listener answering `/v1/models` and a port where nothing listens:
+/// one provider with its models, a file hearth loads without a diagnostic, never overwritten
+/// without `--force`.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_init_writes_a_starter_for_the_servers_it_finds() {
+    use hearth_testkit::{FakeUpstream, Reply};
+    let models = r#"{"object":"list","data":[
+        {"id":"org/tiny-a","object":"model","owned_by":"vllm","max_model_len":4096},
+        {"id":"org/tiny-b","object":"model","owned_by":"vllm","max_model_len":2048}]}"#;
+    let up = FakeUpstream::start().await.unwrap();
+    up.push(Reply::json(200, models));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/hearth.json5");
+    let found = up.origin().trim_start_matches("http://").to_owned();
+    let dead_addr = format!("127.0.0.1:{dead}");
+    let p = path.display().to_string();
+    let run_init = move |extra: &[&str]| {
+        let mut cmd = hearth();
+        cmd.args(["config", "init", "--path", &p, "--probe", &found, "--probe", &dead_addr]);
+        cmd.args(extra);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let first = run_init.clone();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || first(&[])).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("found vLLM at {}/v1 (2 model(s))", up.origin())), "{stderr}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("// hearth config, written by `hearth config init`"), "{text}");
+    assert!(text.contains(r#"primary: "vllm/org/tiny-a","#), "{text}");
+    assert!(text.contains(r#"{ id: "org/tiny-b", contextWindow: 2048 },"#), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{dead}")), "the dead port is named: {text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // hearth's own loader takes it without a single diagnostic.
+    let config = path.display().to_string();
+    let (code, _, stderr) = run(&["config", "validate", "--config", &config]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    assert!(stderr.contains("valid (0 error(s), 0 warning(s))"), "{stderr}");
+    let (code, stdout, _) = run(&["models", "resolve", "--config", &config, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["chain"][0], "vllm/org/tiny-a");
+    assert_eq!(v["candidates"][0]["baseUrl"], format!("{}/v1", up.origin()));
+    assert_eq!(v["candidates"][0]["contextWindow"], 4096);
+
+    // An existing file is kept unless --force.
+    let again = run_init.clone();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || again(&[])).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exists; pass --force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    up.push(Reply::json(200, models));
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_init(&["--force", "--json"])).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["found"][0]["provider"], "vllm");
+    assert_eq!(v["found"][0]["models"], serde_json::json!(["org/tiny-a", "org/tiny-b"]));
+    assert_eq!(v["notFound"], serde_json::json!([format!("127.0.0.1:{dead}")]));
+}
