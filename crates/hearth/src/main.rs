@@ -31,7 +31,8 @@ const EXIT_NOT_FOUND: u8 = 1;
 llama.cpp, vLLM, SGLang, Ollama, MLX), with hosted models as a safety net. It reads \
 OpenClaw's JSON5 config.",
     after_help = "Config file: --config PATH, else $HEARTH_CONFIG, else ~/.hearth/hearth.json5; \
-with none, built-in defaults apply.\n\nExit codes: 0 ok, 1 not found, 2 usage error, 78 invalid config.\n\n\
+with none, built-in defaults apply.\n\nExit codes: 0 ok, 1 not found or failed, 2 usage error, 78 invalid config.\n\
+With --json, data and errors go to stdout as JSON; an error is {\"ok\": false, \"error\": {\"code\", \"message\", \"help\"}}.\n\n\
 Examples:\n  hearth config validate --config ~/.openclaw/openclaw.json\n  hearth models list\n  \
 hearth models resolve Minimax"
 )]
@@ -59,7 +60,10 @@ hearth agent --message hi --gateway http://127.0.0.1:18789 --json"
     )]
     Agent(agent_cli::AgentArgs),
     /// List, show, compact and reset sessions.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Exit codes: 0 ok, 1 no such session or the compaction failed, 2 usage error, 78 invalid config."
+    )]
     Sessions(agent_cli::SessionsCommand),
     /// Call a model directly.
     #[command(subcommand)]
@@ -124,13 +128,19 @@ enum ConfigCommand {
         after_help = "Examples:\n  hearth config validate\n  hearth config validate --config openclaw.json --json"
     )]
     Validate(JsonFlag),
-    /// Print the value at a path, as written in the file (secrets shown as ***).
-    #[command(after_help = "Examples:\n  hearth config get models.providers.lmstudio.baseUrl\n  \
+    /// Print the value at a path as JSON, as written in the file (secrets shown as ***).
+    #[command(
+        after_help = "Exit codes: 0 printed, 1 not set, no config file or invalid path, 78 invalid config.\n\n\
+Examples:\n  hearth config get models.providers.lmstudio.baseUrl\n  \
 hearth config get 'agents.defaults.models[\"lmstudio/minimax-m2.1-gs32\"].alias'\n  \
-hearth config get agents.defaults.model.fallbacks[0]")]
+hearth config get agents.defaults.model.fallbacks[0] --json"
+    )]
     Get {
         /// Dotted path; `[N]` indexes arrays, `["key"]` quotes keys with dots or slashes.
         path: String,
+        /// Errors as JSON on stdout too (the value is JSON either way).
+        #[arg(long)]
+        json: bool,
     },
     /// Write a commented starter config with a provider for each local model server found on
     /// its default port (LM Studio 1234, Ollama 11434, llama.cpp/MLX 8080, vLLM 8000, SGLang
@@ -208,6 +218,7 @@ struct ResolveArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = wants_json(&cli.command);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -218,9 +229,40 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
+            if json {
+                let _ = render::print_error_json("error", &format!("{err:#}"), None);
+            }
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the command was asked for JSON (its errors are JSON too).
+fn wants_json(command: &Command) -> bool {
+    use agent_cli::SessionsCommand as S;
+    match command {
+        Command::Config(ConfigCommand::Validate(JsonFlag { json }))
+        | Command::Config(ConfigCommand::Get { json, .. })
+        | Command::Config(ConfigCommand::Init(init::InitArgs { json, .. }))
+        | Command::Models(ModelsCommand::List(ListArgs { json, .. }))
+        | Command::Models(ModelsCommand::Resolve(ResolveArgs { json, .. }))
+        | Command::Models(ModelsCommand::Status(status::StatusArgs { json, .. }))
+        | Command::Agent(agent_cli::AgentArgs { json, .. })
+        | Command::Sessions(
+            S::List { json, .. }
+            | S::Show { json, .. }
+            | S::Compact { json, .. }
+            | S::Reset { json, .. },
+        )
+        | Command::Infer(InferCommand::Model(InferModelCommand::Run(infer::RunArgs {
+            json,
+            ..
+        })))
+        | Command::Doctor(doctor::DoctorArgs { json, .. }) => *json,
+        Command::Config(ConfigCommand::Schema)
+        | Command::Gateway(_)
+        | Command::Completions { .. } => false,
     }
 }
 
@@ -231,12 +273,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
+    let json = wants_json(&cli.command);
     let env = ProcessEnv;
     let source = hearth_config::locate(cli.config.as_deref(), &env);
     let loaded = hearth_config::load(&source, &env);
     match cli.command {
         Command::Config(ConfigCommand::Validate(flags)) => validate(&source, &loaded, flags.json),
-        Command::Config(ConfigCommand::Get { path }) => config_get(&source, &loaded, &path),
+        Command::Config(ConfigCommand::Get { path, json }) => {
+            config_get(&source, &loaded, &path, json)
+        }
         Command::Config(ConfigCommand::Init(args)) => init::run(&source, &args, &env),
         Command::Config(ConfigCommand::Schema) => {
             let mut out = std::io::stdout().lock();
@@ -245,10 +290,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Infer(InferCommand::Model(InferModelCommand::Run(args))) => {
             if args.prompt.trim().is_empty() {
+                if json {
+                    render::print_error_json("usage", "--prompt is blank; nothing to send", None)?;
+                }
                 writeln!(std::io::stderr().lock(), "error: --prompt is blank; nothing to send")?;
                 return Ok(ExitCode::from(2));
             }
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -259,13 +307,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Answered before the config is read.
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Gateway(GatewayCommand::Run(args)) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             Ok(ExitCode::from(gateway::run(config, &source, &args)?))
         }
         Command::Agent(args) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -274,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Sessions(cmd) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -283,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Models(cmd) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             match cmd {
@@ -296,9 +344,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The config, or the rendered errors. Warnings are summarized in one line.
-fn usable<'l>(source: &ConfigSource, loaded: &'l Loaded) -> anyhow::Result<Option<&'l Config>> {
+fn usable<'l>(
+    source: &ConfigSource,
+    loaded: &'l Loaded,
+    json: bool,
+) -> anyhow::Result<Option<&'l Config>> {
     let mut err = std::io::stderr().lock();
     if loaded.has_errors() {
+        if json {
+            invalid_config_json(source, loaded)?;
+        }
         render::diagnostics(&mut err, &loaded.diagnostics)?;
         writeln!(
             err,
@@ -312,6 +367,19 @@ fn usable<'l>(source: &ConfigSource, loaded: &'l Loaded) -> anyhow::Result<Optio
         writeln!(err, "note: {warnings} config warning(s); `hearth config validate` shows them")?;
     }
     Ok(loaded.config.as_ref())
+}
+
+/// The `invalid_config` error, with the diagnostics, on stdout.
+fn invalid_config_json(source: &ConfigSource, loaded: &Loaded) -> anyhow::Result<()> {
+    let mut value = render::error_json(
+        "invalid_config",
+        &format!("the config at {} is invalid", source.describe()),
+        Some("run `hearth config validate`"),
+    );
+    value["error"]["diagnostics"] =
+        loaded.diagnostics.iter().map(render::diagnostic_json).collect();
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    Ok(())
 }
 
 fn validate(source: &ConfigSource, loaded: &Loaded, json: bool) -> anyhow::Result<ExitCode> {
@@ -339,19 +407,38 @@ fn validate(source: &ConfigSource, loaded: &Loaded, json: bool) -> anyhow::Resul
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) })
 }
 
-fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Result<ExitCode> {
+fn config_get(
+    source: &ConfigSource,
+    loaded: &Loaded,
+    path: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let Some(tree) = &loaded.tree else {
         let mut err = std::io::stderr().lock();
         if loaded.has_errors() {
+            if json {
+                invalid_config_json(source, loaded)?;
+            }
             render::diagnostics(&mut err, &loaded.diagnostics)?;
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
-        writeln!(err, "no config file ({}); nothing is set", source.describe())?;
+        let message = format!("no config file ({}); nothing is set", source.describe());
+        if json {
+            render::print_error_json("no_config_file", &message, None)?;
+        }
+        writeln!(err, "{message}")?;
         return Ok(ExitCode::from(EXIT_NOT_FOUND));
     };
     let segments = match render::parse_path(path) {
         Ok(s) => s,
-        Err(e) => anyhow::bail!("invalid path `{path}`: {e}"),
+        Err(e) => {
+            let message = format!("invalid path `{path}`: {e}");
+            if json {
+                render::print_error_json("invalid_path", &message, None)?;
+            }
+            writeln!(std::io::stderr().lock(), "error: {message}")?;
+            return Ok(ExitCode::FAILURE);
+        }
     };
     match render::lookup(tree, &segments) {
         Some(node) => {
@@ -360,7 +447,11 @@ fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            writeln!(std::io::stderr().lock(), "`{path}` is not set in {}", source.describe())?;
+            let message = format!("`{path}` is not set in {}", source.describe());
+            if json {
+                render::print_error_json("not_set", &message, None)?;
+            }
+            writeln!(std::io::stderr().lock(), "{message}")?;
             Ok(ExitCode::from(EXIT_NOT_FOUND))
         }
     }
@@ -368,6 +459,21 @@ fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Res
 
 fn models_list(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let view = render::list_view(config, args.all, args.provider.as_deref());
+    if let Some(p) = &args.provider
+        && view.rows.is_empty()
+        && !config.providers.contains_key(&p.to_ascii_lowercase())
+    {
+        let message = format!("unknown provider `{p}`");
+        if args.json {
+            render::print_error_json(
+                "provider_not_found",
+                &message,
+                Some("`hearth models list --all` shows every provider"),
+            )?;
+        }
+        writeln!(std::io::stderr().lock(), "{message}")?;
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&render::rows_json(config, &view.rows))?)?;
@@ -377,13 +483,6 @@ fn models_list(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
         for note in &view.notes {
             writeln!(err, "{note}")?;
         }
-    }
-    if let Some(p) = &args.provider
-        && view.rows.is_empty()
-        && !config.providers.contains_key(&p.to_ascii_lowercase())
-    {
-        writeln!(std::io::stderr().lock(), "unknown provider `{p}`")?;
-        return Ok(ExitCode::from(EXIT_NOT_FOUND));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -397,8 +496,11 @@ fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCod
     };
     if let Some(e) = error {
         if args.json {
-            let value = serde_json::json!({"ok": false, "error": e.to_string(), "help": e.help()});
-            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+            render::print_error_json(
+                render::ref_error_code(&e),
+                &e.to_string(),
+                e.help().as_deref(),
+            )?;
         } else {
             let mut err = std::io::stderr().lock();
             writeln!(err, "error: {e}")?;
@@ -424,4 +526,37 @@ fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCod
         write!(out, "{}", render::resolve_text(config, args.model.as_deref(), &chain))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand, argument and flag says what it is in `--help`. See: #14.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "hearth", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -1,5 +1,5 @@
 //! The `hearth` binary: exit codes, diagnostics on stderr, data on stdout.
-#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers may unwrap")]
 
 use std::path::{Path, PathBuf};
 
@@ -385,4 +385,117 @@ async fn config_init_writes_a_starter_for_the_servers_it_finds() {
     assert_eq!(v["found"][0]["provider"], "vllm");
     assert_eq!(v["found"][0]["models"], serde_json::json!(["org/tiny-a", "org/tiny-b"]));
     assert_eq!(v["notFound"], serde_json::json!([format!("127.0.0.1:{dead}")]));
+}
+
+/// Runs with a state directory of its own.
+fn run_in(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = hearth().env("HEARTH_STATE_DIR", state).args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The one error envelope: `{"ok": false, "error": {"code", "message", ...}}` on stdout.
+#[track_caller]
+fn error_envelope(stdout: &str, code: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: not JSON: {stdout:?}"));
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v
+}
+
+/// `--json` errors share one envelope, with the exit codes of the text output. See: #14.
+#[test]
+fn json_errors_share_one_envelope() {
+    let state = tempfile::tempdir().unwrap();
+    let seed = cfg("seed-lmstudio-minimax.json5");
+
+    // config get takes --json; the value is the same JSON either way.
+    let (code, plain, _) =
+        run(&["config", "get", "models.providers.lmstudio.apiKey", "--config", &seed]);
+    assert_eq!(code, 0);
+    let (code, json, _) =
+        run(&["config", "get", "models.providers.lmstudio.apiKey", "--config", &seed, "--json"]);
+    assert_eq!((code, &json), (0, &plain));
+    let (code, stdout, stderr) =
+        run(&["config", "get", "gateway.port", "--config", &seed, "--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    error_envelope(&stdout, "not_set");
+    let (code, stdout, _) = run(&["config", "get", "gateway.port", "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "no_config_file");
+    let (code, stdout, _) = run(&["config", "get", "a[", "--config", &seed, "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "invalid_path");
+    let (code, stdout, stderr) =
+        run(&["config", "get", "models", "--config", &cfg("error-syntax.json5"), "--json"]);
+    assert_eq!(code, 78);
+    let v = error_envelope(&stdout, "invalid_config");
+    assert!(!v["error"]["diagnostics"].as_array().unwrap().is_empty(), "{v}");
+    assert!(stderr.contains("error[syntax]"), "diagnostics stay on stderr: {stderr}");
+
+    // A model reference that does not resolve: resolve and infer say it the same way.
+    let (code, stdout, _) =
+        run(&["models", "resolve", "nosuch/model", "--config", &seed, "--json"]);
+    assert_eq!(code, 1);
+    let v = error_envelope(&stdout, "model_not_found");
+    assert!(v["error"]["help"].is_string(), "{v}");
+    let (code, stdout, _) = run_in(
+        state.path(),
+        &[
+            "infer",
+            "model",
+            "run",
+            "--model",
+            "nosuch/model",
+            "--prompt",
+            "hi",
+            "--config",
+            &seed,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "model_not_found");
+    let (code, stdout, _) = run(&["infer", "model", "run", "--prompt", " ", "--json"]);
+    assert_eq!(code, 2);
+    error_envelope(&stdout, "usage");
+    let (code, stdout, _) = run(&["models", "list", "--provider", "nosuch", "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "provider_not_found");
+    let (code, stdout, _) =
+        run(&["models", "list", "--config", &cfg("error-syntax.json5"), "--json"]);
+    assert_eq!(code, 78);
+    error_envelope(&stdout, "invalid_config");
+
+    // Sessions that do not exist.
+    for sub in ["show", "reset"] {
+        let (code, stdout, stderr) = run_in(state.path(), &["sessions", sub, "nosuch", "--json"]);
+        assert_eq!(code, 1, "{sub}: {stderr}");
+        let v = error_envelope(&stdout, "session_not_found");
+        assert_eq!(v["error"]["message"], "no session `agent:main:nosuch`", "{v}");
+        assert!(stderr.contains("no session"), "{stderr}");
+    }
+    // Without --json nothing changes: the message on stderr, stdout empty.
+    let (code, stdout, stderr) = run_in(state.path(), &["sessions", "show", "nosuch"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.contains("no session `agent:main:nosuch`"), "{stderr}");
+}
+
+#[test]
+fn sessions_arguments_have_help() {
+    let (code, stdout, _) = run(&["sessions", "show", "--help"]);
+    assert_eq!(code, 0);
+    for (arg, help) in [
+        ("<KEY>", "Session key"),
+        ("--agent <ID>", "The agent"),
+        ("--json", "Print machine-readable JSON"),
+    ] {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(arg)).unwrap();
+        assert!(line.contains(help), "`{arg}` has no help in:\n{stdout}");
+    }
 }
