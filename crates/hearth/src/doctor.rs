@@ -110,7 +110,7 @@ pub fn run(
             };
             let report = runtime.block_on(status::collect(config, env, &[], &services, options));
             runtime.block_on(async { drop(services) });
-            checks.extend(chain_checks(config, &report, env));
+            checks.extend(chain_checks(config, &report, env, source.path().is_some()));
         }
         None => checks.push(
             Check::new(
@@ -200,7 +200,10 @@ fn config_check(source: &ConfigSource, loaded: &Loaded) -> Check {
         )
         .fix("run `hearth config validate` to see them");
     }
-    Check::new("config", "config", Verdict::Ok, format!("{described} loads"))
+    match source.path() {
+        Some(_) => Check::new("config", "config", Verdict::Ok, format!("{described} loads")),
+        None => Check::new("config", "config", Verdict::Ok, format!("no file: {described}")),
+    }
 }
 
 #[cfg(unix)]
@@ -599,19 +602,29 @@ fn model_checks(config: &Config, status: &ProviderStatus, m: &ModelStatus) -> Ve
     out
 }
 
-fn chain_checks(config: &Config, report: &status::Report, env: &dyn Env) -> Vec<Check> {
+fn chain_checks(
+    config: &Config,
+    report: &status::Report,
+    env: &dyn Env,
+    has_file: bool,
+) -> Vec<Check> {
     let mut out = Vec::new();
+    let fix = if has_file {
+        "set agents.defaults.model.primary (`hearth models list` shows the refs)"
+    } else {
+        "run `hearth config init` to write a config for the servers running here, or set \
+         agents.defaults.model.primary in ~/.hearth/hearth.json5"
+    };
     if let Some(e) = &report.chain_error {
         out.push(
-            Check::new("default chain", "chain", Verdict::Error, format!("none: {e}"))
-                .fix("set agents.defaults.model.primary (`hearth models list` shows the refs)"),
+            Check::new("default chain", "chain", Verdict::Error, format!("none: {e}")).fix(fix),
         );
         return out;
     }
     if report.chain.is_empty() {
         out.push(
             Check::new("default chain", "chain", Verdict::Error, "no default model".to_owned())
-                .fix("set agents.defaults.model.primary (`hearth models list` shows the refs)"),
+                .fix(fix),
         );
         return out;
     }

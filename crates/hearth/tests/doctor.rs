@@ -199,3 +199,26 @@ async fn missing_key_unlisted_model_and_open_state_dir_are_each_named() {
     assert!(lines[0].starts_with("warn  config:"), "{}", r.stdout);
     assert!(r.stdout.ends_with("3 problems found\n"), "{}", r.stdout);
 }
+
+#[test]
+fn no_config_points_to_config_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("hearth")
+        .unwrap()
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check(&v, "config", "config")["status"], "ok");
+    assert!(check(&v, "config", "config")["message"].as_str().unwrap().starts_with("no file"));
+    let chain = check(&v, "default chain", "chain");
+    assert_eq!(chain["status"], "error");
+    assert!(chain["fix"].as_str().unwrap().contains("hearth config init"), "{chain}");
+    // The state directory under HOME is created on first use, and doctor does not create it.
+    assert_eq!(check(&v, "state directory", "stateDir")["status"], "ok");
+    assert!(!dir.path().join(".hearth").exists());
+}
