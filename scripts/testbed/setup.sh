@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Real-server test bed: builds llama.cpp's `llama-server` and writes a tiny
+# Real-server test bed: installs cargo-nextest (the test runner the README's test command
+# uses) when it is missing, builds llama.cpp's `llama-server` and writes a tiny
 # random-weight GGUF model, both cached outside the clone.
 #
 #   bash scripts/testbed/setup.sh
 #
-# Idempotent: safe on every CI run and on a developer machine. With both artifacts
-# cached it installs nothing, touches no network and takes a fraction of a second.
+# Idempotent: safe on every CI run and on a developer machine. With cargo-nextest on the
+# PATH and both artifacts cached it installs nothing, touches no network and takes a
+# fraction of a second.
 # Cold (fresh machine, 2 cores): about 6 minutes on a quiet machine, up to about
 # 11 minutes when something else (e.g. cargo) builds at the same time. Do not run it
 # beside `cargo build` if you can avoid it.
@@ -19,8 +21,9 @@
 #   HEARTH_TESTBED_CACHE  cache folder (default: ~/.cache/hearth-testbed)
 #   HEARTH_BUILD_JOBS     parallel compile jobs for the llama-server build (default: 2)
 #
-# Needs: Debian 12 (or similar) as root when cmake is missing (`apt-get install cmake`),
-# g++, python3 with pip, and, on a cold cache, network to Debian apt and PyPI.
+# Needs: a Rust toolchain (cargo, Rust >= 1.95), Debian 12 (or similar) as root when cmake
+# is missing (`apt-get install cmake`), g++, python3 with pip and venv, and, on a cold
+# cache, network to crates.io (cargo-nextest, about 3 minutes to build), Debian apt and PyPI.
 set -euo pipefail
 
 LLAMA_CPP_PYTHON_VERSION=0.3.36   # PyPI sdist that vendors llama.cpp (reports 0.5.0-dev)
@@ -53,6 +56,18 @@ GEN_VERSION="$(sed -n 's/^GENERATOR_VERSION *= *\([0-9][0-9]*\).*/\1/p' "$GEN" |
 MODEL="$CACHE/tiny-v$GEN_VERSION.gguf"
 
 server_ok() { [ -x "$SERVER_BIN" ] && "$SERVER_BIN" --version >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- cargo-nextest
+# `cargo install` caches it under ~/.cargo/bin; once there this is one `command -v`.
+if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs), then rerun"
+    log "installing cargo-nextest (cargo install --locked cargo-nextest; once, a few minutes)..."
+    cargo install --locked cargo-nextest >&2 || die "cargo install --locked cargo-nextest failed"
+    cargo nextest --version >/dev/null 2>&1 \
+        || die "cargo-nextest installed but \`cargo nextest\` does not run (is ~/.cargo/bin on PATH?)"
+else
+    log "cached: cargo-nextest"
+fi
 
 finish() {
     # The real `openai` and `anthropic` Python SDKs for the client compatibility tests.

@@ -43,8 +43,10 @@ pub enum SessionsCommand {
         after_help = "Examples:\n  hearth sessions list\n  hearth sessions list --agent coder --json"
     )]
     List {
+        /// Only this agent's sessions.
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
+        /// Print machine-readable JSON on stdout (errors too).
         #[arg(long)]
         json: bool,
     },
@@ -53,30 +55,42 @@ pub enum SessionsCommand {
         after_help = "Examples:\n  hearth sessions show agent:main:main\n  hearth sessions show chat-1 --all --json"
     )]
     Show {
+        /// Session key: `agent:<id>:<name>`, or a bare name scoped to the agent (`main`).
         key: String,
+        /// The agent the session belongs to (default: the default agent); a bare KEY is
+        /// scoped to it.
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
         /// The whole transcript, compacted parts included.
         #[arg(long)]
         all: bool,
+        /// Print machine-readable JSON on stdout (errors too).
         #[arg(long)]
         json: bool,
     },
     /// Summarize a session's older turns now.
     #[command(after_help = "Example:\n  hearth sessions compact agent:main:main")]
     Compact {
+        /// Session key: `agent:<id>:<name>`, or a bare name scoped to the agent (`main`).
         key: String,
+        /// The agent the session belongs to (default: the default agent); a bare KEY is
+        /// scoped to it.
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
+        /// Print machine-readable JSON on stdout (errors too).
         #[arg(long)]
         json: bool,
     },
     /// Start a session over under the same key (the old transcript is kept, archived).
     #[command(after_help = "Example:\n  hearth sessions reset agent:main:main")]
     Reset {
+        /// Session key: `agent:<id>:<name>`, or a bare name scoped to the agent (`main`).
         key: String,
+        /// The agent the session belongs to (default: the default agent); a bare KEY is
+        /// scoped to it.
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
+        /// Print machine-readable JSON on stdout (errors too).
         #[arg(long)]
         json: bool,
     },
@@ -104,6 +118,9 @@ fn agents(store: Arc<SqliteStore>) -> Agents {
 /// One turn. Exit code: 0 an answer arrived, 1 the turn failed or nothing was said.
 pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> {
     if args.message.trim().is_empty() {
+        if args.json {
+            crate::render::print_error_json("usage", "--message is blank; nothing to send", None)?;
+        }
         writeln!(std::io::stderr().lock(), "error: --message is blank; nothing to send")?;
         return Ok(2);
     }
@@ -200,7 +217,7 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
                 "errorClass": a.error.as_ref().map(|e| e.class.as_str()),
                 "ms": a.elapsed.as_millis() as u64,
             })).collect::<Vec<_>>(),
-            "error": error.as_ref().map(|e| json!({"class": e.class.as_str(), "message": e.message})),
+            "error": error.as_ref().map(|e| json!({"code": e.class.as_str(), "class": e.class.as_str(), "message": e.message})),
         });
         writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
@@ -214,10 +231,20 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
     Ok(if ok { 0 } else { 1 })
 }
 
+/// The [`crate::render::error_json`] code of a turn that did not start.
+fn turn_error_code(e: &TurnError) -> &'static str {
+    match e {
+        TurnError::Config(_) => "invalid_config",
+        TurnError::Model(e) => crate::render::ref_error_code(e),
+        TurnError::Refused { .. } => "refused",
+        TurnError::Store(_) => "store",
+        TurnError::Upstream { failure } => failure.last.class.as_str(),
+    }
+}
+
 fn report_error(e: &TurnError, json_out: bool) -> anyhow::Result<u8> {
     if json_out {
-        let value = json!({"ok": false, "error": e.to_string()});
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+        crate::render::print_error_json(turn_error_code(e), &e.to_string(), None)?;
     } else {
         writeln!(std::io::stderr().lock(), "error: {e}")?;
     }
@@ -255,6 +282,13 @@ async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
     let events = match client.send(&target, &prompt, &ProcessEnv).await {
         Ok(events) => events,
         Err(e) => {
+            if args.json {
+                crate::render::print_error_json(
+                    e.class.as_str(),
+                    &format!("the gateway at {url} failed: {}", e.message),
+                    None,
+                )?;
+            }
             writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
             return Ok(1);
         }
@@ -341,8 +375,7 @@ pub async fn sessions(config: Arc<Config>, command: &SessionsCommand) -> anyhow:
         SessionsCommand::Show { key, agent, all, json } => {
             let (_, key) = session_key_for(&config, agent.as_deref(), Some(key));
             if store.get_session(&key).await?.is_none() {
-                writeln!(std::io::stderr().lock(), "no session `{key}`")?;
-                return Ok(1);
+                return no_session(&key, *json);
             }
             let entries = store.history(&key, !*all).await?;
             if *json {
@@ -399,8 +432,7 @@ pub async fn sessions(config: Arc<Config>, command: &SessionsCommand) -> anyhow:
         SessionsCommand::Reset { key, agent, json } => {
             let (_, key) = session_key_for(&config, agent.as_deref(), Some(key));
             if store.get_session(&key).await?.is_none() {
-                writeln!(std::io::stderr().lock(), "no session `{key}`")?;
-                return Ok(1);
+                return no_session(&key, *json);
             }
             let summary = store
                 .reset(&key, hearth_store::SessionId::now_v7(), hearth_store::Timestamp::now())
@@ -421,6 +453,20 @@ pub async fn sessions(config: Arc<Config>, command: &SessionsCommand) -> anyhow:
             Ok(0)
         }
     }
+}
+
+/// A session key that names nothing: exit 1.
+fn no_session(key: &str, json: bool) -> anyhow::Result<u8> {
+    let message = format!("no session `{key}`");
+    if json {
+        crate::render::print_error_json(
+            "session_not_found",
+            &message,
+            Some("`hearth sessions list` shows the keys"),
+        )?;
+    }
+    writeln!(std::io::stderr().lock(), "{message}")?;
+    Ok(1)
 }
 
 fn describe(content: &Content) -> (&'static str, String) {

@@ -49,6 +49,13 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
     let chain = match config.candidate_chain(None, args.model.as_deref(), args.model.is_some()) {
         Ok(c) => c,
         Err(e) => {
+            if args.json {
+                crate::render::print_error_json(
+                    crate::render::ref_error_code(&e),
+                    &e.to_string(),
+                    e.help().as_deref(),
+                )?;
+            }
             let mut err = std::io::stderr().lock();
             writeln!(err, "error: {e}")?;
             if let Some(help) = e.help() {
@@ -135,7 +142,7 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
                 "error": a.error.as_ref().map(|e| e.message.clone()),
                 "ms": a.elapsed.as_millis() as u64,
             })).collect::<Vec<_>>(),
-            "error": collected.error.as_ref().map(|e| json!({"class": e.class.as_str(), "message": e.message})),
+            "error": collected.error.as_ref().map(|e| json!({"code": e.class.as_str(), "class": e.class.as_str(), "message": e.message})),
             "outputs": {"text": collected.text, "reasoning": collected.reasoning},
             "finishReason": collected.finish,
             "usage": collected.usage.map(|u| json!({

@@ -1,8 +1,10 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
 mod agent_cli;
+mod doctor;
 mod gateway;
 mod infer;
+mod init;
 mod render;
 mod state_lock;
 mod status;
@@ -11,7 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use hearth_config::{Config, ConfigSource, Loaded, ProcessEnv};
 
 /// mimalloc: the request path allocates small short-lived buffers on one worker, where glibc's
@@ -34,7 +36,8 @@ const EXIT_NOT_FOUND: u8 = 1;
 llama.cpp, vLLM, SGLang, Ollama, MLX), with hosted models as a safety net. It reads \
 OpenClaw's JSON5 config.",
     after_help = "Config file: --config PATH, else $HEARTH_CONFIG, else ~/.hearth/hearth.json5; \
-with none, built-in defaults apply.\n\nExit codes: 0 ok, 1 not found, 2 usage error, 78 invalid config.\n\n\
+with none, built-in defaults apply.\n\nExit codes: 0 ok, 1 not found or failed, 2 usage error, 78 invalid config.\n\
+With --json, data and errors go to stdout as JSON; an error is {\"ok\": false, \"error\": {\"code\", \"message\", \"help\"}}.\n\n\
 Examples:\n  hearth config validate --config ~/.openclaw/openclaw.json\n  hearth models list\n  \
 hearth models resolve Minimax"
 )]
@@ -62,7 +65,10 @@ hearth agent --message hi --gateway http://127.0.0.1:18789 --json"
     )]
     Agent(agent_cli::AgentArgs),
     /// List, show, compact and reset sessions.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Exit codes: 0 ok, 1 no such session or the compaction failed, 2 usage error, 78 invalid config."
+    )]
     Sessions(agent_cli::SessionsCommand),
     /// Call a model directly.
     #[command(subcommand)]
@@ -70,6 +76,25 @@ hearth agent --message hi --gateway http://127.0.0.1:18789 --json"
     /// Run the HTTP gateway.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Check the config, the state directory and each provider of the default chain (key,
+    /// reachable, model listed, context window), with what to do about each problem.
+    #[command(
+        after_help = "Sends no request to a model; probes only the default chain's providers.\n\n\
+Exit codes: 0 no problem found (warnings allowed), 1 a check failed, 2 usage error.\n\n\
+Examples:\n  hearth doctor\n  hearth doctor --config ~/.openclaw/openclaw.json\n  \
+hearth doctor --json | jq '.checks[] | select(.status == \"error\")'"
+    )]
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  hearth completions bash > ~/.local/share/bash-completion/completions/hearth\n  \
+hearth completions zsh > \"${fpath[1]}/_hearth\"\n  hearth completions fish > ~/.config/fish/completions/hearth.fish"
+    )]
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,14 +133,30 @@ enum ConfigCommand {
         after_help = "Examples:\n  hearth config validate\n  hearth config validate --config openclaw.json --json"
     )]
     Validate(JsonFlag),
-    /// Print the value at a path, as written in the file (secrets shown as ***).
-    #[command(after_help = "Examples:\n  hearth config get models.providers.lmstudio.baseUrl\n  \
+    /// Print the value at a path as JSON, as written in the file (secrets shown as ***).
+    #[command(
+        after_help = "Exit codes: 0 printed, 1 not set, no config file or invalid path, 78 invalid config.\n\n\
+Examples:\n  hearth config get models.providers.lmstudio.baseUrl\n  \
 hearth config get 'agents.defaults.models[\"lmstudio/minimax-m2.1-gs32\"].alias'\n  \
-hearth config get agents.defaults.model.fallbacks[0]")]
+hearth config get agents.defaults.model.fallbacks[0] --json"
+    )]
     Get {
         /// Dotted path; `[N]` indexes arrays, `["key"]` quotes keys with dots or slashes.
         path: String,
+        /// Errors as JSON on stdout too (the value is JSON either way).
+        #[arg(long)]
+        json: bool,
     },
+    /// Write a commented starter config with a provider for each local model server found on
+    /// its default port (LM Studio 1234, Ollama 11434, llama.cpp/MLX 8080, vLLM 8000, SGLang
+    /// 30000), listing the models each one serves.
+    #[command(
+        after_help = "Never overwrites a file without --force. The file is checked with hearth's own loader before it is written.\n\n\
+Exit codes: 0 written, 1 the file exists (use --force) or cannot be written, 2 usage error.\n\n\
+Examples:\n  hearth config init\n  hearth config init --path ./hearth.json5 --force\n  \
+hearth config init --probe 127.0.0.1:8081 --probe 192.168.1.20:11434"
+    )]
+    Init(init::InitArgs),
     /// Print the JSON Schema of the config file format.
     #[command(after_help = "Example:\n  hearth config schema > hearth.schema.json")]
     Schema,
@@ -182,6 +223,7 @@ struct ResolveArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = wants_json(&cli.command);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -192,19 +234,60 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
+            if json {
+                let _ = render::print_error_json("error", &format!("{err:#}"), None);
+            }
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Whether the command was asked for JSON (its errors are JSON too).
+fn wants_json(command: &Command) -> bool {
+    use agent_cli::SessionsCommand as S;
+    match command {
+        Command::Config(ConfigCommand::Validate(JsonFlag { json }))
+        | Command::Config(ConfigCommand::Get { json, .. })
+        | Command::Config(ConfigCommand::Init(init::InitArgs { json, .. }))
+        | Command::Models(ModelsCommand::List(ListArgs { json, .. }))
+        | Command::Models(ModelsCommand::Resolve(ResolveArgs { json, .. }))
+        | Command::Models(ModelsCommand::Status(status::StatusArgs { json, .. }))
+        | Command::Agent(agent_cli::AgentArgs { json, .. })
+        | Command::Sessions(
+            S::List { json, .. }
+            | S::Show { json, .. }
+            | S::Compact { json, .. }
+            | S::Reset { json, .. },
+        )
+        | Command::Infer(InferCommand::Model(InferModelCommand::Run(infer::RunArgs {
+            json,
+            ..
+        })))
+        | Command::Doctor(doctor::DoctorArgs { json, .. }) => *json,
+        Command::Config(ConfigCommand::Schema)
+        | Command::Gateway(_)
+        | Command::Completions { .. } => false,
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        let mut out = std::io::stdout().lock();
+        clap_complete::generate(shell, &mut Cli::command(), "hearth", &mut out);
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let json = wants_json(&cli.command);
     let env = ProcessEnv;
     let source = hearth_config::locate(cli.config.as_deref(), &env);
     let loaded = hearth_config::load(&source, &env);
     match cli.command {
         Command::Config(ConfigCommand::Validate(flags)) => validate(&source, &loaded, flags.json),
-        Command::Config(ConfigCommand::Get { path }) => config_get(&source, &loaded, &path),
+        Command::Config(ConfigCommand::Get { path, json }) => {
+            config_get(&source, &loaded, &path, json)
+        }
+        Command::Config(ConfigCommand::Init(args)) => init::run(&source, &args, &env),
         Command::Config(ConfigCommand::Schema) => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string_pretty(&hearth_config::schema())?)?;
@@ -212,24 +295,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Infer(InferCommand::Model(InferModelCommand::Run(args))) => {
             if args.prompt.trim().is_empty() {
+                if json {
+                    render::print_error_json("usage", "--prompt is blank; nothing to send", None)?;
+                }
                 writeln!(std::io::stderr().lock(), "error: --prompt is blank; nothing to send")?;
                 return Ok(ExitCode::from(2));
             }
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let code = runtime.block_on(infer::run(config, &args, &env))?;
             Ok(ExitCode::from(code))
         }
+        Command::Doctor(args) => doctor::run(&source, &loaded, &args, &env),
+        // Answered before the config is read.
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Gateway(GatewayCommand::Run(args)) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             Ok(ExitCode::from(gateway::run(config, &source, &args)?))
         }
         Command::Agent(args) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -238,7 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Sessions(cmd) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -247,7 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Models(cmd) => {
-            let Some(config) = usable(&source, &loaded)? else {
+            let Some(config) = usable(&source, &loaded, json)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             match cmd {
@@ -260,9 +349,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The config, or the rendered errors. Warnings are summarized in one line.
-fn usable<'l>(source: &ConfigSource, loaded: &'l Loaded) -> anyhow::Result<Option<&'l Config>> {
+fn usable<'l>(
+    source: &ConfigSource,
+    loaded: &'l Loaded,
+    json: bool,
+) -> anyhow::Result<Option<&'l Config>> {
     let mut err = std::io::stderr().lock();
     if loaded.has_errors() {
+        if json {
+            invalid_config_json(source, loaded)?;
+        }
         render::diagnostics(&mut err, &loaded.diagnostics)?;
         writeln!(
             err,
@@ -276,6 +372,19 @@ fn usable<'l>(source: &ConfigSource, loaded: &'l Loaded) -> anyhow::Result<Optio
         writeln!(err, "note: {warnings} config warning(s); `hearth config validate` shows them")?;
     }
     Ok(loaded.config.as_ref())
+}
+
+/// The `invalid_config` error, with the diagnostics, on stdout.
+fn invalid_config_json(source: &ConfigSource, loaded: &Loaded) -> anyhow::Result<()> {
+    let mut value = render::error_json(
+        "invalid_config",
+        &format!("the config at {} is invalid", source.describe()),
+        Some("run `hearth config validate`"),
+    );
+    value["error"]["diagnostics"] =
+        loaded.diagnostics.iter().map(render::diagnostic_json).collect();
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    Ok(())
 }
 
 fn validate(source: &ConfigSource, loaded: &Loaded, json: bool) -> anyhow::Result<ExitCode> {
@@ -303,19 +412,38 @@ fn validate(source: &ConfigSource, loaded: &Loaded, json: bool) -> anyhow::Resul
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) })
 }
 
-fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Result<ExitCode> {
+fn config_get(
+    source: &ConfigSource,
+    loaded: &Loaded,
+    path: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let Some(tree) = &loaded.tree else {
         let mut err = std::io::stderr().lock();
         if loaded.has_errors() {
+            if json {
+                invalid_config_json(source, loaded)?;
+            }
             render::diagnostics(&mut err, &loaded.diagnostics)?;
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
-        writeln!(err, "no config file ({}); nothing is set", source.describe())?;
+        let message = format!("no config file ({}); nothing is set", source.describe());
+        if json {
+            render::print_error_json("no_config_file", &message, None)?;
+        }
+        writeln!(err, "{message}")?;
         return Ok(ExitCode::from(EXIT_NOT_FOUND));
     };
     let segments = match render::parse_path(path) {
         Ok(s) => s,
-        Err(e) => anyhow::bail!("invalid path `{path}`: {e}"),
+        Err(e) => {
+            let message = format!("invalid path `{path}`: {e}");
+            if json {
+                render::print_error_json("invalid_path", &message, None)?;
+            }
+            writeln!(std::io::stderr().lock(), "error: {message}")?;
+            return Ok(ExitCode::FAILURE);
+        }
     };
     match render::lookup(tree, &segments) {
         Some(node) => {
@@ -324,7 +452,11 @@ fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            writeln!(std::io::stderr().lock(), "`{path}` is not set in {}", source.describe())?;
+            let message = format!("`{path}` is not set in {}", source.describe());
+            if json {
+                render::print_error_json("not_set", &message, None)?;
+            }
+            writeln!(std::io::stderr().lock(), "{message}")?;
             Ok(ExitCode::from(EXIT_NOT_FOUND))
         }
     }
@@ -332,6 +464,21 @@ fn config_get(source: &ConfigSource, loaded: &Loaded, path: &str) -> anyhow::Res
 
 fn models_list(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let view = render::list_view(config, args.all, args.provider.as_deref());
+    if let Some(p) = &args.provider
+        && view.rows.is_empty()
+        && !config.providers.contains_key(&p.to_ascii_lowercase())
+    {
+        let message = format!("unknown provider `{p}`");
+        if args.json {
+            render::print_error_json(
+                "provider_not_found",
+                &message,
+                Some("`hearth models list --all` shows every provider"),
+            )?;
+        }
+        writeln!(std::io::stderr().lock(), "{message}")?;
+        return Ok(ExitCode::from(EXIT_NOT_FOUND));
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&render::rows_json(config, &view.rows))?)?;
@@ -341,13 +488,6 @@ fn models_list(config: &Config, args: &ListArgs) -> anyhow::Result<ExitCode> {
         for note in &view.notes {
             writeln!(err, "{note}")?;
         }
-    }
-    if let Some(p) = &args.provider
-        && view.rows.is_empty()
-        && !config.providers.contains_key(&p.to_ascii_lowercase())
-    {
-        writeln!(std::io::stderr().lock(), "unknown provider `{p}`")?;
-        return Ok(ExitCode::from(EXIT_NOT_FOUND));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -361,8 +501,11 @@ fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCod
     };
     if let Some(e) = error {
         if args.json {
-            let value = serde_json::json!({"ok": false, "error": e.to_string(), "help": e.help()});
-            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+            render::print_error_json(
+                render::ref_error_code(&e),
+                &e.to_string(),
+                e.help().as_deref(),
+            )?;
         } else {
             let mut err = std::io::stderr().lock();
             writeln!(err, "error: {e}")?;
@@ -388,4 +531,37 @@ fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCod
         write!(out, "{}", render::resolve_text(config, args.model.as_deref(), &chain))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand, argument and flag says what it is in `--help`. See: #14.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "hearth", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use hearth_config::json5::{Node, Value};
 use hearth_config::model_ref::ResolvedBy;
-use hearth_config::{Chain, Config, Cost, Diagnostic, Model, ModelRef, Origin, Provider};
+use hearth_config::{Chain, Config, Cost, Diagnostic, Model, ModelRef, Origin, Provider, RefError};
 use serde_json::json;
 
 /// Renders diagnostics like a compiler: headline, location, source line, caret, help.
@@ -40,6 +40,41 @@ pub fn diagnostics(out: &mut impl Write, diagnostics: &[Diagnostic]) -> std::io:
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// The one shape every command prints an error in with `--json`:
+/// `{"ok": false, "error": {"code": …, "message": …, "help": …}}` on stdout (the diagnostics
+/// stay on stderr). `code` is snake_case and stable; where the HTTP API reports the same
+/// thing it is the same code (`model_not_found`, `model_not_allowed`), and an upstream
+/// failure's code is its error class (`connect`, `auth`, …).
+pub fn error_json(code: &str, message: &str, help: Option<&str>) -> serde_json::Value {
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), json!(code));
+    error.insert("message".into(), json!(message));
+    if let Some(help) = help {
+        error.insert("help".into(), json!(help));
+    }
+    json!({"ok": false, "error": error})
+}
+
+/// Prints [`error_json`] on stdout.
+pub fn print_error_json(code: &str, message: &str, help: Option<&str>) -> std::io::Result<()> {
+    let value = error_json(code, message, help);
+    let text = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
+    writeln!(std::io::stdout().lock(), "{text}")
+}
+
+/// The [`error_json`] code of a model reference that did not resolve.
+pub fn ref_error_code(e: &RefError) -> &'static str {
+    match e {
+        RefError::UnknownProvider { .. }
+        | RefError::UnknownModel { .. }
+        | RefError::NotInCatalog { .. } => "model_not_found",
+        RefError::Ambiguous { .. } => "model_ambiguous",
+        RefError::NoDefault => "no_default_model",
+        RefError::UnknownAgent(_) => "agent_not_found",
+        RefError::NotAllowed { .. } => "model_not_allowed",
+    }
 }
 
 pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {

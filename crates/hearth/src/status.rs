@@ -170,6 +170,10 @@ pub struct Options {
     pub all: bool,
     pub probe: bool,
     pub probe_timeout: Duration,
+    /// Only the default chain's providers (`hearth doctor`), not every configured one.
+    pub chain_only: bool,
+    /// Limit of each metadata request (`GET /v1/models` and the like).
+    pub read_timeout: Duration,
 }
 
 /// The CLI entry point.
@@ -178,6 +182,8 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
         all: args.all,
         probe: args.probe,
         probe_timeout: Duration::from_millis(args.probe_timeout.max(1)),
+        chain_only: false,
+        read_timeout: probe::PROBE_TIMEOUT,
     };
     let spinner = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -292,7 +298,12 @@ pub async fn gateway_cooldowns(
 
 /// Which providers to show: the default chain's (in chain order), those the config defines,
 /// and with `all` every other one.
-fn selected<'c>(config: &'c Config, chain: &[ModelRef], all: bool) -> Vec<&'c Provider> {
+fn selected<'c>(
+    config: &'c Config,
+    chain: &[ModelRef],
+    all: bool,
+    chain_only: bool,
+) -> Vec<&'c Provider> {
     let mut out: Vec<&Provider> = Vec::new();
     let mut push = |p: &'c Provider| {
         if !out.iter().any(|o| o.id == p.id) {
@@ -305,7 +316,7 @@ fn selected<'c>(config: &'c Config, chain: &[ModelRef], all: bool) -> Vec<&'c Pr
         }
     }
     for p in config.providers.values() {
-        if all || p.origin == Origin::Config {
+        if !chain_only && (all || p.origin == Origin::Config) {
             push(p);
         }
     }
@@ -325,8 +336,8 @@ pub async fn collect(
         Ok(c) => (c.candidates, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let providers = selected(config, &chain, options.all);
-    let probe_options = ProbeOptions::default();
+    let providers = selected(config, &chain, options.all, options.chain_only);
+    let probe_options = ProbeOptions { timeout: options.read_timeout, ..ProbeOptions::default() };
 
     // With --probe, the chain's local services are started first, as a request would.
     let mut leases = Vec::new();

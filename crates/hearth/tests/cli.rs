@@ -1,5 +1,5 @@
 //! The `hearth` binary: exit codes, diagnostics on stderr, data on stdout.
-#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers may unwrap")]
 
 use std::path::{Path, PathBuf};
 
@@ -290,4 +290,212 @@ fn openclaw_doc_examples_load() {
         assert_eq!(code, 0, "{}:\n{stderr}", path.display());
     }
     assert!(count > 100, "expected the whole example set, found {count}");
+}
+
+#[test]
+fn completions_name_the_subcommands() {
+    let (code, stdout, _) = run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("_hearth()"), "{stdout}");
+    for sub in
+        ["config", "models", "agent", "sessions", "infer", "gateway", "doctor", "completions"]
+    {
+        assert!(stdout.contains(sub), "bash completions lack `{sub}`");
+    }
+    // Nested subcommands and flags too.
+    assert!(stdout.contains("validate") && stdout.contains("--json"), "{stdout}");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let (code, stdout, stderr) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains("doctor"), "{shell}");
+    }
+    // An invalid config does not matter: completions read no config.
+    let (code, _, _) = run(&["completions", "bash", "--config", &cfg("error-syntax.json5")]);
+    assert_eq!(code, 0);
+    let (code, _, _) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2);
+}
+
+/// `config init` against a listener answering `/v1/models` and a port where nothing listens:
+/// one provider with its models, a file hearth loads without a diagnostic, never overwritten
+/// without `--force`.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_init_writes_a_starter_for_the_servers_it_finds() {
+    use hearth_testkit::{FakeUpstream, Reply};
+    let models = r#"{"object":"list","data":[
+        {"id":"org/tiny-a","object":"model","owned_by":"vllm","max_model_len":4096},
+        {"id":"org/tiny-b","object":"model","owned_by":"vllm","max_model_len":2048}]}"#;
+    let up = FakeUpstream::start().await.unwrap();
+    up.push(Reply::json(200, models));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/hearth.json5");
+    let found = up.origin().trim_start_matches("http://").to_owned();
+    let dead_addr = format!("127.0.0.1:{dead}");
+    let p = path.display().to_string();
+    let run_init = move |extra: &[&str]| {
+        let mut cmd = hearth();
+        cmd.args(["config", "init", "--path", &p, "--probe", &found, "--probe", &dead_addr]);
+        cmd.args(extra);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let first = run_init.clone();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || first(&[])).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("found vLLM at {}/v1 (2 model(s))", up.origin())), "{stderr}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("// hearth config, written by `hearth config init`"), "{text}");
+    assert!(text.contains(r#"primary: "vllm/org/tiny-a","#), "{text}");
+    assert!(text.contains(r#"{ id: "org/tiny-b", contextWindow: 2048 },"#), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{dead}")), "the dead port is named: {text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // hearth's own loader takes it without a single diagnostic.
+    let config = path.display().to_string();
+    let (code, _, stderr) = run(&["config", "validate", "--config", &config]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    assert!(stderr.contains("valid (0 error(s), 0 warning(s))"), "{stderr}");
+    let (code, stdout, _) = run(&["models", "resolve", "--config", &config, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["chain"][0], "vllm/org/tiny-a");
+    assert_eq!(v["candidates"][0]["baseUrl"], format!("{}/v1", up.origin()));
+    assert_eq!(v["candidates"][0]["contextWindow"], 4096);
+
+    // An existing file is kept unless --force.
+    let again = run_init.clone();
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || again(&[])).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exists; pass --force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    up.push(Reply::json(200, models));
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_init(&["--force", "--json"])).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["found"][0]["provider"], "vllm");
+    assert_eq!(v["found"][0]["models"], serde_json::json!(["org/tiny-a", "org/tiny-b"]));
+    assert_eq!(v["notFound"], serde_json::json!([format!("127.0.0.1:{dead}")]));
+}
+
+/// Runs with a state directory of its own.
+fn run_in(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = hearth().env("HEARTH_STATE_DIR", state).args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The one error envelope: `{"ok": false, "error": {"code", "message", ...}}` on stdout.
+#[track_caller]
+fn error_envelope(stdout: &str, code: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: not JSON: {stdout:?}"));
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v
+}
+
+/// `--json` errors share one envelope, with the exit codes of the text output. See: #14.
+#[test]
+fn json_errors_share_one_envelope() {
+    let state = tempfile::tempdir().unwrap();
+    let seed = cfg("seed-lmstudio-minimax.json5");
+
+    // config get takes --json; the value is the same JSON either way.
+    let (code, plain, _) =
+        run(&["config", "get", "models.providers.lmstudio.apiKey", "--config", &seed]);
+    assert_eq!(code, 0);
+    let (code, json, _) =
+        run(&["config", "get", "models.providers.lmstudio.apiKey", "--config", &seed, "--json"]);
+    assert_eq!((code, &json), (0, &plain));
+    let (code, stdout, stderr) =
+        run(&["config", "get", "gateway.port", "--config", &seed, "--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    error_envelope(&stdout, "not_set");
+    let (code, stdout, _) = run(&["config", "get", "gateway.port", "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "no_config_file");
+    let (code, stdout, _) = run(&["config", "get", "a[", "--config", &seed, "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "invalid_path");
+    let (code, stdout, stderr) =
+        run(&["config", "get", "models", "--config", &cfg("error-syntax.json5"), "--json"]);
+    assert_eq!(code, 78);
+    let v = error_envelope(&stdout, "invalid_config");
+    assert!(!v["error"]["diagnostics"].as_array().unwrap().is_empty(), "{v}");
+    assert!(stderr.contains("error[syntax]"), "diagnostics stay on stderr: {stderr}");
+
+    // A model reference that does not resolve: resolve and infer say it the same way.
+    let (code, stdout, _) =
+        run(&["models", "resolve", "nosuch/model", "--config", &seed, "--json"]);
+    assert_eq!(code, 1);
+    let v = error_envelope(&stdout, "model_not_found");
+    assert!(v["error"]["help"].is_string(), "{v}");
+    let (code, stdout, _) = run_in(
+        state.path(),
+        &[
+            "infer",
+            "model",
+            "run",
+            "--model",
+            "nosuch/model",
+            "--prompt",
+            "hi",
+            "--config",
+            &seed,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "model_not_found");
+    let (code, stdout, _) = run(&["infer", "model", "run", "--prompt", " ", "--json"]);
+    assert_eq!(code, 2);
+    error_envelope(&stdout, "usage");
+    let (code, stdout, _) = run(&["models", "list", "--provider", "nosuch", "--json"]);
+    assert_eq!(code, 1);
+    error_envelope(&stdout, "provider_not_found");
+    let (code, stdout, _) =
+        run(&["models", "list", "--config", &cfg("error-syntax.json5"), "--json"]);
+    assert_eq!(code, 78);
+    error_envelope(&stdout, "invalid_config");
+
+    // Sessions that do not exist.
+    for sub in ["show", "reset"] {
+        let (code, stdout, stderr) = run_in(state.path(), &["sessions", sub, "nosuch", "--json"]);
+        assert_eq!(code, 1, "{sub}: {stderr}");
+        let v = error_envelope(&stdout, "session_not_found");
+        assert_eq!(v["error"]["message"], "no session `agent:main:nosuch`", "{v}");
+        assert!(stderr.contains("no session"), "{stderr}");
+    }
+    // Without --json nothing changes: the message on stderr, stdout empty.
+    let (code, stdout, stderr) = run_in(state.path(), &["sessions", "show", "nosuch"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.contains("no session `agent:main:nosuch`"), "{stderr}");
+}
+
+#[test]
+fn sessions_arguments_have_help() {
+    let (code, stdout, _) = run(&["sessions", "show", "--help"]);
+    assert_eq!(code, 0);
+    for (arg, help) in [
+        ("<KEY>", "Session key"),
+        ("--agent <ID>", "The agent"),
+        ("--json", "Print machine-readable JSON"),
+    ] {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(arg)).unwrap();
+        assert!(line.contains(help), "`{arg}` has no help in:\n{stdout}");
+    }
 }
