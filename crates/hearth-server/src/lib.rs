@@ -173,12 +173,10 @@ pub fn app(state: AppState) -> AxumRouter {
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost last: metrics see everything; origin and host checks run before the
-        // limits, which run before auth, routing and any handler.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::check))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        // `limits::enforce` reads bodies within `gateway.limits.maxBodyBytes`.
+        // One gate around every route: metrics see everything; origin and host checks run
+        // before the limits, which run before auth, routing and any handler.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+        // `limits::admit` reads bodies within `gateway.limits.maxBodyBytes`.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
@@ -197,7 +195,9 @@ pub async fn serve(
     conn::run(listener, app(state.clone()), state, shutdown).await
 }
 
-async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// What every request passes first, in one layer: the origin checks, the limits (and auth on
+/// the headers of a POST), the route, and the request's metrics.
+async fn gate(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let upgrade = request.headers().contains_key(header::UPGRADE);
     let route: &'static str =
@@ -214,7 +214,14 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
             Some("/hearth/cooldowns") => "cooldowns",
             _ => "other",
         };
-    let response = next.run(request).await;
+    let response = match origin::screen(&app, &request) {
+        Err(answer) => answer,
+        Ok(cross) => {
+            let mut response = limits::admit(&app, request, next).await;
+            origin::decorate(&mut response, cross);
+            response
+        }
+    };
     app.metrics.observe_request(route, response.status().as_u16(), started.elapsed());
     response
 }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -62,7 +62,9 @@ fn busy(shape: crate::Shape, message: &str, code: &'static str) -> Response {
 }
 
 /// Middleware on every route.
-pub async fn enforce(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// The limits of `request` (draining, requests in flight, auth on the headers, the body read
+/// within its byte, time and rate limits), then `next`.
+pub(crate) async fn admit(app: &AppState, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if exempt(path) {
         return next.run(request).await;
@@ -90,13 +92,13 @@ pub async fn enforce(State(app): State<AppState>, request: Request, next: Next) 
     // A body is read only for a client that may send one: a stranger's POST is refused on its
     // headers, before it can make the gateway hold (or wait for) any request bytes.
     if request.method() == Method::POST
-        && let Some(mut refusal) = crate::auth::refusal(&app, &mut request)
+        && let Some(mut refusal) = crate::auth::refusal(app, &mut request)
     {
         refusal.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return refusal;
     }
     let (request, body_permit) = if request.method() == Method::POST {
-        match buffer(&app, request).await {
+        match buffer(app, request).await {
             Ok(pair) => pair,
             Err(e) => {
                 let mut response = e.shaped(shape).into_response();

@@ -18,9 +18,8 @@
 //!
 //! Invariant: these checks run before authentication, routing and any body is read.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hearth_config::Config;
 
@@ -154,23 +153,25 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Middleware on every route, outermost after the metrics.
-pub async fn check(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+/// The origin checks of `request`, before anything else reads it: `Err` is the answer (a
+/// refusal, or a CORS preflight's); `Ok` names the allowed foreign origin, if any, whose CORS
+/// headers [`decorate`] adds to the response.
+pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>, Response> {
+    let path = request.uri().path();
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(host) = host
         && !app.origin.host_allowed(host)
     {
-        return refuse(
-            &path,
+        return Err(refuse(
+            path,
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             format!(
                 "host not allowed: `{}`; a gateway on loopback answers only to localhost and IP addresses (add the name to gateway.allowedHosts)",
                 cut(host)
             ),
-        );
+        ));
     }
     let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("null").to_owned());
     let cross = match &origin {
@@ -179,15 +180,15 @@ pub async fn check(State(app): State<AppState>, request: Request, next: Next) ->
             Verdict::SameOrigin => None,
             Verdict::Cross(origin) => Some(origin),
             Verdict::Refused => {
-                return refuse(
-                    &path,
+                return Err(refuse(
+                    path,
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",
                     format!(
                         "origin not allowed: `{}`; add it to gateway.controlUi.allowedOrigins to let that page use the gateway",
                         cut(origin)
                     ),
-                );
+                ));
             }
         },
     };
@@ -195,7 +196,7 @@ pub async fn check(State(app): State<AppState>, request: Request, next: Next) ->
         && let Some(origin) = &cross
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
-        return preflight(origin);
+        return Err(preflight(origin));
     }
     // A body without a Content-Type is fine from a client that is not a browser (no
     // `Origin`); a page cannot send a POST without one across origins anyway.
@@ -205,14 +206,18 @@ pub async fn check(State(app): State<AppState>, request: Request, next: Next) ->
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("?").to_owned())
             .unwrap_or_else(|| "none".to_owned());
-        return refuse(
-            &path,
+        return Err(refuse(
+            path,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("Content-Type must be application/json (got `{}`)", cut(&given)),
-        );
+        ));
     }
-    let mut response = next.run(request).await;
+    Ok(cross)
+}
+
+/// The CORS headers of an answer to the allowed foreign `cross` origin ([`screen`]).
+pub(crate) fn decorate(response: &mut Response, cross: Option<String>) {
     if let Some(origin) = cross
         && let Ok(value) = HeaderValue::from_str(&origin)
     {
@@ -221,7 +226,6 @@ pub async fn check(State(app): State<AppState>, request: Request, next: Next) ->
         h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
         h.append(header::VARY, HeaderValue::from_static("origin"));
     }
-    response
 }
 
 fn preflight(origin: &str) -> Response {
