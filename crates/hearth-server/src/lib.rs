@@ -23,6 +23,7 @@ pub mod plan;
 pub mod relay;
 pub mod responses;
 pub mod sse;
+pub mod telemetry;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -214,8 +215,11 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
             Some("/hearth/cooldowns") => "cooldowns",
             _ => "other",
         };
-    let response = next.run(request).await;
+    let request_id = telemetry::request_id(request.headers());
+    let record = telemetry::Record::begin(&request, route, &request_id);
+    let mut response = telemetry::scope(record.clone(), next.run(request)).await;
     app.metrics.observe_request(route, response.status().as_u16(), started.elapsed());
+    telemetry::respond(record, request_id, &mut response);
     response
 }
 
