@@ -21,6 +21,42 @@ pub struct RawConfig {
     pub agents: Option<RawAgents>,
     /// The HTTP gateway.
     pub gateway: Option<RawGateway>,
+    /// Diagnostics; hearth implements `otel` (trace export).
+    pub diagnostics: Option<RawDiagnostics>,
+}
+
+/// `diagnostics` (OpenClaw's section): hearth reads `otel`; its other keys warn.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawDiagnostics {
+    /// OpenTelemetry export (OpenClaw's `diagnostics-otel` shape). hearth exports traces only,
+    /// over OTLP/HTTP protobuf.
+    pub otel: Option<RawOtel>,
+}
+
+/// `diagnostics.otel`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawOtel {
+    /// Export on (`true`) or off (`false`); unset: on when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
+    pub enabled: Option<bool>,
+    /// The collector's base URL (`http://127.0.0.1:4318`); `/v1/traces` is appended.
+    pub endpoint: Option<Spanned<String>>,
+    /// The full traces URL; wins over `endpoint`.
+    pub traces_endpoint: Option<Spanned<String>>,
+    /// Only `http/protobuf` is supported.
+    pub protocol: Option<Spanned<String>>,
+    /// The `service.name` resource attribute (else `OTEL_SERVICE_NAME`, else `hearth`).
+    pub service_name: Option<String>,
+    /// Headers sent with every export; values may be secrets.
+    pub headers: Option<IndexMap<String, RawSecret>>,
+    /// Export traces (default true).
+    pub traces: Option<bool>,
+    /// The share of requests traced, 0 to 1 (default 1).
+    pub sample_rate: Option<Spanned<f64>>,
+    /// How often queued spans are sent (milliseconds, at least 1000; default 5000).
+    pub flush_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
@@ -583,7 +619,22 @@ pub struct RawEndpoint {
 /// The keys each decoder accepts, for the schema-consistency test.
 #[cfg(test)]
 pub(crate) const KEYS: &[(&str, &[&str])] = &[
-    ("RawConfig", &["models", "agents", "gateway"]),
+    ("RawConfig", &["models", "agents", "gateway", "diagnostics"]),
+    ("RawDiagnostics", &["otel"]),
+    (
+        "RawOtel",
+        &[
+            "enabled",
+            "endpoint",
+            "tracesEndpoint",
+            "protocol",
+            "serviceName",
+            "headers",
+            "traces",
+            "sampleRate",
+            "flushIntervalMs",
+        ],
+    ),
     ("RawModels", &["mode", "providers"]),
     (
         "RawProvider",
@@ -698,9 +749,49 @@ impl Decode for RawConfig {
             models: obj.get("models", cx),
             agents: obj.get("agents", cx),
             gateway: obj.get("gateway", cx),
+            diagnostics: obj.get("diagnostics", cx),
         };
         obj.finish(cx, Unknown::Warn);
         Some(config)
+    }
+}
+
+impl Decode for RawDiagnostics {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let diagnostics = RawDiagnostics { otel: obj.get("otel", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(diagnostics)
+    }
+}
+
+/// OpenClaw's `diagnostics.otel` keys for signals hearth does not export.
+const OTEL_IGNORED: &[(&str, &str)] = &[
+    ("metrics", "hearth exports traces only (its metrics are on /metrics)"),
+    ("logs", "hearth exports traces only (its logs go to stderr)"),
+    ("metricsEndpoint", "hearth exports traces only"),
+    ("logsEndpoint", "hearth exports traces only"),
+    ("logsExporter", "hearth exports traces only"),
+    ("metricNamePrefix", "hearth exports traces only"),
+    ("captureContent", "hearth never exports prompt or answer text"),
+];
+
+impl Decode for RawOtel {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let otel = RawOtel {
+            enabled: obj.get("enabled", cx),
+            endpoint: obj.get("endpoint", cx),
+            traces_endpoint: obj.get("tracesEndpoint", cx),
+            protocol: obj.get("protocol", cx),
+            service_name: obj.get("serviceName", cx),
+            headers: obj.get("headers", cx),
+            traces: obj.get("traces", cx),
+            sample_rate: obj.get("sampleRate", cx),
+            flush_interval_ms: obj.get("flushIntervalMs", cx),
+        };
+        obj.finish_with(cx, Unknown::Warn, OTEL_IGNORED);
+        Some(otel)
     }
 }
 

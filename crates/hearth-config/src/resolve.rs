@@ -82,6 +82,60 @@ pub struct Config {
     pub defaults: AgentDefaults,
     pub agents: IndexMap<String, Agent>,
     pub gateway: Gateway,
+    pub diagnostics: Diagnostics,
+}
+
+/// `diagnostics`: what hearth implements of it.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    /// `diagnostics.otel`.
+    pub otel: Otel,
+}
+
+/// `diagnostics.otel`, resolved: trace export over OTLP/HTTP protobuf.
+#[derive(Debug, Clone)]
+pub struct Otel {
+    /// `None`: on when an `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
+    pub enabled: Option<bool>,
+    /// The collector's base URL (`/v1/traces` is appended).
+    pub endpoint: Option<String>,
+    /// The full traces URL (wins over `endpoint`).
+    pub traces_url: Option<String>,
+    /// `service.name` (else `OTEL_SERVICE_NAME`, else `hearth`).
+    pub service_name: Option<String>,
+    /// Sent with every export.
+    pub headers: Vec<(String, Secret)>,
+    /// `traces: false` turns trace export off.
+    pub traces: bool,
+    /// 0 to 1; `None`: every request.
+    pub sample_rate: Option<f64>,
+    /// How often queued spans are sent; `None`: the SDK's default (5 s, `OTEL_BSP_SCHEDULE_DELAY`).
+    pub flush_interval: Option<Duration>,
+}
+
+impl Default for Otel {
+    fn default() -> Self {
+        Otel {
+            enabled: None,
+            endpoint: None,
+            traces_url: None,
+            service_name: None,
+            headers: Vec::new(),
+            traces: true,
+            sample_rate: None,
+            flush_interval: None,
+        }
+    }
+}
+
+impl Otel {
+    /// The traces URL the config names, if it names one (else the exporter reads
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn traces_endpoint(&self) -> Option<String> {
+        self.traces_url.clone().or_else(|| {
+            self.endpoint.as_ref().map(|e| format!("{}/v1/traces", e.trim_end_matches('/')))
+        })
+    }
 }
 
 /// Hosted providers whose model list is live (OpenClaw discovers it); see
@@ -470,6 +524,7 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         },
         agents: IndexMap::new(),
         gateway: Gateway::default(),
+        diagnostics: Diagnostics::default(),
     };
 
     config.defaults.system_prompt = system_prompt(
@@ -522,6 +577,13 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
     if let Some(gateway) = &raw.gateway {
         cx.push_key("gateway");
         config.gateway = resolve_gateway(gateway, cx);
+        cx.pop();
+    }
+    if let Some(otel) = raw.diagnostics.as_ref().and_then(|d| d.otel.as_ref()) {
+        cx.push_key("diagnostics");
+        cx.push_key("otel");
+        config.diagnostics.otel = resolve_otel(otel, cx);
+        cx.pop();
         cx.pop();
     }
     Some(config)
@@ -1186,6 +1248,71 @@ fn resolve_local_service(
         ready_timeout: raw.ready_timeout_ms.map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis),
         idle_stop: raw.idle_stop_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
     })
+}
+
+fn resolve_otel(raw: &crate::raw::RawOtel, cx: &mut Cx<'_>) -> Otel {
+    let mut otel = Otel {
+        enabled: raw.enabled,
+        service_name: raw.service_name.clone().filter(|s| !s.trim().is_empty()),
+        traces: raw.traces.unwrap_or(true),
+        ..Otel::default()
+    };
+    let url = |key: &str, value: &Option<Spanned<String>>, cx: &mut Cx<'_>| {
+        let value = value.as_ref()?;
+        let text = value.value.trim();
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(text.to_owned()),
+            _ => {
+                cx.push_key(key);
+                cx.error(
+                    "invalid-url",
+                    value.span,
+                    format!("`{text}` is not an http(s) URL"),
+                    Some("write the collector's URL, e.g. \"http://127.0.0.1:4318\"".into()),
+                );
+                cx.pop();
+                None
+            }
+        }
+    };
+    otel.endpoint = url("endpoint", &raw.endpoint, cx);
+    otel.traces_url = url("tracesEndpoint", &raw.traces_endpoint, cx);
+    if let Some(protocol) = &raw.protocol
+        && protocol.value != "http/protobuf"
+    {
+        cx.push_key("protocol");
+        cx.warn(
+            "unsupported-value",
+            protocol.span,
+            format!("diagnostics.otel.protocol `{}` is not supported; hearth exports OTLP over http/protobuf", protocol.value),
+            None,
+        );
+        cx.pop();
+    }
+    for (name, value) in raw.headers.iter().flatten() {
+        let secret = Secret::from_raw(value);
+        secret.register_literal();
+        otel.headers.push((name.clone(), secret));
+    }
+    if let Some(rate) = &raw.sample_rate {
+        if (0.0..=1.0).contains(&rate.value) {
+            otel.sample_rate = Some(rate.value);
+        } else {
+            cx.push_key("sampleRate");
+            cx.error(
+                "range",
+                rate.span,
+                "diagnostics.otel.sampleRate must be between 0 and 1",
+                None,
+            );
+            cx.pop();
+        }
+    }
+    if let Some(ms) = &raw.flush_interval_ms {
+        // OpenClaw's minimum.
+        otel.flush_interval = Some(Duration::from_millis(ms.value.max(1000)));
+    }
+    otel
 }
 
 fn resolve_gateway(raw: &crate::raw::RawGateway, cx: &mut Cx<'_>) -> Gateway {

@@ -499,3 +499,35 @@ fn r11_only_discovering_providers_take_unlisted_model_ids() {
     let err = c.resolve_ref(&long).unwrap_err();
     assert!(err.to_string().len() < 200, "{}", err.to_string().len());
 }
+
+#[test]
+fn diagnostics_otel_takes_openclaws_shape() {
+    let text = r#"{ diagnostics: { enabled: true, otel: {
+        enabled: true, endpoint: "http://127.0.0.1:4318/", protocol: "http/protobuf",
+        serviceName: "gw", headers: { "x-team": "hearth" }, traces: true, metrics: true,
+        logs: false, captureContent: false, sampleRate: 0.5, flushIntervalMs: 200 } } }"#;
+    let loaded = load_str("test.json5", text, &env());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let warned: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    for key in ["diagnostics.enabled", "metrics", "logs", "captureContent"] {
+        assert!(warned.iter().any(|w| w.contains(key)), "no warning for {key}: {warned:#?}");
+    }
+    let otel = loaded.config.unwrap().diagnostics.otel;
+    assert_eq!(otel.enabled, Some(true));
+    assert_eq!(otel.traces_endpoint().as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+    assert_eq!(otel.service_name.as_deref(), Some("gw"));
+    assert_eq!(otel.headers.len(), 1);
+    assert_eq!(otel.sample_rate, Some(0.5));
+    // OpenClaw's minimum.
+    assert_eq!(otel.flush_interval, Some(std::time::Duration::from_secs(1)));
+
+    let traces = config(
+        r#"{ diagnostics: { otel: { endpoint: "http://a:1", tracesEndpoint: "http://b:2/t" } } }"#,
+    )
+    .diagnostics
+    .otel;
+    assert_eq!(traces.enabled, None);
+    assert_eq!(traces.traces_endpoint().as_deref(), Some("http://b:2/t"));
+    let bad = errors(r#"{ diagnostics: { otel: { endpoint: "nope", sampleRate: 2 } } }"#);
+    assert_eq!(bad.len(), 2, "{bad:#?}");
+}

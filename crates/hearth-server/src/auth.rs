@@ -276,18 +276,33 @@ fn limiter_key(ip: IpAddr) -> IpAddr {
 /// failed-attempt limiter of `ip` (see the module doc).
 pub(crate) fn verify(auth: &Auth, limiter: &Limiter, ip: IpAddr, given: Option<&str>) -> Verdict {
     let Some(secret) = auth.secret() else { return Verdict::Allowed };
+    let client = ip;
     let ip = limiter_key(ip);
     let now = Instant::now();
     if let Some(remaining) = limiter.locked(ip, now) {
+        tracing::debug!(client = %client, retry_after_s = remaining.as_secs(), "Refused: the address is locked out.");
         return Verdict::Locked(remaining);
     }
+    // Never the presented credential: only who sent it and what happened.
     match given {
-        None => Verdict::Missing,
+        None => {
+            tracing::info!(client = %client, mode = auth.mode(), "Authentication failed: no credential.");
+            Verdict::Missing
+        }
         Some(given) if same(given, secret) => {
             limiter.succeed(ip);
             Verdict::Allowed
         }
-        Some(_) => limiter.fail(ip, now).map_or(Verdict::Mismatch, Verdict::Locked),
+        Some(_) => match limiter.fail(ip, now) {
+            None => {
+                tracing::warn!(client = %client, mode = auth.mode(), "Authentication failed: wrong credential.");
+                Verdict::Mismatch
+            }
+            Some(lockout) => {
+                tracing::warn!(client = %client, lockout_s = lockout.as_secs(), "Authentication failed too often: the address is locked out.");
+                Verdict::Locked(lockout)
+            }
+        },
     }
 }
 

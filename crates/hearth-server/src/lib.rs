@@ -23,6 +23,7 @@ pub mod plan;
 pub mod relay;
 pub mod responses;
 pub mod sse;
+pub mod telemetry;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -214,15 +215,19 @@ async fn gate(State(app): State<AppState>, request: Request, next: Next) -> Resp
             Some("/hearth/cooldowns") => "cooldowns",
             _ => "other",
         };
-    let response = match origin::screen(&app, &request) {
+    let request_id = telemetry::request_id(request.headers());
+    let record = telemetry::Record::begin(&request, route, &request_id);
+    let mut response = match origin::screen(&app, &request) {
         Err(answer) => answer,
         Ok(cross) => {
-            let mut response = limits::admit(&app, request, next).await;
+            let mut response =
+                telemetry::scope(record.clone(), limits::admit(&app, request, next)).await;
             origin::decorate(&mut response, cross);
             response
         }
     };
     app.metrics.observe_request(route, response.status().as_u16(), started.elapsed());
+    telemetry::respond(record, request_id, &mut response);
     response
 }
 

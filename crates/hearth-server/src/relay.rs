@@ -47,10 +47,15 @@ pub struct UsageSink {
     provider: String,
     model: String,
     cost: Option<Cost>,
+    /// The request's log and trace record, when one is kept.
+    log: Option<Arc<crate::telemetry::Record>>,
 }
 
 impl UsageSink {
     pub fn record(&self, usage: &Usage) {
+        if let Some(log) = &self.log {
+            log.usage(usage);
+        }
         let source = if usage.estimated { "estimate" } else { "upstream" };
         let model = format!("{}/{}", self.provider, self.model);
         self.metrics
@@ -76,6 +81,9 @@ impl UsageSink {
     }
 
     pub fn abort(&self, error: &UpstreamError) {
+        if let Some(log) = &self.log {
+            log.failed(error.class.as_str());
+        }
         self.metrics
             .stream_aborts
             .get_or_create(&crate::metrics::AbortLabels {
@@ -144,6 +152,10 @@ pub async fn start(
             app.router.run(config, &plan.chain, &prompt, &params_for, env, options).await
         }
     };
+    let log = crate::telemetry::current();
+    if let Some(log) = &log {
+        log.run(&plan.requested, plan.agent_run, &result);
+    }
     let attempts = match &result {
         Ok(answer) => &answer.attempts,
         Err(failure) => &failure.attempts,
@@ -184,6 +196,7 @@ pub async fn start(
                 provider: answer.model_ref.provider.clone(),
                 model: model_label(config, &answer.model_ref),
                 cost,
+                log,
             };
             Ok((Started { answer, usage, pace: crate::sse::Pace::new(app) }, prompt))
         }

@@ -309,7 +309,8 @@ where
     M: for<'a> FnOnce(Made<'a>) -> R + Send + 'static,
 {
     let grace = app.config.load().gateway.limits.stream_headers_after;
-    let mut start = Box::pin(start);
+    // The run may finish inside the body, outside the request's task: it keeps its record.
+    let mut start = Box::pin(crate::telemetry::carry(start));
     match tokio::time::timeout(grace, &mut start).await {
         Ok(Ok((started, prompt))) => {
             let render = make(Some((&started, prompt)));

@@ -337,7 +337,16 @@ async fn connection(app: AppState, ip: IpAddr, socket: WebSocket) {
     let (outbox, frames) = Outbox::new();
     let mut writer = tokio::spawn(write_frames(sink, frames, Arc::clone(&outbox.0.buffered)));
     let end = match handshake(&app, ip, &outbox, &mut stream).await {
-        Ok(conn) => session(&app, &conn, &outbox, &mut stream).await,
+        Ok(conn) => {
+            tracing::info!(conn_id = %conn.id, client = %ip, "WebSocket connected.");
+            let end = session(&app, &conn, &outbox, &mut stream).await;
+            let code = match &end {
+                End::Close(code, _) => *code,
+                End::Gone => close_code::NORMAL,
+            };
+            tracing::info!(conn_id = %conn.id, code, "WebSocket closed.");
+            end
+        }
         Err(end) => end,
     };
     match end {

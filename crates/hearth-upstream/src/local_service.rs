@@ -396,10 +396,12 @@ impl Service {
             s.child.take()
         });
         if let Some(child) = stale {
+            tracing::info!(provider = %self.provider, "Local service stopped answering; restarting it.");
             terminate(child).await;
         }
         let (output, readers) = self.spawn()?;
-        let deadline = Instant::now() + self.spec.ready_timeout;
+        let spawned = Instant::now();
+        let deadline = spawned + self.spec.ready_timeout;
         let mut delay = POLL_FIRST;
         loop {
             let exited = {
@@ -437,6 +439,7 @@ impl Service {
                 .await
             {
                 self.mark_healthy();
+                tracing::info!(provider = %self.provider, ready_ms = spawned.elapsed().as_millis() as u64, "Local service ready.");
                 return Ok(());
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -493,6 +496,7 @@ impl Service {
         let mut slot = self.slot.lock().map_err(|_| {
             UpstreamError::new(ErrorClass::Connect, "local service state is poisoned")
         })?;
+        tracing::info!(provider = %self.provider, command = %spec.command.display(), pid = child.id(), "Local service started.");
         slot.child = Some(child);
         slot.ready = false;
         slot.starts += 1;
@@ -534,6 +538,7 @@ impl Service {
                 slot.stopping = None;
                 slot.idle_stops += 1;
             }
+            tracing::info!(provider = %self.provider, "Local service stopped: idle.");
         }
     }
 }

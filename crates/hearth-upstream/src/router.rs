@@ -371,8 +371,17 @@ impl Router {
 
     fn record_success(&self, provider: &str, model: &str, credential: usize) {
         if let Ok(mut health) = self.health.lock() {
-            health.remove(&(provider.to_owned(), Some(model.to_owned()), credential));
-            health.remove(&(provider.to_owned(), None, credential));
+            let model_entry =
+                health.remove(&(provider.to_owned(), Some(model.to_owned()), credential));
+            let provider_entry = health.remove(&(provider.to_owned(), None, credential));
+            if model_entry.or(provider_entry).is_some_and(|h| h.until.is_some()) {
+                tracing::info!(
+                    provider,
+                    model,
+                    credential,
+                    "Cooldown cleared: the model answered."
+                );
+            }
             // Loading is the server's state, not the credential's: it ended for all of them.
             health.retain(|(p, m, _), h| {
                 !(p == provider
@@ -416,6 +425,12 @@ impl Router {
                 h.reason = Some(ErrorClass::Loading);
             }
         }
+        tracing::info!(
+            provider,
+            model,
+            cooldown_ms = cooldown.as_millis() as u64,
+            "Cooldown set: the server is loading the model."
+        );
         cooldown
     }
 
@@ -503,6 +518,14 @@ impl Router {
         }
         h.until = Some(now + cooldown);
         h.reason = Some(error.class);
+        tracing::warn!(
+            provider,
+            model = (scope == Scope::Model).then_some(model),
+            credential,
+            reason = error.class.as_str(),
+            cooldown_ms = cooldown.as_millis() as u64,
+            "Cooldown set."
+        );
         Some(cooldown)
     }
 
@@ -613,6 +636,9 @@ impl Router {
                             }
                         }
                         let terminal = !error.class.is_failover_eligible();
+                        if !terminal && let Some(next) = chain.candidates.get(idx + 1) {
+                            tracing::info!(candidate = %model_ref, error_kind = error.class.as_str(), status = error.status, next = %next, "Candidate failed before its first byte; trying the next one.");
+                        }
                         last = Some(error);
                         if terminal {
                             break;
@@ -641,6 +667,11 @@ impl Router {
                     return Err(Failure { attempts, last, retry_in: None, notices });
                 }
                 retry += 1;
+                tracing::info!(
+                    retry,
+                    delay_ms = delay.as_millis() as u64,
+                    "Every candidate is overloaded; retrying the chain."
+                );
                 // The overloaded candidates' cooldowns must not block the retry.
                 self.clear_class(ErrorClass::Overloaded);
                 let wake = Instant::now() + delay;
@@ -666,6 +697,7 @@ impl Router {
             {
                 rate_limit_waits += 1;
                 let model_ref = tried.model_ref.clone();
+                tracing::info!(candidate = %model_ref, wait_ms = wait.as_millis() as u64, "Rate limited at the end of the chain; waiting it out.");
                 tokio::time::sleep(wait).await;
                 self.clear_model(config, &model_ref);
                 continue;
@@ -944,6 +976,7 @@ impl Router {
                         self.record_loading(&provider.id, &model.id, key_count, error.retry_after);
                     }
                     if waiting {
+                        tracing::info!(provider = %provider.id, model = %model.id, "The server is loading the model; waiting.");
                         tokio::time::sleep(
                             error.retry_after.unwrap_or(LOADING_POLL).min(Duration::from_secs(5)),
                         )

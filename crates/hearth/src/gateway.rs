@@ -37,14 +37,58 @@ fn parse_bind(text: &str) -> Option<IpAddr> {
     }
 }
 
+/// Where the gateway's own lines go. With `--log-format json` stderr carries JSON lines only:
+/// the startup block and the shutdown lines go to stdout (and are logged as events too), and
+/// errors are logged as events.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    /// A status line (the startup block, shutdown): stderr, or stdout beside JSON logs.
+    fn status(self, text: &str) -> std::io::Result<()> {
+        if self.json {
+            write!(std::io::stdout().lock(), "{text}")
+        } else {
+            write!(std::io::stderr().lock(), "{text}")
+        }
+    }
+
+    /// A status line that is also an event in JSON logs.
+    fn event(self, text: &str) -> std::io::Result<()> {
+        if self.json {
+            tracing::info!("{}", text.trim_end());
+        }
+        self.status(text)
+    }
+
+    /// Why the gateway cannot run.
+    fn error(self, text: &str) -> std::io::Result<()> {
+        if self.json {
+            tracing::error!("{}", text.trim_end());
+            Ok(())
+        } else {
+            writeln!(std::io::stderr().lock(), "{text}")
+        }
+    }
+}
+
 /// Runs the gateway; returns the exit code.
-pub fn run(config: &Config, source: &ConfigSource, args: &RunArgs) -> anyhow::Result<u8> {
-    let mut err = std::io::stderr().lock();
+pub fn run(
+    config: &Config,
+    source: &ConfigSource,
+    args: &RunArgs,
+    log_format: crate::telemetry::LogFormat,
+) -> anyhow::Result<u8> {
+    let say = Say { json: log_format == crate::telemetry::LogFormat::Json };
     let ip = match &args.bind {
         Some(text) => match parse_bind(text) {
             Some(ip) => ip,
             None => {
-                writeln!(err, "error: --bind `{text}` is not `loopback`, `lan` or an IP address")?;
+                say.error(&format!(
+                    "error: --bind `{text}` is not `loopback`, `lan` or an IP address"
+                ))?;
                 return Ok(2);
             }
         },
@@ -55,21 +99,34 @@ pub fn run(config: &Config, source: &ConfigSource, args: &RunArgs) -> anyhow::Re
     let auth = match Auth::from_config(config, &env) {
         Ok(auth) => auth,
         Err(e) => {
-            writeln!(err, "error: {e}")?;
+            say.error(&format!("error: {e}"))?;
             return Ok(EXIT_CONFIG);
         }
     };
     if !ip.is_loopback() && auth.is_none() {
-        writeln!(
-            err,
+        say.error(&format!(
             "error: refusing to bind the gateway to {ip} without auth: anyone on the network could use your models.\n  \
              = help: set gateway.auth.token (or HEARTH_GATEWAY_TOKEN), or keep --bind loopback"
-        )?;
+        ))?;
         return Ok(EXIT_CONFIG);
     }
-    drop(err);
+    // Built before the runtime: the exporter runs on its own threads, and its shutdown (which
+    // sends what is still queued) blocks.
+    let traces = match crate::telemetry::start_traces(config, &env) {
+        Ok(traces) => traces,
+        Err(e) => {
+            say.error(&format!("error: {e:#}"))?;
+            return Ok(EXIT_CONFIG);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(config.clone(), source, SocketAddr::new(ip, port), auth))
+    let result =
+        runtime.block_on(serve(config.clone(), source, SocketAddr::new(ip, port), auth, say));
+    drop(runtime);
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
 }
 
 async fn serve(
@@ -77,13 +134,13 @@ async fn serve(
     source: &ConfigSource,
     addr: SocketAddr,
     auth: Auth,
+    say: Say,
 ) -> anyhow::Result<u8> {
     let limits = config.gateway.limits.clone();
     // One gateway per state directory: a second one would interleave turns of one session.
     let Some(state_dir) = crate::state_lock::state_dir() else {
-        writeln!(
-            std::io::stderr().lock(),
-            "error: no state directory: set HEARTH_STATE_DIR (or HOME) to a writable folder"
+        say.error(
+            "error: no state directory: set HEARTH_STATE_DIR (or HOME) to a writable folder",
         )?;
         return Ok(1);
     };
@@ -91,10 +148,9 @@ async fn serve(
     let listener = match hearth_server::conn::bind(addr, limits.backlog) {
         Ok(l) => l,
         Err(e) => {
-            writeln!(
-                std::io::stderr().lock(),
+            say.error(&format!(
                 "error: cannot listen on {addr}: {e} (is another gateway already running?)"
-            )?;
+            ))?;
             return Ok(1);
         }
     };
@@ -104,37 +160,38 @@ async fn serve(
         Err(crate::state_lock::LockError::Held(info)) => {
             let who =
                 info.map_or_else(String::new, |i| format!(" (pid {}, port {})", i.pid, i.port));
-            writeln!(
-                std::io::stderr().lock(),
+            say.error(&format!(
                 "error: another hearth gateway{who} is using the state directory {}.\n  = help: stop it first, or give this one its own folder with HEARTH_STATE_DIR",
                 state_dir.display()
-            )?;
+            ))?;
             return Ok(EXIT_IN_USE);
         }
         Err(crate::state_lock::LockError::Io(e)) => {
-            writeln!(
-                std::io::stderr().lock(),
+            say.error(&format!(
                 "error: cannot lock the state directory {}: {e} (set HEARTH_STATE_DIR to a writable folder)",
                 state_dir.display()
-            )?;
+            ))?;
             return Ok(1);
         }
     };
     let block = startup_block(&config, source, local, &auth).await;
-    write!(std::io::stderr().lock(), "{block}")?;
+    say.status(&block)?;
+    if say.json {
+        // The block's first line, as an event: where the gateway listens.
+        tracing::info!(addr = %local, "{}", block.lines().next().unwrap_or_default());
+    }
     // Sessions live in SQLite under ~/.hearth/state (HEARTH_STATE_DIR overrides).
     let store = match hearth_store::SqliteStore::open_default(None).await {
         Ok(store) => store,
         Err(e) => {
-            writeln!(
-                std::io::stderr().lock(),
+            say.error(&format!(
                 "error: cannot open the session store: {e} (set HEARTH_STATE_DIR to a writable folder)"
-            )?;
+            ))?;
             return Ok(1);
         }
     };
     if let Some(path) = store.path() {
-        writeln!(std::io::stderr().lock(), "  sessions:  {}", path.display())?;
+        say.status(&format!("  sessions:  {}\n", path.display()))?;
     }
     let mut state = AppState::new(config, Arc::new(ProcessEnv), auth)?.with_agents(Arc::new(store));
     state.shared_mut().local_key = Some(hearth_config::SecretString::new(local_key));
@@ -153,24 +210,20 @@ async fn serve(
         }
         () = shutdown_signal() => {}
     }
-    writeln!(
-        std::io::stderr().lock(),
-        "hearth: shutting down; draining open requests (up to {}s; /ready answers 503)",
+    say.event(&format!(
+        "hearth: shutting down; draining open requests (up to {}s; /ready answers 503)\n",
         limits.drain_timeout.as_secs_f64()
-    )?;
+    ))?;
     let _ = stop_tx.send(());
     // The server ends streams still open at the drain deadline with their terminal error event.
     match tokio::time::timeout(limits.drain_timeout + DRAIN_GRACE, &mut server).await {
         Ok(result) => {
             result??;
-            writeln!(std::io::stderr().lock(), "hearth: stopped")?;
+            say.event("hearth: stopped\n")?;
         }
         Err(_) => {
             server.abort();
-            writeln!(
-                std::io::stderr().lock(),
-                "hearth: drain deadline passed; closing the remaining connections"
-            )?;
+            say.event("hearth: drain deadline passed; closing the remaining connections\n")?;
         }
     }
     Ok(0)

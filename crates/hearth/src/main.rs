@@ -8,6 +8,7 @@ mod init;
 mod render;
 mod state_lock;
 mod status;
+mod telemetry;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +46,15 @@ struct Cli {
     /// Config file to use (overrides HEARTH_CONFIG and ~/.hearth/hearth.json5).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Which log lines to write to stderr: a level (`error`, `warn`, `info`, `debug`,
+    /// `trace`, `off`) or a filter (`warn,hearth_server=debug`). Wins over RUST_LOG. Default:
+    /// info for `gateway run`, warn otherwise.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// How log lines look: `pretty` (one line per event) or `json` (one object per line; the
+    /// gateway's startup block then goes to stdout).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value = "pretty")]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -224,6 +234,14 @@ struct ResolveArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = wants_json(&cli.command);
+    let default_level = match cli.command {
+        Command::Gateway(_) => "info",
+        _ => "warn",
+    };
+    if let Err(e) = telemetry::init_logs(cli.log_level.as_deref(), cli.log_format, default_level) {
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -282,6 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = ProcessEnv;
     let source = hearth_config::locate(cli.config.as_deref(), &env);
     let loaded = hearth_config::load(&source, &env);
+    let log_format = cli.log_format;
     match cli.command {
         Command::Config(ConfigCommand::Validate(flags)) => validate(&source, &loaded, flags.json),
         Command::Config(ConfigCommand::Get { path, json }) => {
@@ -301,7 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(std::io::stderr().lock(), "error: --prompt is blank; nothing to send")?;
                 return Ok(ExitCode::from(2));
             }
-            let Some(config) = usable(&source, &loaded, json)? else {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -312,13 +331,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Answered before the config is read.
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Gateway(GatewayCommand::Run(args)) => {
-            let Some(config) = usable(&source, &loaded, json)? else {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            Ok(ExitCode::from(gateway::run(config, &source, &args)?))
+            Ok(ExitCode::from(gateway::run(config, &source, &args, log_format)?))
         }
         Command::Agent(args) => {
-            let Some(config) = usable(&source, &loaded, json)? else {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -327,7 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Sessions(cmd) => {
-            let Some(config) = usable(&source, &loaded, json)? else {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -336,7 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Models(cmd) => {
-            let Some(config) = usable(&source, &loaded, json)? else {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             match cmd {
@@ -353,6 +372,7 @@ fn usable<'l>(
     source: &ConfigSource,
     loaded: &'l Loaded,
     json: bool,
+    log_format: telemetry::LogFormat,
 ) -> anyhow::Result<Option<&'l Config>> {
     let mut err = std::io::stderr().lock();
     if loaded.has_errors() {
@@ -368,7 +388,10 @@ fn usable<'l>(
         return Ok(None);
     }
     let warnings = loaded.diagnostics.len();
-    if warnings > 0 {
+    if warnings > 0 && log_format == telemetry::LogFormat::Json {
+        // stderr carries JSON lines only.
+        tracing::warn!(warnings, "Config warnings; `hearth config validate` shows them.");
+    } else if warnings > 0 {
         writeln!(err, "note: {warnings} config warning(s); `hearth config validate` shows them")?;
     }
     Ok(loaded.config.as_ref())

@@ -495,7 +495,10 @@ fn sessions_arguments_have_help() {
         ("--agent <ID>", "The agent"),
         ("--json", "Print machine-readable JSON"),
     ] {
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(arg)).unwrap();
-        assert!(line.contains(help), "`{arg}` has no help in:\n{stdout}");
+        // Short help puts it on the argument's line, long help (`--help`) on the next one.
+        let lines: Vec<&str> = stdout.lines().collect();
+        let at = lines.iter().position(|l| l.trim_start().starts_with(arg)).unwrap();
+        let text = lines[at..(at + 2).min(lines.len())].join(" ");
+        assert!(text.contains(help), "`{arg}` has no help in:\n{stdout}");
     }
 }
