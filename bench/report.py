@@ -189,19 +189,20 @@ class Report:
             self.verdict("added latency p99 ≤ 100 µs at c=1", p99[0] <= 100, f"median {p99[0]:.0f} µs")
         note = ("wrk, 1 connection, keep-alive, non-streaming chat completion (~400-byte answer). "
                 "Added = proxy − direct, per run, then median (min–max) over runs; a ratio of "
-                "added latencies is taken per run too (a run where the denominator is ≤ 0 is left out).")
+                "added latencies is taken per run too (a run where either is ≤ 0 is left out).")
         return self.table("Latency at concurrency 1",
                           ["target", "requests/run", "p50", "p90", "p99", "p99.9", "CPU per request"], rows, note)
 
     def added_ratio(self, num, den, key):
-        """Per run: (num − direct) ÷ (den − direct) at percentile key, at c=1. A list."""
+        """Per run: (num − direct) ÷ (den − direct) at percentile key, at c=1. A list. A run where
+        either added latency is ≤ 0 (a proxy faster than direct: noise) gives no ratio."""
         rn, rd_, rdir = (self.runs("lat_c1", t) for t in (num, den, "direct"))
         vals = []
         for run in rn:
             if run in rd_ and run in rdir:
                 added_den = rd_[run][key] - rdir[run][key]
                 added_num = rn[run][key] - rdir[run][key]
-                if added_den > 0:
+                if added_den > 0 and added_num > 0:
                     vals.append(added_num / added_den)
         return vals
 
@@ -429,8 +430,8 @@ class Report:
         rows = [[w, word[ok], d] for w, ok, d in self.issue12]
         note = ("Each ratio is taken inside one run (same run index, interleaved targets), then "
                 "median (min–max) over the runs; a verdict is on the median, with how many runs "
-                "met it on their own. A run where nginx's added latency is ≤ 0 (noise: faster than "
-                "direct) has no ratio and is left out. CPU per request under load = at c=64.\n\n" + "\n".join(lines))
+                "met it on their own. A run where either added latency is ≤ 0 (noise: a proxy "
+                "faster than direct) has no ratio and is left out. CPU per request under load = at c=64.\n\n" + "\n".join(lines))
         return self.table("Issue 12 targets (hearth against direct and nginx, this run)",
                           ["target", "verdict", "measured"], rows, note)
 
