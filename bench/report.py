@@ -7,8 +7,10 @@ and a latency chart at PREFIX.svg.
                                        <!-- bench:begin --> and <!-- bench:end -->
 
 Every figure is the median over runs with (min–max); every comparison is computed inside each
-run (hearth − direct, hearth / direct, ...) and then summarized the same way. Standard library
-only.
+run (hearth − direct, hearth / direct, hearth's added latency / nginx's, ...) and then
+summarized the same way. Targets: direct (the upstream), nginx (a plain reverse proxy: the
+floor of what any proxy costs), hearth, LiteLLM; any of the last three may be absent from a run.
+Standard library only.
 """
 
 import json
@@ -17,8 +19,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-TARGETS = ["direct", "hearth", "litellm"]
-NAMES = {"direct": "direct (upstream)", "hearth": "hearth", "litellm": "LiteLLM"}
+TARGETS = ["direct", "nginx", "hearth", "litellm"]
+NAMES = {"direct": "direct (upstream)", "nginx": "nginx (proxy)", "hearth": "hearth", "litellm": "LiteLLM"}
+SHORT = {"direct": "d", "nginx": "n", "hearth": "h", "litellm": "L"}
+GATEWAYS = ["nginx", "hearth", "litellm"]  # everything measured against direct
 
 
 def load(prefix):
@@ -75,6 +79,8 @@ class Report:
         self.meta = meta
         self.targets = [t for t in TARGETS if any(k[1] == t for k in rows)]
         self.verdicts = []
+        self.issue12 = []   # (target, ok, measured)
+        self.ratio_lines = []
 
     def runs(self, scenario, target):
         return self.rows.get((scenario, target), {})
@@ -83,8 +89,8 @@ class Report:
         return med([d.get(key) * scale if d.get(key) is not None else None
                     for d in self.runs(scenario, target).values()])
 
-    def paired(self, scenario, a, b, key, op, key_b=None, scenario_b=None):
-        """op(a_run[key], b_run[key_b]) per run index present in both."""
+    def paired_values(self, scenario, a, b, key, op, key_b=None, scenario_b=None):
+        """op(a_run[key], b_run[key_b]) per run index present in both, as a list."""
         ra, rb = self.runs(scenario, a), self.runs(scenario_b or scenario, b)
         vals = []
         for run, da in ra.items():
@@ -98,11 +104,16 @@ class Report:
                 vals.append(op(x, y))
             except ZeroDivisionError:
                 pass
-        return med(vals)
+        return vals
+
+    def paired(self, scenario, a, b, key, op, key_b=None, scenario_b=None):
+        return med(self.paired_values(scenario, a, b, key, op, key_b, scenario_b))
 
     # ------------------------------------------------------------------ tables
     def header(self):
         m = self.meta
+        nginx = f"{m['nginx']} (1 worker)," if m.get("nginx", "none") != "none" else "no nginx,"
+        litellm = f"LiteLLM {m['litellm']} (1 worker)," if m.get("litellm", "none") != "none" else "no LiteLLM,"
         out = [
             f"Run `{m.get('stamp')}` — `{m.get('command')}` (mode {m.get('mode')}, "
             f"{m.get('runs')} runs per figure, interleaved)",
@@ -111,8 +122,7 @@ class Report:
             f"{m.get('os')}, kernel {m.get('kernel')}; load average before the run {m.get('load_before')}",
             f"- pinning: gateway on CPU {m.get('gateway_cpus')}, upstream and load generators on CPU "
             f"{m.get('load_cpus')}; open-files limit {m.get('fd_limit')}",
-            f"- versions: {m.get('hearth')} ({m.get('hearth_commit')}), LiteLLM {m.get('litellm')} "
-            f"(1 worker), {m.get('wrk')}, {m.get('rustc')}",
+            f"- versions: {m.get('hearth')} ({m.get('hearth_commit')}), {nginx} {litellm} {m.get('wrk')}, {m.get('rustc')}",
         ]
         s = m.get("sizes", {})
         out.append(
@@ -144,7 +154,8 @@ class Report:
         cold_up = self.stat("cold_first_up", "hearth", "us")
         cold_dead = self.stat("cold_first_dead", "hearth", "us")
         note = ("From exec to the first 200 from the readiness URL (`/health` for the upstream, "
-                "`/ready` for hearth, `/health/liveliness` for LiteLLM), polled every 200 µs.")
+                "the upstream's `/health` through the proxy for nginx, `/ready` for hearth, "
+                "`/health/liveliness` for LiteLLM), polled every 200 µs.")
         t = self.table("Start-to-ready", ["target", "ready"], rows, note)
         if cold_up or cold_dead:
             t += ("\nFirst request after a fresh hearth start (new connections on both sides): "
@@ -159,14 +170,17 @@ class Report:
             rows.append([NAMES[t], fmt(self.stat("lat_c1", t, "requests"))]
                         + [fmt(self.stat("lat_c1", t, k), 0, " µs") for k in keys]
                         + [fmt(self.stat("lat_c1", t, "cpu_us_per_req"), 0, " µs")])
-        for g in ["hearth", "litellm"]:
+        for g in GATEWAYS:
             if g in self.targets:
                 rows.append([f"**added by {NAMES[g]}**", ""]
                             + [fmt(self.paired("lat_c1", g, "direct", k, lambda a, b: a - b), 0, " µs")
                                for k in keys] + [""])
+        if "hearth" in self.targets and "nginx" in self.targets:
+            rows.append(["hearth added ÷ nginx added", ""]
+                        + [fmt_ratio(med(self.added_ratio("hearth", "nginx", k))) for k in keys] + [""])
         if "hearth" in self.targets and "litellm" in self.targets:
             rows.append(["LiteLLM added ÷ hearth added", ""]
-                        + [fmt_ratio(self.added_ratio(k)) for k in keys] + [""])
+                        + [fmt_ratio(med(self.added_ratio("litellm", "hearth", k))) for k in keys] + [""])
         p50 = self.paired("lat_c1", "hearth", "direct", "p50", lambda a, b: a - b)
         p99 = self.paired("lat_c1", "hearth", "direct", "p99", lambda a, b: a - b)
         if p50:
@@ -174,37 +188,41 @@ class Report:
         if p99:
             self.verdict("added latency p99 ≤ 100 µs at c=1", p99[0] <= 100, f"median {p99[0]:.0f} µs")
         note = ("wrk, 1 connection, keep-alive, non-streaming chat completion (~400-byte answer). "
-                "Added = gateway − direct, per run, then median (min–max) over runs.")
+                "Added = proxy − direct, per run, then median (min–max) over runs; a ratio of "
+                "added latencies is taken per run too (a run where either is ≤ 0 is left out).")
         return self.table("Latency at concurrency 1",
                           ["target", "requests/run", "p50", "p90", "p99", "p99.9", "CPU per request"], rows, note)
 
-    def added_ratio(self, key):
-        ra, rh, rd = (self.runs("lat_c1", t) for t in ("litellm", "hearth", "direct"))
+    def added_ratio(self, num, den, key):
+        """Per run: (num − direct) ÷ (den − direct) at percentile key, at c=1. A list. A run where
+        either added latency is ≤ 0 (a proxy faster than direct: noise) gives no ratio."""
+        rn, rd_, rdir = (self.runs("lat_c1", t) for t in (num, den, "direct"))
         vals = []
-        for run in ra:
-            if run in rh and run in rd:
-                added_h = rh[run][key] - rd[run][key]
-                added_l = ra[run][key] - rd[run][key]
-                if added_h > 0:
-                    vals.append(added_l / added_h)
-        return med(vals)
+        for run in rn:
+            if run in rd_ and run in rdir:
+                added_den = rd_[run][key] - rdir[run][key]
+                added_num = rn[run][key] - rdir[run][key]
+                if added_den > 0 and added_num > 0:
+                    vals.append(added_num / added_den)
+        return vals
 
     def throughput(self):
+        present = [t for t in TARGETS if t in self.targets]
+        ratios = [(a, b) for a, b in [("nginx", "direct"), ("hearth", "direct"), ("hearth", "nginx"),
+                                      ("hearth", "litellm"), ("litellm", "direct")]
+                  if a in present and b in present]
+        initials = " / ".join(SHORT[t] for t in present)
         rows = []
         for c in (16, 64):
             sc = f"tput_c{c}"
             row = [f"c={c}"]
-            for t in TARGETS:
-                row.append(fmt(self.stat(sc, t, "rps"), 0) if t in self.targets else "–")
-            row.append(fmt_ratio(self.paired(sc, "hearth", "direct", "rps", lambda a, b: a / b)))
-            row.append(fmt_ratio(self.paired(sc, "hearth", "litellm", "rps", lambda a, b: a / b)))
-            row.append(fmt_ratio(self.paired(sc, "litellm", "direct", "rps", lambda a, b: a / b)))
-            p99 = [fmt(self.stat(sc, t, "p99"), 0, " µs") if t in self.targets else "–" for t in TARGETS]
-            row.append(" / ".join(p99))
-            cpu = [fmt(self.stat(sc, t, "cpu_us_per_req"), 0, " µs") if t in self.targets else "–" for t in TARGETS]
-            row.append(" / ".join(cpu))
+            for t in present:
+                row.append(fmt(self.stat(sc, t, "rps"), 0))
+            for a, b in ratios:
+                row.append(fmt_ratio(self.paired(sc, a, b, "rps", lambda x, y: x / y)))
+            row.append(" / ".join(fmt(self.stat(sc, t, "p99"), 0, " µs") for t in present))
             errs = []
-            for t in self.targets:
+            for t in present:
                 e = sum(d.get("non2xx", 0) + d.get("timeouts", 0) + d.get("connect_err", 0)
                         + d.get("read_err", 0) for d in self.runs(sc, t).values())
                 errs.append(str(e))
@@ -218,14 +236,31 @@ class Report:
             self.verdict("throughput hundreds of times LiteLLM's (c=64)", l64[0] >= 100,
                          f"median {l64[0]:.0f}×")
         note = ("wrk, 1 thread, keep-alive, non-streaming; requests per second. The load generator "
-                "and the upstream share one core in every case, the gateway has the other, so the "
-                "direct figure is the ceiling a gateway on this box can reach. Errors = non-2xx + "
-                "timeouts + socket errors over all runs. CPU per request = the target's user + system CPU time "
-                "during the run ÷ requests (for direct: the upstream's).")
-        return self.table("Throughput",
-                          ["load", "direct", "hearth", "LiteLLM", "hearth ÷ direct",
-                           "hearth ÷ LiteLLM", "LiteLLM ÷ direct", "p99 direct / hearth / LiteLLM",
-                           "CPU per request d / h / L", "errors d / h / L"], rows, note)
+                "and the upstream share one core in every case, the proxy has the other, so the "
+                "direct figure is the ceiling a proxy on this box can reach and nginx's the floor "
+                "of what proxying costs. Ratios are taken per run. Errors = non-2xx + timeouts + "
+                "socket errors over all runs. CPU per request: the next table.")
+        head = (["load"] + [NAMES[t] for t in present]
+                + [f"{NAMES[a].split(' ')[0]} ÷ {NAMES[b].split(' ')[0]}" for a, b in ratios]
+                + [f"p99 {initials}", f"errors {initials}"])
+        return self.table("Throughput", head, rows, note)
+
+    def cpu(self):
+        present = [t for t in TARGETS if t in self.targets]
+        scenarios = [("lat_c1", "c=1"), ("tput_c16", "c=16"), ("tput_c64", "c=64")]
+        rows = []
+        for t in present:
+            rows.append([NAMES[t]] + [fmt(self.stat(sc, t, "cpu_us_per_req"), 1, " µs") for sc, _ in scenarios])
+        for a, b in [("hearth", "nginx"), ("litellm", "hearth")]:
+            if a in present and b in present:
+                rows.append([f"{NAMES[a].split(' ')[0]} ÷ {NAMES[b].split(' ')[0]}"]
+                            + [fmt_ratio(self.paired(sc, a, b, "cpu_us_per_req", lambda x, y: x / y))
+                               for sc, _ in scenarios])
+        note = ("The target's user + system CPU time during the measured wrk run (from "
+                "`/proc/<pid>/stat` of its whole process tree: nginx's master and worker, LiteLLM's "
+                "workers; for direct, the upstream's own) ÷ the requests wrk completed. Resolution: one clock "
+                "tick (10 ms at the usual 100 Hz), against seconds of CPU per measured run.")
+        return self.table("CPU per request", ["target"] + [label for _, label in scenarios], rows, note)
 
     def memory(self):
         rows = []
@@ -257,7 +292,7 @@ class Report:
                          fmt(self.stat_nested("stream", t, "total_us", "p50"), 0, " µs"),
                          fmt(self.stat_nested("stream", t, "per_chunk_us", "p50"), 2, " µs"),
                          str(sum(d.get("errors", 0) for d in self.runs("stream", t).values()))])
-        for g in ("hearth", "litellm"):
+        for g in GATEWAYS:
             if g in self.targets:
                 rows.append([f"**added by {NAMES[g]}**", "",
                              fmt(self.paired_nested("stream", g, "ttfc_us", "p50"), 0, " µs"),
@@ -296,7 +331,8 @@ class Report:
                 "without failover (same run index). hearth puts a refusing provider in a 30 s "
                 "cooldown after the first refusal and then skips it, so its steady state prices "
                 "the skip; the cold first refusal is in the start-to-ready section. LiteLLM "
-                "(num_retries 0) tries the dead deployment on every request.")
+                "(num_retries 0) tries the dead deployment on every request. nginx is not measured "
+                "here: a plain proxy has no model-routed failover to compare.")
         return self.table("Fallback path (first candidate refuses the connection)",
                           ["gateway", "requests/run", "p50", "p99", "price p50", "price p99", "non-2xx"],
                           rows, note)
@@ -345,6 +381,60 @@ class Report:
     def verdict(self, what, ok, detail):
         self.verdicts.append((what, ok, detail))
 
+    def issue12_table(self):
+        """Issue 12's "Done when" bench line: hearth against direct and against nginx, same run."""
+        lines = []
+        def line(label, vals, ratio=True, unit="", digits=0):
+            stat = med(vals)
+            if stat is not None:
+                lines.append(f"- {label}: {fmt_ratio(stat) if ratio else fmt(stat, digits, unit)}")
+            return vals
+        def target(what, vals, limit, higher, unit_fmt, needs=None):
+            missing = [t for t in (needs or []) if t not in self.targets]
+            if missing:
+                self.issue12.append((what, None, f"not measured: no {', '.join(missing)} in this run"))
+                return
+            stat = med(vals)
+            if stat is None:
+                self.issue12.append((what, None, "no data"))
+                return
+            good = sum(1 for v in vals if (v >= limit if higher else v <= limit))
+            self.issue12.append((what, stat[0] >= limit if higher else stat[0] <= limit,
+                                 f"median {unit_fmt(stat)}; met in {good} of {len(vals)} runs"))
+        div = lambda a, b: a / b  # noqa: E731
+        h_d = line("hearth throughput at c=64 ÷ direct",
+                   self.paired_values("tput_c64", "hearth", "direct", "rps", div))
+        line("nginx throughput at c=64 ÷ direct", self.paired_values("tput_c64", "nginx", "direct", "rps", div))
+        line("hearth throughput at c=64 ÷ nginx", self.paired_values("tput_c64", "hearth", "nginx", "rps", div))
+        ratios = {}
+        for k in ("p50", "p99"):
+            for g in ("nginx", "hearth"):
+                line(f"{NAMES[g]} added latency at c=1, {k}",
+                     self.paired_values("lat_c1", g, "direct", k, lambda a, b: a - b), ratio=False, unit=" µs")
+            ratios[k] = line(f"hearth added latency ÷ nginx added latency at c=1, {k}",
+                             self.added_ratio("hearth", "nginx", k))
+        for t in TARGETS:
+            if t in self.targets:
+                line(f"CPU per request at c=64, {NAMES[t]}",
+                     [d.get("cpu_us_per_req") for d in self.runs("tput_c64", t).values()], ratio=False, unit=" µs",
+                     digits=1)
+        pct = lambda s: f"{s[0] * 100:.0f}% ({s[1] * 100:.0f}–{s[2] * 100:.0f}%)"  # noqa: E731
+        target("hearth throughput at c=64 ≥ 50% of direct", h_d, 0.5, True, pct, ["hearth"])
+        for k in ("p50", "p99"):
+            target(f"hearth added latency at c=1 ≤ 1.25× nginx's, {k}", ratios[k], 1.25, False,
+                   fmt_ratio, ["hearth", "nginx"])
+        target("hearth CPU per request under load (c=64) ≤ 30 µs",
+               [d.get("cpu_us_per_req") for d in self.runs("tput_c64", "hearth").values()
+                if d.get("cpu_us_per_req") is not None], 30, False, lambda s: fmt(s, 1, " µs"), ["hearth"])
+        word = {True: "**met**", False: "**not met**", None: "not shown"}
+        rows = [[w, word[ok], d] for w, ok, d in self.issue12]
+        note = ("Each ratio is taken inside one run (same run index, interleaved targets), then "
+                "median (min–max) over the runs; a verdict is on the median, with how many runs "
+                "met it on their own. A run where either added latency is ≤ 0 (noise: a proxy "
+                "faster than direct) has no ratio and is left out. CPU per request under load = at c=64.\n\n" + "\n".join(lines))
+        return self.table("Issue 12 targets (hearth against direct and nginx, this run)",
+                          ["target", "verdict", "measured"], rows, note)
+
     def verdict_table(self):
         word = {True: "**met**", False: "**not met**", None: "not shown (run too small)"}
         rows = [[w, word[ok], d] for w, ok, d in self.verdicts]
@@ -363,15 +453,16 @@ class Report:
             parts.append(self.ready())
             parts.append(self.smoke())
             return "\n".join(parts)
-        parts += [self.ready(), self.latency(), self.throughput(), self.streaming(),
+        parts += [self.ready(), self.latency(), self.throughput(), self.cpu(), self.streaming(),
                   self.fallback(), self.hold(), self.memory()]
         parts.insert(1, self.verdict_table())
+        parts.insert(2, self.issue12_table())
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ chart
     def svg(self):
         keys = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")]
-        colors = {"direct": "#7f8c8d", "hearth": "#d35400", "litellm": "#2980b9"}
+        colors = {"direct": "#7f8c8d", "nginx": "#27ae60", "hearth": "#d35400", "litellm": "#2980b9"}
         data = {t: [self.stat("lat_c1", t, k) for k, _ in keys] for t in self.targets}
         vals = [s[0] for v in data.values() for s in v if s]
         if not vals:

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# hearth benchmark (issue 7): the same load, in one run, against
-#   (a) the upstream directly, (b) hearth in direct mode (`model: "up/m"`), (c) LiteLLM proxy,
-# all three in front of the same fixed-response upstream (bench/tools: bench-upstream).
+# hearth benchmark (issues 7 and 12): the same load, in one run, against
+#   (a) the upstream directly, (b) a plain nginx reverse proxy (Debian nginx, keep-alive upstream:
+#   the floor of what any proxy costs on this box), (c) hearth in direct mode (`model: "up/m"`),
+#   (d) LiteLLM proxy, all in front of the same fixed-response upstream (bench/tools: bench-upstream).
 #
-#   bench/run.sh            full run (every scenario at full size; about 30 minutes on 2 cores)
+#   bench/run.sh            full run (every scenario at full size; about 35 minutes on 2 cores)
 #   bench/run.sh --quick    the same scenarios, shorter (under 10 minutes on 2 cores, once
 #                           LiteLLM is installed)
-#   bench/run.sh --smoke    seconds: starts the upstream and hearth, sends a few requests of
-#                           every kind, stops them, checks they are gone. No wrk, no LiteLLM,
-#                           no network. Used by crates/hearth/tests/bench_smoke.rs.
+#   bench/run.sh --smoke    seconds: starts the upstream and hearth (and nginx when it is
+#                           installed), sends a few requests of every kind, stops them, checks
+#                           they are gone. No wrk, no LiteLLM, no network, installs nothing.
+#                           Used by crates/hearth/tests/bench_smoke.rs.
 #
-# Options: --skip-litellm (only direct and hearth), --no-update (do not rewrite the generated
-# section of BENCHMARKS.md), --out-dir DIR (where results go; default bench/results).
+# Options: --skip-litellm (no LiteLLM), --skip-nginx (no nginx proxy), --no-update (do not
+# rewrite the generated section of BENCHMARKS.md), --out-dir DIR (where results go; default
+# bench/results).
 #
 # Environment: HEARTH_BIN (a prebuilt hearth; default: cargo build --release -p hearth),
+# NGINX_BIN (default: nginx on PATH, else /usr/sbin/nginx; installed with apt-get if missing),
 # CARGO_TARGET_DIR, HEARTH_BENCH_CACHE (default ~/.cache/hearth-bench), LITELLM_VERSION
 # (default 1.106.2; 1.82.7 and 1.82.8 are refused), BENCH_RUNS (default 3),
 # BENCH_GATEWAY_CPUS / BENCH_LOAD_CPUS (taskset lists; default: gateway on CPU 1, upstream and
 # load generators on CPU 0).
 #
 # Method (see BENCHMARKS.md): every figure is the median of BENCH_RUNS runs with min–max;
-# runs are interleaved (direct, hearth, LiteLLM, direct, …) so drift hits all three alike;
+# runs are interleaved (direct, nginx, hearth, LiteLLM, direct, …) so drift hits all alike;
 # every comparison is a ratio or difference taken inside one run, then the median of those.
 # Each measured run follows its own warm-up, which is not counted.
 set -euo pipefail
@@ -29,6 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 MODE=full
 WITH_LITELLM=1
+WITH_NGINX=1
 UPDATE=1
 OUT_DIR="$BENCH/results"
 while [[ $# -gt 0 ]]; do
@@ -36,9 +41,10 @@ while [[ $# -gt 0 ]]; do
         --quick) MODE=quick ;;
         --smoke) MODE=smoke; WITH_LITELLM=0; UPDATE=0 ;;
         --skip-litellm) WITH_LITELLM=0 ;;
+        --skip-nginx) WITH_NGINX=0 ;;
         --no-update) UPDATE=0 ;;
         --out-dir) OUT_DIR="$2"; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -68,16 +74,41 @@ esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 CACHE="${HEARTH_BENCH_CACHE:-$HOME/.cache/hearth-bench}"
 
-if [[ "$MODE" != smoke ]] && ! command -v wrk >/dev/null; then
+# apt_install PACKAGE: the Debian package, as root or through sudo.
+apt_install() {
     if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
-        log "installing wrk (Debian package)"
-        apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+        log "installing $1 (Debian package)"
+        apt-get install -y -q "$1" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
     elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then
-        sudo apt-get install -y -q wrk >/dev/null
+        log "installing $1 (Debian package, sudo)"
+        sudo apt-get install -y -q "$1" >/dev/null
     else
-        die "wrk not found: install it (Debian: apt-get install wrk)"
+        return 1
+    fi
+}
+
+if [[ "$MODE" != smoke ]] && ! command -v wrk >/dev/null; then
+    apt_install wrk || die "wrk not found: install it (Debian: apt-get install wrk)"
+fi
+
+# nginx: /usr/sbin is not on a normal user's PATH on Debian. The smoke run never installs it
+# (no network): it takes nginx if it is there and says so when it is not.
+find_nginx() {
+    NGINX_BIN="${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}"
+    [[ -x "$NGINX_BIN" ]]
+}
+if [[ "$WITH_NGINX" == 1 ]] && ! find_nginx; then
+    if [[ "$MODE" == smoke ]]; then
+        log "nginx not installed: smoke run without the nginx target (apt-get install nginx to include it)"
+        WITH_NGINX=0
+    else
+        # The Debian package also starts its own service on port 80 where an init system runs;
+        # it stays idle and is not one of the measured targets.
+        unset NGINX_BIN
+        apt_install nginx && find_nginx || die "nginx not found: install it (Debian: apt-get install nginx) or pass --skip-nginx"
     fi
 fi
+[[ "$WITH_NGINX" == 1 ]] || NGINX_BIN=""
 
 TOOLS_PROFILE=release
 [[ "$MODE" == smoke ]] && TOOLS_PROFILE=debug
@@ -119,11 +150,11 @@ else
 fi
 command -v taskset >/dev/null || { GW_PIN=(); LOAD_PIN=(); GW_CPUS=any; LOAD_CPUS=any; }
 
-# Each held stream costs a gateway two descriptors (downstream and upstream).
+# Each held stream costs a proxy two descriptors (downstream and upstream).
 HOLD_MAX=$(( (FD_LIMIT - 256) / 2 ))
 HOLD_NOTE=""
 if (( HOLD_N > HOLD_MAX )); then
-    HOLD_NOTE="capped at $HOLD_MAX streams: the open-files limit here is $FD_LIMIT (hard), and a gateway needs two descriptors per stream"
+    HOLD_NOTE="capped at $HOLD_MAX streams: the open-files limit here is $FD_LIMIT (hard), and a proxy needs two descriptors per stream"
     HOLD_N=$HOLD_MAX
 fi
 
@@ -174,6 +205,7 @@ UP_PORT=$(pick_port "$BASE")
 HEARTH_PORT=$(pick_port $((UP_PORT + 1)))
 LITELLM_PORT=$(pick_port $((HEARTH_PORT + 1)))
 DEAD_PORT=$(pick_port $((LITELLM_PORT + 1)))   # nothing listens here: connection refused
+NGINX_PORT=$(pick_port $((DEAD_PORT + 1)))
 
 record() { # scenario target run json
     printf '{"scenario":"%s","target":"%s","run":%s,"data":%s}\n' "$1" "$2" "$3" "$4" >> "$RAW"
@@ -230,16 +262,77 @@ router_settings:
   fallbacks: [{ "dead/m": ["up/m"] }]
 EOF
 
+# nginx: a plain reverse proxy to the same upstream, nothing else: one worker (the gateway's one
+# core), keep-alive to the upstream, no buffering (streams go out chunk by chunk), no access log
+# (hearth writes no line per request either). worker_connections counts both sides of a held
+# stream, the listener and the idle upstream connections it keeps (keepalive 64: wrk's largest
+# concurrency), so 2 per held stream + 512 of room, up to the open-files limit (HOLD_N is
+# capped to fit it, as for a gateway).
+NGINX_CONNS=$(( 2 * HOLD_N + 512 ))
+(( NGINX_CONNS <= FD_LIMIT )) || NGINX_CONNS=$FD_LIMIT
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx.conf" <<EOF
+# Generated by bench/run.sh: a plain keep-alive reverse proxy in front of the bench upstream.
+$([[ $(id -u) == 0 ]] && echo "user root;  # the master runs as root here; its workers stay root (\$WORK is 0700)" || true)
+worker_processes 1;
+worker_rlimit_nofile $FD_LIMIT;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events {
+    worker_connections $NGINX_CONNS;
+}
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 1000000;   # wrk's connections stay open for the whole run, as with hearth
+    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 600s;
+        }
+    }
+}
+EOF
+
 UP_URL="http://127.0.0.1:$UP_PORT/v1/chat/completions"
+NGINX_URL="http://127.0.0.1:$NGINX_PORT/v1/chat/completions"
 HEARTH_URL="http://127.0.0.1:$HEARTH_PORT/v1/chat/completions"
 LITELLM_URL="http://127.0.0.1:$LITELLM_PORT/v1/chat/completions"
 HELD_DIRECT_URL="http://127.0.0.1:$UP_PORT/paced/1000/$HOLD_S/v1/chat/completions"
-TARGETS=(direct hearth)
+HELD_NGINX_URL="http://127.0.0.1:$NGINX_PORT/paced/1000/$HOLD_S/v1/chat/completions"
+TARGETS=(direct)
+[[ "$WITH_NGINX" == 1 ]] && TARGETS+=(nginx)
+TARGETS+=(hearth)
 [[ "$WITH_LITELLM" == 1 ]] && TARGETS+=(litellm)
 
-url_of() { case $1 in direct) echo "$UP_URL" ;; hearth) echo "$HEARTH_URL" ;; litellm) echo "$LITELLM_URL" ;; esac; }
-held_url_of() { case $1 in direct) echo "$HELD_DIRECT_URL" ;; *) url_of "$1" ;; esac; }
-pids_of() { case $1 in direct) tree_pids "$UPSTREAM_PID" ;; hearth) tree_pids "$HEARTH_PID" ;; litellm) tree_pids "$LITELLM_PID" ;; esac; }
+url_of() {
+    case $1 in
+        direct) echo "$UP_URL" ;; nginx) echo "$NGINX_URL" ;;
+        hearth) echo "$HEARTH_URL" ;; litellm) echo "$LITELLM_URL" ;;
+    esac
+}
+held_url_of() { case $1 in direct) echo "$HELD_DIRECT_URL" ;; nginx) echo "$HELD_NGINX_URL" ;; *) url_of "$1" ;; esac; }
+# The target's whole process tree: for nginx the master and its worker, for LiteLLM its workers.
+pids_of() {
+    case $1 in
+        direct) tree_pids "$UPSTREAM_PID" ;; nginx) tree_pids "$NGINX_PID" ;;
+        hearth) tree_pids "$HEARTH_PID" ;; litellm) tree_pids "$LITELLM_PID" ;;
+    esac
+}
 
 start_upstream() {
     start upstream "http://127.0.0.1:$UP_PORT/health" "$WORK/upstream.log" \
@@ -251,6 +344,12 @@ start_hearth() {
         "${GW_PIN[@]}" "$HEARTH_BIN" --config "$WORK/hearth.json5" gateway run --port "$HEARTH_PORT"
     HEARTH_PID=$STARTED_PID; PIDS+=("$HEARTH_PID")
 }
+# Ready = nginx answers the upstream's /health through the proxy.
+start_nginx() {
+    start nginx "http://127.0.0.1:$NGINX_PORT/health" "$WORK/nginx.log" \
+        "${GW_PIN[@]}" "$NGINX_BIN" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
+    NGINX_PID=$STARTED_PID; PIDS+=("$NGINX_PID")
+}
 start_litellm() {
     start litellm "http://127.0.0.1:$LITELLM_PORT/health/liveliness" "$WORK/litellm.log" \
         env LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR \
@@ -261,6 +360,17 @@ start_litellm() {
 }
 
 client() { "${LOAD_PIN[@]}" "$CLIENT" "$@"; }
+
+# What nginx said beyond notices (e.g. "worker_connections are not enough") goes to our log.
+nginx_log_check() {
+    local f="$WORK/nginx/error.log"
+    [[ "$WITH_NGINX" == 1 && -s "$f" ]] || return 0
+    if grep -Eq '\[(warn|error|crit|alert|emerg)\]' "$f"; then
+        log "nginx logged (from $f):"
+        grep -E '\[(warn|error|crit|alert|emerg)\]' "$f" | sed -E 's/^[0-9/]+ [0-9:]+ //; s/[0-9]+#[0-9]+: (\*[0-9]+ )?//' \
+            | sort | uniq -c | sort -rn | head -n 5 >&2
+    fi
+}
 
 # CPU time (utime + stime, in clock ticks) of a comma-separated pid list.
 cpu_ticks() {
@@ -301,18 +411,19 @@ wrk_run() {
     printf '"mem_mb":%s,"load_before":"%s","gateway_cpus":"%s","load_cpus":"%s","fd_limit":%s,' \
         "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
         "$GW_CPUS" "$LOAD_CPUS" "$FD_LIMIT"
-    printf '"hearth":"%s","hearth_commit":"%s","litellm":"%s","wrk":"%s","rustc":"%s",' \
+    printf '"hearth":"%s","hearth_commit":"%s","nginx":"%s","litellm":"%s","wrk":"%s","rustc":"%s",' \
         "$("$HEARTH_BIN" --version 2>/dev/null | head -n1)" \
         "${HEARTH_COMMIT:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}" \
+        "$([[ -n "$NGINX_BIN" ]] && "$NGINX_BIN" -v 2>&1 | head -n1 | sed 's/^nginx version: //' || echo none)" \
         "$([[ -n "$LITELLM_BIN" ]] && "$(dirname "$LITELLM_BIN")/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || echo none)" \
         "$( (wrk -v 2>&1 || true) | head -n1 | cut -d' ' -f1-2)" "$(rustc --version 2>/dev/null || echo unknown)"
     printf '"sizes":{"warm_s":%s,"lat_s":%s,"lat_litellm_s":%s,"tput_s":%s,"streams":%s,"streams_litellm":%s,"hold_n":%s,"hold_s":%s,"fallback_s":%s,"ready_runs":%s},' \
         "${WARM_S:-0}" "${LAT_S:-0}" "${LAT_LITELLM_S:-0}" "${TPUT_S:-0}" "$STREAMS" "${STREAMS_LITELLM:-0}" "$HOLD_N" "$HOLD_S" "${FALLBACK_S:-0}" "$READY_RUNS"
     printf '"hold_note":"%s","command":"bench/run.sh%s"}\n' "$HOLD_NOTE" \
-        "$([[ $MODE == full ]] || echo " --$MODE")$([[ $WITH_LITELLM == 1 || $MODE == smoke ]] || echo " --skip-litellm")"
+        "$([[ $MODE == full ]] || echo " --$MODE")$([[ $WITH_LITELLM == 1 || $MODE == smoke ]] || echo " --skip-litellm")$([[ $WITH_NGINX == 1 || $MODE == smoke ]] || echo " --skip-nginx")"
 } > "$OUT_DIR/$STAMP.meta.json"
 
-log "mode $MODE, $RUNS runs; gateway on CPU $GW_CPUS, upstream and load on CPU $LOAD_CPUS; results: $RAW"
+log "mode $MODE, $RUNS runs, targets ${TARGETS[*]}; gateway on CPU $GW_CPUS, upstream and load on CPU $LOAD_CPUS; results: $RAW"
 
 # ---------------------------------------------------------------- start-to-ready
 start_upstream
@@ -333,6 +444,15 @@ done
 start_hearth
 log "hearth ready in ${READY_MS} ms"
 
+if [[ "$WITH_NGINX" == 1 ]]; then
+    for r in $(seq 1 "$READY_RUNS"); do
+        start_nginx
+        record ready nginx "$r" "{\"ready_ms\":$READY_MS}"
+        if (( r < READY_RUNS )); then stop_pid "$NGINX_PID"; fi
+    done
+    log "nginx ready in ${READY_MS} ms ($NGINX_BIN, config $WORK/nginx.conf)"
+fi
+
 if [[ "$WITH_LITELLM" == 1 ]]; then
     for r in $(seq 1 "$READY_RUNS"); do
         start_litellm
@@ -350,7 +470,7 @@ done
 
 # ---------------------------------------------------------------- smoke: a few of everything
 if [[ "$MODE" == smoke ]]; then
-    for t in direct hearth; do
+    for t in "${TARGETS[@]}"; do
         out=$(client once --url "$(url_of "$t")" --model up/m)
         grep -q '"status":200' <<<"$out" || die "$t: non-stream request failed: $out"
         record once "$t" 1 "$out"
@@ -369,10 +489,13 @@ if [[ "$MODE" == smoke ]]; then
         stop_pid "$pid"
         alive "$pid" && die "process $pid did not stop"
     done
-    for port in "$UP_PORT" "$HEARTH_PORT"; do
+    ports=("$UP_PORT" "$HEARTH_PORT")
+    [[ "$WITH_NGINX" == 1 ]] && ports+=("$NGINX_PORT")
+    for port in "${ports[@]}"; do
         port_free "$port" || die "port $port still accepts connections after stop"
     done
-    record stopped all 1 "{\"pids\":[$(IFS=,; echo "${PIDS[*]}")],\"ports\":[$UP_PORT,$HEARTH_PORT]}"
+    nginx_log_check
+    record stopped all 1 "{\"pids\":[$(IFS=,; echo "${PIDS[*]}")],\"ports\":[$(IFS=,; echo "${ports[*]}")]}"
     PIDS=()
     python3 "$BENCH/report.py" "$OUT_DIR/$STAMP" > "$OUT_DIR/$STAMP.md" 2>/dev/null || true
     log "smoke ok: $OUT_DIR/$STAMP.md"
@@ -414,10 +537,11 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- fallback: first candidate refuses
+# Not direct, not nginx: a model-routed failover is a gateway's feature, a plain proxy has none.
 log "fallback path (first candidate refuses the connection)"
 for r in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
-        [[ $t == direct ]] && continue
+        [[ $t == direct || $t == nginx ]] && continue
         wrk_run "$(url_of "$t")" dead/m 1 "$WARM_S" >/dev/null
         record fallback_c1 "$t" "$r" "$(wrk_run "$(url_of "$t")" dead/m 1 "$FALLBACK_S")"
     done
@@ -443,6 +567,7 @@ done
 
 for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
 PIDS=()
+nginx_log_check
 
 # ---------------------------------------------------------------- report
 python3 "$BENCH/report.py" "$OUT_DIR/$STAMP" > "$OUT_DIR/$STAMP.md"
