@@ -270,8 +270,39 @@ async fn startup_block(
         .filter_map(|id| config.providers.get(id))
         .filter(|p| !local_only || p.is_local() || p.local_service.is_some())
         .collect();
-    let checks = futures::future::join_all(providers.iter().map(|p| reachable(&p.base_url))).await;
-    for (provider, up) in providers.iter().zip(checks) {
+    // A hosted provider whose key is not set is not contacted: its line says what is missing,
+    // not "unreachable" (the same key state as `hearth doctor` and `/ready`).
+    let keys: Vec<Option<String>> = providers
+        .iter()
+        .map(|p| {
+            let state = p.key_state(&ProcessEnv);
+            let fix = match &state {
+                hearth_config::KeyState::MissingEnv(_) => {
+                    format!("export it, or set models.providers.{}.apiKey", p.id)
+                }
+                _ => format!("fix models.providers.{}.apiKey", p.id),
+            };
+            state
+                .problem()
+                .filter(|_| !p.is_local())
+                .map(|problem| format!("{problem}; not contacted ({fix})"))
+        })
+        .collect();
+    let checks = futures::future::join_all(
+        providers
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| k.is_none())
+            .map(|(p, _)| reachable(&p.base_url)),
+    )
+    .await;
+    let mut checks = checks.into_iter();
+    for (provider, key_problem) in providers.iter().zip(keys) {
+        if let Some(problem) = key_problem {
+            out.push_str(&format!("  provider:  {}: {problem}\n", provider.id));
+            continue;
+        }
+        let up = checks.next().unwrap_or(false);
         let state = if up {
             "reachable".to_owned()
         } else if provider.is_local() {

@@ -1,0 +1,93 @@
+//! The newcomer's misleading edges (issue 14, "Misleading edges" and item 4): lines that name
+//! the real cause, `/ready` with a reason, one gateway-auth lookup, the `agent --gateway --json`
+//! envelope, agent target names and the suggestions for an unknown bare name. Every check goes
+//! through the real binary (and a real gateway process); nothing here leaves loopback.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hearth_testkit::GatewayProcess;
+use serde_json::Value;
+
+/// A `hearth` command with a clean environment: no key, no token, no home config.
+fn hearth(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("HEARTH_STATE_DIR", dir.join("state"))
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("hearth.json5");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn_gateway(dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> GatewayProcess {
+    let mut cmd = hearth(dir);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(["gateway", "run", "--port", "0"]).envs(env.iter().copied());
+    let gateway = GatewayProcess::spawn(&mut cmd).unwrap();
+    assert!(gateway.wait_for_stderr("sessions:", Duration::from_secs(10)), "{}", gateway.stderr());
+    gateway
+}
+
+/// The default chain is Anthropic's Opus, whose key is not set.
+const OPUS_WITHOUT_KEY: &str = r#"{ agents: { defaults: {
+    model: { primary: "anthropic/claude-opus-5" },
+    models: { "anthropic/claude-opus-5": {} },
+} } }"#;
+
+// See: #14.
+#[test]
+fn r14_startup_names_a_missing_key_instead_of_blaming_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), OPUS_WITHOUT_KEY);
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let stderr = gateway.stderr();
+    let line = stderr.lines().find(|l| l.contains("provider:  anthropic")).unwrap_or_else(|| {
+        panic!("no anthropic line:\n{stderr}");
+    });
+    assert!(line.contains("anthropic: ANTHROPIC_API_KEY is not set"), "{line}");
+    assert!(line.contains("not contacted"), "{line}");
+    assert!(!stderr.contains("NOT reachable"), "{stderr}");
+}
+
+// See: #14.
+#[test]
+fn r14_models_status_names_a_missing_default_or_key_not_reachability() {
+    let dir = tempfile::tempdir().unwrap();
+    // No config file at all.
+    let out = hearth(dir.path()).args(["models", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("error: there is no default chain (no model configured)"), "{stdout}");
+    assert!(stdout.contains("hearth config init"), "{stdout}");
+    assert!(!stdout.contains("reachable"), "{stdout}");
+
+    // A hosted default whose key is not set: said so, and the provider is not contacted.
+    let config = write(dir.path(), OPUS_WITHOUT_KEY);
+    let out = hearth(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["models", "status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["reason"],
+        "no model of the default chain can answer: anthropic: ANTHROPIC_API_KEY is not set"
+    );
+    let anthropic = v["providers"].as_array().unwrap().iter().find(|p| p["id"] == "anthropic");
+    let anthropic = anthropic.unwrap();
+    assert_eq!(anthropic["keyProblem"], "ANTHROPIC_API_KEY is not set");
+    assert_eq!(anthropic["error"], Value::Null, "not contacted: {anthropic}");
+}
