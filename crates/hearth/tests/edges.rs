@@ -91,3 +91,53 @@ fn r14_models_status_names_a_missing_default_or_key_not_reachability() {
     assert_eq!(anthropic["keyProblem"], "ANTHROPIC_API_KEY is not set");
     assert_eq!(anthropic["error"], Value::Null, "not contacted: {anthropic}");
 }
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn get(url: String) -> (u16, Value) {
+    let response = client().get(url).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+// See: #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_ready_is_503_with_a_reason_while_no_default_model_can_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // No model configured at all.
+    let gateway = spawn_gateway(dir.path(), None, &[]);
+    let (status, body) = get(format!("{}/ready", gateway.origin())).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["status"], "not_ready");
+    assert!(body["reason"].as_str().unwrap().starts_with("no model configured"), "{body}");
+    assert_eq!(get(format!("{}/health", gateway.origin())).await.0, 200);
+    drop(gateway);
+
+    // Every candidate of the default chain lacks its key.
+    let config = write(dir.path(), OPUS_WITHOUT_KEY);
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let (status, body) = get(format!("{}/ready", gateway.origin())).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["reason"],
+        "no model of the default chain can answer: anthropic/claude-opus-5: ANTHROPIC_API_KEY is not set"
+    );
+    assert_eq!(get(format!("{}/health", gateway.origin())).await.0, 200);
+    drop(gateway);
+
+    // A local fallback can answer (not probed: a local server needs no key).
+    let config = write(
+        dir.path(),
+        r#"{ agents: { defaults: {
+            model: { primary: "anthropic/claude-opus-5", fallbacks: ["box/tiny"] },
+            models: { "anthropic/claude-opus-5": {} },
+          } },
+          models: { providers: { box: { baseUrl: "http://127.0.0.1:9/v1", models: [{ id: "tiny" }] } } } }"#,
+    );
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let (status, body) = get(format!("{}/ready", gateway.origin())).await;
+    assert_eq!((status, &body["status"]), (200, &Value::from("ready")), "{body}");
+}
