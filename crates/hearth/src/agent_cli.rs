@@ -125,7 +125,7 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         return Ok(2);
     }
     if let Some(url) = &args.gateway {
-        return agent_via_gateway(url, args).await;
+        return agent_via_gateway(&config, url, args).await;
     }
     let store = open_store().await?;
     let agents = agents(store);
@@ -252,22 +252,23 @@ fn report_error(e: &TurnError, json_out: bool) -> anyhow::Result<u8> {
 }
 
 /// The same turn through a running gateway (`/v1/chat/completions`, agent target).
-async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
-    let base = url.trim_end_matches('/');
-    let target = match &args.agent {
+async fn agent_via_gateway(config: &Config, url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
+    let base = serde_json::Value::String(format!("{}/v1", url.trim_end_matches('/')));
+    let target = serde_json::Value::String(match &args.agent {
         Some(id) => format!("hearth/{id}"),
         None => "hearth".to_owned(),
-    };
+    });
     let session = args.session.clone().unwrap_or_else(|| "main".to_owned());
-    // The gateway's token, when it needs one, comes from HEARTH_GATEWAY_TOKEN.
-    let key = if std::env::var_os("HEARTH_GATEWAY_TOKEN").is_some() {
-        r#"apiKey: "${HEARTH_GATEWAY_TOKEN}","#
-    } else {
-        ""
-    };
-    let session = serde_json::Value::String(session);
+    // The gateway's credential: the same lookup as every command that talks to a gateway.
+    let credential = crate::gateway::client_credential(config, &ProcessEnv);
+    let mut headers = serde_json::Map::new();
+    headers.insert("x-hearth-session-key".to_owned(), session.into());
+    if let Some(model) = &args.model {
+        headers.insert("x-hearth-model".to_owned(), model.clone().into());
+    }
+    let headers = serde_json::Value::Object(headers);
     let text = format!(
-        r#"{{models: {{mode: "replace", providers: {{gateway: {{baseUrl: "{base}/v1", api: "openai-completions", {key} headers: {{"x-hearth-session-key": {session}}}, models: [{{id: "{target}", maxTokens: 8192}}]}}}}}}}}"#
+        r#"{{models: {{mode: "replace", providers: {{gateway: {{baseUrl: {base}, api: "openai-completions", headers: {headers}, models: [{{id: {target}, maxTokens: 8192}}]}}}}}}}}"#
     );
     let loaded = hearth_config::load_str("--gateway", &text, &ProcessEnv);
     let Some(config) = loaded.config else {
@@ -279,20 +280,21 @@ async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
     prompt.stream = !args.json;
     let client = hearth_upstream::Client::new(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
     let target = hearth_upstream::Target { provider, model, params: None };
-    let events = match client.send(&target, &prompt, &ProcessEnv).await {
-        Ok(events) => events,
-        Err(e) => {
-            if args.json {
-                crate::render::print_error_json(
-                    e.class.as_str(),
-                    &format!("the gateway at {url} failed: {}", e.message),
-                    None,
-                )?;
+    let events =
+        match client.send_with_key(&target, &prompt, &ProcessEnv, credential.as_ref()).await {
+            Ok(events) => events,
+            Err(e) => {
+                if args.json {
+                    crate::render::print_error_json(
+                        e.class.as_str(),
+                        &format!("the gateway at {url} failed: {}", e.message),
+                        None,
+                    )?;
+                }
+                writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
+                return Ok(1);
             }
-            writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
-            return Ok(1);
-        }
-    };
+        };
     let collected = hearth_agent::collect(events).await;
     if args.json {
         let value = json!({"ok": collected.error.is_none() && !collected.text.is_empty(), "text": collected.text, "gateway": url});

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_config::{Config, ConfigSource, Origin, ProcessEnv};
+use hearth_config::{Config, ConfigSource, Origin, ProcessEnv, SecretString};
 use hearth_server::{AppState, Auth};
 
 /// Exit code when the gateway refuses its settings (sysexits EX_CONFIG).
@@ -27,6 +27,16 @@ pub struct RunArgs {
     /// `loopback` (127.0.0.1), `lan` (0.0.0.0), or an IP address (default: gateway.bind).
     #[arg(long, value_name = "loopback|lan|ADDR")]
     pub bind: Option<String>,
+}
+
+/// The credential a command sends to a gateway the user pointed it at (`agent --gateway`,
+/// `models status --gateway`): the config's `gateway.auth` token or password, else
+/// `HEARTH_GATEWAY_TOKEN` / `HEARTH_GATEWAY_PASSWORD` (and the `OPENCLAW_GATEWAY_*` spellings):
+/// the same lookup the gateway makes for itself, so a command and the gateway it talks to agree.
+/// `None` when auth is off, or its secret cannot be read.
+pub fn client_credential(config: &Config, env: &dyn hearth_config::Env) -> Option<SecretString> {
+    let auth = Auth::from_config(config, env).ok()?;
+    auth.bearer().map(|b| SecretString::new(b.to_owned()))
 }
 
 fn parse_bind(text: &str) -> Option<IpAddr> {

@@ -207,9 +207,7 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
     let (url, bearer) = match &args.gateway {
         Some(url) => (
             url.clone(),
-            hearth_server::Auth::from_config(config, env)
-                .ok()
-                .and_then(|a| a.bearer().map(str::to_owned)),
+            crate::gateway::client_credential(config, env).map(|s| s.expose().to_owned()),
         ),
         None => match crate::state_lock::state_dir().and_then(|d| crate::state_lock::running(&d)) {
             Some(info) => (

@@ -141,3 +141,73 @@ async fn r14_ready_is_503_with_a_reason_while_no_default_model_can_answer() {
     let (status, body) = get(format!("{}/ready", gateway.origin())).await;
     assert_eq!((status, &body["status"]), (200, &Value::from("ready")), "{body}");
 }
+
+/// One streamed answer with usage, as an OpenAI-compatible server sends it.
+fn answer(text: &str) -> hearth_testkit::Reply {
+    let delta = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]});
+    let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}});
+    hearth_testkit::Reply::sse(&[&delta.to_string(), &usage.to_string(), "[DONE]"])
+}
+
+/// The POSTs (model calls) the upstream received; GETs are probes.
+fn model_calls(upstream: &hearth_testkit::FakeUpstream) -> usize {
+    upstream.requests().iter().filter(|r| r.method == "POST").count()
+}
+
+/// A gateway on a fake upstream `fake/m`, with `gateway.auth` holding its token.
+fn token_config(dir: &Path, upstream: &str) -> PathBuf {
+    write(
+        dir,
+        &format!(
+            r#"{{ gateway: {{ auth: {{ mode: "token", token: "edge-token-7f3a9c" }} }},
+  agents: {{ defaults: {{ model: {{ primary: "fake/m" }} }} }},
+  models: {{ mode: "replace", providers: {{ fake: {{ baseUrl: "{upstream}/v1", api: "openai-completions", models: [{{ id: "m", contextWindow: 8192 }}] }} }} }} }}"#
+        ),
+    )
+}
+
+// See: #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_agent_via_gateway_uses_the_configs_gateway_token() {
+    let upstream = hearth_testkit::FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(answer("Hello from the gateway"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = token_config(dir.path(), &upstream.origin());
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let origin = gateway.origin();
+    // No HEARTH_GATEWAY_TOKEN: `hearth()` clears the environment.
+    let (c, o, d) = (config.clone(), origin.clone(), dir.path().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        hearth(&d)
+            .arg("--config")
+            .arg(&c)
+            .args(["agent", "--gateway", &o, "--message", "hi"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", gateway.stderr());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello from the gateway");
+    assert_eq!(model_calls(&upstream), 1);
+
+    // The same command with a config that has no token is refused by the gateway: the token
+    // above came from the config, not from anywhere else.
+    let other = dir.path().join("other.json5");
+    std::fs::write(&other, "{}").unwrap();
+    let d = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        hearth(&d)
+            .arg("--config")
+            .arg(&other)
+            .args(["agent", "--gateway", &origin, "--message", "hi"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing credential"), "{out:?}");
+    assert_eq!(model_calls(&upstream), 1);
+}
