@@ -149,6 +149,16 @@ fn answer(text: &str) -> hearth_testkit::Reply {
     hearth_testkit::Reply::sse(&[&delta.to_string(), &usage.to_string(), "[DONE]"])
 }
 
+/// One answer with usage, not streamed.
+fn whole_answer(text: &str) -> hearth_testkit::Reply {
+    let body = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+    });
+    hearth_testkit::Reply::json(200, &body.to_string())
+}
+
 /// The POSTs (model calls) the upstream received; GETs are probes.
 fn model_calls(upstream: &hearth_testkit::FakeUpstream) -> usize {
     upstream.requests().iter().filter(|r| r.method == "POST").count()
@@ -210,4 +220,60 @@ async fn r14_agent_via_gateway_uses_the_configs_gateway_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing credential"), "{out:?}");
     assert_eq!(model_calls(&upstream), 1);
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+// See: #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_agent_via_gateway_json_carries_session_model_and_usage_like_the_local_one() {
+    let upstream = hearth_testkit::FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(whole_answer("Hello from the gateway"));
+    upstream.push(whole_answer("Hello from here"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = token_config(dir.path(), &upstream.origin());
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let origin = gateway.origin();
+    let run = move |args: Vec<String>, state: PathBuf| {
+        let out = hearth(&state).arg("--config").arg(&config).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let (run_remote, run_local) = (run.clone(), run);
+    let remote_state = dir.path().to_owned();
+    let remote = tokio::task::spawn_blocking(move || {
+        let args = ["agent", "--gateway", &origin, "--message", "hi", "--json"];
+        run_remote(args.iter().map(ToString::to_string).collect(), remote_state)
+    })
+    .await
+    .unwrap();
+    assert_eq!(remote["ok"], true, "{remote}\n{}", gateway.stderr());
+    assert_eq!(remote["text"], "Hello from the gateway");
+    assert_eq!(remote["agent"], "main");
+    assert_eq!(remote["session"], "agent:main:main");
+    assert_eq!(remote["model"], "fake/m");
+    assert_eq!(remote["usage"]["inputTokens"], 7, "{remote}");
+    assert_eq!(remote["usage"]["outputTokens"], 2);
+    assert_eq!(remote["attempts"][0]["ref"], "fake/m");
+
+    // The local turn (its own state directory: the gateway holds the other) has the same keys.
+    let local_dir = tempfile::tempdir().unwrap();
+    let local_state = local_dir.path().to_owned();
+    let local = tokio::task::spawn_blocking(move || {
+        let args = ["agent", "--message", "hi", "--json"];
+        run_local(args.iter().map(ToString::to_string).collect(), local_state)
+    })
+    .await
+    .unwrap();
+    assert_eq!(local["model"], "fake/m", "{local}");
+    let mut local_keys = keys(&local);
+    local_keys.push("gateway".to_owned());
+    local_keys.sort();
+    assert_eq!(keys(&remote), local_keys);
+    assert_eq!(keys(&remote["usage"]), keys(&local["usage"]));
+    assert_eq!(keys(&remote["attempts"][0]), keys(&local["attempts"][0]));
 }
