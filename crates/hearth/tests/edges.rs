@@ -277,3 +277,55 @@ async fn r14_agent_via_gateway_json_carries_session_model_and_usage_like_the_loc
     assert_eq!(keys(&remote["usage"]), keys(&local["usage"]));
     assert_eq!(keys(&remote["attempts"][0]), keys(&local["attempts"][0]));
 }
+
+// See: #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_models_and_sessions_name_the_agent_alike() {
+    let upstream = hearth_testkit::FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(whole_answer("one"));
+    upstream.push(whole_answer("two"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        &format!(
+            r#"{{ agents: {{ defaults: {{ model: {{ primary: "fake/m" }} }} }},
+  models: {{ mode: "replace", providers: {{ fake: {{ baseUrl: "{}/v1", api: "openai-completions", models: [{{ id: "m" }}] }} }} }} }}"#,
+            upstream.origin()
+        ),
+    );
+    let gateway = spawn_gateway(dir.path(), Some(&config), &[]);
+    let (status, listed) = get(format!("{}/v1/models", gateway.origin())).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    // OpenClaw's targets: the default agent, its stable alias, and each agent by its id (the
+    // implicit `main` here), the id sessions are keyed by.
+    assert_eq!(ids, ["hearth", "hearth/default", "hearth/main", "fake/m"]);
+    assert_eq!(listed["data"][0]["name"], "default agent (main)");
+    for (model, key) in [("hearth/main", "s1"), ("hearth/default", "s2")] {
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gateway.origin()))
+            .header("x-hearth-session-key", key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{model}: {}", response.text().await.unwrap());
+    }
+    let d = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        hearth(&d).arg("--config").arg(&config).args(["sessions", "list", "--json"]).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<(&str, &str)> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["key"].as_str().unwrap(), s["agent"].as_str().unwrap()))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [("agent:main:s1", "main"), ("agent:main:s2", "main")]);
+}
