@@ -329,3 +329,54 @@ async fn r14_models_and_sessions_name_the_agent_alike() {
     keys.sort();
     assert_eq!(keys, [("agent:main:s1", "main"), ("agent:main:s2", "main")]);
 }
+
+// See: #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_an_unknown_bare_name_suggests_its_alias_not_unrelated_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let resolve = move |name: &'static str, config: Option<PathBuf>| {
+        let mut cmd = hearth(&d);
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd.args(["models", "resolve", name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // `Opus` is a built-in alias whose target is not enabled: the help says how to enable it.
+    let stderr = resolve("Opus", None);
+    assert!(
+        stderr.contains("`opus` is hearth's built-in alias of anthropic/claude-opus-5")
+            && stderr.contains(r#"add "anthropic/claude-opus-5": {} there"#)
+            && stderr.contains("agents.defaults.models"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("closest") && !stderr.contains("openrouter"), "{stderr}");
+    // A name nothing resembles: how to write a ref or add an alias, no random rows.
+    let stderr = resolve("Xyzzy", None);
+    assert!(!stderr.contains("closest"), "{stderr}");
+    assert!(stderr.contains(r#""<provider>/<model>": {alias: "Xyzzy"}"#), "{stderr}");
+    // A near miss of a model id is still suggested.
+    let config = write(
+        dir.path(),
+        r#"{ models: { providers: { lmstudio: { models: [{ id: "qwen3-coder-30b" }] } } } }"#,
+    );
+    let stderr = resolve("qwen3-coder", Some(config));
+    assert!(stderr.contains("closest: lmstudio/qwen3-coder-30b"), "{stderr}");
+
+    // Over HTTP, the 404 says the same.
+    let gateway = spawn_gateway(dir.path(), None, &[]);
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gateway.origin()))
+        .json(
+            &serde_json::json!({"model": "Opus", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("built-in alias of anthropic/claude-opus-5"), "{message}");
+}
