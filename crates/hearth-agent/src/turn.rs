@@ -479,7 +479,7 @@ impl Agents {
         let mut picked = None;
         for (idx, candidate) in chain.candidates.iter().enumerate() {
             let resolved = config
-                .resolve_model_ref(&candidate)
+                .resolve_model_ref(candidate)
                 .map_err(|e| TurnError::Config(e.to_string()))?;
             let (window, source) =
                 match (resolved.model.context_tokens, resolved.model.context_window) {

@@ -21,7 +21,9 @@ pub use diag::{Diagnostic, Severity};
 pub use load::{ConfigSource, Loaded, load, load_file, load_str, locate};
 pub use model_ref::{Chain, ModelRef, ModelSelection, RefError};
 pub use raw::{Api, InputKind, ModelsMode};
-pub use resolve::{Agent, Config, Cost, GatewayLimits, Model, Origin, Provider, ToolPolicy};
+pub use resolve::{
+    Agent, Config, Cost, GatewayLimits, KeyState, Model, Origin, Provider, ToolPolicy,
+};
 pub use secret::{Secret, SecretString};
 
 /// The JSON Schema of the config file format (`hearth config schema`).

@@ -69,7 +69,13 @@ pub enum RefError {
     #[error("unknown provider `{provider}` in `{input}`")]
     UnknownProvider { input: String, provider: String, suggestion: Option<String> },
     #[error("no model, alias or model id matches `{input}`")]
-    UnknownModel { input: String, candidates: Vec<String> },
+    UnknownModel {
+        input: String,
+        candidates: Vec<String>,
+        /// The target of hearth's built-in alias of that name, when the input is one whose
+        /// target is not a key of `agents.defaults.models` (so the alias is not enabled).
+        builtin_target: Option<String>,
+    },
     #[error("`{input}` is not in the catalog of provider `{provider}`")]
     NotInCatalog { input: String, provider: String, candidates: Vec<String> },
     #[error("`{input}` is ambiguous: it is a model id of several providers")]
@@ -91,12 +97,16 @@ impl RefError {
             RefError::UnknownProvider { .. } => Some(
                 "define it under models.providers, or see `hearth models list --all`".to_owned(),
             ),
+            RefError::UnknownModel { input, builtin_target: Some(target), .. } => Some(format!(
+                "`{}` is hearth's built-in alias of {target}, which applies once that ref is a key of agents.defaults.models: add \"{target}\": {{}} there (or {{alias: \"{input}\"}}), or write the full ref {target}",
+                input.to_lowercase()
+            )),
             RefError::UnknownModel { candidates, .. } if !candidates.is_empty() => {
                 Some(format!("closest: {}", candidates.join(", ")))
             }
-            RefError::UnknownModel { .. } => {
-                Some("write a full ref: \"provider/model\"".to_owned())
-            }
+            RefError::UnknownModel { input, .. } => Some(format!(
+                "write a full ref \"provider/model\" (`hearth models list --all` lists them), or give one a name under agents.defaults.models: \"<provider>/<model>\": {{alias: \"{input}\"}}"
+            )),
             RefError::NotInCatalog { provider, candidates, .. } => {
                 let mut help = format!("list it under models.providers.{provider}.models");
                 if !candidates.is_empty() {
@@ -293,7 +303,15 @@ impl Config {
                 suggestion,
             });
         }
-        Err(RefError::UnknownModel { input: shown(trimmed), candidates: self.closest(trimmed) })
+        let builtin_target = BUILTIN_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == lower)
+            .map(|(_, target)| (*target).to_owned());
+        Err(RefError::UnknownModel {
+            input: shown(trimmed),
+            candidates: if builtin_target.is_some() { Vec::new() } else { self.closest(trimmed) },
+            builtin_target,
+        })
     }
 
     fn row(
@@ -328,14 +346,42 @@ impl Config {
         Ok(Resolved { model_ref: ModelRef::new(&provider.id, &model.id), by, provider, model })
     }
 
-    /// Up to five refs or aliases closest to `input`, best first.
+    /// Up to five refs or aliases closest to `input`, best first. A bare name (no `/`) is
+    /// compared with aliases and model ids only, and a ref is offered for it only when its
+    /// model id is close or contains the name: a short name is no typo of a provider's path
+    /// (`Opus` once drew `openrouter/moonshotai/kimi-k3`).
     fn closest(&self, input: &str) -> Vec<String> {
-        let candidates = self.aliases.values().map(|(alias, _)| alias.clone()).chain(
-            self.providers
-                .values()
-                .flat_map(|p| p.models.iter().map(move |m| format!("{}/{}", p.id, m.id))),
-        );
-        closest_of(input, candidates)
+        let aliases = self.aliases.values().map(|(alias, _)| alias.clone());
+        let refs = self
+            .providers
+            .values()
+            .flat_map(|p| p.models.iter().map(move |m| format!("{}/{}", p.id, m.id)));
+        if input.contains('/') {
+            return closest_of(input, aliases.chain(refs));
+        }
+        if input.len() > SEARCH_MAX_BYTES {
+            return Vec::new();
+        }
+        let lower = input.to_lowercase();
+        let mut scored: Vec<(f64, String)> = aliases
+            .map(|alias| (strsim::jaro_winkler(&lower, &alias.to_lowercase()), alias))
+            .chain(self.providers.values().flat_map(|p| {
+                let lower = &lower;
+                p.models.iter().map(move |m| {
+                    let id = m.id.to_lowercase();
+                    let score = if id.contains(lower.as_str()) {
+                        0.9
+                    } else {
+                        strsim::jaro_winkler(lower, &id)
+                    };
+                    (score, format!("{}/{}", p.id, m.id))
+                })
+            }))
+            .take(10_000)
+            .filter(|(score, _)| *score > 0.85)
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        scored.into_iter().take(5).map(|(_, c)| c).collect()
     }
 
     /// The agent a request without an agent id uses: the one marked `default`, else the first.

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::decode::{Cx, Decode, Spanned};
+use crate::decode::{Cx, Decode, Env, Spanned};
 use crate::diag::Severity;
 use crate::model_ref::{ModelRef, ModelSelection};
 use crate::raw::{
     Api, AuthMode, InputKind, ModelsMode, RawAgent, RawApi, RawCompat, RawConfig, RawCost,
     RawModel, RawModelSelection, RawModelSettings, RawProvider,
 };
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretError};
 use crate::source::SourceMap;
 
 /// Output cap of a model entry that sets none (and whose provider sets none).
@@ -188,6 +188,22 @@ impl Provider {
         })
     }
 
+    /// Whether this provider's credential can be had, without showing it: the one check
+    /// `hearth doctor`, the gateway's startup lines and `/ready` share, so a hosted provider
+    /// whose key is simply not set is said to be that, never "unreachable".
+    pub fn key_state(&self, env: &dyn Env) -> KeyState {
+        let Some(secret) = &self.api_key else {
+            return if self.is_local() { KeyState::NotNeeded } else { KeyState::NoneConfigured };
+        };
+        match secret.resolve(env) {
+            Ok(Some(_)) => KeyState::Present(secret.describe()),
+            Ok(None) if self.is_local() => KeyState::NotNeeded,
+            Ok(None) => KeyState::Empty,
+            Err(SecretError::MissingEnv(name)) => KeyState::MissingEnv(name),
+            Err(e @ SecretError::File { .. }) => KeyState::Unreadable(e.to_string()),
+        }
+    }
+
     /// A row for a model id this provider may serve but no catalog lists.
     pub fn synthetic_model(&self, id: &str) -> Model {
         Model {
@@ -203,6 +219,40 @@ impl Provider {
             compat: RawCompat::default(),
             params: None,
             origin: Origin::Synthetic,
+        }
+    }
+}
+
+/// What [`Provider::key_state`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// A key is there; how it is configured ([`Secret::describe`], never the value).
+    Present(String),
+    /// A local server with no key (or an empty one): none is needed.
+    NotNeeded,
+    /// A hosted provider without `apiKey`: its server may need none.
+    NoneConfigured,
+    /// `apiKey` is configured but empty.
+    Empty,
+    /// `apiKey` names an environment variable that is not set (or is empty).
+    MissingEnv(String),
+    /// `apiKey` is a file that cannot be read.
+    Unreadable(String),
+}
+
+impl KeyState {
+    /// A configured key that cannot be had: requests to the provider cannot authenticate.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, KeyState::Empty | KeyState::MissingEnv(_) | KeyState::Unreadable(_))
+    }
+
+    /// Why the key is missing, in a few words (`ANTHROPIC_API_KEY is not set`).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            KeyState::Empty => Some("the apiKey is empty".to_owned()),
+            KeyState::MissingEnv(name) => Some(format!("{name} is not set")),
+            KeyState::Unreadable(message) => Some(message.clone()),
+            KeyState::Present(_) | KeyState::NotNeeded | KeyState::NoneConfigured => None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod models;
 pub mod origin;
 pub mod plan;
+pub mod ready;
 pub mod relay;
 pub mod responses;
 pub mod sse;
@@ -67,6 +68,9 @@ pub struct Shared {
     pub agents: Option<hearth_agent::Agents>,
     /// Set when shutdown began: `/ready` answers 503.
     pub draining: Arc<AtomicBool>,
+    /// Why no model of the default chain can answer (`/ready` answers 503 with it), computed
+    /// from the config when the state is built ([`ready::not_ready_reason`]).
+    pub not_ready: Option<Arc<str>>,
     /// The WebSocket control plane: connections, agent runs, the shutdown signal.
     pub ws: Arc<ws::Hub>,
     /// Which browsers' pages and `Host` names are served.
@@ -114,6 +118,7 @@ impl AppState {
         let conversations =
             responses::Conversations::with_budget(config.gateway.limits.responses_store_bytes);
         let probes = Arc::new(hearth_upstream::probe::Probes::new(Arc::clone(&env)));
+        let not_ready = ready::not_ready_reason(&config, env.as_ref()).map(Arc::from);
         Ok(AppState(Arc::new(Shared {
             config: Arc::new(ArcSwap::from_pointee(config)),
             router: Arc::new(Router::new()),
@@ -124,6 +129,7 @@ impl AppState {
             conversations: Arc::new(conversations),
             agents: None,
             draining: Arc::new(AtomicBool::new(false)),
+            not_ready,
             ws: Arc::default(),
             origin: Arc::new(origin),
             budgets: Arc::new(budgets),
@@ -218,7 +224,7 @@ async fn gate(State(app): State<AppState>, request: Request, next: Next) -> Resp
     let request_id = telemetry::request_id(request.headers());
     let record = telemetry::Record::begin(&request, route, &request_id);
     let mut response = match origin::screen(&app, &request) {
-        Err(answer) => answer,
+        Err(answer) => *answer,
         Ok(cross) => {
             let mut response =
                 telemetry::scope(record.clone(), limits::admit(&app, request, next)).await;
@@ -240,6 +246,11 @@ async fn ready(State(app): State<AppState>) -> Response {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"ok": false, "status": "draining"}),
+        )
+    } else if let Some(reason) = &app.not_ready {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"ok": false, "status": "not_ready", "reason": &**reason}),
         )
     } else {
         json_response(StatusCode::OK, &serde_json::json!({"ok": true, "status": "ready"}))

@@ -78,7 +78,7 @@ fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Parsed, Ap
 
 /// The API a model ref is called with.
 fn api_of(config: &Config, model_ref: &hearth_config::ModelRef) -> Option<Api> {
-    config.resolve_model_ref(&model_ref).ok().map(|r| r.model.api)
+    config.resolve_model_ref(model_ref).ok().map(|r| r.model.api)
 }
 
 /// `x-hearth-dropped` on a response whose answering upstream (from its `x-hearth-provider`
@@ -145,7 +145,7 @@ fn estimate_tokens(prompt: &Prompt) -> u64 {
 /// The context window of the plan's first candidate, from the config.
 fn context_window(config: &Config, plan: &Plan) -> Option<u64> {
     let first = plan.chain.candidates.first()?;
-    let resolved = config.resolve_model_ref(&first).ok()?;
+    let resolved = config.resolve_model_ref(first).ok()?;
     resolved.model.context_tokens.or(resolved.model.context_window)
 }
 
@@ -188,7 +188,7 @@ async fn count(
         response
     };
     if let Some(first) = plan.chain.candidates.first()
-        && let Ok(resolved) = config.resolve_model_ref(&first)
+        && let Ok(resolved) = config.resolve_model_ref(first)
     {
         let provider = resolved.provider;
         let model = resolved.model;

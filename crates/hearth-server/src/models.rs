@@ -84,8 +84,16 @@ fn anthropic_page(all: &[Value], query: &HashMap<String, String>) -> Result<Valu
 pub fn entries(config: &Config) -> Vec<Value> {
     let mut out = Vec::new();
     let agent = |id: String, name: Option<&str>| json!({"id": id, "object": "model", "created": 0, "owned_by": "hearth", "name": name});
-    out.push(agent("hearth".to_owned(), Some("default agent")));
-    out.push(agent("hearth/default".to_owned(), Some("default agent")));
+    // OpenClaw's agent targets: the default agent (`hearth`, and `hearth/default`, its stable
+    // alias), then `hearth/<agentId>` for every agent, named as sessions name it
+    // (`agent:<agentId>:…`); with none configured, OpenClaw's implicit agent `main`.
+    let default_id = config.default_agent().map_or("main", |a| a.id.as_str());
+    let default_name = format!("default agent ({default_id})");
+    out.push(agent("hearth".to_owned(), Some(&default_name)));
+    out.push(agent("hearth/default".to_owned(), Some(&default_name)));
+    if config.agents.is_empty() {
+        out.push(agent("hearth/main".to_owned(), Some("main")));
+    }
     for a in config.agents.values() {
         out.push(agent(format!("hearth/{}", a.id), a.name.as_deref()));
     }

@@ -156,14 +156,14 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// The origin checks of `request`, before anything else reads it: `Err` is the answer (a
 /// refusal, or a CORS preflight's); `Ok` names the allowed foreign origin, if any, whose CORS
 /// headers [`decorate`] adds to the response.
-pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>, Response> {
+pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>, Box<Response>> {
     let path = request.uri().path();
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(host) = host
         && !app.origin.host_allowed(host)
     {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             path,
             StatusCode::FORBIDDEN,
             "host_not_allowed",
@@ -171,7 +171,7 @@ pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>
                 "host not allowed: `{}`; a gateway on loopback answers only to localhost and IP addresses (add the name to gateway.allowedHosts)",
                 cut(host)
             ),
-        ));
+        )));
     }
     let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("null").to_owned());
     let cross = match &origin {
@@ -180,7 +180,7 @@ pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>
             Verdict::SameOrigin => None,
             Verdict::Cross(origin) => Some(origin),
             Verdict::Refused => {
-                return Err(refuse(
+                return Err(Box::new(refuse(
                     path,
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",
@@ -188,7 +188,7 @@ pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>
                         "origin not allowed: `{}`; add it to gateway.controlUi.allowedOrigins to let that page use the gateway",
                         cut(origin)
                     ),
-                ));
+                )));
             }
         },
     };
@@ -196,7 +196,7 @@ pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>
         && let Some(origin) = &cross
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
-        return Err(preflight(origin));
+        return Err(Box::new(preflight(origin)));
     }
     // A body without a Content-Type is fine from a client that is not a browser (no
     // `Origin`); a page cannot send a POST without one across origins anyway.
@@ -206,12 +206,12 @@ pub(crate) fn screen(app: &AppState, request: &Request) -> Result<Option<String>
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("?").to_owned())
             .unwrap_or_else(|| "none".to_owned());
-        return Err(refuse(
+        return Err(Box::new(refuse(
             path,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("Content-Type must be application/json (got `{}`)", cut(&given)),
-        ));
+        )));
     }
     Ok(cross)
 }

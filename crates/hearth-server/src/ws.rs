@@ -1014,14 +1014,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 // === Methods ===
 
 /// `health`: what `GET /health` and `GET /ready` say, with the WebSocket side's counters.
-/// `ok` means the snapshot was produced (OpenClaw's meaning); `ready` is false while draining.
+/// `ok` means the snapshot was produced (OpenClaw's meaning); `ready` is false while draining
+/// and while no model of the default chain can answer (`reason` says why).
 fn health(app: &AppState) -> Value {
     let draining = app.draining.load(Ordering::SeqCst);
+    let status = match (draining, &app.not_ready) {
+        (true, _) => "draining",
+        (false, Some(_)) => "not_ready",
+        (false, None) => "ready",
+    };
     json!({
         "ok": true,
-        "status": if draining { "draining" } else { "ready" },
+        "status": status,
         "live": true,
-        "ready": !draining,
+        "ready": status == "ready",
+        "reason": app.not_ready.as_deref().filter(|_| !draining),
         "ts": now_ms(),
         "uptimeMs": app.ws.uptime_ms(),
         "version": env!("CARGO_PKG_VERSION"),

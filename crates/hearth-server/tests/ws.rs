@@ -417,7 +417,7 @@ async fn health_matches_http_and_models_list_lists_its_model_refs_as_openclaw_ro
         .unwrap();
     let ids: Vec<&str> =
         listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["hearth", "hearth/default", "fake/m"]);
+    assert_eq!(ids, ["hearth", "hearth/default", "hearth/main", "fake/m"]);
     // The model refs HTTP lists (not its agent targets), in OpenClaw's row shape: `id` within
     // `provider` (OpenClaw's `modelKey(provider, id)` is the ref), a display `name`.
     assert_eq!(

@@ -12,6 +12,7 @@ pub mod local_service;
 pub mod probe;
 pub mod prompt;
 pub mod reasoning;
+pub mod remote;
 pub mod router;
 pub mod usage;
 

@@ -449,7 +449,7 @@ impl Router {
 
     /// Whether `model_ref` is skipped because its server is loading the model.
     fn loading_cooldown(&self, config: &Config, model_ref: &ModelRef) -> bool {
-        config.resolve_model_ref(&model_ref).is_ok_and(|r| {
+        config.resolve_model_ref(model_ref).is_ok_and(|r| {
             self.cooling_reason(&r.provider.id, &r.model.id)
                 .is_some_and(|(class, _)| class == ErrorClass::Loading)
         })
@@ -709,7 +709,7 @@ impl Router {
 
     /// Ends the model-scoped cooldowns of `model_ref` (every credential).
     fn clear_model(&self, config: &Config, model_ref: &ModelRef) {
-        let Ok(resolved) = config.resolve_model_ref(&model_ref) else { return };
+        let Ok(resolved) = config.resolve_model_ref(model_ref) else { return };
         if let Ok(mut health) = self.health.lock() {
             for ((provider, model, _), h) in health.iter_mut() {
                 if *provider == resolved.provider.id
@@ -722,7 +722,7 @@ impl Router {
     }
 
     fn skip_key(config: &Config, session: &str, model_ref: &ModelRef) -> (String, String, String) {
-        match config.resolve_model_ref(&model_ref) {
+        match config.resolve_model_ref(model_ref) {
             Ok(r) => (session.to_owned(), r.provider.id.clone(), r.model.id.clone()),
             Err(_) => (session.to_owned(), model_ref.provider.clone(), model_ref.model.clone()),
         }
@@ -770,7 +770,7 @@ impl Router {
         model_ref: &ModelRef,
         env: &(dyn Env + Sync),
     ) -> Option<Instant> {
-        let resolved = config.resolve_model_ref(&model_ref).ok()?;
+        let resolved = config.resolve_model_ref(model_ref).ok()?;
         let keys = secret_keys(resolved.provider, env).len().max(1);
         (0..keys)
             .map(|k| self.cooling_until(&resolved.provider.id, &resolved.model.id, k))
@@ -792,7 +792,7 @@ impl Router {
         attempts: &mut Vec<Attempt>,
     ) -> Step {
         let started = Instant::now();
-        let resolved = match config.resolve_model_ref(&model_ref) {
+        let resolved = match config.resolve_model_ref(model_ref) {
             Ok(r) => r,
             Err(e) => {
                 let error = UpstreamError::new(ErrorClass::ModelNotFound, e.to_string());

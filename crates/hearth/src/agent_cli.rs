@@ -31,7 +31,8 @@ pub struct AgentArgs {
     /// Send the turn to a running gateway instead of running it in this process.
     #[arg(long, value_name = "URL")]
     pub gateway: Option<String>,
-    /// Print one JSON object on stdout.
+    /// Print one JSON object on stdout: ok, agent, session, model, text, notices, usage,
+    /// attempts, error (the same fields with --gateway, plus `gateway`).
     #[arg(long)]
     pub json: bool,
 }
@@ -125,7 +126,7 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         return Ok(2);
     }
     if let Some(url) = &args.gateway {
-        return agent_via_gateway(url, args).await;
+        return agent_via_gateway(&config, url, args).await;
     }
     let store = open_store().await?;
     let agents = agents(store);
@@ -252,22 +253,23 @@ fn report_error(e: &TurnError, json_out: bool) -> anyhow::Result<u8> {
 }
 
 /// The same turn through a running gateway (`/v1/chat/completions`, agent target).
-async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
-    let base = url.trim_end_matches('/');
-    let target = match &args.agent {
+async fn agent_via_gateway(local: &Config, url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
+    let base = serde_json::Value::String(format!("{}/v1", url.trim_end_matches('/')));
+    let target = serde_json::Value::String(match &args.agent {
         Some(id) => format!("hearth/{id}"),
         None => "hearth".to_owned(),
-    };
+    });
     let session = args.session.clone().unwrap_or_else(|| "main".to_owned());
-    // The gateway's token, when it needs one, comes from HEARTH_GATEWAY_TOKEN.
-    let key = if std::env::var_os("HEARTH_GATEWAY_TOKEN").is_some() {
-        r#"apiKey: "${HEARTH_GATEWAY_TOKEN}","#
-    } else {
-        ""
-    };
-    let session = serde_json::Value::String(session);
+    // The gateway's credential: the same lookup as every command that talks to a gateway.
+    let credential = crate::gateway::client_credential(local, &ProcessEnv);
+    let mut headers = serde_json::Map::new();
+    headers.insert("x-hearth-session-key".to_owned(), session.into());
+    if let Some(model) = &args.model {
+        headers.insert("x-hearth-model".to_owned(), model.clone().into());
+    }
+    let headers = serde_json::Value::Object(headers);
     let text = format!(
-        r#"{{models: {{mode: "replace", providers: {{gateway: {{baseUrl: "{base}/v1", api: "openai-completions", {key} headers: {{"x-hearth-session-key": {session}}}, models: [{{id: "{target}", maxTokens: 8192}}]}}}}}}}}"#
+        r#"{{models: {{mode: "replace", providers: {{gateway: {{baseUrl: {base}, api: "openai-completions", headers: {headers}, models: [{{id: {target}, maxTokens: 8192}}]}}}}}}}}"#
     );
     let loaded = hearth_config::load_str("--gateway", &text, &ProcessEnv);
     let Some(config) = loaded.config else {
@@ -275,32 +277,148 @@ async fn agent_via_gateway(url: &str, args: &AgentArgs) -> anyhow::Result<u8> {
     };
     let provider = &config.providers["gateway"];
     let model = &provider.models[0];
+    if args.json {
+        return agent_via_gateway_json(local, url, provider, &model.id, credential.as_ref(), args)
+            .await;
+    }
     let mut prompt = hearth_upstream::Prompt::text(None, &args.message);
-    prompt.stream = !args.json;
+    prompt.stream = true;
     let client = hearth_upstream::Client::new(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
     let target = hearth_upstream::Target { provider, model, params: None };
-    let events = match client.send(&target, &prompt, &ProcessEnv).await {
-        Ok(events) => events,
-        Err(e) => {
-            if args.json {
-                crate::render::print_error_json(
-                    e.class.as_str(),
-                    &format!("the gateway at {url} failed: {}", e.message),
-                    None,
-                )?;
+    let events =
+        match client.send_with_key(&target, &prompt, &ProcessEnv, credential.as_ref()).await {
+            Ok(events) => events,
+            Err(e) => {
+                if args.json {
+                    crate::render::print_error_json(
+                        e.class.as_str(),
+                        &format!("the gateway at {url} failed: {}", e.message),
+                        None,
+                    )?;
+                }
+                writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
+                return Ok(1);
             }
-            writeln!(std::io::stderr().lock(), "error: the gateway at {url} failed: {e}")?;
+        };
+    let collected = hearth_agent::collect(events).await;
+    writeln!(std::io::stdout().lock(), "{}", collected.text)?;
+    if let Some(e) = &collected.error {
+        writeln!(std::io::stderr().lock(), "error: {} ({})", e.message, e.class.as_str())?;
+    }
+    Ok(if collected.error.is_none() && !collected.text.is_empty() { 0 } else { 1 })
+}
+
+/// `agent --gateway --json`: one non-streaming request, so the envelope can carry what the
+/// gateway says in its headers (who answered, attempts, notices) and body (usage): the same
+/// shape as the local `agent --json`. The session and agent are the ones the gateway derives
+/// from `x-hearth-session-key` with this config (the gateway's own when both read one file).
+/// Through a gateway only the answering attempt is known; the attempts before it are counted
+/// (`x-hearth-attempts`), with `null` fields.
+async fn agent_via_gateway_json(
+    config: &Config,
+    url: &str,
+    provider: &hearth_config::Provider,
+    target: &str,
+    credential: Option<&hearth_config::SecretString>,
+    args: &AgentArgs,
+) -> anyhow::Result<u8> {
+    let body = json!({
+        "model": target,
+        "stream": false,
+        "messages": [{"role": "user", "content": args.message}],
+    });
+    let reply = match hearth_upstream::remote::post_json(
+        provider,
+        "chat/completions",
+        credential,
+        &body,
+        hearth_agent::turn::CLI_TIMEOUT,
+    )
+    .await
+    {
+        Ok(reply) => reply,
+        Err(e) => {
+            let message = format!("the gateway at {url} failed: {}", e.message);
+            crate::render::print_error_json(e.class.as_str(), &message, None)?;
+            writeln!(std::io::stderr().lock(), "error: {message}")?;
             return Ok(1);
         }
     };
-    let collected = hearth_agent::collect(events).await;
-    if args.json {
-        let value = json!({"ok": collected.error.is_none() && !collected.text.is_empty(), "text": collected.text, "gateway": url});
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
-    } else {
-        writeln!(std::io::stdout().lock(), "{}", collected.text)?;
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if !(200..300).contains(&reply.status) {
+        let error = &answer["error"];
+        let code = error["code"].as_str().or(error["type"].as_str()).unwrap_or("gateway_error");
+        let message = format!(
+            "the gateway at {url} answered {}: {}",
+            reply.status,
+            error["message"].as_str().unwrap_or("no message")
+        );
+        crate::render::print_error_json(code, &message, None)?;
+        writeln!(std::io::stderr().lock(), "error: {message}")?;
+        return Ok(1);
     }
-    Ok(if collected.error.is_none() && !collected.text.is_empty() { 0 } else { 1 })
+    let (agent, session) = session_key_for(
+        config,
+        args.agent.as_deref(),
+        Some(args.session.as_deref().unwrap_or("main")),
+    );
+    let header = |name: &str| reply.header(name).map(str::to_owned);
+    let model = match (header("x-hearth-provider"), header("x-hearth-model")) {
+        (Some(p), Some(m)) => Some(format!("{p}/{m}")),
+        _ => None,
+    };
+    let message = &answer["choices"][0]["message"];
+    let text =
+        hearth_agent::containment::clean_reply(message["content"].as_str().unwrap_or_default());
+    let reasoning = message["reasoning_content"].as_str().or(message["reasoning"].as_str());
+    let usage = &answer["usage"];
+    let count = header("x-hearth-attempts").and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
+    let mut attempts: Vec<serde_json::Value> = (1..count.max(1))
+        .map(|_| json!({"ref": null, "outcome": null, "errorClass": null, "ms": null}))
+        .collect();
+    attempts.push(json!({"ref": model, "outcome": "ok", "errorClass": null, "ms": null}));
+    let ok = !text.is_empty();
+    let value = json!({
+        "ok": ok,
+        "agent": agent,
+        "session": session,
+        "model": model,
+        "text": text,
+        "reasoning": if args.show_reasoning { Some(reasoning.unwrap_or_default()) } else { None },
+        "notices": reply.header_values("x-hearth-notice").map(percent_decode).collect::<Vec<_>>(),
+        "compacted": null,
+        "usage": usage.is_object().then(|| json!({
+            "inputTokens": usage["prompt_tokens"],
+            "outputTokens": usage["completion_tokens"],
+            "estimated": null,
+        })),
+        "attempts": attempts,
+        "error": if ok { None } else { Some(json!({"code": "empty_response", "class": "empty_response", "message": "the gateway's answer has no text"})) },
+        "gateway": url,
+    });
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&value)?)?;
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// An `x-hearth-notice` value back to its text (`%XX` is a UTF-8 byte).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn time(ts: hearth_store::Timestamp) -> String {

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hearth_config::secret::SecretError;
-use hearth_config::{Config, ConfigSource, Env, Loaded, Provider};
+use hearth_config::{Config, ConfigSource, Env, KeyState, Loaded, Provider};
 use hearth_upstream::ErrorClass;
 use hearth_upstream::local_service::LocalServices;
 use hearth_upstream::probe::ServerKind;
@@ -352,31 +351,28 @@ fn host_port(p: &Provider) -> String {
     }
 }
 
-/// The key check; `Some(var)` is returned with the check when a variable is missing.
+/// The key check, on [`Provider::key_state`] (the gateway's startup lines and `/ready` read
+/// the same state).
 fn key_check(p: &Provider, env: &dyn Env) -> Check {
     let id = p.id.as_str();
-    let Some(secret) = &p.api_key else {
-        return if p.is_local() {
-            Check::new(id, "key", Verdict::Ok, "no key needed (local server)".to_owned())
-        } else {
-            Check::new(id, "key", Verdict::Warn, "no apiKey configured".to_owned())
-                .fix(format!("set models.providers.{id}.apiKey if the server needs one"))
-        };
-    };
-    match secret.resolve(env) {
-        Ok(Some(_)) => Check::new(id, "key", Verdict::Ok, format!("key: {}", secret.describe())),
-        Ok(None) if p.is_local() => {
+    match p.key_state(env) {
+        KeyState::NotNeeded => {
             Check::new(id, "key", Verdict::Ok, "no key needed (local server)".to_owned())
         }
-        Ok(None) => Check::new(id, "key", Verdict::Error, "the apiKey is empty".to_owned())
+        KeyState::NoneConfigured => {
+            Check::new(id, "key", Verdict::Warn, "no apiKey configured".to_owned())
+                .fix(format!("set models.providers.{id}.apiKey if the server needs one"))
+        }
+        KeyState::Present(how) => Check::new(id, "key", Verdict::Ok, format!("key: {how}")),
+        KeyState::Empty => Check::new(id, "key", Verdict::Error, "the apiKey is empty".to_owned())
             .fix(format!("set models.providers.{id}.apiKey")),
-        Err(SecretError::MissingEnv(name)) => {
+        KeyState::MissingEnv(name) => {
             Check::new(id, "key", Verdict::Error, format!("{name} is not set"))
                 .fix(format!(
                     "export {name}=<your key> in the environment hearth runs in (systemd: its EnvironmentFile), or set models.providers.{id}.apiKey"
                 ))
         }
-        Err(e @ SecretError::File { .. }) => Check::new(id, "key", Verdict::Error, e.to_string())
+        KeyState::Unreadable(message) => Check::new(id, "key", Verdict::Error, message)
             .fix(format!("fix the key file of models.providers.{id}.apiKey")),
     }
 }
@@ -386,6 +382,12 @@ fn reach_check(p: &Provider, status: &ProviderStatus, key_missing: bool) -> Chec
     let probe = &status.probe;
     let at = host_port(p);
     match (&probe.error, probe.reachable) {
+        _ if status.key_problem.is_some() => Check::new(
+            id,
+            "reachable",
+            Verdict::Skipped,
+            "not contacted: its key is missing (see above)".to_owned(),
+        ),
         (_, false) if status.local_service => Check::new(
             id,
             "reachable",
@@ -539,6 +541,12 @@ fn model_checks(config: &Config, status: &ProviderStatus, m: &ModelStatus) -> Ve
             "model",
             Verdict::Skipped,
             "the server lists no models to check against".to_owned(),
+        )),
+        None if status.key_problem.is_some() => out.push(Check::new(
+            &subject,
+            "model",
+            Verdict::Skipped,
+            "not checked: the provider was not contacted".to_owned(),
         )),
         None => out.push(Check::new(
             &subject,

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_config::{Config, ConfigSource, Origin, ProcessEnv};
+use hearth_config::{Config, ConfigSource, Origin, ProcessEnv, SecretString};
 use hearth_server::{AppState, Auth};
 
 /// Exit code when the gateway refuses its settings (sysexits EX_CONFIG).
@@ -27,6 +27,16 @@ pub struct RunArgs {
     /// `loopback` (127.0.0.1), `lan` (0.0.0.0), or an IP address (default: gateway.bind).
     #[arg(long, value_name = "loopback|lan|ADDR")]
     pub bind: Option<String>,
+}
+
+/// The credential a command sends to a gateway the user pointed it at (`agent --gateway`,
+/// `models status --gateway`): the config's `gateway.auth` token or password, else
+/// `HEARTH_GATEWAY_TOKEN` / `HEARTH_GATEWAY_PASSWORD` (and the `OPENCLAW_GATEWAY_*` spellings):
+/// the same lookup the gateway makes for itself, so a command and the gateway it talks to agree.
+/// `None` when auth is off, or its secret cannot be read.
+pub fn client_credential(config: &Config, env: &dyn hearth_config::Env) -> Option<SecretString> {
+    let auth = Auth::from_config(config, env).ok()?;
+    auth.bearer().map(|b| SecretString::new(b.to_owned()))
 }
 
 fn parse_bind(text: &str) -> Option<IpAddr> {
@@ -323,8 +333,39 @@ async fn startup_block(
         .filter_map(|id| config.providers.get(id))
         .filter(|p| !local_only || p.is_local() || p.local_service.is_some())
         .collect();
-    let checks = futures::future::join_all(providers.iter().map(|p| reachable(&p.base_url))).await;
-    for (provider, up) in providers.iter().zip(checks) {
+    // A hosted provider whose key is not set is not contacted: its line says what is missing,
+    // not "unreachable" (the same key state as `hearth doctor` and `/ready`).
+    let keys: Vec<Option<String>> = providers
+        .iter()
+        .map(|p| {
+            let state = p.key_state(&ProcessEnv);
+            let fix = match &state {
+                hearth_config::KeyState::MissingEnv(_) => {
+                    format!("export it, or set models.providers.{}.apiKey", p.id)
+                }
+                _ => format!("fix models.providers.{}.apiKey", p.id),
+            };
+            state
+                .problem()
+                .filter(|_| !p.is_local())
+                .map(|problem| format!("{problem}; not contacted ({fix})"))
+        })
+        .collect();
+    let checks = futures::future::join_all(
+        providers
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| k.is_none())
+            .map(|(p, _)| reachable(&p.base_url)),
+    )
+    .await;
+    let mut checks = checks.into_iter();
+    for (provider, key_problem) in providers.iter().zip(keys) {
+        if let Some(problem) = key_problem {
+            out.push_str(&format!("  provider:  {}: {problem}\n", provider.id));
+            continue;
+        }
+        let up = checks.next().unwrap_or(false);
         let state = if up {
             "reachable".to_owned()
         } else if provider.is_local() {

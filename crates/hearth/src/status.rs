@@ -135,6 +135,9 @@ pub struct ProviderStatus {
     pub started: bool,
     /// `--probe` could not start its local service.
     pub start_error: Option<UpstreamError>,
+    /// A hosted provider whose configured key cannot be had (`ANTHROPIC_API_KEY is not set`):
+    /// it is not contacted, and its rows cannot answer.
+    pub key_problem: Option<String>,
     pub models: Vec<ModelStatus>,
 }
 
@@ -204,9 +207,7 @@ pub fn run(config: &Config, args: &StatusArgs, env: &(dyn Env + Sync)) -> anyhow
     let (url, bearer) = match &args.gateway {
         Some(url) => (
             url.clone(),
-            hearth_server::Auth::from_config(config, env)
-                .ok()
-                .and_then(|a| a.bearer().map(str::to_owned)),
+            crate::gateway::client_credential(config, env).map(|s| s.expose().to_owned()),
         ),
         None => match crate::state_lock::state_dir().and_then(|d| crate::state_lock::running(&d)) {
             Some(info) => (
@@ -360,18 +361,28 @@ pub async fn collect(
         }
     }
 
-    let probes: Vec<ProviderProbe> = futures::future::join_all(
-        providers.iter().map(|p| probe::probe_with(p, env, &probe_options)),
-    )
-    .await;
+    // A hosted provider without its key is not asked: the answer would only be "unauthorized"
+    // (or, offline, "unreachable"), and the cause is known already.
+    let key_problems: Vec<Option<String>> =
+        providers.iter().map(|p| p.key_state(env).problem().filter(|_| !p.is_local())).collect();
+    let probes: Vec<ProviderProbe> =
+        futures::future::join_all(providers.iter().zip(&key_problems).map(|(p, key)| async move {
+            match key {
+                None => probe::probe_with(p, env, &probe_options).await,
+                Some(_) => not_contacted(p),
+            }
+        }))
+        .await;
 
     let mut out: Vec<ProviderStatus> = Vec::new();
-    for (provider, probe) in providers.iter().zip(probes) {
+    for ((provider, probe), key_problem) in providers.iter().zip(probes).zip(key_problems) {
         let rows = rows_of(config, provider, &chain, &probe, options.all);
         let models = rows
             .into_iter()
             .map(|(model_ref, role, model)| {
-                model_status(provider, &probe, model_ref, role, &model, cooldowns)
+                let mut row = model_status(provider, &probe, model_ref, role, &model, cooldowns);
+                row.usable &= key_problem.is_none();
+                row
             })
             .collect();
         out.push(ProviderStatus {
@@ -385,6 +396,7 @@ pub async fn collect(
                 .find(|(id, _)| *id == provider.id)
                 .map(|(_, e)| e.clone()),
             probe,
+            key_problem,
             models,
         });
     }
@@ -420,6 +432,25 @@ pub async fn collect(
         providers: out,
         probed: options.probe,
         cooldown_source: CooldownSource::Local,
+    }
+}
+
+/// The probe of a provider that was not contacted.
+fn not_contacted(provider: &Provider) -> ProviderProbe {
+    let kind = if provider.api == Api::AnthropicMessages {
+        probe::ServerKind::Anthropic
+    } else {
+        probe::ServerKind::Generic
+    };
+    ProviderProbe {
+        provider: provider.id.clone(),
+        kind,
+        reachable: false,
+        latency: None,
+        error: None,
+        served: Vec::new(),
+        responses_api: None,
+        any_model_id: false,
     }
 }
 
@@ -555,6 +586,7 @@ fn ms(d: Duration) -> u64 {
 fn server_cell(p: &ProviderStatus) -> String {
     let probe = &p.probe;
     match (&probe.error, probe.reachable) {
+        _ if p.key_problem.is_some() => "no key (not contacted)".to_owned(),
         (_, false) if p.start_error.is_some() => "failed to start".to_owned(),
         (_, false) if p.local_service => "down (starts on demand)".to_owned(),
         (Some(e), false) if e.message.contains("network guard") => "blocked".to_owned(),
@@ -611,6 +643,9 @@ fn probe_cell(m: &ModelStatus) -> String {
 fn notes(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
     for p in &report.providers {
+        if let Some(problem) = &p.key_problem {
+            out.push(format!("{}: {problem}; not contacted ({})", p.id, key_fix(p)));
+        }
         if let Some(e) = p.probe.error.as_ref().filter(|_| p.start_error.is_none()) {
             let hint = match e.class {
                 ErrorClass::Connect if p.local_service => {
@@ -684,6 +719,43 @@ fn notes(report: &Report) -> Vec<String> {
     out
 }
 
+/// What to do about a provider's missing key.
+fn key_fix(p: &ProviderStatus) -> String {
+    if p.key_problem.as_deref().is_some_and(|k| k.ends_with(" is not set")) {
+        format!("export it, or set models.providers.{}.apiKey", p.id)
+    } else {
+        format!("fix models.providers.{}.apiKey", p.id)
+    }
+}
+
+/// Why the default chain cannot answer, in one line (after `error: `).
+pub fn cannot_answer(report: &Report) -> String {
+    if report.chain_error.is_some() || report.chain.is_empty() {
+        let why = report.chain_error.as_deref().unwrap_or("no model configured");
+        return format!(
+            "there is no default chain ({why}); run `hearth config init` to write a config for \
+             the servers running here, or set agents.defaults.model.primary"
+        );
+    }
+    if report.probed {
+        return "no model of the default chain answered the probe".to_owned();
+    }
+    // When every chain provider lacks its key, say so instead of blaming the network.
+    let chain_providers: Vec<&ProviderStatus> = report
+        .providers
+        .iter()
+        .filter(|p| report.chain.iter().any(|r| r.provider == p.id))
+        .collect();
+    if !chain_providers.is_empty() && chain_providers.iter().all(|p| p.key_problem.is_some()) {
+        let keys: Vec<String> = chain_providers
+            .iter()
+            .map(|p| format!("{}: {}", p.id, p.key_problem.as_deref().unwrap_or_default()))
+            .collect();
+        return format!("no model of the default chain can answer: {}", keys.join("; "));
+    }
+    "no model of the default chain is reachable".to_owned()
+}
+
 /// The table and the notes, as printed.
 pub fn report_text(report: &Report) -> String {
     let mut table = Table::new();
@@ -751,11 +823,7 @@ pub fn report_text(report: &Report) -> String {
             m.model_ref,
             if report.probed { " answered the probe" } else { " is reachable" }
         )),
-        None => out.push_str(if report.probed {
-            "error: no model of the default chain answered the probe\n"
-        } else {
-            "error: no model of the default chain is reachable\n"
-        }),
+        None => out.push_str(&format!("error: {}\n", cannot_answer(report))),
     }
     out
 }
@@ -815,6 +883,7 @@ pub fn report_json(report: &Report) -> serde_json::Value {
                 "reachable": p.probe.reachable,
                 "latencyMs": p.probe.latency.map(ms),
                 "error": p.probe.error.as_ref().map(error_json),
+                "keyProblem": p.key_problem,
                 "responsesApi": p.probe.responses_api,
                 "localService": p.local_service.then(|| json!({
                     "startedByThisCheck": p.started,
@@ -835,6 +904,7 @@ pub fn report_json(report: &Report) -> serde_json::Value {
         "defaultChain": report.chain.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "chainError": report.chain_error,
         "answeredBy": report.answering().map(|m| m.model_ref.to_string()),
+        "reason": (!report.can_answer()).then(|| cannot_answer(report)),
         "probed": report.probed,
         "cooldownSource": match &report.cooldown_source {
             CooldownSource::Local => json!({"kind": "local"}),
