@@ -282,11 +282,8 @@ impl Client {
                 .map_err(|e| transport_error(&provider.id, &e))?;
             let mut decoder = decoder.for_whole_body();
             let mut out = Vec::new();
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(value) => {
-                    decoder.body(&value, &mut out);
-                    decoder.finish(&mut out);
-                }
+            match decoder.body_bytes(&bytes, &mut out) {
+                Ok(()) => decoder.finish(&mut out),
                 Err(e) => out.push(Event::Error(UpstreamError::new(
                     ErrorClass::ServerError,
                     format!("the upstream answered with invalid JSON: {e}"),

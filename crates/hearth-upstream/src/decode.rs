@@ -245,6 +245,26 @@ impl Decoder {
         }
     }
 
+    /// A whole (non-streaming) response body as it came: an OpenAI chat body is read by the
+    /// typed path where it covers it, anything else as a `Value`. `Err`: not JSON.
+    pub fn body_bytes(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), serde_json::Error> {
+        if self.fast_path
+            && self.api == Api::OpenaiCompletions
+            && let Ok(text) = std::str::from_utf8(bytes)
+            && self.chat_body_fast(text, out)
+        {
+            self.complete = true;
+            return Ok(());
+        }
+        let value = serde_json::from_slice::<Value>(bytes)?;
+        self.body(&value, out);
+        Ok(())
+    }
+
     /// A whole (non-streaming) response body.
     pub fn body(&mut self, body: &Value, out: &mut Vec<Event>) {
         match self.api {
@@ -351,10 +371,11 @@ impl Decoder {
                     .enumerate()
                 {
                     let function = call.get("function");
+                    // Arguments sent as an object go up as its JSON text; `null` as none.
                     let arguments = match function.and_then(|f| f.get("arguments")) {
                         Some(Value::String(s)) => s.clone(),
+                        None | Some(Value::Null) => String::new(),
                         Some(other) => other.to_string(),
-                        None => String::new(),
                     };
                     self.tool(
                         idx as u32,

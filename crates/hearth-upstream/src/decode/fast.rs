@@ -345,9 +345,11 @@ shape!(ChatChunk { "error" => error, "choices" => choices, "usage" => usage, "ti
 #[derive(Default)]
 struct ChatChoice<'a> {
     delta: Option<Obj<ChatDelta<'a>>>,
+    /// A whole body's message (same fields as a delta).
+    message: Option<Obj<ChatDelta<'a>>>,
     finish_reason: Option<Raw<'a>>,
 }
-shape!(ChatChoice { "delta" => delta, "finish_reason" => finish_reason });
+shape!(ChatChoice { "delta" => delta, "message" => message, "finish_reason" => finish_reason });
 
 #[derive(Default)]
 struct ChatDelta<'a> {
@@ -529,6 +531,18 @@ impl Decoder {
     /// One OpenAI chat chunk, as [`Decoder::chat_chunk`] reads it; false (nothing done) when
     /// the typed path does not cover it.
     pub(super) fn chat_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+        self.chat_typed(data, false, out)
+    }
+
+    /// A whole OpenAI chat body, as [`Decoder::chat_body`] reads it; false (nothing done) when
+    /// the typed path does not cover it.
+    pub(super) fn chat_body_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+        self.chat_typed(data, true, out)
+    }
+
+    /// A chunk's `delta` (`body`: a whole body's `message`; its tool calls are numbered by
+    /// position, as the `Value` path numbers them).
+    fn chat_typed(&mut self, data: &str, body: bool, out: &mut Vec<Event>) -> bool {
         let Ok(Obj(chunk)) = serde_json::from_str::<Obj<ChatChunk<'_>>>(data) else {
             return false;
         };
@@ -537,7 +551,10 @@ impl Decoder {
             return false;
         }
         let choice = chunk.choices.and_then(|c| c.0).map(|c| c.0);
-        let delta = choice.as_ref().and_then(|c| c.delta.as_ref()).map(|d| &d.0);
+        let delta = choice
+            .as_ref()
+            .and_then(|c| if body { c.message.as_ref() } else { c.delta.as_ref() })
+            .map(|d| &d.0);
         // `reasoning` (vLLM, Ollama /v1, OpenRouter) wins over its deprecated duplicate.
         let reasoning = delta.and_then(|d| {
             str_of(d.reasoning)
@@ -550,6 +567,15 @@ impl Decoder {
         };
         let content = delta.and_then(|d| str_of(d.content));
         let tools = delta.and_then(|d| d.tool_calls.as_deref()).unwrap_or_default();
+        // A body's arguments that are not a string (an object, `null`) go up as their JSON
+        // text on the `Value` path.
+        if body
+            && tools.iter().any(|Obj(call)| {
+                call.function().and_then(|f| f.arguments).is_some_and(|raw| !raw.0.starts_with('"'))
+            })
+        {
+            return false;
+        }
         let finish = choice.as_ref().and_then(|c| str_of(c.finish_reason));
         let failed = self.with_buf(|this, buf| {
             if let Some(r) = reasoning {
@@ -562,10 +588,12 @@ impl Decoder {
             if let Some(text) = content {
                 this.text(text.get(buf), out);
             }
-            for Obj(call) in tools {
+            for (position, Obj(call)) in tools.iter().enumerate() {
                 let function = call.function();
+                let index =
+                    if body { position as u32 } else { count_of(call.index).unwrap_or(0) as u32 };
                 this.tool(
-                    count_of(call.index).unwrap_or(0) as u32,
+                    index,
                     str_of(call.id).map(JsonStr::owned),
                     function.and_then(|f| str_of(f.name)).map(JsonStr::owned),
                     function

@@ -309,6 +309,62 @@ fn chat_chunk() -> BoxedStrategy<String> {
     ])
 }
 
+/// A whole chat body: `chat_chunk`'s shapes under `message`, with arguments that are now and
+/// then an object or `null` (the `Value` path sends those as JSON text or nothing).
+fn chat_body() -> BoxedStrategy<String> {
+    let arguments = prop_oneof![
+        4 => text(),
+        1 => Just("{\"q\":1}".to_owned()),
+        1 => Just("null".to_owned()),
+        1 => json_scalar(),
+    ];
+    let function = object(vec![("name", text()), ("arguments", arguments.boxed())]);
+    let tool_call =
+        object(vec![("id", text()), ("type", tag(&["function"])), ("function", function)]);
+    let message = object(vec![
+        ("role", tag(&["assistant"])),
+        ("content", text()),
+        ("reasoning_content", text()),
+        ("reasoning", text()),
+        ("reasoning_details", array(object(vec![("text", text()), ("summary", text())]))),
+        ("tool_calls", array(tool_call)),
+    ]);
+    let choice = object(vec![
+        ("index", count()),
+        ("message", prop_oneof![8 => message, 1 => Just("null".to_owned())].boxed()),
+        ("finish_reason", tag(&["stop", "length", "tool_calls", "content_filter", "weird"])),
+    ]);
+    let usage = object(vec![
+        ("prompt_tokens", count()),
+        ("completion_tokens", count()),
+        ("prompt_tokens_details", object(vec![("cached_tokens", count())])),
+    ]);
+    prop_oneof![
+        12 => object(vec![
+            ("choices", array(choice)),
+            ("usage", usage),
+            ("timings", object(vec![("prompt_n", count()), ("predicted_n", count())])),
+            ("error", in_band_error()),
+        ]),
+        1 => odd_data(),
+    ]
+    .boxed()
+}
+
+fn decode_body(body: &str, reasoning_model: bool, fast_path: bool) -> Vec<Event> {
+    let mut decoder = Decoder::new(Api::OpenaiCompletions, reasoning_model, 40).for_whole_body();
+    decoder.fast_path = fast_path;
+    let mut out = Vec::new();
+    match decoder.body_bytes(body.as_bytes(), &mut out) {
+        Ok(()) => decoder.finish(&mut out),
+        Err(_) => out.push(Event::Error(crate::event::UpstreamError::new(
+            crate::event::ErrorClass::ServerError,
+            "not JSON",
+        ))),
+    }
+    out
+}
+
 /// Responses event types, the deltas the typed path takes listed twice.
 const RESPONSES_KINDS: [&str; 13] = [
     "response.output_text.delta",
@@ -446,6 +502,29 @@ proptest! {
     fn typed_path_decodes_as_value_path(stream in stream()) {
         prop_assert_eq!(decode(&stream, true), decode(&stream, false));
     }
+
+    #[test]
+    fn typed_body_path_decodes_as_value_path(body in chat_body(), reasoning_model: bool) {
+        prop_assert_eq!(decode_body(&body, reasoning_model, true), decode_body(&body, reasoning_model, false));
+    }
+}
+
+/// The body generator feeds the typed path plenty, and a real llama-server body takes it.
+#[test]
+fn chat_bodies_take_the_typed_path() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = chat_body();
+    let (mut taken, mut total) = (0, 0);
+    for _ in 0..2000 {
+        let Ok(tree) = strategy.new_tree(&mut runner) else { continue };
+        let mut decoder = Decoder::new(Api::OpenaiCompletions, false, 0);
+        total += 1;
+        taken += usize::from(decoder.chat_body_fast(&tree.current(), &mut Vec::new()));
+    }
+    assert!(taken * 100 >= total * 50, "typed path took {taken} of {total} bodies");
+    let real = include_str!("../../../../../scripts/testbed/captures/chat.json");
+    let mut decoder = Decoder::new(Api::OpenaiCompletions, false, 0);
+    assert!(decoder.chat_body_fast(real, &mut Vec::new()), "{real}");
 }
 
 /// The generator feeds the typed path plenty, so the property above is not won by fallback.
