@@ -240,7 +240,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match run(app, headers, body).await {
+    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
+    // every layer above would otherwise move it again.
+    match Box::pin(run(app, headers, body)).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
