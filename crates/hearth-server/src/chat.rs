@@ -477,7 +477,7 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     Ok((prompt, Options { stream, include_usage, dropped, custom_tools }))
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct UsageOut {
     prompt_tokens: u64,
     completion_tokens: u64,
@@ -487,12 +487,12 @@ struct UsageOut {
     completion_tokens_details: Option<ReasoningTokensOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct CachedOut {
     cached_tokens: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct ReasoningTokensOut {
     reasoning_tokens: u64,
 }
@@ -520,44 +520,110 @@ fn finish_reason(finish: Option<&FinishReason>, has_tools: bool) -> &str {
 }
 
 /// A non-streaming `chat.completion`.
-pub fn completion(id: &str, model: &str, c: &Collected, custom_tools: &[String]) -> Value {
-    let tool_calls: Vec<Value> = c
+/// A whole `chat.completion`, serialized straight from the collected answer (no `Value`).
+pub fn completion<'a>(
+    id: &'a str,
+    model: &'a str,
+    c: &'a Collected,
+    custom_tools: &[String],
+) -> Completion<'a> {
+    let tool_calls: Vec<CallOut<'a>> = c
         .tool_calls
         .iter()
-        .map(|t| if custom_tools.contains(&t.name) {
-            serde_json::json!({"id": t.id, "type": "custom", "custom": {"name": t.name, "input": custom_input(&t.arguments)}})
-        } else {
-            serde_json::json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}})
+        .map(|t| {
+            if custom_tools.contains(&t.name) {
+                CallOut {
+                    id: &t.id,
+                    kind: "custom",
+                    function: None,
+                    custom: Some(CustomOut { name: &t.name, input: custom_input(&t.arguments) }),
+                }
+            } else {
+                CallOut {
+                    id: &t.id,
+                    kind: "function",
+                    function: Some(FunctionOut { name: &t.name, arguments: &t.arguments }),
+                    custom: None,
+                }
+            }
         })
         .collect();
-    let mut message = serde_json::json!({
-        "role": "assistant",
-        "content": if c.text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(c.text.clone()) },
-        "refusal": null,
-    });
-    if !c.reasoning.is_empty() {
-        message["reasoning_content"] = Value::String(c.reasoning.clone());
-    }
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
-    let mut body = serde_json::json!({
-        "id": id,
-        "object": OBJECT_COMPLETION,
-        "created": crate::unix_now(),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(c.finish.as_ref(), !c.tool_calls.is_empty()),
+    let content = (!(c.text.is_empty() && !tool_calls.is_empty())).then_some(c.text.as_str());
+    Completion {
+        id,
+        object: OBJECT_COMPLETION,
+        created: crate::unix_now(),
+        model,
+        choices: [CompletionChoice {
+            index: 0,
+            finish_reason: finish_reason(c.finish.as_ref(), !c.tool_calls.is_empty()),
+            message: MessageOut {
+                role: "assistant",
+                content,
+                refusal: None,
+                reasoning_content: (!c.reasoning.is_empty()).then_some(c.reasoning.as_str()),
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+            },
+            logprobs: None,
         }],
-        "system_fingerprint": null,
-    });
-    if let Some(u) = &c.usage {
-        body["usage"] = serde_json::to_value(UsageOut::from(u)).unwrap_or(Value::Null);
+        system_fingerprint: None,
+        usage: c.usage.as_ref().map(UsageOut::from),
     }
-    body
+}
+
+/// `chat.completion` (field order as OpenAI writes it).
+#[derive(Debug, Serialize)]
+pub struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    system_fingerprint: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<CallOut<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct CallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<FunctionOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<CustomOut<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct CustomOut<'a> {
+    name: &'a str,
+    input: String,
 }
 
 #[derive(Serialize)]
