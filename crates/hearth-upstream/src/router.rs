@@ -33,8 +33,9 @@ use crate::secret_keys;
 /// Rate-limit cooldown schedule by consecutive failures: 30 s, 60 s, then 300 s.
 pub const RATE_LIMIT_COOLDOWNS: [Duration; 3] =
     [Duration::from_secs(30), Duration::from_secs(60), Duration::from_secs(300)];
-/// A `Retry-After` up to this long is honoured; longer means fail over now.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A `Retry-After` up to this long is waited out at the end of a chain when
+/// `models.routing.retryMaxWaitSeconds` is not set.
+pub const MAX_RETRY_AFTER: Duration = hearth_config::resolve::DEFAULT_RETRY_MAX_WAIT;
 /// Whole-chain retries when every candidate was only overloaded.
 pub const OVERLOAD_RETRIES: u32 = 10;
 /// First delay of the overload retry; doubles up to [`OVERLOAD_RETRY_CAP`].
@@ -58,14 +59,6 @@ pub const OVERLOAD_NOTICE: &str =
 /// A rate limit with a `Retry-After` at the end of the chain is waited out at most this many
 /// times per run (the official SDKs' default retry count).
 pub const RATE_LIMIT_WAITS: u32 = 2;
-/// Variables capping that wait (seconds; `0`, `off`, `none`, `false`, `disabled`: no cap);
-/// unset: [`MAX_RETRY_AFTER`]. The first one set wins.
-pub const RETRY_WAIT_ENV: [&str; 2] =
-    ["HEARTH_RETRY_MAX_WAIT_SECONDS", "OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS"];
-/// Variables enabling the session-scoped auth skip cache (milliseconds, clamped to 1 s–10 min;
-/// unset or `0`: off). The first one set wins.
-pub const SKIP_TTL_ENV: [&str; 2] =
-    ["HEARTH_FALLBACK_SKIP_TTL_MS", "OPENCLAW_FALLBACK_SKIP_TTL_MS"];
 /// At most this many skip markers are kept (expired ones are dropped first).
 const MAX_SKIP_MARKERS: usize = 4096;
 /// Health entries (one per provider, model and credential that failed) kept at most: a
@@ -257,31 +250,6 @@ impl Default for RunOptions<'_> {
             on_notice: None,
         }
     }
-}
-
-/// The longest `Retry-After` waited out at the end of a chain: `None` means no cap.
-pub fn retry_wait_cap(env: &(dyn Env + Sync)) -> Option<Duration> {
-    let Some(raw) = RETRY_WAIT_ENV.iter().find_map(|name| env.var(name)) else {
-        return Some(MAX_RETRY_AFTER);
-    };
-    let raw = raw.trim().to_ascii_lowercase();
-    match raw.as_str() {
-        "0" | "false" | "off" | "none" | "disabled" => None,
-        _ => match raw.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs > 0.0 => {
-                Some(Duration::from_secs_f64(secs.min(86_400.0)))
-            }
-            _ => Some(MAX_RETRY_AFTER),
-        },
-    }
-}
-
-/// How long a fallback that failed authentication is skipped in the same session; `None`: the
-/// skip cache is off.
-pub fn skip_ttl(env: &(dyn Env + Sync)) -> Option<Duration> {
-    let raw = SKIP_TTL_ENV.iter().find_map(|name| env.var(name))?;
-    let ms = raw.trim().parse::<u64>().ok().filter(|ms| *ms > 0)?;
-    Some(Duration::from_millis(ms.clamp(1_000, 600_000)))
 }
 
 enum Step {
@@ -547,9 +515,10 @@ impl Router {
         let mut retry = 0u32;
         let mut rate_limit_waits = 0u32;
         let run_started = Instant::now();
-        let skip_ttl = skip_ttl(env).filter(|_| options.session.is_some());
+        // Read once per config snapshot, at load (`models.routing` and its variables).
+        let skip_ttl = config.routing.fallback_skip_ttl.filter(|_| options.session.is_some());
         let session = options.session.unwrap_or_default();
-        let wait_cap = retry_wait_cap(env);
+        let wait_cap = config.routing.retry_max_wait;
         // The requested model and the configured primary are never skipped by the skip cache.
         let default_primary = skip_ttl.and_then(|_| {
             config
@@ -582,9 +551,8 @@ impl Router {
                     let mut error = UpstreamError::new(
                         ErrorClass::Auth,
                         format!(
-                            "skipped: it failed authentication in this session; tried again in {}s ({})",
+                            "skipped: it failed authentication in this session; tried again in {}s (models.routing.fallbackSkipTtlMs)",
                             remaining.as_secs().max(1),
-                            SKIP_TTL_ENV[0]
                         ),
                     );
                     error.retry_after = Some(remaining);

@@ -8,9 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hearth_config::{Chain, Config, ModelRef, load_str};
 use hearth_testkit::{End, FakeUpstream, Reply};
-use hearth_upstream::router::{
-    LOADING_COOLDOWN, LOADING_POLL, OVERLOAD_NOTICE, retry_wait_cap, skip_ttl,
-};
+use hearth_upstream::router::{LOADING_COOLDOWN, LOADING_POLL, OVERLOAD_NOTICE};
 use hearth_upstream::{ErrorClass, Event, FinishReason, Prompt, Router, RunOptions};
 
 struct Bed {
@@ -21,6 +19,12 @@ struct Bed {
 
 /// `n` fake providers `p0..pN`, each serving model `m`; `extra` is appended to every provider.
 async fn make_bed(n: usize, extra: &str) -> Bed {
+    make_bed_with(n, extra, "", &[]).await
+}
+
+/// [`make_bed`] with `models` keys besides `providers` (`routing: {…},`) and variables set
+/// before the config is loaded (the router's variables are read at load).
+async fn make_bed_with(n: usize, extra: &str, models: &str, vars: &[(&str, &str)]) -> Bed {
     let mut upstreams = Vec::new();
     let mut providers = String::new();
     for i in 0..n {
@@ -31,8 +35,9 @@ async fn make_bed(n: usize, extra: &str) -> Bed {
         ));
         upstreams.push(up);
     }
-    let text = format!(r#"{{models: {{mode: "replace", providers: {{{providers}}}}}}}"#);
-    let mut env = BTreeMap::new();
+    let text = format!(r#"{{models: {{mode: "replace", {models} providers: {{{providers}}}}}}}"#);
+    let mut env: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     for i in 0..n {
         env.insert(format!("P{i}_KEY"), format!("key-{i}"));
     }
@@ -553,15 +558,26 @@ async fn e32_a_retry_after_over_the_cap_surfaces_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1));
 
     // A cap of 1 s: 1.5 s is not waited for; with the cap off it is.
-    let mut bed = make_bed(1, "").await;
-    bed.env.insert("HEARTH_RETRY_MAX_WAIT_SECONDS".into(), "1".into());
+    let bed = make_bed_with(1, "", "", &[("HEARTH_RETRY_MAX_WAIT_SECONDS", "1")]).await;
+    let router = Router::new();
+    bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
+    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
+    assert_eq!(failure.attempts.len(), 1);
+    // The same cap from the config key.
+    let bed = make_bed_with(1, "", "routing: {retryMaxWaitSeconds: 1},", &[]).await;
     let router = Router::new();
     bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
     let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
     assert_eq!(failure.attempts.len(), 1);
 
-    let mut bed = make_bed(1, "").await;
-    bed.env.insert("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS".into(), "0".into());
+    // The variable wins over the key: no cap.
+    let bed = make_bed_with(
+        1,
+        "",
+        "routing: {retryMaxWaitSeconds: 1},",
+        &[("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", "0")],
+    )
+    .await;
     let router = Router::new();
     bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
     bed.upstreams[0].push(ok_stream("uncapped"));
@@ -569,35 +585,6 @@ async fn e32_a_retry_after_over_the_cap_surfaces_at_once() {
     let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
     assert_eq!(text(&events), "uncapped");
     assert!(started.elapsed() >= Duration::from_millis(1500));
-}
-
-#[test]
-fn e32_the_cap_variables() {
-    let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
-    let none = BTreeMap::<String, String>::new();
-    assert_eq!(retry_wait_cap(&none), Some(Duration::from_secs(60)));
-    for off in ["0", "false", "OFF", "none", "disabled"] {
-        assert_eq!(retry_wait_cap(&env("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", off)), None, "{off}");
-    }
-    assert_eq!(
-        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "5")),
-        Some(Duration::from_secs(5))
-    );
-    assert_eq!(
-        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "soon")),
-        Some(Duration::from_secs(60))
-    );
-}
-
-#[test]
-fn e33_the_skip_ttl_is_opt_in_and_clamped() {
-    let env =
-        |v: &str| BTreeMap::from([("OPENCLAW_FALLBACK_SKIP_TTL_MS".to_owned(), v.to_owned())]);
-    assert_eq!(skip_ttl(&BTreeMap::<String, String>::new()), None);
-    assert_eq!(skip_ttl(&env("0")), None);
-    assert_eq!(skip_ttl(&env("500")), Some(Duration::from_secs(1)));
-    assert_eq!(skip_ttl(&env("60000")), Some(Duration::from_secs(60)));
-    assert_eq!(skip_ttl(&env("9000000")), Some(Duration::from_secs(600)));
 }
 
 async fn run_in(
@@ -615,8 +602,7 @@ async fn run_in(
 
 #[tokio::test]
 async fn e33_a_fallback_that_failed_auth_is_skipped_in_that_session_only() {
-    let mut bed = make_bed(3, "").await;
-    bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
+    let bed = make_bed_with(3, "", "routing: {fallbackSkipTtlMs: 60000},", &[]).await;
     let router = Router::new();
     let refs = ["p0/m", "p1/m", "p2/m"];
     // Turn 1 in s1: the primary fails (no cooldown), the fallback F = p1 is refused (401).
@@ -648,10 +634,9 @@ async fn e33_a_fallback_that_failed_auth_is_skipped_in_that_session_only() {
 #[tokio::test]
 async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
     for skip in [true, false] {
-        let mut bed = make_bed(3, "").await;
-        if skip {
-            bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
-        }
+        let vars: &[(&str, &str)] =
+            if skip { &[("HEARTH_FALLBACK_SKIP_TTL_MS", "60000")] } else { &[] };
+        let bed = make_bed_with(3, "", "", vars).await;
         let router = Router::new();
         // The primary and F both fail authentication in s1.
         bed.upstreams[0].push(Reply::json(401, "{}"));
