@@ -5,7 +5,7 @@
 //! reports what happened, passing `now` with every call.
 //!
 //! Invariant: the same reports at the same instants give the same decisions, so the unit
-//! tests drive it with made-up instants, and the driver's tests run on
+//! tests (`policy/tests.rs`) drive it with made-up instants, and the driver's tests run on
 //! tokio's paused clock. The rules it keeps are the ones `docs/routing.md` lists.
 
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ use super::{
     OVERLOAD_NOTICE, OVERLOAD_RETRY_CAP, RATE_LIMIT_COOLDOWNS, RATE_LIMIT_WAITS,
 };
 use crate::event::{ErrorClass, UpstreamError};
+
+#[cfg(test)]
+mod tests;
 
 /// One candidate of the chain, as the driver resolved it.
 #[derive(Debug, Clone)]
