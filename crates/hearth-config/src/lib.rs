@@ -22,7 +22,7 @@ pub use load::{ConfigSource, Loaded, load, load_file, load_str, locate};
 pub use model_ref::{Chain, ModelRef, ModelSelection, RefError};
 pub use raw::{Api, InputKind, ModelsMode};
 pub use resolve::{
-    Agent, Config, Cost, GatewayLimits, KeyState, Model, Origin, Provider, ToolPolicy,
+    Agent, Config, Cost, GatewayLimits, KeyState, Model, Origin, Provider, Routing, ToolPolicy,
 };
 pub use secret::{Secret, SecretString};
 

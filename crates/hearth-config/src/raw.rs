@@ -76,6 +76,34 @@ pub struct RawModels {
     pub mode: Option<ModelsMode>,
     /// Provider id → provider. An id that matches a built-in provider overrides it field by field.
     pub providers: Option<IndexMap<String, RawProvider>>,
+    /// How the router waits and skips while it fails over (hearth's own key).
+    pub routing: Option<RawRouting>,
+}
+
+/// `models.routing` (hearth-only): the router's two tunable waits. OpenClaw has them as
+/// environment variables only; those variables (and hearth's own names) still win over the
+/// file.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRouting {
+    /// The longest `Retry-After` (seconds) waited out when the whole chain is rate limited;
+    /// `0` or `false`: no cap. Default 60. `HEARTH_RETRY_MAX_WAIT_SECONDS` (or
+    /// `OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS`) wins over it.
+    pub retry_max_wait_seconds: Option<Spanned<RawRetryWait>>,
+    /// The session-scoped auth skip cache: a fallback that failed authentication is skipped
+    /// this long (milliseconds, clamped to 1000 to 600000) in the same session; `0`: off (the
+    /// default). `HEARTH_FALLBACK_SKIP_TTL_MS` (or `OPENCLAW_FALLBACK_SKIP_TTL_MS`) wins over it.
+    pub fallback_skip_ttl_ms: Option<Spanned<u64>>,
+}
+
+/// `models.routing.retryMaxWaitSeconds`: seconds, or `false` for no cap.
+#[derive(Debug, Clone, Copy, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRetryWait {
+    /// Seconds (fractions allowed); `0`: no cap.
+    Seconds(f64),
+    /// Only `false` (no cap) is accepted.
+    Capped(bool),
 }
 
 /// The upstream protocol of a provider or model.
@@ -635,7 +663,8 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "flushIntervalMs",
         ],
     ),
-    ("RawModels", &["mode", "providers"]),
+    ("RawModels", &["mode", "providers", "routing"]),
+    ("RawRouting", &["retryMaxWaitSeconds", "fallbackSkipTtlMs"]),
     (
         "RawProvider",
         &[
@@ -804,7 +833,11 @@ impl Decode for ModelsMode {
 impl Decode for RawModels {
     fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
         let mut obj = Obj::new(node, cx)?;
-        let models = RawModels { mode: obj.get("mode", cx), providers: obj.get("providers", cx) };
+        let models = RawModels {
+            mode: obj.get("mode", cx),
+            providers: obj.get("providers", cx),
+            routing: obj.get("routing", cx),
+        };
         obj.finish_with(
             cx,
             Unknown::Error,
@@ -817,6 +850,48 @@ impl Decode for RawModels {
             ],
         );
         Some(models)
+    }
+}
+
+impl Decode for RawRouting {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let routing = RawRouting {
+            retry_max_wait_seconds: obj.get("retryMaxWaitSeconds", cx),
+            fallback_skip_ttl_ms: obj.get("fallbackSkipTtlMs", cx),
+        };
+        obj.finish(cx, Unknown::Error);
+        Some(routing)
+    }
+}
+
+impl Decode for RawRetryWait {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let path = cx.path_string();
+        let help = || Some("write a number of seconds, or `false` (or 0) for no cap".to_owned());
+        match &node.value {
+            Value::Bool(false) => Some(RawRetryWait::Capped(false)),
+            Value::Number(n) if n.as_f64().is_finite() && n.as_f64() >= 0.0 => {
+                Some(RawRetryWait::Seconds(n.as_f64()))
+            }
+            Value::Number(_) => {
+                cx.error(
+                    "range",
+                    node.span,
+                    format!("{path}: expected seconds, 0 or more"),
+                    help(),
+                );
+                None
+            }
+            Value::Bool(true) => {
+                cx.error("type", node.span, format!("{path}: `true` is not a wait"), help());
+                None
+            }
+            _ => {
+                cx.type_error(node, "number of seconds or false");
+                None
+            }
+        }
     }
 }
 

@@ -27,6 +27,21 @@ pub const DEFAULT_PORT: u16 = 18789;
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(172_800);
 /// `localService.readyTimeoutMs` default.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_millis(120_000);
+/// The longest `Retry-After` the router waits out when `models.routing.retryMaxWaitSeconds` is
+/// not set (the official SDKs' cap).
+pub const DEFAULT_RETRY_MAX_WAIT: Duration = Duration::from_secs(60);
+/// Caps on `retryMaxWaitSeconds`: a day at most.
+const RETRY_MAX_WAIT_LIMIT_SECONDS: f64 = 86_400.0;
+/// `fallbackSkipTtlMs` is clamped to this range (milliseconds).
+const SKIP_TTL_RANGE_MS: (u64, u64) = (1_000, 600_000);
+/// Variables overriding `models.routing.retryMaxWaitSeconds` (seconds; `0`, `off`, `none`,
+/// `false`, `disabled`: no cap). The first one set wins.
+pub const RETRY_WAIT_ENV: [&str; 2] =
+    ["HEARTH_RETRY_MAX_WAIT_SECONDS", "OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS"];
+/// Variables overriding `models.routing.fallbackSkipTtlMs` (milliseconds; `0`: off). The first
+/// one set wins.
+pub const SKIP_TTL_ENV: [&str; 2] =
+    ["HEARTH_FALLBACK_SKIP_TTL_MS", "OPENCLAW_FALLBACK_SKIP_TTL_MS"];
 
 /// The built-in catalog, in the config file's own format.
 pub const BUILTIN_CATALOG: &str = include_str!("../builtin/providers.json5");
@@ -83,6 +98,24 @@ pub struct Config {
     pub agents: IndexMap<String, Agent>,
     pub gateway: Gateway,
     pub diagnostics: Diagnostics,
+    /// `models.routing`, with its environment overrides applied (read once, here).
+    pub routing: Routing,
+}
+
+/// `models.routing`, resolved: what the router's failover waits for and skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routing {
+    /// The longest `Retry-After` waited out at the end of a chain; `None`: no cap.
+    pub retry_max_wait: Option<Duration>,
+    /// How long a fallback that failed authentication is skipped in the same session; `None`:
+    /// the skip cache is off.
+    pub fallback_skip_ttl: Option<Duration>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing { retry_max_wait: Some(DEFAULT_RETRY_MAX_WAIT), fallback_skip_ttl: None }
+    }
 }
 
 /// `diagnostics`: what hearth implements of it.
@@ -575,6 +608,7 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         agents: IndexMap::new(),
         gateway: Gateway::default(),
         diagnostics: Diagnostics::default(),
+        routing: resolve_routing(models.routing.as_ref(), cx),
     };
 
     config.defaults.system_prompt = system_prompt(
@@ -1526,4 +1560,108 @@ fn resolve_limits(raw: &crate::raw::RawGatewayLimits, cx: &mut Cx<'_>) -> Gatewa
         limits.drain_timeout = ms(v);
     }
     limits
+}
+
+/// `models.routing` from the file, then the environment variables over it (`RETRY_WAIT_ENV`,
+/// `SKIP_TTL_ENV`). A bad value in the file is an error naming the key; a bad variable is a
+/// warning naming it, and the file's value applies.
+fn resolve_routing(raw: Option<&crate::raw::RawRouting>, cx: &mut Cx<'_>) -> Routing {
+    use crate::raw::RawRetryWait;
+
+    let mut routing = Routing::default();
+    cx.push_key("models");
+    cx.push_key("routing");
+    if let Some(wait) = raw.and_then(|r| r.retry_max_wait_seconds.as_ref()) {
+        routing.retry_max_wait = match wait.value {
+            RawRetryWait::Capped(_) => None,
+            RawRetryWait::Seconds(0.0) => None,
+            RawRetryWait::Seconds(secs) => {
+                if secs > RETRY_MAX_WAIT_LIMIT_SECONDS {
+                    cx.push_key("retryMaxWaitSeconds");
+                    cx.warn(
+                        "range",
+                        wait.span,
+                        format!("models.routing.retryMaxWaitSeconds: {secs} is over a day; 86400 is used"),
+                        Some("write `false` for no cap".into()),
+                    );
+                    cx.pop();
+                }
+                Some(Duration::from_secs_f64(secs.min(RETRY_MAX_WAIT_LIMIT_SECONDS)))
+            }
+        };
+    }
+    if let Some(ttl) = raw.and_then(|r| r.fallback_skip_ttl_ms.as_ref()) {
+        let (low, high) = SKIP_TTL_RANGE_MS;
+        if ttl.value != 0 && !(low..=high).contains(&ttl.value) {
+            cx.push_key("fallbackSkipTtlMs");
+            cx.warn(
+                "range",
+                ttl.span,
+                format!(
+                    "models.routing.fallbackSkipTtlMs: {} is outside {low} to {high}; {} is used",
+                    ttl.value,
+                    ttl.value.clamp(low, high)
+                ),
+                Some("write 0 to turn the skip cache off".into()),
+            );
+            cx.pop();
+        }
+        routing.fallback_skip_ttl =
+            (ttl.value != 0).then(|| Duration::from_millis(ttl.value.clamp(low, high)));
+    }
+    cx.pop();
+    cx.pop();
+
+    let var = |names: &[&'static str], cx: &Cx<'_>| {
+        names.iter().find_map(|&name| {
+            let value = cx.env().var(name)?;
+            let value = value.trim().to_owned();
+            (!value.is_empty()).then_some((name, value))
+        })
+    };
+    if let Some((name, value)) = var(&RETRY_WAIT_ENV, cx) {
+        match parse_retry_wait(&value) {
+            Some(wait) => routing.retry_max_wait = wait,
+            None => cx.report(
+                Severity::Warning,
+                "invalid-env",
+                None,
+                format!("{name}=`{value}` is not a number of seconds; it is ignored"),
+                Some("write seconds, or 0, off, none, false or disabled for no cap".into()),
+            ),
+        }
+    }
+    if let Some((name, value)) = var(&SKIP_TTL_ENV, cx) {
+        match value.parse::<u64>() {
+            Ok(0) => routing.fallback_skip_ttl = None,
+            Ok(ms) => {
+                let (low, high) = SKIP_TTL_RANGE_MS;
+                routing.fallback_skip_ttl = Some(Duration::from_millis(ms.clamp(low, high)));
+            }
+            Err(_) => cx.report(
+                Severity::Warning,
+                "invalid-env",
+                None,
+                format!("{name}=`{value}` is not a whole number of milliseconds; it is ignored"),
+                Some("write milliseconds (1000 to 600000), or 0 to turn the skip cache off".into()),
+            ),
+        }
+    }
+    routing
+}
+
+/// A retry-wait variable: `Some(None)` for no cap, `Some(Some(d))` for a cap, `None` when it
+/// is not a wait.
+fn parse_retry_wait(value: &str) -> Option<Option<Duration>> {
+    let value = value.to_ascii_lowercase();
+    match value.as_str() {
+        "0" | "false" | "off" | "none" | "disabled" => Some(None),
+        _ => match value.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs > 0.0 => {
+                Some(Some(Duration::from_secs_f64(secs.min(RETRY_MAX_WAIT_LIMIT_SECONDS))))
+            }
+            Ok(0.0) => Some(None),
+            _ => None,
+        },
+    }
 }

@@ -531,3 +531,101 @@ fn diagnostics_otel_takes_openclaws_shape() {
     let bad = errors(r#"{ diagnostics: { otel: { endpoint: "nope", sampleRate: 2 } } }"#);
     assert_eq!(bad.len(), 2, "{bad:#?}");
 }
+
+// ---- models.routing: the router's waits, from the file and the environment -----------------
+
+fn routing(text: &str, vars: &[(&str, &str)]) -> (hearth_config::Routing, Vec<String>) {
+    let env: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let loaded = load_str("test.json5", text, &env);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let warnings = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    (loaded.config.unwrap().routing, warnings)
+}
+
+#[test]
+fn routing_keys_are_read_with_their_defaults() {
+    use std::time::Duration;
+    let (r, _) = routing("{}", &[]);
+    assert_eq!(r.retry_max_wait, Some(Duration::from_secs(60)), "default cap");
+    assert_eq!(r.fallback_skip_ttl, None, "the skip cache is off by default");
+
+    let (r, warnings) =
+        routing("{models: {routing: {retryMaxWaitSeconds: 2.5, fallbackSkipTtlMs: 60000}}}", &[]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(r.retry_max_wait, Some(Duration::from_millis(2500)));
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(60)));
+
+    for off in ["false", "0"] {
+        let (r, _) =
+            routing(&format!("{{models: {{routing: {{retryMaxWaitSeconds: {off}}}}}}}"), &[]);
+        assert_eq!(r.retry_max_wait, None, "{off}: no cap");
+    }
+    let (r, _) = routing("{models: {routing: {fallbackSkipTtlMs: 0}}}", &[]);
+    assert_eq!(r.fallback_skip_ttl, None);
+
+    // Out of range: clamped, with a warning that names the key.
+    let (r, warnings) = routing("{models: {routing: {fallbackSkipTtlMs: 500}}}", &[]);
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(1)));
+    assert!(
+        warnings.iter().any(|w| w.contains("models.routing.fallbackSkipTtlMs")),
+        "{warnings:?}"
+    );
+    let (r, _) = routing("{models: {routing: {fallbackSkipTtlMs: 9000000}}}", &[]);
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn routing_variables_override_the_file() {
+    use std::time::Duration;
+    let file = "{models: {routing: {retryMaxWaitSeconds: 5, fallbackSkipTtlMs: 60000}}}";
+    let (r, _) = routing(file, &[("HEARTH_RETRY_MAX_WAIT_SECONDS", "2")]);
+    assert_eq!(r.retry_max_wait, Some(Duration::from_secs(2)));
+    for off in ["0", "false", "OFF", "none", "disabled"] {
+        let (r, _) = routing(file, &[("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", off)]);
+        assert_eq!(r.retry_max_wait, None, "{off}");
+    }
+    // hearth's name wins over OpenClaw's.
+    let (r, _) = routing(
+        file,
+        &[("HEARTH_RETRY_MAX_WAIT_SECONDS", "3"), ("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", "0")],
+    );
+    assert_eq!(r.retry_max_wait, Some(Duration::from_secs(3)));
+
+    let (r, _) = routing(file, &[("OPENCLAW_FALLBACK_SKIP_TTL_MS", "0")]);
+    assert_eq!(r.fallback_skip_ttl, None, "0 turns the file's skip cache off");
+    let (r, _) = routing("{}", &[("HEARTH_FALLBACK_SKIP_TTL_MS", "500")]);
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(1)), "clamped");
+    let (r, _) = routing("{}", &[("OPENCLAW_FALLBACK_SKIP_TTL_MS", "9000000")]);
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(600)), "clamped");
+
+    // A variable that is not a value is a warning naming it; the file's value applies.
+    let (r, warnings) = routing(
+        file,
+        &[("HEARTH_RETRY_MAX_WAIT_SECONDS", "soon"), ("HEARTH_FALLBACK_SKIP_TTL_MS", "1.5s")],
+    );
+    assert_eq!(r.retry_max_wait, Some(Duration::from_secs(5)));
+    assert_eq!(r.fallback_skip_ttl, Some(Duration::from_secs(60)));
+    for name in ["HEARTH_RETRY_MAX_WAIT_SECONDS", "HEARTH_FALLBACK_SKIP_TTL_MS"] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with("warning") && w.contains(name)),
+            "{warnings:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_routing_value_is_a_load_error_naming_the_key() {
+    for (text, key) in [
+        ("retryMaxWaitSeconds: -1", "models.routing.retryMaxWaitSeconds"),
+        ("retryMaxWaitSeconds: \"soon\"", "models.routing.retryMaxWaitSeconds"),
+        ("retryMaxWaitSeconds: true", "models.routing.retryMaxWaitSeconds"),
+        ("fallbackSkipTtlMs: -5", "models.routing.fallbackSkipTtlMs"),
+        ("fallbackSkipTtlMs: 1.5", "models.routing.fallbackSkipTtlMs"),
+        ("fallbackSkipTtlMs: \"60s\"", "models.routing.fallbackSkipTtlMs"),
+        ("retryMaxWait: 5", "retryMaxWait"),
+    ] {
+        let errors = errors(&format!("{{models: {{routing: {{{text}}}}}}}"));
+        assert!(errors.iter().any(|e| e.contains(key)), "{text}: {errors:?}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod prompt;
 pub mod reasoning;
 pub mod remote;
 pub mod router;
+pub mod transport;
 pub mod usage;
 
 pub use client::{Client, EventStream};
@@ -23,6 +24,7 @@ pub use prompt::{
     AnthropicNative, Message, OutputFormat, Part, Prompt, Role, Tool, ToolCall, ToolChoice,
 };
 pub use router::{Answer, Attempt, Failure, Router, RunOptions};
+pub use transport::Transport;
 
 use hearth_config::{Env, Model, ModelRef, Provider, Secret, SecretString};
 

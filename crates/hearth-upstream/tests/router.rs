@@ -1,17 +1,22 @@
 //! The router against scripted upstreams: every failure class, every chain rule, and the
-//! sixteen fault scenarios of the public failover benchmark (peers.md §3.7).
+//! sixteen fault scenarios of the public failover benchmark (peers.md §3.7). Most go end to
+//! end through `FakeUpstream` (real HTTP); the ones about time (waits, backoff, cooldowns
+//! ending, the deadline) run on tokio's paused clock through a scripted [`Transport`], so
+//! they assert exact instants and take no wall-clock time.
 #![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hearth_config::{Chain, Config, ModelRef, load_str};
+use hearth_config::{Chain, Config, Env, ModelRef, SecretString, load_str};
 use hearth_testkit::{End, FakeUpstream, Reply};
-use hearth_upstream::router::{
-    LOADING_COOLDOWN, LOADING_POLL, OVERLOAD_NOTICE, retry_wait_cap, skip_ttl,
+use hearth_upstream::router::{LOADING_COOLDOWN, OVERLOAD_NOTICE};
+use hearth_upstream::{
+    ErrorClass, Event, EventStream, FinishReason, Prompt, Router, RunOptions, Target, Transport,
+    UpstreamError,
 };
-use hearth_upstream::{ErrorClass, Event, FinishReason, Prompt, Router, RunOptions};
 
 struct Bed {
     upstreams: Vec<FakeUpstream>,
@@ -21,6 +26,12 @@ struct Bed {
 
 /// `n` fake providers `p0..pN`, each serving model `m`; `extra` is appended to every provider.
 async fn make_bed(n: usize, extra: &str) -> Bed {
+    make_bed_with(n, extra, "", &[]).await
+}
+
+/// [`make_bed`] with `models` keys besides `providers` (`routing: {…},`) and variables set
+/// before the config is loaded (the router's variables are read at load).
+async fn make_bed_with(n: usize, extra: &str, models: &str, vars: &[(&str, &str)]) -> Bed {
     let mut upstreams = Vec::new();
     let mut providers = String::new();
     for i in 0..n {
@@ -31,8 +42,9 @@ async fn make_bed(n: usize, extra: &str) -> Bed {
         ));
         upstreams.push(up);
     }
-    let text = format!(r#"{{models: {{mode: "replace", providers: {{{providers}}}}}}}"#);
-    let mut env = BTreeMap::new();
+    let text = format!(r#"{{models: {{mode: "replace", {models} providers: {{{providers}}}}}}}"#);
+    let mut env: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     for i in 0..n {
         env.insert(format!("P{i}_KEY"), format!("key-{i}"));
     }
@@ -433,96 +445,7 @@ async fn rate_limit_cooldowns_grow_30_60_300() {
     assert_eq!(seen, [30, 60, 300, 300]);
 }
 
-#[tokio::test]
-async fn a_loading_model_is_waited_for() {
-    let bed = make_bed(2, "timeoutSeconds: 10,").await;
-    let router = Router::new();
-    for _ in 0..2 {
-        bed.upstreams[0].push(Reply::json(
-            503,
-            r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#,
-        ));
-    }
-    bed.upstreams[0].push(ok_stream("warm now"));
-    let (who, events, attempts) =
-        run(&router, &bed, &chain(&["p0/m", "p1/m"]), fast()).await.unwrap();
-    assert_eq!((who.as_str(), text(&events).as_str()), ("p0/m", "warm now"));
-    assert_eq!(classes(&attempts), ["p0:loading", "p0:loading", "p0:ok"]);
-}
-
-#[tokio::test]
-async fn the_run_deadline_bounds_everything() {
-    let bed = make_bed(1, "timeoutSeconds: 30,").await;
-    let router = Router::new();
-    bed.upstreams[0].push(
-        Reply { status: 200, headers: vec![], steps: vec![], end: End::Stall }
-            .stall_before_headers(),
-    );
-    let options = RunOptions {
-        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(300)),
-        ..fast()
-    };
-    let started = std::time::Instant::now();
-    let failure = run(&router, &bed, &chain(&["p0/m"]), options).await.unwrap_err();
-    assert_eq!(failure.last.class, ErrorClass::Timeout);
-    assert!(started.elapsed() < Duration::from_secs(5));
-}
-
 // ---- §E 31–33: the overload notice, the Retry-After cap, the auth skip cache -------------
-
-#[tokio::test]
-async fn e31_overload_retries_send_one_notice_once_the_threshold_passed() {
-    let bed = make_bed(2, "").await;
-    let router = Router::new();
-    for _ in 0..4 {
-        bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
-        bed.upstreams[1].push(Reply::json(529, r#"{"error":{"message":"Overloaded"}}"#));
-    }
-    let sent = std::sync::Mutex::new(Vec::<(String, Duration)>::new());
-    let started = std::time::Instant::now();
-    let notify = |n: &str| sent.lock().unwrap().push((n.to_owned(), started.elapsed()));
-    // Delays 10, 20, 40 ms; the notice is due 25 ms into the run.
-    let options = RunOptions {
-        overload_notice_after: Duration::from_millis(25),
-        on_notice: Some(&notify),
-        ..fast()
-    };
-    let failure = run(&router, &bed, &chain(&["p0/m", "p1/m"]), options).await.unwrap_err();
-    assert_eq!(failure.notices, [OVERLOAD_NOTICE]);
-    let sent = sent.lock().unwrap().clone();
-    assert_eq!(sent.len(), 1, "exactly one notice: {sent:?}");
-    assert_eq!(
-        sent[0].0,
-        "The AI service is temporarily overloaded. I’m still retrying; this may take a few minutes."
-    );
-    assert!(sent[0].1 >= Duration::from_millis(25), "not before the threshold: {:?}", sent[0].1);
-}
-
-#[tokio::test]
-async fn e31_no_notice_when_the_chain_recovers_before_the_threshold() {
-    let bed = make_bed(1, "").await;
-    let router = Router::new();
-    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
-    bed.upstreams[0].push(ok_stream("back"));
-    let notify = |_: &str| unreachable!("no notice is due");
-    let options = RunOptions {
-        overload_notice_after: Duration::from_secs(5),
-        on_notice: Some(&notify),
-        ..fast()
-    };
-    let answer =
-        router.run(&bed.config, &chain(&["p0/m"]), &prompt(), &|_| None, &bed.env, options).await;
-    let answer = answer.unwrap();
-    assert!(answer.notices.is_empty());
-    // A run that recovers after the threshold carries the notice with its answer.
-    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
-    bed.upstreams[0].push(Reply::json(503, r#"{"error":{"message":"overloaded"}}"#));
-    bed.upstreams[0].push(ok_stream("back again"));
-    let options = RunOptions { overload_notice_after: Duration::from_millis(5), ..fast() };
-    let answer =
-        router.run(&bed.config, &chain(&["p0/m"]), &prompt(), &|_| None, &bed.env, options).await;
-    assert_eq!(answer.unwrap().notices, [OVERLOAD_NOTICE]);
-}
 
 #[tokio::test]
 async fn e32_a_short_retry_after_on_the_last_candidate_is_waited_out() {
@@ -551,53 +474,6 @@ async fn e32_a_retry_after_over_the_cap_surfaces_at_once() {
     assert_eq!(failure.last.class, ErrorClass::RateLimit);
     assert_eq!(failure.attempts.len(), 1);
     assert!(started.elapsed() < Duration::from_secs(1));
-
-    // A cap of 1 s: 1.5 s is not waited for; with the cap off it is.
-    let mut bed = make_bed(1, "").await;
-    bed.env.insert("HEARTH_RETRY_MAX_WAIT_SECONDS".into(), "1".into());
-    let router = Router::new();
-    bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
-    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
-    assert_eq!(failure.attempts.len(), 1);
-
-    let mut bed = make_bed(1, "").await;
-    bed.env.insert("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS".into(), "0".into());
-    let router = Router::new();
-    bed.upstreams[0].push(Reply::json(429, "{}").header("retry-after", "1.5"));
-    bed.upstreams[0].push(ok_stream("uncapped"));
-    let started = std::time::Instant::now();
-    let (_, events, _) = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap();
-    assert_eq!(text(&events), "uncapped");
-    assert!(started.elapsed() >= Duration::from_millis(1500));
-}
-
-#[test]
-fn e32_the_cap_variables() {
-    let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
-    let none = BTreeMap::<String, String>::new();
-    assert_eq!(retry_wait_cap(&none), Some(Duration::from_secs(60)));
-    for off in ["0", "false", "OFF", "none", "disabled"] {
-        assert_eq!(retry_wait_cap(&env("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", off)), None, "{off}");
-    }
-    assert_eq!(
-        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "5")),
-        Some(Duration::from_secs(5))
-    );
-    assert_eq!(
-        retry_wait_cap(&env("HEARTH_RETRY_MAX_WAIT_SECONDS", "soon")),
-        Some(Duration::from_secs(60))
-    );
-}
-
-#[test]
-fn e33_the_skip_ttl_is_opt_in_and_clamped() {
-    let env =
-        |v: &str| BTreeMap::from([("OPENCLAW_FALLBACK_SKIP_TTL_MS".to_owned(), v.to_owned())]);
-    assert_eq!(skip_ttl(&BTreeMap::<String, String>::new()), None);
-    assert_eq!(skip_ttl(&env("0")), None);
-    assert_eq!(skip_ttl(&env("500")), Some(Duration::from_secs(1)));
-    assert_eq!(skip_ttl(&env("60000")), Some(Duration::from_secs(60)));
-    assert_eq!(skip_ttl(&env("9000000")), Some(Duration::from_secs(600)));
 }
 
 async fn run_in(
@@ -615,8 +491,7 @@ async fn run_in(
 
 #[tokio::test]
 async fn e33_a_fallback_that_failed_auth_is_skipped_in_that_session_only() {
-    let mut bed = make_bed(3, "").await;
-    bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
+    let bed = make_bed_with(3, "", "routing: {fallbackSkipTtlMs: 60000},", &[]).await;
     let router = Router::new();
     let refs = ["p0/m", "p1/m", "p2/m"];
     // Turn 1 in s1: the primary fails (no cooldown), the fallback F = p1 is refused (401).
@@ -648,10 +523,9 @@ async fn e33_a_fallback_that_failed_auth_is_skipped_in_that_session_only() {
 #[tokio::test]
 async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
     for skip in [true, false] {
-        let mut bed = make_bed(3, "").await;
-        if skip {
-            bed.env.insert("HEARTH_FALLBACK_SKIP_TTL_MS".into(), "60000".into());
-        }
+        let vars: &[(&str, &str)] =
+            if skip { &[("HEARTH_FALLBACK_SKIP_TTL_MS", "60000")] } else { &[] };
+        let bed = make_bed_with(3, "", "", vars).await;
         let router = Router::new();
         // The primary and F both fail authentication in s1.
         bed.upstreams[0].push(Reply::json(401, "{}"));
@@ -681,52 +555,10 @@ async fn e33_the_primary_is_never_skipped_and_unset_means_no_skip_cache() {
 const LOADING: &str =
     r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#;
 
-fn loading_cooldowns(router: &Router) -> Vec<hearth_upstream::router::CooldownView> {
+fn loading_cooldowns<T: Transport>(
+    router: &Router<T>,
+) -> Vec<hearth_upstream::router::CooldownView> {
     router.cooldowns().into_iter().filter(|c| c.reason == ErrorClass::Loading).collect()
-}
-
-/// A server that answers "Loading model" to everything is waited for by the first request
-/// only; the requests after it skip it without contacting it, fail over at once, and, with
-/// nothing left to fail over to, answer at once with a `loading` failure and a retry time.
-#[tokio::test]
-async fn a_loading_server_is_waited_for_once_then_skipped_while_it_cools_down() {
-    let bed = make_bed(2, "timeoutSeconds: 2,").await;
-    let router = Router::new();
-    for _ in 0..20 {
-        bed.upstreams[0].push(Reply::json(503, LOADING));
-    }
-    bed.upstreams[1].push(ok_stream("first"));
-    bed.upstreams[1].push(ok_stream("second"));
-    let both = chain(&["p0/m", "p1/m"]);
-
-    let (who, _, attempts) = run(&router, &bed, &both, fast()).await.unwrap();
-    assert_eq!(who, "p1/m");
-    let waited = bed.upstreams[0].requests().len();
-    assert!(waited >= 2, "the first request polls the loading server: {attempts:?}");
-    assert!(classes(&attempts[..waited]).iter().all(|c| c == "p0:loading"), "{attempts:?}");
-    let cooling = loading_cooldowns(&router);
-    assert_eq!(cooling.len(), 1, "{:?}", router.cooldowns());
-    assert_eq!((cooling[0].provider.as_str(), cooling[0].model.as_deref()), ("p0", Some("m")));
-    assert!(cooling[0].remaining <= LOADING_COOLDOWN, "{cooling:?}");
-    assert!(cooling[0].remaining > LOADING_COOLDOWN - Duration::from_secs(5), "{cooling:?}");
-
-    // The next request skips p0 without a request and fails over at once.
-    let started = std::time::Instant::now();
-    let (who, events, attempts) = run(&router, &bed, &both, fast()).await.unwrap();
-    assert_eq!((who.as_str(), text(&events).as_str()), ("p1/m", "second"));
-    assert_eq!(classes(&attempts), ["p0:loading", "p1:ok"]);
-    assert!(attempts[0].skipped);
-    assert_eq!(bed.upstreams[0].requests().len(), waited, "p0 was contacted again");
-    assert!(started.elapsed() < LOADING_POLL, "the second request waited");
-
-    // Alone in its chain: the answer is at once a loading failure with a retry time.
-    let failure = run(&router, &bed, &chain(&["p0/m"]), fast()).await.unwrap_err();
-    assert_eq!(failure.last.class, ErrorClass::Loading);
-    assert_eq!(failure.last.status, Some(503));
-    assert!(failure.attempts.iter().all(|a| a.skipped), "{:?}", failure.attempts);
-    let retry_in = failure.retry_in.unwrap();
-    assert!(retry_in > Duration::ZERO && retry_in <= LOADING_COOLDOWN, "{retry_in:?}");
-    assert_eq!(bed.upstreams[0].requests().len(), waited, "p0 was contacted again");
 }
 
 /// The cooldown is the server's own estimate when it gives one: a `Retry-After` header, or a
@@ -750,32 +582,6 @@ async fn a_loading_cooldown_lasts_the_servers_estimate() {
     };
     assert!((Duration::from_secs(35)..=Duration::from_secs(40)).contains(&remaining("p0")));
     assert!((Duration::from_secs(15)..=Duration::from_secs(20)).contains(&remaining("p1")));
-}
-
-/// An estimate starts the cooldown at once (other requests skip the server meanwhile), and
-/// the answer of the request that kept waiting ends it.
-#[tokio::test]
-async fn a_loading_cooldown_ends_when_the_model_answers() {
-    let bed = make_bed(1, "timeoutSeconds: 10,").await;
-    let router = Router::new();
-    bed.upstreams[0].push(Reply::json(503, LOADING).header("retry-after", "1"));
-    bed.upstreams[0].push(ok_stream("warm now"));
-    let watch = async {
-        for _ in 0..200 {
-            if !loading_cooldowns(&router).is_empty() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    };
-    let only = chain(&["p0/m"]);
-    let (result, seen) = tokio::join!(run(&router, &bed, &only, fast()), watch);
-    let (who, events, attempts) = result.unwrap();
-    assert_eq!((who.as_str(), text(&events).as_str()), ("p0/m", "warm now"));
-    assert_eq!(classes(&attempts), ["p0:loading", "p0:ok"]);
-    assert!(seen, "the estimate started no cooldown while the request waited");
-    assert!(router.cooldowns().is_empty(), "{:?}", router.cooldowns());
 }
 
 // ---- first-byte and stall timeouts are separate ------------------------------------------
@@ -833,4 +639,397 @@ async fn no_first_output_within_the_first_byte_timeout_fails_over() {
     assert_eq!(classes(&attempts), ["p0:timeout", "p1:ok"]);
     let message = &attempts[0].error.as_ref().unwrap().message;
     assert!(message.contains("timeoutSeconds"), "{message}");
+}
+
+// ---- on tokio's paused clock, through a scripted transport -------------------------------
+
+/// What one scripted call does.
+enum Scripted {
+    /// Fails before its first event.
+    Fail(UpstreamError),
+    /// Answers with these events.
+    Answer(Vec<Event>),
+    /// Answers with headers and then never an event.
+    Silent,
+    /// Never answers at all.
+    Hang,
+}
+
+/// One call the router made: to which provider, with which key, when (since the test began).
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    provider: String,
+    key: Option<String>,
+    at: Duration,
+}
+
+/// A transport with a queue of scripted replies per provider; a provider with none left
+/// answers `server_error`.
+struct Script {
+    started: tokio::time::Instant,
+    replies: Mutex<HashMap<String, VecDeque<Scripted>>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Script {
+    fn new() -> Self {
+        Script {
+            started: tokio::time::Instant::now(),
+            replies: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+
+    fn push(&self, provider: &str, reply: Scripted) {
+        self.replies.lock().unwrap().entry(provider.to_owned()).or_default().push_back(reply);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// When each call to `provider` was made, in seconds since the test began.
+    fn times(&self, provider: &str) -> Vec<f64> {
+        self.calls().iter().filter(|c| c.provider == provider).map(|c| c.at.as_secs_f64()).collect()
+    }
+
+    fn since_start(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Transport for Script {
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        _prompt: &Prompt,
+        _env: &(dyn Env + Sync),
+        key: Option<&SecretString>,
+    ) -> Result<EventStream, UpstreamError> {
+        let provider = target.provider.id.clone();
+        self.calls.lock().unwrap().push(Call {
+            provider: provider.clone(),
+            key: key.map(|k| k.expose().to_owned()),
+            at: self.since_start(),
+        });
+        let reply = self.replies.lock().unwrap().get_mut(&provider).and_then(VecDeque::pop_front);
+        match reply {
+            Some(Scripted::Answer(events)) => Ok(futures::stream::iter(events).boxed()),
+            Some(Scripted::Fail(error)) => Err(error),
+            Some(Scripted::Silent) => Ok(futures::stream::pending().boxed()),
+            Some(Scripted::Hang) => std::future::pending().await,
+            None => Err(UpstreamError::new(ErrorClass::ServerError, "nothing scripted")),
+        }
+    }
+}
+
+fn answer(text: &str) -> Scripted {
+    Scripted::Answer(vec![Event::TextDelta(text.to_owned()), Event::Finish(FinishReason::Stop)])
+}
+
+fn failing(class: ErrorClass, retry_after: Option<Duration>) -> Scripted {
+    let mut error = UpstreamError::new(class, class.as_str());
+    error.retry_after = retry_after;
+    Scripted::Fail(error)
+}
+
+fn loading(retry_after: Option<Duration>) -> Scripted {
+    let mut error = UpstreamError::new(ErrorClass::Loading, "Loading model");
+    error.status = Some(503);
+    error.retry_after = retry_after;
+    Scripted::Fail(error)
+}
+
+/// A config of `n` providers `p0..pN` (model `m`, key `key-i`) that are never contacted:
+/// calls go to the script. `models` and `vars` as in [`make_bed_with`].
+fn offline(n: usize, extra: &str, models: &str, vars: &[(&str, &str)]) -> Bed {
+    let providers: String = (0..n)
+        .map(|i| {
+            format!(
+                r#"p{i}: {{baseUrl: "http://127.0.0.1:9/v1", apiKey: "${{P{i}_KEY}}", api: "openai-completions", {extra} models: [{{id: "m"}}]}},"#
+            )
+        })
+        .collect();
+    let text = format!(r#"{{models: {{mode: "replace", {models} providers: {{{providers}}}}}}}"#);
+    let mut env: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    for i in 0..n {
+        env.insert(format!("P{i}_KEY"), format!("key-{i}"));
+    }
+    let loaded = load_str("offline.json5", &text, &env);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    Bed { upstreams: Vec::new(), config: loaded.config.unwrap(), env }
+}
+
+async fn run_scripted(
+    router: &Router<Script>,
+    bed: &Bed,
+    refs: &[&str],
+    options: RunOptions<'_>,
+) -> Result<(String, Vec<Event>, Vec<hearth_upstream::Attempt>), hearth_upstream::Failure> {
+    let answer =
+        router.run(&bed.config, &chain(refs), &prompt(), &|_| None, &bed.env, options).await?;
+    let events: Vec<Event> = answer.events.collect().await;
+    Ok((answer.model_ref.to_string(), events, answer.attempts))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_deadline_ends_a_call_that_never_answers_on_time() {
+    let bed = offline(2, "", "", &[]);
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", Scripted::Hang);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let options = RunOptions { deadline: Some(deadline), ..RunOptions::default() };
+    let failure = run_scripted(&router, &bed, &["p0/m", "p1/m"], options).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::Timeout);
+    assert_eq!(classes(&failure.attempts), ["p0:timeout"], "p1 is not tried past the deadline");
+    assert_eq!(failure.attempts[0].elapsed, Duration::from_millis(300));
+    assert_eq!(router.transport().since_start(), Duration::from_millis(300));
+
+    // Headers and then no event: the deadline bounds the wait for the first event too.
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", Scripted::Silent);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
+    let options = RunOptions { deadline: Some(deadline), ..RunOptions::default() };
+    let failure = run_scripted(&router, &bed, &["p0/m"], options).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::Timeout);
+    assert_eq!(router.transport().since_start(), Duration::from_secs(7));
+}
+
+/// With the default options (10 retries, 2.5 s doubling to 30 s, the notice at 30 s): every
+/// retry at its instant, and exactly one notice, handed out at 30 s while the retries go on.
+#[tokio::test(start_paused = true)]
+async fn e31_overload_retries_back_off_on_time_and_the_notice_comes_at_30_s() {
+    let bed = offline(2, "", "", &[]);
+    let router = Router::with_transport(Script::new());
+    for _ in 0..11 {
+        router.transport().push("p0", failing(ErrorClass::Overloaded, None));
+        router.transport().push("p1", failing(ErrorClass::Overloaded, None));
+    }
+    let sent = Mutex::new(Vec::<(String, Duration)>::new());
+    let notify =
+        |n: &str| sent.lock().unwrap().push((n.to_owned(), router.transport().since_start()));
+    let options = RunOptions { on_notice: Some(&notify), ..RunOptions::default() };
+    let failure = run_scripted(&router, &bed, &["p0/m", "p1/m"], options).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::Overloaded);
+    assert_eq!(failure.attempts.len(), 22, "1 run + 10 retries, 2 candidates each");
+    assert_eq!(failure.notices, [OVERLOAD_NOTICE]);
+    let times = router.transport().times("p0");
+    assert_eq!(
+        times,
+        [0.0, 2.5, 7.5, 17.5, 37.5, 67.5, 97.5, 127.5, 157.5, 187.5, 217.5],
+        "2.5 s doubling, capped at 30 s"
+    );
+    assert_eq!(router.transport().times("p1"), times, "the whole chain each time");
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent, [(OVERLOAD_NOTICE.to_owned(), Duration::from_secs(30))]);
+    assert_eq!(
+        sent[0].0,
+        "The AI service is temporarily overloaded. I’m still retrying; this may take a few minutes."
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn e31_no_notice_when_the_chain_recovers_before_30_s_and_one_after() {
+    let bed = offline(1, "", "", &[]);
+    let router = Router::with_transport(Script::new());
+    // Overloaded at 0, 2.5 and 7.5 s; answers at 17.5 s: before the notice is due.
+    for _ in 0..3 {
+        router.transport().push("p0", failing(ErrorClass::Overloaded, None));
+    }
+    router.transport().push("p0", answer("back"));
+    let notify = |_: &str| unreachable!("no notice is due");
+    let options = RunOptions { on_notice: Some(&notify), ..RunOptions::default() };
+    let answer_ =
+        router.run(&bed.config, &chain(&["p0/m"]), &prompt(), &|_| None, &bed.env, options).await;
+    let answer_ = answer_.unwrap();
+    assert!(answer_.notices.is_empty());
+    assert_eq!(router.transport().times("p0"), [0.0, 2.5, 7.5, 17.5]);
+
+    // Answering at 37.5 s, after the notice went out at 30 s: the answer carries it.
+    let router = Router::with_transport(Script::new());
+    for _ in 0..4 {
+        router.transport().push("p0", failing(ErrorClass::Overloaded, None));
+    }
+    router.transport().push("p0", answer("back again"));
+    let (_, events, attempts) =
+        run_scripted(&router, &bed, &["p0/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(text(&events), "back again");
+    assert_eq!(attempts.len(), 5);
+    assert_eq!(router.transport().since_start(), Duration::from_millis(37_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn e32_a_short_retry_after_is_waited_out_to_the_instant() {
+    let bed = offline(1, "", "", &[]);
+    let router = Router::with_transport(Script::new());
+    router
+        .transport()
+        .push("p0", failing(ErrorClass::RateLimit, Some(Duration::from_millis(1500))));
+    router.transport().push("p0", answer("after the wait"));
+    let (_, events, attempts) =
+        run_scripted(&router, &bed, &["p0/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(text(&events), "after the wait");
+    assert_eq!(classes(&attempts), ["p0:rate_limit", "p0:ok"]);
+    assert_eq!(router.transport().times("p0"), [0.0, 1.5]);
+}
+
+/// `models.routing.retryMaxWaitSeconds` caps the wait; the variables win over it.
+#[tokio::test(start_paused = true)]
+async fn e32_the_retry_wait_cap_comes_from_the_config_and_the_variable_wins() {
+    let capped = offline(1, "", "routing: {retryMaxWaitSeconds: 1},", &[]);
+    let router = Router::with_transport(Script::new());
+    router
+        .transport()
+        .push("p0", failing(ErrorClass::RateLimit, Some(Duration::from_millis(1500))));
+    let failure =
+        run_scripted(&router, &capped, &["p0/m"], RunOptions::default()).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::RateLimit);
+    assert_eq!(router.transport().times("p0"), [0.0], "1.5 s is over the cap: no wait");
+    assert_eq!(router.transport().since_start(), Duration::ZERO);
+
+    let env_capped = offline(1, "", "", &[("HEARTH_RETRY_MAX_WAIT_SECONDS", "1")]);
+    let router = Router::with_transport(Script::new());
+    router
+        .transport()
+        .push("p0", failing(ErrorClass::RateLimit, Some(Duration::from_millis(1500))));
+    let failure = run_scripted(&router, &env_capped, &["p0/m"], RunOptions::default()).await;
+    assert_eq!(failure.unwrap_err().attempts.len(), 1);
+
+    let uncapped = offline(
+        1,
+        "",
+        "routing: {retryMaxWaitSeconds: 1},",
+        &[("OPENCLAW_SDK_RETRY_MAX_WAIT_SECONDS", "0")],
+    );
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", failing(ErrorClass::RateLimit, Some(Duration::from_secs(600))));
+    router.transport().push("p0", answer("uncapped"));
+    let (_, events, _) =
+        run_scripted(&router, &uncapped, &["p0/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(text(&events), "uncapped");
+    assert_eq!(router.transport().times("p0"), [0.0, 600.0], "ten minutes, waited out");
+}
+
+/// A cooldown ends at its instant: skipped a moment before, tried again right at it.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_cooldown_ends_on_time_and_the_primary_is_tried_again() {
+    let bed = offline(2, "", "", &[]);
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", failing(ErrorClass::RateLimit, None));
+    router.transport().push("p1", answer("p1"));
+    let (who, _, _) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(who, "p1/m");
+
+    tokio::time::advance(Duration::from_secs(30) - Duration::from_millis(1)).await;
+    router.transport().push("p1", answer("p1 again"));
+    let (_, _, attempts) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert!(attempts[0].skipped, "still cooling 1 ms before the end: {attempts:?}");
+    assert_eq!(attempts[0].error.as_ref().unwrap().retry_after, Some(Duration::from_millis(1)));
+
+    tokio::time::advance(Duration::from_millis(1)).await;
+    router.transport().push("p0", answer("p0 is back"));
+    let (who, events, attempts) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!((who.as_str(), text(&events).as_str()), ("p0/m", "p0 is back"));
+    assert_eq!(classes(&attempts), ["p0:ok"]);
+    assert!(router.cooldowns().is_empty());
+    assert_eq!(router.transport().times("p0"), [0.0, 30.0]);
+}
+
+/// Keys rotate before the chain moves on, in order; a rotated key is not retried while it cools.
+#[tokio::test(start_paused = true)]
+async fn keys_rotate_in_order_and_a_cooling_key_is_passed_over() {
+    let bed = offline(2, "", "", &[("P0_KEYS", "key-0, key-0b; key-0c")]);
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", failing(ErrorClass::RateLimit, None));
+    router.transport().push("p0", failing(ErrorClass::Auth, None));
+    router.transport().push("p0", answer("third key"));
+    let (who, _, attempts) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(who, "p0/m");
+    assert_eq!(classes(&attempts), ["p0:rate_limit", "p0:auth", "p0:ok"]);
+    // The next run starts with the key that answered.
+    router.transport().push("p0", answer("again"));
+    run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    let keys: Vec<Option<String>> = router.transport().calls().into_iter().map(|c| c.key).collect();
+    let key = |k: &str| Some(k.to_owned());
+    assert_eq!(keys, [key("key-0"), key("key-0b"), key("key-0c"), key("key-0c")]);
+}
+
+/// A server that answers "Loading model" to everything is polled every second by the first
+/// request, up to its `timeoutSeconds` (3 s); then it cools down for 15 s: the requests after
+/// it skip it without contacting it, fail over at once, and, with nothing left to fail over
+/// to, answer at once with a `loading` failure and the exact time left; after the cooldown it
+/// is tried again.
+#[tokio::test(start_paused = true)]
+async fn a_loading_server_is_waited_for_once_then_skipped_while_it_cools_down() {
+    let bed = offline(2, "timeoutSeconds: 3,", "", &[]);
+    let router = Router::with_transport(Script::new());
+    for _ in 0..3 {
+        router.transport().push("p0", loading(None));
+    }
+    router.transport().push("p1", answer("first"));
+    let (who, _, attempts) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(who, "p1/m");
+    assert_eq!(classes(&attempts), ["p0:loading", "p0:loading", "p0:loading", "p1:ok"]);
+    assert_eq!(router.transport().times("p0"), [0.0, 1.0, 2.0]);
+    assert_eq!(router.transport().times("p1"), [2.0], "the failover comes at once");
+    let cooling = loading_cooldowns(&router);
+    assert_eq!(cooling.len(), 1, "{:?}", router.cooldowns());
+    assert_eq!(cooling[0].remaining, LOADING_COOLDOWN);
+
+    // 5 s later: skipped without a call, the fallback answers at once.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    router.transport().push("p1", answer("second"));
+    let (who, _, attempts) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(who, "p1/m");
+    assert_eq!(classes(&attempts), ["p0:loading", "p1:ok"]);
+    assert!(attempts[0].skipped);
+    assert_eq!(router.transport().times("p1"), [2.0, 7.0]);
+
+    // Alone in its chain: a loading failure at once, with a 503 and the time left.
+    let failure = run_scripted(&router, &bed, &["p0/m"], RunOptions::default()).await.unwrap_err();
+    assert_eq!(failure.last.class, ErrorClass::Loading);
+    assert_eq!(failure.last.status, Some(503));
+    assert!(failure.attempts.iter().all(|a| a.skipped), "{:?}", failure.attempts);
+    assert_eq!(failure.retry_in, Some(LOADING_COOLDOWN - Duration::from_secs(5)));
+    assert_eq!(router.transport().times("p0").len(), 3, "p0 was contacted again");
+
+    // When the cooldown is over, it is tried again.
+    tokio::time::advance(LOADING_COOLDOWN - Duration::from_secs(5)).await;
+    router.transport().push("p0", answer("warm"));
+    let (who, _, _) =
+        run_scripted(&router, &bed, &["p0/m", "p1/m"], RunOptions::default()).await.unwrap();
+    assert_eq!(who, "p0/m");
+    assert_eq!(router.transport().times("p0"), [0.0, 1.0, 2.0, 17.0]);
+}
+
+/// An estimate starts the cooldown at once (other requests skip the server meanwhile), the
+/// request that got it keeps polling (at the estimate, 5 s at most), and its answer ends the
+/// cooldown.
+#[tokio::test(start_paused = true)]
+async fn a_loading_cooldown_starts_with_the_estimate_and_ends_when_the_model_answers() {
+    let bed = offline(1, "timeoutSeconds: 10,", "", &[]);
+    let router = Router::with_transport(Script::new());
+    router.transport().push("p0", loading(Some(Duration::from_secs(2))));
+    router.transport().push("p0", loading(Some(Duration::from_secs(40))));
+    router.transport().push("p0", answer("warm now"));
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        loading_cooldowns(&router)
+    };
+    let (result, seen) =
+        tokio::join!(run_scripted(&router, &bed, &["p0/m"], RunOptions::default()), watch);
+    let (who, events, attempts) = result.unwrap();
+    assert_eq!((who.as_str(), text(&events).as_str()), ("p0/m", "warm now"));
+    assert_eq!(classes(&attempts), ["p0:loading", "p0:loading", "p0:ok"]);
+    assert_eq!(router.transport().times("p0"), [0.0, 2.0, 7.0], "polled at 2 s, then 5 s");
+    assert_eq!(seen.len(), 1, "the estimate started a cooldown while the request waited");
+    assert_eq!(seen[0].remaining, Duration::from_millis(1500));
+    assert!(router.cooldowns().is_empty(), "{:?}", router.cooldowns());
 }
