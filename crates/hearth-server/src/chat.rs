@@ -548,7 +548,7 @@ pub fn completion<'a>(
             }
         })
         .collect();
-    let content = (!(c.text.is_empty() && !tool_calls.is_empty())).then_some(c.text.as_str());
+    let content = (!c.text.is_empty() || tool_calls.is_empty()).then_some(c.text.as_str());
     Completion {
         id,
         object: OBJECT_COMPLETION,
