@@ -105,11 +105,25 @@ pub fn agent_target(model: &str) -> Option<Option<&str>> {
     if id.is_empty() || id.eq_ignore_ascii_case("default") { Some(None) } else { Some(Some(id)) }
 }
 
+/// The value of the `x-hearth-<suffix>` header, else of its `x-openclaw-<suffix>` spelling: one
+/// pass over the headers, no name built per lookup.
+fn prefixed<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h axum::http::HeaderValue> {
+    let mut openclaw = None;
+    for (name, value) in headers {
+        let name = name.as_str();
+        if name.strip_prefix("x-hearth-") == Some(suffix) {
+            return Some(value);
+        }
+        if openclaw.is_none() && name.strip_prefix("x-openclaw-") == Some(suffix) {
+            openclaw = Some(value);
+        }
+    }
+    openclaw
+}
+
 /// A header by its `x-hearth-*` name, else its `x-openclaw-*` spelling.
 pub fn header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
-    ["x-hearth-", "x-openclaw-"]
-        .iter()
-        .find_map(|prefix| headers.get(format!("{prefix}{suffix}").as_str()))
+    prefixed(headers, suffix)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -118,10 +132,7 @@ pub fn header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
 /// A header's raw value (not trimmed; a value that is not visible ASCII is `"\0"`, which every
 /// check refuses).
 fn raw_header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
-    ["x-hearth-", "x-openclaw-"]
-        .iter()
-        .find_map(|prefix| headers.get(format!("{prefix}{suffix}").as_str()))
-        .map(|v| v.to_str().unwrap_or("\0"))
+    prefixed(headers, suffix).map(|v| v.to_str().unwrap_or("\0"))
 }
 
 /// Plans a request whose body says `model`.
