@@ -80,7 +80,7 @@ pub struct RawModels {
     pub routing: Option<RawRouting>,
 }
 
-/// `models.routing` (hearth-only): the router's two tunable waits. OpenClaw has them as
+/// `models.routing` (hearth-only): the router's tunable waits. OpenClaw has them as
 /// environment variables only; those variables (and hearth's own names) still win over the
 /// file.
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -94,6 +94,10 @@ pub struct RawRouting {
     /// this long (milliseconds, clamped to 1000 to 600000) in the same session; `0`: off (the
     /// default). `HEARTH_FALLBACK_SKIP_TTL_MS` (or `OPENCLAW_FALLBACK_SKIP_TTL_MS`) wins over it.
     pub fallback_skip_ttl_ms: Option<Spanned<u64>>,
+    /// When every candidate is only overloaded and the whole chain is being retried, the
+    /// overload notice ("still retrying") goes out this long (milliseconds) after the run
+    /// began. Default 30000 (OpenClaw's 30 s).
+    pub overload_notice_after_ms: Option<Spanned<u64>>,
 }
 
 /// `models.routing.retryMaxWaitSeconds`: seconds, or `false` for no cap.
@@ -664,7 +668,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("RawModels", &["mode", "providers", "routing"]),
-    ("RawRouting", &["retryMaxWaitSeconds", "fallbackSkipTtlMs"]),
+    ("RawRouting", &["retryMaxWaitSeconds", "fallbackSkipTtlMs", "overloadNoticeAfterMs"]),
     (
         "RawProvider",
         &[
@@ -859,6 +863,7 @@ impl Decode for RawRouting {
         let routing = RawRouting {
             retry_max_wait_seconds: obj.get("retryMaxWaitSeconds", cx),
             fallback_skip_ttl_ms: obj.get("fallbackSkipTtlMs", cx),
+            overload_notice_after_ms: obj.get("overloadNoticeAfterMs", cx),
         };
         obj.finish(cx, Unknown::Error);
         Some(routing)

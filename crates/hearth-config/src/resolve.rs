@@ -30,6 +30,9 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_millis(120_000);
 /// The longest `Retry-After` the router waits out when `models.routing.retryMaxWaitSeconds` is
 /// not set (the official SDKs' cap).
 pub const DEFAULT_RETRY_MAX_WAIT: Duration = Duration::from_secs(60);
+/// When the overload notice goes out unless `models.routing.overloadNoticeAfterMs` says
+/// otherwise (OpenClaw's 30 s).
+pub const DEFAULT_OVERLOAD_NOTICE_AFTER: Duration = Duration::from_secs(30);
 /// Caps on `retryMaxWaitSeconds`: a day at most.
 const RETRY_MAX_WAIT_LIMIT_SECONDS: f64 = 86_400.0;
 /// `fallbackSkipTtlMs` is clamped to this range (milliseconds).
@@ -110,11 +113,17 @@ pub struct Routing {
     /// How long a fallback that failed authentication is skipped in the same session; `None`:
     /// the skip cache is off.
     pub fallback_skip_ttl: Option<Duration>,
+    /// How long into overload retries of the whole chain the overload notice goes out.
+    pub overload_notice_after: Duration,
 }
 
 impl Default for Routing {
     fn default() -> Self {
-        Routing { retry_max_wait: Some(DEFAULT_RETRY_MAX_WAIT), fallback_skip_ttl: None }
+        Routing {
+            retry_max_wait: Some(DEFAULT_RETRY_MAX_WAIT),
+            fallback_skip_ttl: None,
+            overload_notice_after: DEFAULT_OVERLOAD_NOTICE_AFTER,
+        }
     }
 }
 
@@ -1608,6 +1617,9 @@ fn resolve_routing(raw: Option<&crate::raw::RawRouting>, cx: &mut Cx<'_>) -> Rou
         }
         routing.fallback_skip_ttl =
             (ttl.value != 0).then(|| Duration::from_millis(ttl.value.clamp(low, high)));
+    }
+    if let Some(after) = raw.and_then(|r| r.overload_notice_after_ms.as_ref()) {
+        routing.overload_notice_after = Duration::from_millis(after.value);
     }
     cx.pop();
     cx.pop();

@@ -549,6 +549,9 @@ fn routing_keys_are_read_with_their_defaults() {
     let (r, _) = routing("{}", &[]);
     assert_eq!(r.retry_max_wait, Some(Duration::from_secs(60)), "default cap");
     assert_eq!(r.fallback_skip_ttl, None, "the skip cache is off by default");
+    assert_eq!(r.overload_notice_after, Duration::from_secs(30), "OpenClaw's 30 s");
+    let (r, _) = routing("{models: {routing: {overloadNoticeAfterMs: 250}}}", &[]);
+    assert_eq!(r.overload_notice_after, Duration::from_millis(250));
 
     let (r, warnings) =
         routing("{models: {routing: {retryMaxWaitSeconds: 2.5, fallbackSkipTtlMs: 60000}}}", &[]);

@@ -86,7 +86,9 @@ async fn run(
     let (prompt, options) = to_prompt(request)?;
     let plan = plan::plan(&config, &model, &headers)?;
     if options.stream {
-        let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
+        let (run_app, run_config, run_plan) = (app.clone(), Arc::clone(&config), plan.clone());
+        let start =
+            move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
         let include_usage = options.include_usage;
         let custom_tools = options.custom_tools.clone();
         let mut response = sse::respond_when_started(&app, start, move |made| {
@@ -755,6 +757,11 @@ impl Render for ChatRender {
             None,
             Some(text),
         );
+    }
+
+    fn resume(&mut self, early: Self) {
+        self.id = early.id;
+        self.created = early.created;
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {

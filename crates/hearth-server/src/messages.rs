@@ -117,7 +117,9 @@ async fn run(
     let window = context_window(&config, &plan);
     let overflow_numbers = move |e: ApiError| fill_overflow(e, estimate, window);
     if prompt.stream {
-        let start = relay::start_owned(app.clone(), Arc::clone(&config), plan.clone(), prompt);
+        let (run_app, run_config, run_plan) = (app.clone(), Arc::clone(&config), plan.clone());
+        let start =
+            move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
         let mut response = sse::respond_when_started(&app, start, move |made| {
             let shown = crate::chat::shown_for(&plan, made.map(|(s, _)| s));
             MessagesRender::new(shown, estimate)
@@ -687,6 +689,10 @@ impl Render for MessagesRender {
     fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
         // An event type the Anthropic SDKs skip (they act on the types they know).
         sse::named(out, "hearth_notice", &json!({"type": "hearth_notice", "message": text}));
+    }
+
+    fn resume(&mut self, early: Self) {
+        self.id = early.id;
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {

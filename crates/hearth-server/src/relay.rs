@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::StreamExt;
+use hearth_agent::NoticeSink;
 use hearth_config::{Config, Cost};
 use hearth_upstream::{
     Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, ToolChoice, UpstreamError, Usage,
@@ -111,14 +112,15 @@ pub fn model_label(config: &Config, model_ref: &hearth_config::ModelRef) -> Stri
 /// The metrics label of models no catalog lists.
 pub const OTHER_MODEL: &str = "other";
 
-/// [`start`] with owned arguments, for a stream that starts the run before it answers.
+/// [`start_with`] with owned arguments, for a stream that starts the run before it answers.
 pub async fn start_owned(
     app: AppState,
     config: Arc<Config>,
     plan: Plan,
     prompt: Prompt,
+    on_notice: NoticeSink,
 ) -> Result<(Started, Prompt), ApiError> {
-    start(&app, &config, &plan, prompt).await
+    start_with(&app, &config, &plan, prompt, Some(&on_notice)).await
 }
 
 /// Runs the plan's chain. `Err` is the error response (every attempt in its message).
@@ -128,9 +130,23 @@ pub async fn start(
     plan: &Plan,
     prompt: Prompt,
 ) -> Result<(Started, Prompt), ApiError> {
+    start_with(app, config, plan, prompt, None).await
+}
+
+/// [`start`], with `on_notice` called the moment a notice comes due while the run still waits
+/// for a model (the overload notice), on direct and agent runs alike. Such a notice is also in
+/// the answer's notices; a caller that delivered it live must not deliver it again.
+pub async fn start_with(
+    app: &AppState,
+    config: &Arc<Config>,
+    plan: &Plan,
+    prompt: Prompt,
+    on_notice: Option<&NoticeSink>,
+) -> Result<(Started, Prompt), ApiError> {
     let started = Instant::now();
     let options = RunOptions {
         deadline: Some(tokio::time::Instant::now() + RUN_BUDGET),
+        on_notice: on_notice.map(|sink| &*sink.0 as &(dyn Fn(&str) + Sync)),
         ..RunOptions::default()
     };
     let agent = plan.agent.clone();
@@ -141,7 +157,7 @@ pub async fn start(
         hearth_agent::containment::strip_prompt_control_tokens(&mut prompt);
     }
     let result = match (&app.agents, plan.agent_run) {
-        (Some(agents), true) => match agent_turn(agents, config, plan, &prompt).await {
+        (Some(agents), true) => match agent_turn(agents, config, plan, &prompt, on_notice).await {
             Ok(answer) => Ok(answer),
             Err(AgentFailure::Upstream(failure)) => Err(failure),
             Err(AgentFailure::Api(error)) => return Err(error),
@@ -306,6 +322,23 @@ pub fn answer_headers(answer: &Answer, headers: &mut HeaderMap) {
     }
 }
 
+/// The notices a caller still has to deliver: `notices` less those it already delivered live
+/// (`sent`, through [`start_with`]'s `on_notice`), each of those taken out once.
+pub fn unsent<'a>(notices: &'a [String], sent: &[String]) -> Vec<&'a str> {
+    let mut sent: Vec<&str> = sent.iter().map(String::as_str).collect();
+    notices
+        .iter()
+        .filter(|notice| match sent.iter().position(|s| s == notice) {
+            Some(i) => {
+                sent.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .map(String::as_str)
+        .collect()
+}
+
 /// One `x-hearth-notice` per notice (fallback, preflight warning, served window, compaction).
 pub const HEADER_NOTICE: HeaderName = HeaderName::from_static("x-hearth-notice");
 
@@ -426,6 +459,7 @@ async fn agent_turn(
     config: &Arc<Config>,
     plan: &Plan,
     prompt: &Prompt,
+    on_notice: Option<&NoticeSink>,
 ) -> Result<Answer, AgentFailure> {
     use hearth_upstream::Role;
     if !prompt.messages.iter().any(|m| m.role == Role::User) {
@@ -452,6 +486,7 @@ async fn agent_turn(
         model: plan.model_override.clone(),
         // The agent's `timeoutSeconds` (the turn applies it).
         timeout: None,
+        on_notice: on_notice.cloned(),
         ..hearth_agent::TurnRequest::default()
     };
     match agents.start(Arc::clone(config), request).await {

@@ -202,6 +202,10 @@ impl Echo {
     }
 }
 
+/// A hearth notice on a Responses stream whose headers went out before it came due (the same
+/// name as on Messages): `{"type": "hearth_notice", "sequence_number", "message"}`.
+pub const EVENT_NOTICE: &str = "hearth_notice";
+
 /// The header that says what hearth dropped from a request.
 pub const HEADER_DROPPED: axum::http::HeaderName =
     axum::http::HeaderName::from_static("x-hearth-dropped");
@@ -294,9 +298,10 @@ async fn run(
         let start = {
             let (app, config, plan, id) =
                 (app.clone(), Arc::clone(&config), plan.clone(), id.clone());
-            async move {
-                let started =
-                    relay::start(&app, &config, &plan, prompt).await.map_err(input_param)?;
+            move |notices| async move {
+                let started = relay::start_with(&app, &config, &plan, prompt, Some(&notices))
+                    .await
+                    .map_err(input_param)?;
                 if let Some((store, key)) = linked_session {
                     let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
                 }
@@ -1206,6 +1211,17 @@ impl Render for ResponsesRender {
     fn start(&mut self, out: &mut Vec<u8>) {
         self.lifecycle(out, "response.created", "in_progress", None);
         self.lifecycle(out, "response.in_progress", "in_progress", None);
+    }
+
+    fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
+        // An event type the openai SDKs and Codex pass over (they act on the types they know,
+        // once `response.created` came); numbered like every other event.
+        self.emit(out, EVENT_NOTICE, Self::fields(vec![("message", json!(text))]));
+    }
+
+    fn resume(&mut self, early: Self) {
+        self.sequence = early.sequence;
+        self.created_at = early.created_at;
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {

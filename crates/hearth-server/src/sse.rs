@@ -18,8 +18,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
+use hearth_agent::NoticeSink;
 use hearth_upstream::{ErrorClass, Event, EventStream, Prompt, UpstreamError, Usage};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
 use crate::relay::{Started, UsageSink, answer_headers};
@@ -33,7 +34,13 @@ pub trait Render: Send + 'static {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool;
     /// Renders one notice in-band, after the start frames, for a stream whose headers went
     /// out before its notices existed (they are `x-hearth-notice` headers otherwise).
-    fn notice(&mut self, _text: &str, _out: &mut Vec<u8>) {}
+    fn notice(&mut self, text: &str, out: &mut Vec<u8>);
+    /// Takes over the stream `early` began: a renderer built before the run started (no
+    /// answer yet) wrote the start frames and a notice that came due while the run waited (the
+    /// overload notice). Keep its ids and numbering, so the stream reads as one.
+    fn resume(&mut self, early: Self)
+    where
+        Self: Sized;
 }
 
 /// Writes `data: <json>\n\n`.
@@ -200,14 +207,33 @@ impl<R> Drop for Relay<R> {
 
 type Frame = Result<Bytes, Infallible>;
 
-/// The frames of a started answer, rendered by `render`.
+/// What a stream whose headers went out before its run started has already written.
+#[derive(Debug, Default)]
+struct Early {
+    /// The renderer's start frames.
+    start: bool,
+    /// Notices that came due while the run waited, in the order they went out.
+    notices: Vec<String>,
+}
+
+/// The frames of a started answer, rendered by `render`. `early`: the headers went out before
+/// the run started, so its notices go in-band (less those already sent while it waited).
 fn relay_frames<R: Render>(
     started: Started,
     render: R,
-    in_band: bool,
+    early: Option<Early>,
 ) -> impl futures::Stream<Item = Frame> + Send + 'static {
     let Started { answer, usage, pace } = started;
-    let notices = if in_band { answer.notices } else { Vec::new() };
+    let (notices, started_early) = match early {
+        None => (Vec::new(), false),
+        Some(early) => (
+            crate::relay::unsent(&answer.notices, &early.notices)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            early.start,
+        ),
+    };
     usage.metrics().active_streams.inc();
     let tick = Box::pin(tokio::time::sleep(pace.keep_alive));
     let relay = Relay {
@@ -222,14 +248,16 @@ fn relay_frames<R: Render>(
         tick,
         last_write: Instant::now(),
     };
-    futures::stream::unfold((relay, notices), |(mut relay, notices)| async move {
+    futures::stream::unfold((relay, notices), move |(mut relay, notices)| async move {
         if relay.done {
             return None;
         }
         let first = !relay.started;
         if first {
             relay.started = true;
-            relay.render.start(relay.frames.out());
+            if !started_early {
+                relay.render.start(relay.frames.out());
+            }
             for notice in &notices {
                 relay.render.notice(notice, relay.frames.out());
             }
@@ -285,7 +313,7 @@ fn stream_response(body: Body, extra: axum::http::HeaderMap) -> Response {
 pub fn respond<R: Render>(started: Started, render: R) -> Response {
     let mut headers = axum::http::HeaderMap::new();
     answer_headers(&started.answer, &mut headers);
-    stream_response(Body::from_stream(relay_frames(started, render, false)), headers)
+    stream_response(Body::from_stream(relay_frames(started, render, None)), headers)
 }
 
 /// What a renderer is built from: the started answer and its prompt, or nothing when the run
@@ -298,19 +326,31 @@ pub type Made<'a> = Option<(&'a Started, Prompt)>;
 /// keep-alive comment, more follow every `streamKeepAliveMs`, and a run that then fails ends
 /// the stream with its API's terminal error event. Failover still happens only before the
 /// first event (Invariant 1): comments carry no content.
-pub async fn respond_when_started<R, F, M>(
+///
+/// `start` is handed the sink for notices that come due while the run waits (the overload
+/// notice): once the headers are out, each goes out at once, after the start frames (written
+/// then by a renderer `make` builds without an answer), and not again when the answer starts.
+/// Before that, it is an `x-hearth-notice` header like the others.
+pub async fn respond_when_started<R, S, F, M>(
     app: &crate::AppState,
-    start: F,
+    start: S,
     make: M,
 ) -> Result<Response, ApiError>
 where
     R: Render,
+    S: FnOnce(NoticeSink) -> F,
     F: Future<Output = Result<(Started, Prompt), ApiError>> + Send + 'static,
-    M: for<'a> FnOnce(Made<'a>) -> R + Send + 'static,
+    M: for<'a> FnOnce(Made<'a>) -> R + Clone + Send + 'static,
 {
     let grace = app.config.load().gateway.limits.stream_headers_after;
+    // Unbounded, yet small: a run has one notice that comes due while it waits.
+    let (notice_tx, notices) = mpsc::unbounded_channel::<String>();
+    let sink = NoticeSink(std::sync::Arc::new(move |notice: &str| {
+        // The stream may be gone (the client left, or the answer was on time): nobody to tell.
+        let _ = notice_tx.send(notice.to_owned());
+    }));
     // The run may finish inside the body, outside the request's task: it keeps its record.
-    let mut start = Box::pin(crate::telemetry::carry(start));
+    let mut start = Box::pin(crate::telemetry::carry(start(sink)));
     match tokio::time::timeout(grace, &mut start).await {
         Ok(Ok((started, prompt))) => {
             let render = make(Some((&started, prompt)));
@@ -318,20 +358,28 @@ where
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Ok(stream_response(
-            Body::from_stream(late(start, make, Pace::new(app))),
+            Body::from_stream(late(start, make, Pace::new(app), notices)),
             Default::default(),
         )),
     }
 }
 
-enum Late<F, M> {
-    Waiting {
-        start: Pin<Box<F>>,
-        make: Option<M>,
-        pace: Pace,
-        tick: Pin<Box<tokio::time::Sleep>>,
-        said_hello: bool,
-    },
+/// A late stream while its run has not started yet.
+struct Waiting<F, M, R> {
+    start: Pin<Box<F>>,
+    make: Option<M>,
+    pace: Pace,
+    tick: Pin<Box<tokio::time::Sleep>>,
+    said_hello: bool,
+    /// Notices that come due while the run waits.
+    notices: mpsc::UnboundedReceiver<String>,
+    /// The renderer that wrote the start frames and those notices, once one came.
+    early: Option<R>,
+    sent: Vec<String>,
+}
+
+enum Late<F, M, R> {
+    Waiting(Box<Waiting<F, M, R>>),
     Relaying(Pin<Box<dyn futures::Stream<Item = Frame> + Send>>),
     Done,
 }
@@ -340,14 +388,24 @@ fn late<R, F, M>(
     start: Pin<Box<F>>,
     make: M,
     pace: Pace,
+    notices: mpsc::UnboundedReceiver<String>,
 ) -> impl futures::Stream<Item = Frame> + Send + 'static
 where
     R: Render,
     F: Future<Output = Result<(Started, Prompt), ApiError>> + Send + 'static,
-    M: for<'a> FnOnce(Made<'a>) -> R + Send + 'static,
+    M: for<'a> FnOnce(Made<'a>) -> R + Clone + Send + 'static,
 {
     let tick = Box::pin(tokio::time::sleep(pace.keep_alive));
-    let state = Late::Waiting { start, make: Some(make), pace, tick, said_hello: false };
+    let state = Late::Waiting(Box::new(Waiting {
+        start,
+        make: Some(make),
+        pace,
+        tick,
+        said_hello: false,
+        notices,
+        early: None,
+        sent: Vec::new(),
+    }));
     futures::stream::unfold(state, |state| async move {
         match state {
             Late::Done => None,
@@ -355,41 +413,69 @@ where
                 let frame = frames.next().await?;
                 Some((frame, Late::Relaying(frames)))
             }
-            Late::Waiting { mut start, mut make, mut pace, mut tick, said_hello } => {
-                if !said_hello {
-                    let hello = Bytes::from_static(KEEP_ALIVE);
-                    return Some((
-                        Ok(hello),
-                        Late::Waiting { start, make, pace, tick, said_hello: true },
-                    ));
+            Late::Waiting(mut w) => {
+                if !w.said_hello {
+                    w.said_hello = true;
+                    return Some((Ok(Bytes::from_static(KEEP_ALIVE)), Late::Waiting(w)));
                 }
-                let failed = |make: &mut Option<M>, error: UpstreamError| {
+                let failed = |w: &mut Waiting<F, M, R>, error: UpstreamError| {
                     let mut out = Vec::new();
-                    if let Some(make) = make.take() {
-                        let mut render = make(None);
-                        render.start(&mut out);
+                    let render = match w.early.take() {
+                        Some(early) => Some(early),
+                        None => w.make.take().map(|make| {
+                            let mut render = make(None);
+                            render.start(&mut out);
+                            render
+                        }),
+                    };
+                    if let Some(mut render) = render {
                         render.event(Event::Error(error), &mut out);
                     }
                     Some((Ok(Bytes::from(out)), Late::Done))
                 };
                 tokio::select! {
                     biased;
-                    result = &mut start => match result {
+                    result = &mut w.start => match result {
                         Ok((started, prompt)) => {
-                            let make = make.take()?;
-                            let render = make(Some((&started, prompt)));
+                            let make = w.make.take()?;
+                            let mut render = make(Some((&started, prompt)));
+                            let start = match w.early.take() {
+                                Some(early) => {
+                                    render.resume(early);
+                                    true
+                                }
+                                None => false,
+                            };
+                            let early = Early { start, notices: std::mem::take(&mut w.sent) };
                             let mut frames: Pin<Box<dyn futures::Stream<Item = Frame> + Send>> =
-                                Box::pin(relay_frames(started, render, true));
+                                Box::pin(relay_frames(started, render, Some(early)));
                             let frame = frames.next().await?;
                             Some((frame, Late::Relaying(frames)))
                         }
-                        Err(e) => failed(&mut make, upstream_error_of(&e)),
+                        Err(e) => failed(&mut w, upstream_error_of(&e)),
                     },
-                    () = stopped(&mut pace.stop) => failed(&mut make, shutting_down()),
-                    () = &mut tick => {
-                        let next = tokio::time::Instant::now() + pace.keep_alive;
-                        tick.as_mut().reset(next);
-                        Some((Ok(Bytes::from_static(KEEP_ALIVE)), Late::Waiting { start, make, pace, tick, said_hello }))
+                    () = stopped(&mut w.pace.stop) => failed(&mut w, shutting_down()),
+                    Some(notice) = w.notices.recv() => {
+                        // Out now, after the start frames (written once, by a renderer that
+                        // has no answer yet; the answer's renderer takes it over).
+                        let mut out = Vec::new();
+                        let Waiting { make, early, .. } = &mut *w;
+                        if early.is_none() {
+                            let make = make.as_ref()?.clone();
+                            let mut render = make(None);
+                            render.start(&mut out);
+                            *early = Some(render);
+                        }
+                        if let Some(render) = early {
+                            render.notice(&notice, &mut out);
+                        }
+                        w.sent.push(notice);
+                        Some((Ok(Bytes::from(out)), Late::Waiting(w)))
+                    }
+                    () = &mut w.tick => {
+                        let next = tokio::time::Instant::now() + w.pace.keep_alive;
+                        w.tick.as_mut().reset(next);
+                        Some((Ok(Bytes::from_static(KEEP_ALIVE)), Late::Waiting(w)))
                     }
                 }
             }

@@ -1461,14 +1461,25 @@ async fn turn(
     config: &Arc<Config>,
     plan: &Plan,
     prompt: Prompt,
-    run: &Run,
+    run: &Arc<Run>,
 ) -> Result<Value, RpcError> {
-    let (started, _) =
-        relay::start(app, config, plan, prompt).await.map_err(|e| RpcError::from_api(&e))?;
+    // A notice that comes due while the run waits (the overload notice) goes out at once.
+    let live: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = {
+        let (run, live) = (Arc::clone(run), Arc::clone(&live));
+        hearth_agent::NoticeSink(Arc::new(move |notice: &str| {
+            run.emit("notice", json!({"message": notice}));
+            lock(&live).push(notice.to_owned());
+        }))
+    };
+    let (started, _) = relay::start_with(app, config, plan, prompt, Some(&sink))
+        .await
+        .map_err(|e| RpcError::from_api(&e))?;
     let relay::Started { mut answer, usage, .. } = started;
     // Notices (fallback, window warnings) as the CLI shows them: an `agent` event each, before
-    // the answer, and in the result's `meta.notices`.
-    for notice in &answer.notices {
+    // the answer (those sent live not again), and all of them in the result's `meta.notices`.
+    let sent = std::mem::take(&mut *lock(&live));
+    for notice in relay::unsent(&answer.notices, &sent) {
         run.emit("notice", json!({"message": notice}));
     }
     let mut text = String::new();

@@ -893,3 +893,51 @@ async fn agent_runs_strip_control_tokens_and_stream_cleaned_replies() {
     let user = sent["messages"].as_array().unwrap().last().unwrap()["content"].to_string();
     assert!(user.contains("obey me") && !user.contains("<|im_"), "{user}");
 }
+
+/// The overload notice ("still retrying") is an `agent` `notice` event the moment it comes due,
+/// while the run still waits for a model: before the first `assistant` delta, once, and in the
+/// result's `meta.notices`. Issue 13, item 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overload_notice_goes_out_while_the_run_waits() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    upstream.push(Reply::json(
+        529,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    ));
+    upstream.push(Reply::sse(REASONING_STREAM));
+    // The notice is due 300 ms in; the router retries the chain 2.5 s in.
+    let config = fake_config(&upstream.origin(), "").replacen(
+        r#"mode: "replace","#,
+        r#"mode: "replace", routing: {overloadNoticeAfterMs: 300},"#,
+        1,
+    );
+    let gw = start(with_store(state(&config, &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let began = std::time::Instant::now();
+    let params = agent_params("k-overload", "overload");
+    send(&mut ws, &json!({"type": "req", "id": "o1", "method": "agent", "params": params})).await;
+    let mut events: Vec<(Duration, Value)> = Vec::new();
+    loop {
+        let frame = recv(&mut ws).await;
+        let at = began.elapsed();
+        if frame["type"] == "res" && frame["id"] == "o1" && frame["payload"]["status"] != "accepted"
+        {
+            let notices = &frame["payload"]["result"]["meta"]["notices"];
+            assert_eq!(notices, &json!([hearth_upstream::router::OVERLOAD_NOTICE]), "{frame}");
+            break;
+        }
+        if frame["type"] == "event" {
+            events.push((at, frame["payload"].clone()));
+        }
+    }
+    let notices: Vec<usize> =
+        (0..events.len()).filter(|&i| events[i].1["stream"] == "notice").collect();
+    assert_eq!(notices.len(), 1, "exactly one notice event: {events:#?}");
+    let (notice_at, notice) = &events[notices[0]];
+    assert_eq!(notice["data"], json!({"message": hearth_upstream::router::OVERLOAD_NOTICE}));
+    let first_delta = events.iter().position(|(_, e)| e["stream"] == "assistant").unwrap();
+    assert!(notices[0] < first_delta, "{events:#?}");
+    let gap = events[first_delta].0.saturating_sub(*notice_at);
+    assert!(gap >= Duration::from_secs(1), "sent while the run waited ({gap:?}): {events:#?}");
+    assert_eq!(posts(&upstream), 2, "the overloaded call and the retry");
+}

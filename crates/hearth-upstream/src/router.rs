@@ -62,7 +62,8 @@ pub const CONNECT_COOLDOWN: Duration = Duration::from_secs(30);
 /// Failure counters reset after this long without failures.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Overload retries send one notice once this long has passed since the run began.
-pub const OVERLOAD_NOTICE_AFTER: Duration = Duration::from_secs(30);
+/// `models.routing.overloadNoticeAfterMs` changes it for runs that do not set their own.
+pub const OVERLOAD_NOTICE_AFTER: Duration = hearth_config::resolve::DEFAULT_OVERLOAD_NOTICE_AFTER;
 /// The notice (OpenClaw's wording).
 pub const OVERLOAD_NOTICE: &str =
     "The AI service is temporarily overloaded. I’m still retrying; this may take a few minutes.";
@@ -212,8 +213,9 @@ pub struct RunOptions<'a> {
     pub overload_retries: u32,
     /// First delay of those retries; doubles up to [`OVERLOAD_RETRY_CAP`].
     pub overload_base: Duration,
-    /// The overload notice goes out once this long has passed in overload retries.
-    pub overload_notice_after: Duration,
+    /// The overload notice goes out once this long has passed in overload retries; `None`:
+    /// the config's (`models.routing.overloadNoticeAfterMs`, default [`OVERLOAD_NOTICE_AFTER`]).
+    pub overload_notice_after: Option<Duration>,
     /// The session the run belongs to (scopes the auth skip cache); `None`: no skip cache.
     pub session: Option<&'a str>,
     /// Called with each notice the moment it is due (the run may still wait for minutes).
@@ -239,7 +241,7 @@ impl Default for RunOptions<'_> {
             deadline: None,
             overload_retries: OVERLOAD_RETRIES,
             overload_base: OVERLOAD_RETRY_BASE,
-            overload_notice_after: OVERLOAD_NOTICE_AFTER,
+            overload_notice_after: None,
             session: None,
             on_notice: None,
         }
@@ -358,7 +360,9 @@ impl<T: Transport> Router<T> {
             deadline: options.deadline,
             overload_retries: options.overload_retries,
             overload_base: options.overload_base,
-            overload_notice_after: options.overload_notice_after,
+            overload_notice_after: options
+                .overload_notice_after
+                .unwrap_or(config.routing.overload_notice_after),
             retry_wait_cap: config.routing.retry_max_wait,
             skip,
         };
