@@ -1491,6 +1491,7 @@ async fn turn(
             }
             Event::ReasoningDelta(_)
             | Event::ReasoningSignature(_)
+            | Event::Logprobs(_)
             | Event::ToolCallDelta { .. } => {}
         }
     }
