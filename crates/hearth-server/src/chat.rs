@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
-    Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice, Usage,
+    Event, FinishReason, Message, Part, Prompt, Role, TokenLogprob, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use hearth_wire::openai_chat::{ChatRequest, MessageContent};
 use serde::Serialize;
@@ -38,6 +39,9 @@ pub struct Options {
     /// Names of `custom` (free-form) tools: sent up as functions taking `{"input": string}`,
     /// their calls rendered back as `{"type":"custom","custom":{name,input}}`.
     pub custom_tools: Vec<String>,
+    /// The caller asked for token logprobs (`logprobs: true`): they are rendered where the
+    /// upstream reported them.
+    pub logprobs: bool,
 }
 
 /// The free-form input of a custom tool's call, from the function arguments it went up as.
@@ -91,12 +95,17 @@ async fn run(
             move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
         let include_usage = options.include_usage;
         let custom_tools = options.custom_tools.clone();
+        let logprobs = options.logprobs;
+        let chain = plan.chain.clone();
         let mut response = sse::respond_when_started(&app, start, move |made| {
             ChatRender::new(shown_for(&plan, made.map(|(s, _)| s)), include_usage)
                 .with_custom_tools(custom_tools)
+                .with_logprobs(logprobs)
         })
         .await?;
-        crate::responses::dropped_header(&options.dropped, response.headers_mut());
+        let mut dropped = options.dropped;
+        crate::logprobs::note_dropped(&config, &chain, logprobs, &response, &mut dropped);
+        crate::responses::dropped_header(&dropped, response.headers_mut());
         return Ok(response);
     }
     let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
@@ -104,10 +113,18 @@ async fn run(
     let (collected, answer) = relay::collect(started).await?;
     let mut response = json_response(
         StatusCode::OK,
-        &completion(&crate::new_id("chatcmpl-"), &shown_model, &collected, &options.custom_tools),
+        &completion(
+            &crate::new_id("chatcmpl-"),
+            &shown_model,
+            &collected,
+            &options.custom_tools,
+            options.logprobs,
+        ),
     );
     relay::answer_headers(&answer, response.headers_mut());
-    crate::responses::dropped_header(&options.dropped, response.headers_mut());
+    let mut dropped = options.dropped;
+    crate::logprobs::note_dropped(&config, &plan.chain, options.logprobs, &response, &mut dropped);
+    crate::responses::dropped_header(&dropped, response.headers_mut());
     Ok(response)
 }
 
@@ -278,6 +295,7 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
         }
     }
     check_sampling(temperature, top_p)?;
+    let logprobs = chat_logprobs(&mut extra)?;
     for (field, value) in
         [("max_completion_tokens", max_completion_tokens), ("max_tokens", max_tokens)]
     {
@@ -474,9 +492,42 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     prompt.top_p = top_p;
     prompt.stop = stop;
     prompt.output_format = output_format;
+    prompt.logprobs = logprobs;
     prompt.stream = stream;
     prompt.passthrough = extra;
-    Ok((prompt, Options { stream, include_usage, dropped, custom_tools }))
+    Ok((
+        prompt,
+        Options { stream, include_usage, dropped, custom_tools, logprobs: logprobs.is_some() },
+    ))
+}
+
+/// Chat `logprobs` and `top_logprobs` (0 to 20, only with `logprobs: true`, as OpenAI checks
+/// them): `Some(top)` when the caller asked for token logprobs.
+fn chat_logprobs(extra: &mut serde_json::Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    let wanted = match extra.remove("logprobs") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ApiError::invalid_param("logprobs", "logprobs must be a boolean")),
+    };
+    let top = match extra.remove("top_logprobs") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 20 => Some(n as u32),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "top_logprobs",
+                    "top_logprobs must be an integer from 0 to 20",
+                ));
+            }
+        },
+    };
+    match (wanted, top) {
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, Some(n)) if n > 0 => {
+            Err(ApiError::invalid_param("top_logprobs", "top_logprobs needs logprobs: true"))
+        }
+        (false, _) => Ok(None),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -528,6 +579,7 @@ pub fn completion<'a>(
     model: &'a str,
     c: &'a Collected,
     custom_tools: &[String],
+    logprobs: bool,
 ) -> Completion<'a> {
     let tool_calls: Vec<CallOut<'a>> = c
         .tool_calls
@@ -566,7 +618,8 @@ pub fn completion<'a>(
                 reasoning_content: (!c.reasoning.is_empty()).then_some(c.reasoning.as_str()),
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
             },
-            logprobs: None,
+            logprobs: (logprobs && !c.logprobs.is_empty())
+                .then(|| crate::logprobs::ChatLogprobs::new(&c.logprobs)),
         }],
         system_fingerprint: None,
         usage: c.usage.as_ref().map(UsageOut::from),
@@ -590,7 +643,7 @@ pub struct Completion<'a> {
 struct CompletionChoice<'a> {
     index: u32,
     message: MessageOut<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<crate::logprobs::ChatLogprobs<'a>>,
     finish_reason: &'a str,
 }
 
@@ -647,7 +700,7 @@ struct Chunk<'a> {
 struct ChunkChoice<'a> {
     index: u32,
     delta: Delta<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<crate::logprobs::ChatLogprobs<'a>>,
     finish_reason: Option<&'a str>,
 }
 
@@ -692,6 +745,10 @@ pub struct ChatRender {
     custom_tools: Vec<String>,
     /// Calls of custom tools, held until whole (index, id, name, arguments).
     custom_calls: Vec<(u32, String, String, String)>,
+    /// The caller asked for logprobs.
+    logprobs: bool,
+    /// Logprobs that came before the text they belong to ([`Event::Logprobs`]).
+    pending_logprobs: Vec<TokenLogprob>,
 }
 
 impl ChatRender {
@@ -705,7 +762,15 @@ impl ChatRender {
             tools_seen: Vec::new(),
             custom_tools: Vec::new(),
             custom_calls: Vec::new(),
+            logprobs: false,
+            pending_logprobs: Vec::new(),
         }
+    }
+
+    /// Puts token logprobs (when the upstream reports them) on the chunks of their text.
+    pub fn with_logprobs(mut self, logprobs: bool) -> Self {
+        self.logprobs = logprobs;
+        self
     }
 
     /// Renders calls of these `custom` tools as custom calls (whole, at the end).
@@ -715,7 +780,7 @@ impl ChatRender {
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&str>) {
-        self.chunk_with_notice(out, delta, finish_reason, None);
+        self.chunk_with_notice(out, delta, finish_reason, None, None);
     }
 
     fn chunk_with_notice(
@@ -724,8 +789,9 @@ impl ChatRender {
         delta: Delta<'_>,
         finish_reason: Option<&str>,
         hearth_notice: Option<&str>,
+        logprobs: Option<crate::logprobs::ChatLogprobs<'_>>,
     ) {
-        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason }];
+        let choices = [ChunkChoice { index: 0, delta, logprobs, finish_reason }];
         sse::data(
             out,
             &Chunk {
@@ -756,6 +822,7 @@ impl Render for ChatRender {
             Delta { content: Some(""), ..Delta::default() },
             None,
             Some(text),
+            None,
         );
     }
 
@@ -767,8 +834,24 @@ impl Render for ChatRender {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
         match event {
             Event::TextDelta(t) => {
-                self.chunk(out, Delta { content: Some(&t), ..Delta::default() }, None)
+                let delta = Delta { content: Some(&t), ..Delta::default() };
+                if self.pending_logprobs.is_empty() {
+                    self.chunk(out, delta, None)
+                } else {
+                    let logprobs = std::mem::take(&mut self.pending_logprobs);
+                    let logprobs = Some(crate::logprobs::ChatLogprobs::new(&logprobs));
+                    self.chunk_with_notice(out, delta, None, None, logprobs);
+                }
             }
+            Event::Logprobs(l) if self.logprobs => {
+                if self.pending_logprobs.is_empty() {
+                    self.pending_logprobs = l;
+                } else {
+                    self.pending_logprobs.extend(l);
+                }
+            }
+            // Not asked for (a `params` setting may have asked the upstream).
+            Event::Logprobs(_) => {}
             Event::ReasoningDelta(r) => {
                 self.chunk(out, Delta { reasoning_content: Some(&r), ..Delta::default() }, None)
             }

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod conn;
 pub mod error;
 pub mod limits;
+mod logprobs;
 pub mod messages;
 pub mod metrics;
 pub mod models;

@@ -705,6 +705,8 @@ impl Render for MessagesRender {
                 );
                 self.delta(out, json!({"type": "thinking_delta", "thinking": r}));
             }
+            // Anthropic Messages has no logprobs.
+            Event::Logprobs(_) => {}
             Event::ReasoningSignature(s) => {
                 self.open(
                     Block::Thinking,

@@ -13,7 +13,8 @@ use futures::StreamExt;
 use hearth_agent::NoticeSink;
 use hearth_config::{Config, Cost};
 use hearth_upstream::{
-    Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, ToolChoice, UpstreamError, Usage,
+    Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, TokenLogprob, ToolChoice,
+    UpstreamError, Usage,
 };
 
 use crate::AppState;
@@ -371,6 +372,8 @@ pub struct Collected {
     pub text: String,
     pub reasoning: String,
     pub signature: String,
+    /// Token logprobs of the text, in order (empty unless the upstream reported them).
+    pub logprobs: Vec<TokenLogprob>,
     pub tool_calls: Vec<ToolCallAcc>,
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
@@ -382,6 +385,7 @@ impl Collected {
             Event::TextDelta(t) => self.text.push_str(&t),
             Event::ReasoningDelta(r) => self.reasoning.push_str(&r),
             Event::ReasoningSignature(s) => self.signature.push_str(&s),
+            Event::Logprobs(l) => self.logprobs.extend(l),
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let call = match self.tool_calls.iter_mut().position(|c| c.index == index) {
                     Some(i) => &mut self.tool_calls[i],

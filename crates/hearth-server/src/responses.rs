@@ -15,13 +15,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
-    Event, FinishReason, Message, Part, Prompt, Role, Tool, ToolCall, ToolChoice, Usage,
+    Event, FinishReason, Message, Part, Prompt, Role, TokenLogprob, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use hearth_wire::openai_responses::{ResponseInput, ResponsesRequest};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Shape};
+use crate::logprobs::Dialect;
 use crate::relay::{self, Collected, ToolCallAcc};
 use crate::sse::{self, Render};
 use crate::{AppState, body_or_error, json_response, plan};
@@ -169,6 +171,9 @@ pub struct Echo {
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
     pub top_logprobs: Option<u64>,
+    /// The caller asked for token logprobs (`top_logprobs` > 0, or `include` names
+    /// `message.output_text.logprobs`).
+    pub logprobs: bool,
     pub max_tool_calls: Option<u64>,
     pub parallel_tool_calls: Option<bool>,
     pub store: Option<bool>,
@@ -309,7 +314,9 @@ async fn run(
             }
         };
         let conversations = Arc::clone(&app.conversations);
-        let dropped = echo.dropped.clone();
+        let mut dropped = echo.dropped.clone();
+        let (chain, logprobs, answered_config) =
+            (plan.chain.clone(), echo.logprobs, Arc::clone(&config));
         let mut response = sse::respond_when_started(&app, start, move |made| {
             let shown = crate::chat::shown_for(&plan, made.as_ref().map(|(s, _)| *s));
             if let Some((started, _)) = &made {
@@ -320,6 +327,7 @@ async fn run(
             ResponsesRender::new(id, shown, echo, messages, conversations)
         })
         .await?;
+        crate::logprobs::note_dropped(&answered_config, &chain, logprobs, &response, &mut dropped);
         dropped_header(&dropped, response.headers_mut());
         return Ok(response);
     }
@@ -333,7 +341,7 @@ async fn run(
     let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
     let created_at = crate::unix_now();
     let (collected, answer) = relay::collect(started).await.map_err(input_param)?;
-    let output = output_items(&collected, &echo.client_tools);
+    let output = output_items(&collected, &echo);
     if echo.stored() {
         let mut conversation = prompt.messages;
         conversation.push(assistant_message(
@@ -355,7 +363,9 @@ async fn run(
     );
     let mut response = json_response(StatusCode::OK, &body);
     relay::answer_headers(&answer, response.headers_mut());
-    dropped_header(&echo.dropped, response.headers_mut());
+    let mut dropped = echo.dropped;
+    crate::logprobs::note_dropped(&config, &plan.chain, echo.logprobs, &response, &mut dropped);
+    dropped_header(&dropped, response.headers_mut());
     Ok(response)
 }
 
@@ -439,6 +449,7 @@ pub fn to_prompt(
         previous_response_id,
         temperature,
         store,
+        include,
         mut extra,
         ..
     } = request;
@@ -743,11 +754,14 @@ pub fn to_prompt(
             prompt.passthrough.insert(key.to_owned(), json!(v));
         }
     }
-    if let Some(n) = top_logprobs.filter(|n| *n > 0) {
-        // Chat upstreams: `logprobs: true` with `top_logprobs` (Responses has only the count).
-        prompt.passthrough.insert("logprobs".to_owned(), Value::Bool(true));
-        prompt.passthrough.insert("top_logprobs".to_owned(), json!(n));
-    }
+    // Token logprobs: asked for by `include` (OpenAI's way) or by a `top_logprobs` count
+    // (taken as asking: a count of alternatives means nothing without the tokens).
+    let include_logprobs = include
+        .iter()
+        .flatten()
+        .any(|i| i == hearth_upstream::encode::INCLUDE_OUTPUT_TEXT_LOGPROBS);
+    let top = top_logprobs.unwrap_or(0) as u32;
+    prompt.logprobs = (include_logprobs || top > 0).then_some(top);
     if let Some(p) = parallel_tool_calls.filter(|_| !prompt.tools.is_empty()) {
         prompt.passthrough.insert("parallel_tool_calls".to_owned(), Value::Bool(p));
     }
@@ -779,6 +793,7 @@ pub fn to_prompt(
         presence_penalty,
         frequency_penalty,
         top_logprobs,
+        logprobs: prompt.logprobs.is_some(),
         max_tool_calls,
         parallel_tool_calls,
         store,
@@ -886,12 +901,16 @@ fn reasoning_item(id: &str, text: &str) -> Value {
     json!({"id": id, "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": text}], "status": "completed"})
 }
 
-fn text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+/// An `output_text` part with the logprobs of its tokens (`[]` when none were asked for or
+/// reported).
+fn text_part(text: &str, logprobs: &[TokenLogprob]) -> Value {
+    let logprobs = crate::logprobs::responses_value(logprobs, Dialect::ResponsesPart);
+    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs})
 }
 
-fn message_item(id: &str, text: &str, status: &str) -> Value {
-    let content = if status == "in_progress" { json!([]) } else { json!([text_part(text)]) };
+fn message_item(id: &str, text: &str, status: &str, logprobs: &[TokenLogprob]) -> Value {
+    let content =
+        if status == "in_progress" { json!([]) } else { json!([text_part(text, logprobs)]) };
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
 
@@ -921,13 +940,15 @@ fn function_item(
     }
 }
 
-fn output_items(c: &Collected, client_tools: &HashMap<String, ClientTool>) -> Vec<Value> {
+fn output_items(c: &Collected, echo: &Echo) -> Vec<Value> {
+    let client_tools = &echo.client_tools;
+    let logprobs: &[TokenLogprob] = if echo.logprobs { &c.logprobs } else { &[] };
     let mut out = Vec::new();
     if !c.reasoning.is_empty() {
         out.push(reasoning_item(&crate::new_id("rs_"), &c.reasoning));
     }
     if !c.text.is_empty() || c.tool_calls.is_empty() {
-        out.push(message_item(&crate::new_id("msg_"), &c.text, "completed"));
+        out.push(message_item(&crate::new_id("msg_"), &c.text, "completed", logprobs));
     }
     for call in &c.tool_calls {
         out.push(function_item(&crate::new_id("fc_"), call, "completed", client_tools));
@@ -1003,13 +1024,13 @@ struct DeltaEvent<'a> {
     content_index: u32,
     delta: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<[(); 0]>,
+    logprobs: Option<crate::logprobs::Tokens<'a>>,
 }
 
 #[derive(Debug)]
 enum Open {
     Reasoning { id: String, text: String },
-    Message { id: String, text: String },
+    Message { id: String, text: String, logprobs: Vec<TokenLogprob> },
     Function { id: String, call: ToolCallAcc },
 }
 
@@ -1029,6 +1050,8 @@ pub struct ResponsesRender {
     tool_calls: Vec<ToolCallAcc>,
     conversation: Vec<Message>,
     conversations: Arc<Conversations>,
+    /// Logprobs that came before the text they belong to ([`Event::Logprobs`]).
+    pending_logprobs: Vec<TokenLogprob>,
 }
 
 impl ResponsesRender {
@@ -1053,6 +1076,7 @@ impl ResponsesRender {
             tool_calls: Vec::new(),
             conversation,
             conversations,
+            pending_logprobs: Vec::new(),
         }
     }
 
@@ -1069,7 +1093,7 @@ impl ResponsesRender {
         kind: &'static str,
         item_id: &str,
         delta: &str,
-        logprobs: bool,
+        logprobs: Option<&[TokenLogprob]>,
     ) {
         let event = DeltaEvent {
             kind,
@@ -1078,7 +1102,8 @@ impl ResponsesRender {
             output_index: self.output.len() as u32,
             content_index: 0,
             delta,
-            logprobs: logprobs.then_some([]),
+            logprobs: logprobs
+                .map(|tokens| crate::logprobs::Tokens { tokens, dialect: Dialect::ResponsesEvent }),
         };
         self.sequence += 1;
         sse::named(out, kind, &event);
@@ -1134,7 +1159,7 @@ impl ResponsesRender {
                 );
                 self.output.push(item);
             }
-            Open::Message { id, text } => {
+            Open::Message { id, text, logprobs } => {
                 self.emit(
                     out,
                     "response.output_text.done",
@@ -1143,7 +1168,10 @@ impl ResponsesRender {
                         ("output_index", json!(index)),
                         ("content_index", json!(0)),
                         ("text", json!(text)),
-                        ("logprobs", json!([])),
+                        (
+                            "logprobs",
+                            crate::logprobs::responses_value(&logprobs, Dialect::ResponsesEvent),
+                        ),
                     ]),
                 );
                 self.emit(
@@ -1153,10 +1181,10 @@ impl ResponsesRender {
                         ("item_id", json!(id)),
                         ("output_index", json!(index)),
                         ("content_index", json!(0)),
-                        ("part", text_part(&text)),
+                        ("part", text_part(&text, &logprobs)),
                     ]),
                 );
-                let item = message_item(&id, &text, "completed");
+                let item = message_item(&id, &text, "completed", &logprobs);
                 self.emit(
                     out,
                     "response.output_item.done",
@@ -1244,7 +1272,7 @@ impl Render for ResponsesRender {
                 if let Some(Open::Reasoning { id, text }) = &mut self.open {
                     text.push_str(&r);
                     let id = id.clone();
-                    self.emit_delta(out, "response.reasoning_text.delta", &id, &r, false);
+                    self.emit_delta(out, "response.reasoning_text.delta", &id, &r, None);
                 }
             }
             Event::ReasoningSignature(_) => {}
@@ -1258,7 +1286,7 @@ impl Render for ResponsesRender {
                         "response.output_item.added",
                         Self::fields(vec![
                             ("output_index", json!(index)),
-                            ("item", message_item(&id, "", "in_progress")),
+                            ("item", message_item(&id, "", "in_progress", &[])),
                         ]),
                     );
                     self.emit(
@@ -1268,18 +1296,30 @@ impl Render for ResponsesRender {
                             ("item_id", json!(id)),
                             ("output_index", json!(index)),
                             ("content_index", json!(0)),
-                            ("part", text_part("")),
+                            ("part", text_part("", &[])),
                         ]),
                     );
-                    self.open = Some(Open::Message { id, text: String::new() });
+                    self.open =
+                        Some(Open::Message { id, text: String::new(), logprobs: Vec::new() });
                 }
                 self.text.push_str(&t);
-                if let Some(Open::Message { id, text }) = &mut self.open {
+                let pending = std::mem::take(&mut self.pending_logprobs);
+                if let Some(Open::Message { id, text, logprobs }) = &mut self.open {
                     text.push_str(&t);
                     let id = id.clone();
-                    self.emit_delta(out, "response.output_text.delta", &id, &t, true);
+                    logprobs.extend_from_slice(&pending);
+                    self.emit_delta(out, "response.output_text.delta", &id, &t, Some(&pending));
                 }
             }
+            Event::Logprobs(l) if self.echo.logprobs => {
+                if self.pending_logprobs.is_empty() {
+                    self.pending_logprobs = l;
+                } else {
+                    self.pending_logprobs.extend(l);
+                }
+            }
+            // Not asked for (a `params` setting may have asked the upstream).
+            Event::Logprobs(_) => {}
             Event::ToolCallDelta { index: call_index, id: call_id, name, arguments } => {
                 let same = matches!(&self.open, Some(Open::Function { call, .. }) if call.index == call_index);
                 if !same {
@@ -1321,7 +1361,7 @@ impl Render for ResponsesRender {
                         "response.function_call_arguments.delta",
                         &id,
                         &arguments,
-                        false,
+                        None,
                     );
                 }
             }

@@ -1502,6 +1502,7 @@ async fn turn(
             }
             Event::ReasoningDelta(_)
             | Event::ReasoningSignature(_)
+            | Event::Logprobs(_)
             | Event::ToolCallDelta { .. } => {}
         }
     }

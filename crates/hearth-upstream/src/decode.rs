@@ -18,7 +18,9 @@ use hearth_wire::sse::SseEvent;
 use serde_json::Value;
 
 use crate::classify;
-use crate::event::{ErrorClass, Event, FinishReason, UpstreamError, Usage};
+use crate::event::{
+    ErrorClass, Event, FinishReason, TokenLogprob, TopLogprob, UpstreamError, Usage,
+};
 use crate::reasoning::{Piece, ThinkSplitter, ThinkStart};
 use crate::usage;
 
@@ -62,6 +64,39 @@ fn finish_reason(raw: &str) -> FinishReason {
 
 fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// Token logprobs from a list of `{token, logprob, bytes, top_logprobs}` (OpenAI chat
+/// `logprobs.content`, Responses `logprobs`); an entry without a string `token` or a numeric
+/// `logprob` is skipped, `bytes` that are not all bytes read as none.
+fn token_logprobs(list: Option<&Value>) -> Vec<TokenLogprob> {
+    let Some(items) = list.and_then(Value::as_array) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let (token, logprob, bytes) = logprob_fields(item)?;
+            let top = item
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    let (token, logprob, bytes) = logprob_fields(t)?;
+                    Some(TopLogprob { token, logprob, bytes })
+                })
+                .collect();
+            Some(TokenLogprob { token, logprob, bytes, top })
+        })
+        .collect()
+}
+
+fn logprob_fields(item: &Value) -> Option<(String, f64, Option<Vec<u8>>)> {
+    let token = str_at(item, "token")?.to_owned();
+    let logprob = item.get("logprob").and_then(Value::as_f64)?;
+    let bytes = item.get("bytes").and_then(Value::as_array).and_then(|b| {
+        b.iter().map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok())).collect::<Option<Vec<u8>>>()
+    });
+    Some((token, logprob, bytes))
 }
 
 impl Decoder {
@@ -119,6 +154,14 @@ impl Decoder {
         if !self.failed {
             self.failed = true;
             out.push(Event::Error(error));
+        }
+    }
+
+    /// Token logprobs, sent before the text they belong to (see [`Event::Logprobs`]).
+    fn logprobs(&mut self, list: Option<&Value>, out: &mut Vec<Event>) {
+        let tokens = token_logprobs(list);
+        if !tokens.is_empty() {
+            out.push(Event::Logprobs(tokens));
         }
     }
 
@@ -322,6 +365,7 @@ impl Decoder {
         {
             if let Some(delta) = choice.get("delta") {
                 self.chat_reasoning_fields(delta, out);
+                self.logprobs(choice.pointer("/logprobs/content"), out);
                 if let Some(text) = str_at(delta, "content") {
                     self.text(text, out);
                 }
@@ -360,6 +404,7 @@ impl Decoder {
         {
             if let Some(message) = choice.get("message") {
                 self.chat_reasoning_fields(message, out);
+                self.logprobs(choice.pointer("/logprobs/content"), out);
                 if let Some(text) = str_at(message, "content") {
                     self.text(text, out);
                 }
@@ -403,6 +448,7 @@ impl Decoder {
         let kind = str_at(value, "type").or(name).unwrap_or_default().to_owned();
         match kind.as_str() {
             "response.output_text.delta" | "response.refusal.delta" => {
+                self.logprobs(value.get("logprobs"), out);
                 if let Some(d) = str_at(value, "delta") {
                     self.text(d, out);
                 }
@@ -497,6 +543,7 @@ impl Decoder {
                 Some("message") => {
                     for part in item.get("content").and_then(Value::as_array).into_iter().flatten()
                     {
+                        self.logprobs(part.get("logprobs"), out);
                         if let Some(t) = str_at(part, "text") {
                             self.text(t, out);
                         }

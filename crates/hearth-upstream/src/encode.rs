@@ -145,6 +145,16 @@ pub fn merge_json(base: &mut Value, over: &Value) {
     }
 }
 
+/// Whether `api` reports token logprobs: OpenAI chat (llama-server, vLLM, OpenAI) and OpenAI
+/// Responses do; Anthropic Messages and Ollama's native API have no such field, so a caller's
+/// request for them is not sent there (the server says so in `x-hearth-dropped`).
+pub fn has_logprobs(api: Api) -> bool {
+    matches!(api, Api::OpenaiCompletions | Api::OpenaiResponses)
+}
+
+/// The Responses `include` value that asks for `output_text` logprobs.
+pub const INCLUDE_OUTPUT_TEXT_LOGPROBS: &str = "message.output_text.logprobs";
+
 /// The request body for `target`'s API.
 pub fn encode(prompt: &Prompt, target: &Target<'_>) -> Value {
     let mut body = match target.model.api {
@@ -360,6 +370,12 @@ fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
     if let Some(format) = prompt.output_format.as_ref().filter(|f| **f != OutputFormat::Text) {
         body.insert("response_format".into(), format.to_chat());
     }
+    if let Some(top) = prompt.logprobs {
+        body.insert("logprobs".into(), json!(true));
+        if top > 0 {
+            body.insert("top_logprobs".into(), json!(top));
+        }
+    }
     body.insert("stream".into(), json!(prompt.stream));
     if prompt.stream && compat.supports_usage_in_streaming != Some(false) {
         body.insert("stream_options".into(), json!({"include_usage": true}));
@@ -447,8 +463,18 @@ fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
     body.insert("stream".into(), json!(prompt.stream));
     wire_params(target, &mut body);
     passthrough(prompt, target, &mut body);
-    // Chat's `logprobs: true` has no Responses field (the count, `top_logprobs`, is the same).
+    // Chat's `logprobs: true` has no Responses field: the count is `top_logprobs`, and the
+    // logprobs themselves come only when `include` names them.
     body.remove("logprobs");
+    if let Some(top) = prompt.logprobs {
+        body.insert("top_logprobs".into(), json!(top));
+        let include = body.entry("include").or_insert_with(|| json!([]));
+        if let Value::Array(items) = include
+            && !items.iter().any(|i| i.as_str() == Some(INCLUDE_OUTPUT_TEXT_LOGPROBS))
+        {
+            items.push(json!(INCLUDE_OUTPUT_TEXT_LOGPROBS));
+        }
+    }
     // Chat's `response_format` (from `params` or a chat caller) is `text.format` here.
     if let Some(rf) = body.remove("response_format")
         && !body.contains_key("text")
@@ -759,6 +785,36 @@ mod tests {
         });
         prompt.tool_choice = Some(ToolChoice::Auto);
         prompt
+    }
+
+    /// Logprobs go where the API has them, in its own fields; elsewhere nothing is sent.
+    #[test]
+    fn logprobs_only_where_the_api_has_them() {
+        let model = r#"{id: "m", maxTokens: 100}"#;
+        let mut prompt = Prompt::text(None, "hi");
+        prompt.logprobs = Some(2);
+        let chat = body("openai-completions", "http://127.0.0.1:8080/v1", model, &prompt);
+        assert_eq!(
+            (chat["logprobs"].clone(), chat["top_logprobs"].clone()),
+            (json!(true), json!(2))
+        );
+        prompt.logprobs = Some(0);
+        let chat = body("openai-completions", "http://127.0.0.1:8080/v1", model, &prompt);
+        assert_eq!(chat["logprobs"], json!(true));
+        assert!(chat.get("top_logprobs").is_none());
+        prompt.logprobs = Some(3);
+        let responses = body("openai-responses", "https://api.openai.com/v1", model, &prompt);
+        assert_eq!(responses["top_logprobs"], json!(3));
+        assert_eq!(responses["include"], json!([INCLUDE_OUTPUT_TEXT_LOGPROBS]));
+        assert!(responses.get("logprobs").is_none());
+        for api in ["anthropic-messages", "ollama"] {
+            let b = body(api, "http://127.0.0.1:9/", model, &prompt);
+            assert!(b.get("logprobs").is_none() && b.get("top_logprobs").is_none(), "{api}: {b}");
+        }
+        assert!(!has_logprobs(Api::AnthropicMessages) && !has_logprobs(Api::Ollama));
+        prompt.logprobs = None;
+        let chat = body("openai-completions", "http://127.0.0.1:8080/v1", model, &prompt);
+        assert!(chat.get("logprobs").is_none() && chat.get("top_logprobs").is_none());
     }
 
     #[test]

@@ -8,6 +8,13 @@ use std::time::Duration;
 pub enum Event {
     /// Answer text. Never contains reasoning.
     TextDelta(String),
+    /// Log probabilities of the upstream's answer tokens, sent just before the text they belong
+    /// to (the `TextDelta`s that follow carry those tokens' text), so a stream renderer can put
+    /// them on the chunk of that text without looking ahead. Only when the caller asked and the
+    /// upstream reported them: nothing is allocated otherwise. The tokens are the upstream's
+    /// content tokens, so where hearth moved inline think tags into reasoning they cover those
+    /// too (docs/upstream.md, "Logprobs").
+    Logprobs(Vec<TokenLogprob>),
     /// Reasoning ("thinking") text, kept apart from the answer.
     ReasoningDelta(String),
     /// An Anthropic thinking-block signature (or Responses encrypted reasoning), kept for
@@ -22,6 +29,28 @@ pub enum Event {
     Finish(FinishReason),
     /// The upstream failed; terminal.
     Error(UpstreamError),
+}
+
+/// One answer token with its log probability and the most likely alternatives at its position
+/// (OpenAI chat `logprobs.content[]`, Responses `output_text.logprobs[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    /// The token's UTF-8 bytes, when the upstream sent them (a token may be part of a
+    /// character).
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely tokens at this position, most likely first (as many as the upstream
+    /// gave, up to the requested count).
+    pub top: Vec<TopLogprob>,
+}
+
+/// An alternative token at one position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

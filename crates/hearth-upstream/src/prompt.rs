@@ -203,6 +203,9 @@ pub struct Prompt {
     pub stop: Vec<String>,
     /// Structured output the caller asked for (`None`: whatever the model writes).
     pub output_format: Option<OutputFormat>,
+    /// Token logprobs the caller asked for, with this many most likely alternatives per token
+    /// (0: the chosen token's only). Sent to APIs that have them ([`crate::encode::has_logprobs`]).
+    pub logprobs: Option<u32>,
     pub stream: bool,
     /// Request fields hearth does not own, passed through to OpenAI-compatible upstreams.
     pub passthrough: Map<String, Value>,

@@ -36,6 +36,7 @@ struct Outcome {
     text: String,
     reasoning: String,
     signature: String,
+    logprobs: Vec<hearth_upstream::TokenLogprob>,
     tools: Vec<(Option<String>, Option<String>, String)>,
     usage: Option<hearth_upstream::Usage>,
     finish: Option<FinishReason>,
@@ -54,6 +55,7 @@ fn fold(events: &[Event]) -> Outcome {
             Event::TextDelta(t) => o.text.push_str(t),
             Event::ReasoningDelta(r) => o.reasoning.push_str(r),
             Event::ReasoningSignature(s) => o.signature.push_str(s),
+            Event::Logprobs(l) => o.logprobs.extend(l.iter().cloned()),
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let i = *index as usize;
                 if o.tools.len() <= i {

@@ -196,7 +196,10 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
             }
             Event::Usage(u) => usage = Some(u),
             Event::Error(e) => error = Some(e),
-            Event::Finish(_) | Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) => {}
+            Event::Finish(_)
+            | Event::ToolCallDelta { .. }
+            | Event::ReasoningSignature(_)
+            | Event::Logprobs(_) => {}
         }
     }
     let text = hearth_agent::containment::clean_reply(&text);

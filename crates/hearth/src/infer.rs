@@ -109,7 +109,9 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
                         Event::Usage(u) => collected.usage = Some(u),
                         Event::Finish(f) => collected.finish = Some(f.as_openai().to_owned()),
                         Event::Error(e) => collected.error = Some(e),
-                        Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) => {}
+                        Event::ToolCallDelta { .. }
+                        | Event::ReasoningSignature(_)
+                        | Event::Logprobs(_) => {}
                     }
                 }
                 answer.attempts

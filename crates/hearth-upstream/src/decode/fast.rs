@@ -3,7 +3,8 @@
 //! `String` per key: two dozen allocations for a chunk that carries one token).
 //!
 //! Covered: OpenAI chat chunks (text, reasoning, tool calls, finish reason, usage, llama.cpp
-//! timings), Responses text and reasoning deltas, Anthropic text and thinking deltas, Ollama
+//! timings; not token logprobs: a choice with `logprobs` goes the `Value` way), Responses text
+//! and reasoning deltas (with an empty `logprobs` list), Anthropic text and thinking deltas, Ollama
 //! lines before the last. Every field is read the way the `Value` path reads it (`as_str`,
 //! `as_u64`, `as_bool`: a value of another type counts as absent; of a repeated key the last
 //! wins). Strings are borrowed from the chunk; one that holds an escape is unescaped into a
@@ -348,8 +349,15 @@ struct ChatChoice<'a> {
     /// A whole body's message (same fields as a delta).
     message: Option<Obj<ChatDelta<'a>>>,
     finish_reason: Option<Raw<'a>>,
+    /// Token logprobs: a choice with any (not `null`) goes the `Value` way.
+    logprobs: Option<Checked>,
 }
-shape!(ChatChoice { "delta" => delta, "message" => message, "finish_reason" => finish_reason });
+shape!(ChatChoice {
+    "delta" => delta,
+    "message" => message,
+    "finish_reason" => finish_reason,
+    "logprobs" => logprobs,
+});
 
 #[derive(Default)]
 struct ChatDelta<'a> {
@@ -478,8 +486,10 @@ impl Timings<'_> {
 struct ResponsesEvent<'a> {
     kind: Option<Raw<'a>>,
     delta: Option<Raw<'a>>,
+    /// Token logprobs: OpenAI sends `[]` on every delta; a non-empty list goes the `Value` way.
+    logprobs: Option<First<Checked>>,
 }
-shape!(ResponsesEvent { "type" => kind, "delta" => delta });
+shape!(ResponsesEvent { "type" => kind, "delta" => delta, "logprobs" => logprobs });
 
 #[derive(Default)]
 struct AnthropicEvent<'a> {
@@ -551,6 +561,10 @@ impl Decoder {
             return false;
         }
         let choice = chunk.choices.and_then(|c| c.0).map(|c| c.0);
+        if choice.as_ref().is_some_and(|c| c.logprobs.is_some()) {
+            // Token logprobs are read on the `Value` path (only when a caller asked for them).
+            return false;
+        }
         let delta = choice
             .as_ref()
             .and_then(|c| if body { c.message.as_ref() } else { c.delta.as_ref() })
@@ -637,6 +651,9 @@ impl Decoder {
         let Ok(Obj(event)) = serde_json::from_str::<Obj<ResponsesEvent<'_>>>(data) else {
             return false;
         };
+        if event.logprobs.as_ref().is_some_and(|l| l.0.is_some()) {
+            return false;
+        }
         let kind = match str_of(event.kind) {
             Some(kind) if kind.escaped => return false,
             Some(kind) => kind.inner,

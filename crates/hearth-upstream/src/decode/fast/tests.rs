@@ -247,6 +247,55 @@ fn odd_data() -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// A log probability: mostly a negative float, sometimes another scalar.
+fn logprob() -> BoxedStrategy<String> {
+    prop_oneof![
+        8 => (-2000i32..=0).prop_map(|n| format!("{:?}", f64::from(n) / 100.0)),
+        1 => Just("-9999.0".to_owned()),
+        1 => json_scalar(),
+    ]
+    .boxed()
+}
+
+/// A token's `bytes`: mostly a list of bytes (now and then one over 255), sometimes `null` or
+/// anything else.
+fn token_bytes() -> BoxedStrategy<String> {
+    prop_oneof![
+        6 => vec(0u16..300, 0..4).prop_map(|b| {
+            let b: Vec<String> = b.iter().map(u16::to_string).collect();
+            format!("[{}]", b.join(","))
+        }),
+        1 => Just("null".to_owned()),
+        1 => json_any(),
+    ]
+    .boxed()
+}
+
+/// One entry of a logprobs list (chat `logprobs.content[]`, Responses `logprobs[]`).
+fn token_logprob() -> BoxedStrategy<String> {
+    let top = object(vec![("token", text()), ("logprob", logprob()), ("bytes", token_bytes())]);
+    object(vec![
+        ("id", count()),
+        ("token", text()),
+        ("logprob", logprob()),
+        ("bytes", token_bytes()),
+        ("top_logprobs", array(top)),
+    ])
+}
+
+/// A chat choice's `logprobs`: mostly `null` (as when no caller asked), else `{content: [...],
+/// refusal: null}` (which the typed path leaves to `Value`).
+fn chat_logprobs() -> BoxedStrategy<String> {
+    prop_oneof![
+        8 => Just("null".to_owned()),
+        1 => object(vec![
+            ("content", prop_oneof![4 => array(token_logprob()), 1 => Just("null".to_owned())].boxed()),
+            ("refusal", Just("null".to_owned()).boxed()),
+        ]),
+    ]
+    .boxed()
+}
+
 // ---- chunks of each API ----------------------------------------------------------------------
 
 fn chat_chunk() -> BoxedStrategy<String> {
@@ -286,7 +335,7 @@ fn chat_chunk() -> BoxedStrategy<String> {
         ("index", count()),
         ("delta", prop_oneof![8 => delta, 1 => Just("null".to_owned())].boxed()),
         ("finish_reason", prop_oneof![2 => finish, 3 => Just("null".to_owned())].boxed()),
-        ("logprobs", Just("null".to_owned()).boxed()),
+        ("logprobs", chat_logprobs()),
     ]);
     let usage = object(vec![
         ("prompt_tokens", count()),
@@ -333,6 +382,7 @@ fn chat_body() -> BoxedStrategy<String> {
         ("index", count()),
         ("message", prop_oneof![8 => message, 1 => Just("null".to_owned())].boxed()),
         ("finish_reason", tag(&["stop", "length", "tool_calls", "content_filter", "weird"])),
+        ("logprobs", chat_logprobs()),
     ]);
     let usage = object(vec![
         ("prompt_tokens", count()),
@@ -390,6 +440,10 @@ fn responses_event() -> BoxedStrategy<Chunk> {
             ("item_id", text()),
             ("output_index", count()),
             ("sequence_number", count()),
+            (
+                "logprobs",
+                prop_oneof![8 => Just("[]".to_owned()), 1 => array(token_logprob())].boxed(),
+            ),
         ],
     );
     (prop::option::of(select(RESPONSES_KINDS.to_vec())), data)
@@ -621,4 +675,67 @@ fn unescapes_as_serde_json_does() {
         });
         assert_eq!(got, expected, "{literal}");
     }
+}
+
+/// Token logprobs (OpenAI chat chunks and bodies, Responses deltas) go the `Value` way, which
+/// sends them just before the text they belong to; Responses' usual empty list stays typed.
+#[test]
+fn logprobs_go_the_value_way_before_their_text() {
+    let chunk = r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" last"},"logprobs":{"content":[{"id":650,"token":" last","bytes":[32,108,97,115,116],"logprob":-0.55,"top_logprobs":[{"id":650,"token":" last","bytes":[32,108,97,115,116],"logprob":-0.55},{"id":733,"token":" did","bytes":[32,100,105,100],"logprob":-3.04}]}]}}],"object":"chat.completion.chunk"}"#;
+    assert!(!takes(Api::OpenaiCompletions, &sse(chunk)));
+    let stream = Stream {
+        api: Api::OpenaiCompletions,
+        reasoning_model: false,
+        chunks: vec![
+            sse(chunk),
+            sse(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+        ],
+    };
+    let events = decode(&stream, true);
+    let expected = crate::event::TokenLogprob {
+        token: " last".to_owned(),
+        logprob: -0.55,
+        bytes: Some(b" last".to_vec()),
+        top: vec![
+            crate::event::TopLogprob {
+                token: " last".to_owned(),
+                logprob: -0.55,
+                bytes: Some(b" last".to_vec()),
+            },
+            crate::event::TopLogprob {
+                token: " did".to_owned(),
+                logprob: -3.04,
+                bytes: Some(b" did".to_vec()),
+            },
+        ],
+    };
+    assert_eq!(events[0], Event::Logprobs(vec![expected.clone()]));
+    assert_eq!(events[1], Event::TextDelta(" last".to_owned()));
+
+    let body = r#"{"choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":" last"},"logprobs":{"content":[{"token":" last","bytes":[32,108,97,115,116],"logprob":-0.55,"top_logprobs":[{"token":" last","bytes":[32,108,97,115,116],"logprob":-0.55},{"token":" did","bytes":[32,100,105,100],"logprob":-3.04}]}]}}]}"#;
+    let mut decoder = Decoder::new(Api::OpenaiCompletions, false, 0);
+    assert!(!decoder.chat_body_fast(body, &mut Vec::new()));
+    let events = decode_body(body, false, true);
+    assert_eq!(events[0], Event::Logprobs(vec![expected]));
+    assert_eq!(events[1], Event::TextDelta(" last".to_owned()));
+
+    let with = r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi","logprobs":[{"token":"Hi","logprob":-0.1,"top_logprobs":[{"token":"Hi","logprob":-0.1}]}],"sequence_number":4}"#;
+    assert!(!takes(Api::OpenaiResponses, &sse(with)));
+    let stream =
+        Stream { api: Api::OpenaiResponses, reasoning_model: false, chunks: vec![sse(with)] };
+    let events = decode(&stream, true);
+    assert_eq!(
+        events[0],
+        Event::Logprobs(vec![crate::event::TokenLogprob {
+            token: "Hi".to_owned(),
+            logprob: -0.1,
+            bytes: None,
+            top: vec![crate::event::TopLogprob {
+                token: "Hi".to_owned(),
+                logprob: -0.1,
+                bytes: None
+            }],
+        }])
+    );
+    assert_eq!(events[1], Event::TextDelta("Hi".to_owned()));
 }
