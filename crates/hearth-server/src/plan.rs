@@ -123,10 +123,7 @@ fn prefixed<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h axum::http::
 
 /// A header by its `x-hearth-*` name, else its `x-openclaw-*` spelling.
 pub fn header<'h>(headers: &'h HeaderMap, suffix: &str) -> Option<&'h str> {
-    prefixed(headers, suffix)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    prefixed(headers, suffix).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// A header's raw value (not trimmed; a value that is not visible ASCII is `"\0"`, which every

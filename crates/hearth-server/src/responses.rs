@@ -207,9 +207,10 @@ impl Echo {
     }
 }
 
-/// A hearth notice on a Responses stream whose headers went out before it came due (the same
-/// name as on Messages): `{"type": "hearth_notice", "sequence_number", "message"}`.
-pub const EVENT_NOTICE: &str = "hearth_notice";
+/// A hearth notice on a Responses stream goes out as an SSE comment, `: hearth_notice: TEXT`:
+/// the openai Node SDK's stream helper (`responses.stream()`, 7.x) throws on any event type it
+/// does not list (`Unhandled response stream event`), so an in-band event would break it.
+pub const COMMENT_NOTICE: &str = ": hearth_notice: ";
 
 /// The header that says what hearth dropped from a request.
 pub const HEADER_DROPPED: axum::http::HeaderName =
@@ -1242,9 +1243,14 @@ impl Render for ResponsesRender {
     }
 
     fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
-        // An event type the openai SDKs and Codex pass over (they act on the types they know,
-        // once `response.created` came); numbered like every other event.
-        self.emit(out, EVENT_NOTICE, Self::fields(vec![("message", json!(text))]));
+        // A comment, not an event: every SSE parser skips it (see `COMMENT_NOTICE`); one line.
+        out.extend_from_slice(COMMENT_NOTICE.as_bytes());
+        for c in text.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        out.extend_from_slice(b"\n\n");
     }
 
     fn resume(&mut self, early: Self) {

@@ -66,8 +66,9 @@ struct Frame {
     data: Value,
 }
 
-/// Posts a streaming request and reads the frames one by one as they arrive (comments left
-/// out), each with the time it came, until the stream ends.
+/// Posts a streaming request and reads the frames one by one as they arrive, each with the time
+/// it came, until the stream ends. Comments are left out, but for a `: hearth_notice: TEXT`
+/// one (Responses), which becomes a frame named `:hearth_notice` with the text as its data.
 async fn frames(gw: &Gateway, path: &str, body: Value) -> (reqwest::header::HeaderMap, Vec<Frame>) {
     let began = Instant::now();
     let mut response = client()
@@ -86,6 +87,10 @@ async fn frames(gw: &Gateway, path: &str, body: Value) -> (reqwest::header::Head
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
+            if let Some(text) = frame.lines().find_map(|l| l.strip_prefix(": hearth_notice: ")) {
+                out.push(Frame { at, name: Some(":hearth_notice".to_owned()), data: json!(text) });
+                continue;
+            }
             let name = frame.lines().find_map(|l| l.strip_prefix("event: ")).map(str::to_owned);
             let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
                 continue;
@@ -173,24 +178,30 @@ async fn responses_stream_carries_the_overload_notice_while_it_waits() {
     let (_, frames) = frames(&gw, "/v1/responses", body).await;
     let notice = check_live(
         &frames,
-        |f| f.name.as_deref() == Some("hearth_notice"),
+        |f| f.name.as_deref() == Some(":hearth_notice"),
         |f| f.name.as_deref() == Some("response.output_text.delta"),
     );
+    assert_eq!(frames[notice].data, json!(OVERLOAD_NOTICE));
+    // A comment, after the start events; no event of a type the SDKs do not know.
     let names: Vec<&str> = frames.iter().filter_map(|f| f.name.as_deref()).collect();
     assert_eq!(
         &names[..3],
-        ["response.created", "response.in_progress", "hearth_notice"],
+        ["response.created", "response.in_progress", ":hearth_notice"],
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n.starts_with("response.") || *n == ":hearth_notice"),
         "{names:?}"
     );
     assert_eq!(names.iter().filter(|n| **n == "response.created").count(), 1, "{names:?}");
-    let event = &frames[notice].data;
-    assert_eq!(event["type"], "hearth_notice");
-    assert_eq!(event["message"], OVERLOAD_NOTICE);
-    // Every event but the closing `[DONE]` is numbered.
-    let seq: Vec<u64> = frames.iter().filter_map(|f| f.data["sequence_number"].as_u64()).collect();
-    assert_eq!(seq.len(), names.len(), "{frames:#?}");
-    let expected: Vec<u64> = (0..names.len() as u64).collect();
-    assert_eq!(seq, expected, "one numbering across the wait and the answer");
+    // Every named event is numbered, in one numbering across the wait and the answer.
+    let events: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.name.as_deref().is_some_and(|n| n != ":hearth_notice"))
+        .collect();
+    let seq: Vec<u64> = events.iter().filter_map(|f| f.data["sequence_number"].as_u64()).collect();
+    let expected: Vec<u64> = (0..events.len() as u64).collect();
+    assert_eq!(seq, expected, "one numbering across the wait and the answer: {names:?}");
     let ids: Vec<&Value> =
         frames.iter().filter_map(|f| f.data.get("response")).map(|r| &r["id"]).collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "one response id: {ids:?}");
