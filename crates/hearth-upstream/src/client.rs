@@ -155,6 +155,12 @@ impl Client {
             && b.local_service.is_some() == provider.local_service.is_some()
     }
 
+    /// Resolves the credentials and headers for `env` now (blocking work: a secret file may be
+    /// read), so requests that bring the same `env` find them ready.
+    pub fn warm(&self, provider: &Provider, env: &(dyn Env + Sync)) {
+        let _ = self.auth(provider, env);
+    }
+
     /// The provider's credentials and headers for `env`: resolved once (secret files are not
     /// read per request), again only for another environment.
     fn auth(&self, provider: &Provider, env: &(dyn Env + Sync)) -> Auth {

@@ -258,11 +258,15 @@ impl Router {
     /// Builds the HTTP clients of the default chain's providers (the ones most requests use),
     /// so the first request does not pay for it; the others are built on first use (each
     /// client holds its own TLS roots: memory). Blocking work: run it off the async workers.
-    pub fn prepare(&self, config: &Config) {
+    pub fn prepare(&self, config: &Config, env: &(dyn Env + Sync)) {
         let Ok(chain) = config.candidate_chain(None, None, false) else { return };
         for model_ref in &chain.candidates {
-            if let Some(provider) = config.providers.get(&model_ref.provider) {
-                let _ = self.transport.client(provider);
+            if let Some(provider) = config.providers.get(&model_ref.provider)
+                && let Ok(client) = self.transport.client(provider)
+            {
+                // Credentials too (a secret file is read here, off the runtime, not on the
+                // first request); `env` must be the one requests bring.
+                client.warm(provider, env);
             }
         }
     }

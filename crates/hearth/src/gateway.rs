@@ -208,7 +208,8 @@ async fn serve(
     // HTTP clients (TLS setup) are built now, off the request path.
     let router = Arc::clone(&state.router);
     let snapshot = state.config.load_full();
-    tokio::task::spawn_blocking(move || router.prepare(&snapshot));
+    let env = Arc::clone(&state.env);
+    tokio::task::spawn_blocking(move || router.prepare(&snapshot, &*env));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
         let _ = stop_rx.await;
