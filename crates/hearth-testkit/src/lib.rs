@@ -1,10 +1,12 @@
 //! Test support: a scriptable upstream for faults real servers cannot be made to produce, a
 //! launcher for the real llama.cpp test server, and a `hearth gateway run` process.
 
+pub mod counting;
 pub mod gateway;
 pub mod llama;
 pub mod upstream;
 
+pub use counting::CountingListener;
 pub use gateway::GatewayProcess;
 pub use llama::LlamaServer;
 pub use upstream::{End, FakeUpstream, Recorded, Reply, Step};

@@ -223,7 +223,7 @@ impl Client {
         };
         let body = encode(prompt, target);
         let mut request = self.0.http.post(url).json(&body);
-        request = authorize(request, provider, api, &self.auth(provider, env), key)?;
+        request = authorize(request, api, &self.auth(provider, env), key)?;
         if api == Api::AnthropicMessages
             && let Some(beta) = prompt.anthropic_native.as_ref().and_then(|n| n.beta.as_deref())
         {
@@ -351,7 +351,6 @@ fn resolve_auth(provider: &Provider, env: &dyn Env) -> Auth {
 
 fn authorize(
     mut request: reqwest::RequestBuilder,
-    provider: &Provider,
     api: Api,
     auth: &Auth,
     chosen: Option<&SecretString>,
@@ -373,7 +372,6 @@ fn authorize(
     if !headers.is_empty() {
         request = request.headers(headers.clone());
     }
-    let _ = provider;
     Ok(request)
 }
 

@@ -137,7 +137,8 @@ pub struct ProviderProbe {
 }
 
 impl ProviderProbe {
-    fn new(provider: &Provider, kind: ServerKind) -> Self {
+    /// A provider before (or without) any contact: not reachable, nothing served.
+    pub fn new(provider: &Provider, kind: ServerKind) -> Self {
         ProviderProbe {
             provider: provider.id.clone(),
             kind,

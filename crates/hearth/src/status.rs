@@ -442,16 +442,7 @@ fn not_contacted(provider: &Provider) -> ProviderProbe {
     } else {
         probe::ServerKind::Generic
     };
-    ProviderProbe {
-        provider: provider.id.clone(),
-        kind,
-        reachable: false,
-        latency: None,
-        error: None,
-        served: Vec::new(),
-        responses_api: None,
-        any_model_id: false,
-    }
+    ProviderProbe::new(provider, kind)
 }
 
 /// The rows of one provider: its chain models, its configured models, and (when it has

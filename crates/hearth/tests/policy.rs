@@ -6,42 +6,20 @@
 //! the stand-in does see hosted attempts, so a zero means something.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
+use hearth_testkit::{CountingListener, FakeUpstream, GatewayProcess, Reply};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"local hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
 
 /// A stand-in for every hosted host: counts the connections and closes them.
-struct Stand {
-    port: u16,
-    count: Arc<AtomicUsize>,
-}
-
-fn stand_in() -> Stand {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(mut tcp) = tcp else { continue };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut buf = [0u8; 1024];
-            let _ = tcp.read(&mut buf);
-        }
-    });
-    Stand { port, count }
+fn stand_in() -> CountingListener {
+    CountingListener::start().unwrap()
 }
 
 fn config(upstream: &FakeUpstream, policy: &str) -> String {
@@ -52,8 +30,8 @@ fn config(upstream: &FakeUpstream, policy: &str) -> String {
     )
 }
 
-fn hearth(dir: &Path, stand: &Stand) -> Command {
-    let proxy = format!("http://127.0.0.1:{}", stand.port);
+fn hearth(dir: &Path, stand: &CountingListener) -> Command {
+    let proxy = stand.url();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
     command
         .arg("--config")
@@ -75,7 +53,7 @@ struct Gateway {
     startup: String,
 }
 
-fn spawn(dir: &Path, stand: &Stand) -> Gateway {
+fn spawn(dir: &Path, stand: &CountingListener) -> Gateway {
     let process =
         GatewayProcess::spawn(hearth(dir, stand).args(["gateway", "run", "--port", "0"])).unwrap();
     assert!(process.wait_for_stderr("sessions:", Duration::from_secs(10)), "{}", process.stderr());
@@ -156,7 +134,7 @@ async fn r13_local_only_never_contacts_a_hosted_provider_from_any_surface() {
     let (status, provider, _) = post(&gw, "/v1/chat/completions", chat.clone(), &[]).await;
     assert_eq!((status, provider.as_str()), (200, "fake"));
     drop(gw);
-    assert!(control.count.load(Ordering::SeqCst) >= 1, "the stand-in saw no hosted attempt");
+    assert!(control.connections() >= 1, "the stand-in saw no hosted attempt");
 
     // Local only: every door, and not one connection to the stand-in.
     let stand = stand_in();
@@ -222,5 +200,5 @@ async fn r13_local_only_never_contacts_a_hosted_provider_from_any_surface() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert_eq!(stand.count.load(Ordering::SeqCst), 0, "a hosted connection was attempted");
+    assert_eq!(stand.connections(), 0, "a hosted connection was attempted");
 }

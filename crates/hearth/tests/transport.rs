@@ -2,43 +2,20 @@
 //! server is never reached through the user's proxy, a hosted one is. Every proxy variable
 //! points at a stand-in that counts the connections it gets; `NO_PROXY` is unset, so only
 //! hearth's own policy keeps local traffic off the proxy.
-#![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
+use hearth_testkit::{CountingListener, FakeUpstream, GatewayProcess, Reply};
 use serde_json::json;
 
 const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"local hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
-
-/// A proxy stand-in: counts connections, reads a little, closes.
-fn stand_in() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(mut tcp) = tcp else { continue };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut buf = [0u8; 1024];
-            let _ = tcp.read(&mut buf);
-        }
-    });
-    (port, count)
-}
 
 #[tokio::test]
 async fn local_servers_bypass_the_proxy_and_hosted_ones_use_it() {
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
     upstream.push(Reply::json(200, ANSWER));
-    let (proxy_port, proxied) = stand_in();
+    let proxied = CountingListener::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("hearth.json5"),
@@ -51,7 +28,7 @@ async fn local_servers_bypass_the_proxy_and_hosted_ones_use_it() {
         ),
     )
     .unwrap();
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let proxy = proxied.url();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
     command
         .arg("--config")
@@ -78,7 +55,7 @@ async fn local_servers_bypass_the_proxy_and_hosted_ones_use_it() {
         .unwrap();
     assert_eq!(local.status(), 200, "{}", local.text().await.unwrap());
     assert!(!upstream.requests().is_empty(), "the local server got the request itself");
-    assert_eq!(proxied.load(Ordering::SeqCst), 0, "a local server was reached through the proxy");
+    assert_eq!(proxied.connections(), 0, "a local server was reached through the proxy");
 
     // The control: a hosted provider does go through the proxy (which answers nothing).
     let hosted = client
@@ -88,5 +65,5 @@ async fn local_servers_bypass_the_proxy_and_hosted_ones_use_it() {
         .await
         .unwrap();
     assert!(hosted.status().is_server_error(), "{}", hosted.status());
-    assert!(proxied.load(Ordering::SeqCst) >= 1, "the hosted provider did not use the proxy");
+    assert!(proxied.connections() >= 1, "the hosted provider did not use the proxy");
 }
