@@ -122,16 +122,22 @@ fn one_model(upstream: &FakeUpstream) -> String {
     )
 }
 
-/// A primary whose window is too small for any turn (2,000 tokens; the preflight refuses
-/// under 4,000) and a fallback with a big one, both served by `upstream`.
-fn small_then_big(upstream: &FakeUpstream) -> String {
+/// A primary `id` with a `window`-token context and a fallback `big/b` with `big`, both served
+/// by `upstream`.
+fn primary_then_big(upstream: &FakeUpstream, id: &str, window: u64, big: u64) -> String {
     let origin = upstream.origin();
     format!(
         r#"{{models: {{mode: "replace", providers: {{
-              small: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "s", contextWindow: 2000, maxTokens: 256}}]}},
-              big: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "b", contextWindow: 32000, maxTokens: 512}}]}}}}}},
-           agents: {{defaults: {{model: {{primary: "small/s", fallbacks: ["big/b"]}}}}}}}}"#
+              {id}: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "s", contextWindow: {window}, maxTokens: 256}}]}},
+              big: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "b", contextWindow: {big}, maxTokens: 512}}]}}}}}},
+           agents: {{defaults: {{model: {{primary: "{id}/s", fallbacks: ["big/b"]}}}}}}}}"#
     )
+}
+
+/// A primary whose window is too small for any turn (2,000 tokens; the preflight refuses
+/// under 4,000) and a fallback with a big one.
+fn small_then_big(upstream: &FakeUpstream) -> String {
+    primary_then_big(upstream, "small", 2000, 32000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,13 +486,7 @@ async fn a_late_messages_stream_carries_the_notice_as_an_event_anthropic_clients
 
 /// A primary whose window holds a turn but not this message, and a fallback that holds it.
 fn medium_then_big(upstream: &FakeUpstream) -> String {
-    let origin = upstream.origin();
-    format!(
-        r#"{{models: {{mode: "replace", providers: {{
-              medium: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "s", contextWindow: 8000, maxTokens: 256}}]}},
-              big: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "b", contextWindow: 64000, maxTokens: 512}}]}}}}}},
-           agents: {{defaults: {{model: {{primary: "medium/s", fallbacks: ["big/b"]}}}}}}}}"#
-    )
+    primary_then_big(upstream, "medium", 8000, 64000)
 }
 
 // See: #13. The budget follows the candidate that can answer: a message the primary's window
