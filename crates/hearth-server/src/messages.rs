@@ -220,7 +220,9 @@ async fn count(
             }
             Api::OpenaiCompletions => {
                 let target = hearth_upstream::Target { provider, model: &model, params: None };
-                let mut chat = hearth_upstream::encode::encode(&prompt, &target);
+                let Ok(mut chat) = hearth_upstream::encode::encode_json(&prompt, &target) else {
+                    return Ok(answer(estimate_tokens(&prompt), "estimate"));
+                };
                 if let Some(map) = chat.as_object_mut() {
                     for field in ["stream", "stream_options"] {
                         map.remove(field);

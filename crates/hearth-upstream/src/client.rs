@@ -175,22 +175,9 @@ impl Client {
         auth
     }
 
-    /// The URL a request for `api` goes to.
+    /// The URL a request for `api` goes to (the dialect's, `api/<dialect>.rs`).
     pub fn endpoint(provider: &Provider, api: Api) -> String {
-        let base = provider.base_url.as_str().trim_end_matches('/');
-        match api {
-            Api::OpenaiCompletions => format!("{base}/chat/completions"),
-            Api::OpenaiResponses => format!("{base}/responses"),
-            // The Anthropic base URL omits /v1 (tolerated when present).
-            Api::AnthropicMessages => {
-                if base.ends_with("/v1") {
-                    format!("{base}/messages")
-                } else {
-                    format!("{base}/v1/messages")
-                }
-            }
-            Api::Ollama => format!("{}/api/chat", base.trim_end_matches("/v1")),
-        }
+        crate::api::of(api).endpoint(provider.base_url.as_str().trim_end_matches('/'))
     }
 
     /// Sends one call. `Err` means nothing was received (the caller may fail over); once `Ok`,
@@ -221,8 +208,15 @@ impl Client {
                 return Err(UpstreamError::new(ErrorClass::Format, "no endpoint for this API"));
             }
         };
-        let body = encode(prompt, target);
-        let mut request = self.0.http.post(url).json(&body);
+        let body = encode(prompt, target).map_err(|e| {
+            UpstreamError::new(ErrorClass::Format, format!("cannot encode the request: {e}"))
+        })?;
+        let mut request = self
+            .0
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         request = authorize(request, api, &self.auth(provider, env), key)?;
         if api == Api::AnthropicMessages
             && let Some(beta) = prompt.anthropic_native.as_ref().and_then(|n| n.beta.as_deref())
@@ -359,14 +353,17 @@ fn authorize(
         Some(k) => Some(k),
         None => auth.key.as_ref().map_err(Clone::clone)?.as_ref(),
     };
+    let dialect = crate::api::of(api);
     if let Some(key) = key {
-        request = match api {
-            Api::AnthropicMessages => request.header("x-api-key", key.expose()),
-            _ => request.bearer_auth(key.expose()),
-        };
+        let (name, value) = dialect.credential(key.expose());
+        let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            UpstreamError::new(ErrorClass::Auth, "the API key is not a valid header value")
+        })?;
+        value.set_sensitive(true);
+        request = request.header(name, value);
     }
-    if api == Api::AnthropicMessages {
-        request = request.header("anthropic-version", "2023-06-01");
+    for (name, value) in dialect.fixed_headers() {
+        request = request.header(*name, *value);
     }
     let headers = auth.headers.as_ref().map_err(Clone::clone)?;
     if !headers.is_empty() {
@@ -442,9 +439,9 @@ fn stream_events(
     api: Api,
     clocks: Clocks,
 ) -> EventStream {
-    let framing = match api {
-        Api::Ollama => Framing::Ndjson(NdjsonDecoder::new()),
-        _ => Framing::Sse(SseDecoder::new()),
+    let framing = match crate::api::of(api).framing() {
+        crate::api::Framing::Ndjson => Framing::Ndjson(NdjsonDecoder::new()),
+        crate::api::Framing::Sse => Framing::Sse(SseDecoder::new()),
     };
     let state = StreamState {
         bytes: response.bytes_stream().boxed(),

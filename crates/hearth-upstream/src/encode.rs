@@ -1,4 +1,7 @@
-//! Request shaping: the canonical [`Prompt`] as each upstream API's request body.
+//! Request shaping: the canonical [`Prompt`] as each upstream API's request body. What every
+//! dialect shares lives here (the [`Target`], params, the output cap, replay); each dialect's
+//! own body is built in `api/<dialect>.rs` from `hearth_wire`'s typed `out` structs and
+//! serialized once.
 //!
 //! Rules (OpenClaw's, `docs/upstream.md`): `system` never `developer` off api.openai.com;
 //! `compat` flags respected; OpenAI-only fields (`store`, `service_tier`, ...) never sent to
@@ -6,9 +9,9 @@
 //! smaller of the caller's and the model's `maxTokens`; `params` applied, `extra_body` last.
 
 use hearth_config::{Api, Model, Provider};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::prompt::{Message, OutputFormat, Part, Prompt, Role, Tool, ToolChoice};
+use crate::prompt::{Message, Prompt};
 use crate::reasoning::{ReplayPolicy, parse_replay_policy, replay_policy_for};
 
 /// Request parameters that are wire fields of OpenAI-compatible bodies. Other `params` keys are
@@ -45,26 +48,8 @@ const WIRE_PARAMS: &[&str] = &[
 ];
 
 /// Fields only OpenAI's own API accepts; stripped for every other host.
-const OPENAI_ONLY: &[&str] =
+pub(crate) const OPENAI_ONLY: &[&str] =
     &["store", "service_tier", "prompt_cache_key", "safety_identifier", "metadata", "user"];
-
-/// Ollama `options` keys (model runtime settings).
-const OLLAMA_OPTIONS: &[&str] = &[
-    "num_ctx",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "num_predict",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "stop",
-    "num_keep",
-    "typical_p",
-    "mirostat",
-];
 
 /// Everything about the target that shapes a request.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +66,7 @@ impl Target<'_> {
         self.provider.base_url.host_str() == Some("api.openai.com")
     }
 
-    fn output_cap(&self, prompt: &Prompt) -> u64 {
+    pub(crate) fn output_cap(&self, prompt: &Prompt) -> u64 {
         let model_cap = self.model.max_tokens;
         let param_cap =
             self.param("maxTokens").or_else(|| self.param("max_tokens")).and_then(Value::as_u64);
@@ -96,7 +81,7 @@ impl Target<'_> {
     }
 
     /// All params in precedence order: provider < model row < merged agent params.
-    fn all_params(&self) -> Map<String, Value> {
+    pub(crate) fn all_params(&self) -> Map<String, Value> {
         let mut out = Map::new();
         for layer in
             [self.provider.params.as_ref(), self.model.params.as_ref()].into_iter().flatten()
@@ -111,14 +96,14 @@ impl Target<'_> {
         out
     }
 
-    fn extra_body(&self) -> Option<Value> {
+    pub(crate) fn extra_body(&self) -> Option<Value> {
         let params = self.all_params();
         params.get("extra_body").or_else(|| params.get("extraBody")).cloned()
     }
 
     /// `params.reasoningReplay` (`keep-inline`, `drop`, `keep-signed`) on the model row or its
     /// settings, else the model family's default.
-    fn replay(&self) -> ReplayPolicy {
+    pub(crate) fn replay(&self) -> ReplayPolicy {
         let configured = self
             .all_params()
             .get("reasoningReplay")
@@ -149,72 +134,38 @@ pub fn merge_json(base: &mut Value, over: &Value) {
 /// Responses do; Anthropic Messages and Ollama's native API have no such field, so a caller's
 /// request for them is not sent there (the server says so in `x-hearth-dropped`).
 pub fn has_logprobs(api: Api) -> bool {
-    matches!(api, Api::OpenaiCompletions | Api::OpenaiResponses)
+    crate::api::of(api).has_logprobs()
 }
 
 /// The Responses `include` value that asks for `output_text` logprobs.
 pub const INCLUDE_OUTPUT_TEXT_LOGPROBS: &str = "message.output_text.logprobs";
 
-/// The request body for `target`'s API.
-pub fn encode(prompt: &Prompt, target: &Target<'_>) -> Value {
-    let mut body = match target.model.api {
-        Api::OpenaiCompletions => openai_chat(prompt, target),
-        Api::OpenaiResponses => responses(prompt, target),
-        Api::AnthropicMessages => anthropic(prompt, target),
-        Api::Ollama => ollama(prompt, target),
-    };
-    if let Some(extra) = target.extra_body() {
-        merge_json(&mut body, &extra);
-    }
-    body
+/// The request body for `target`'s API, serialized: the dialect's typed body, with the target's
+/// `extra_body` deep-merged last.
+pub fn encode(prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
+    crate::api::of(target.model.api).encode(prompt, target)
 }
 
-fn wire_params(target: &Target<'_>, body: &mut Map<String, Value>) {
-    for (k, v) in target.all_params() {
-        if WIRE_PARAMS.contains(&k.as_str()) {
-            body.insert(k, v);
-        }
-    }
+/// [`encode`] as a JSON value: for callers that adjust the body (count-token requests) and
+/// for tests.
+pub fn encode_json(prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Value> {
+    serde_json::from_slice(&encode(prompt, target)?)
 }
 
-fn passthrough(prompt: &Prompt, target: &Target<'_>, body: &mut Map<String, Value>) {
-    for (k, v) in &prompt.passthrough {
-        if !target.is_native_openai() && OPENAI_ONLY.contains(&k.as_str()) {
-            continue;
-        }
-        body.entry(k.clone()).or_insert_with(|| v.clone());
-    }
+/// The wire fields of the merged params, in order (`WIRE_PARAMS`).
+pub(crate) fn wire_params(params: &Map<String, Value>) -> Vec<(&str, &Value)> {
+    params
+        .iter()
+        .filter(|(k, _)| WIRE_PARAMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect()
 }
 
-fn sampling(prompt: &Prompt, body: &mut Map<String, Value>) {
-    if let Some(t) = prompt.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = prompt.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !prompt.stop.is_empty() {
-        body.insert("stop".into(), json!(prompt.stop));
-    }
-}
-
-/// A tool's fields under the names an API uses. An absent description is left out, never sent as
-/// `null` (llama-server answers "type must be string, but is null" to a null).
-fn tool_fields(t: &Tool, schema_key: &str) -> Map<String, Value> {
-    let mut f = Map::new();
-    f.insert("name".into(), json!(t.name));
-    if let Some(d) = &t.description {
-        f.insert("description".into(), json!(d));
-    }
-    f.insert(schema_key.into(), t.parameters.clone());
-    f
-}
-
-fn tools_allowed(target: &Target<'_>) -> bool {
+pub(crate) fn tools_allowed(target: &Target<'_>) -> bool {
     target.model.compat.supports_tools != Some(false)
 }
 
-fn text_with_replayed_reasoning(message: &Message, policy: ReplayPolicy) -> String {
+pub(crate) fn text_with_replayed_reasoning(message: &Message, policy: ReplayPolicy) -> String {
     let text = message.text();
     match (&message.reasoning, policy) {
         (Some(r), ReplayPolicy::KeepInline) if !r.text.is_empty() => {
@@ -224,523 +175,17 @@ fn text_with_replayed_reasoning(message: &Message, policy: ReplayPolicy) -> Stri
     }
 }
 
-fn openai_content(message: &Message, string_only: bool) -> Value {
-    if string_only || message.is_text_only() {
-        return Value::String(message.text());
-    }
-    Value::Array(
-        message
-            .content
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => json!({"type": "text", "text": t}),
-                Part::Image { url } => json!({"type": "image_url", "image_url": {"url": url}}),
-            })
-            .collect(),
-    )
-}
-
-fn openai_chat(prompt: &Prompt, target: &Target<'_>) -> Value {
-    let compat = &target.model.compat;
-    let native = target.is_native_openai();
-    let strict_keys = compat.strict_message_keys == Some(true);
-    let string_only = compat.requires_string_content == Some(true);
-    let policy = target.replay();
-    let mut messages = Vec::new();
-    let system_role =
-        if native && compat.supports_developer_role == Some(true) { "developer" } else { "system" };
-    // One system message: many chat templates reject a second one or one that is not first.
-    if let Some(system) = prompt.system_text() {
-        messages.push(json!({"role": system_role, "content": system}));
-    }
-    // Images a tool returned: a chat `tool` message carries text only, so they follow the
-    // run of tool messages as the next user message's first parts (docs/upstream.md).
-    let mut tool_images: Vec<Value> = Vec::new();
-    for m in &prompt.messages {
-        if m.role != Role::Tool && !tool_images.is_empty() {
-            let mut parts = std::mem::take(&mut tool_images);
-            if m.role == Role::User {
-                if let Value::Array(own) = openai_content(m, false) {
-                    parts.extend(own);
-                } else {
-                    parts.push(json!({"type": "text", "text": m.text()}));
-                }
-                messages.push(json!({"role": "user", "content": parts}));
-                continue;
-            }
-            messages.push(json!({"role": "user", "content": parts}));
-        }
-        let mut msg = Map::new();
-        match m.role {
-            Role::User => {
-                msg.insert("role".into(), json!("user"));
-                msg.insert("content".into(), openai_content(m, string_only));
-            }
-            Role::Assistant => {
-                msg.insert("role".into(), json!("assistant"));
-                msg.insert("content".into(), json!(text_with_replayed_reasoning(m, policy)));
-                if !strict_keys {
-                    if let Some(r) = &m.reasoning
-                        && compat.requires_reasoning_content_on_assistant_messages == Some(true)
-                    {
-                        msg.insert("reasoning_content".into(), json!(r.text));
-                    }
-                    if !m.tool_calls.is_empty() && tools_allowed(target) {
-                        let calls: Vec<Value> = m
-                            .tool_calls
-                            .iter()
-                            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                            .collect();
-                        msg.insert("tool_calls".into(), Value::Array(calls));
-                    }
-                }
-            }
-            Role::Tool => {
-                if strict_keys || !tools_allowed(target) {
-                    msg.insert("role".into(), json!("user"));
-                    msg.insert("content".into(), json!(format!("Tool result:\n{}", m.text())));
-                } else {
-                    if !string_only {
-                        let images: Vec<Value> = m
-                            .content
-                            .iter()
-                            .filter_map(|p| match p {
-                                Part::Image { url } => {
-                                    Some(json!({"type": "image_url", "image_url": {"url": url}}))
-                                }
-                                Part::Text(_) => None,
-                            })
-                            .collect();
-                        if !images.is_empty() {
-                            let id = m.tool_call_id.as_deref().unwrap_or_default();
-                            tool_images.push(json!({"type": "text", "text": format!("[images returned by tool call {id}]")}));
-                            tool_images.extend(images);
-                        }
-                    }
-                    msg.insert("role".into(), json!("tool"));
-                    msg.insert("content".into(), json!(m.text()));
-                    msg.insert(
-                        "tool_call_id".into(),
-                        json!(m.tool_call_id.clone().unwrap_or_default()),
-                    );
-                    if compat.requires_tool_result_name == Some(true)
-                        && let Some(name) = &m.name
-                    {
-                        msg.insert("name".into(), json!(name));
-                    }
-                }
-            }
-        }
-        messages.push(Value::Object(msg));
-    }
-    if !tool_images.is_empty() {
-        messages.push(json!({"role": "user", "content": tool_images}));
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model.id));
-    body.insert("messages".into(), Value::Array(messages));
-    let cap_field = match compat.max_tokens_field.as_deref() {
-        Some(field) => field.to_owned(),
-        None if native => "max_completion_tokens".to_owned(),
-        None => "max_tokens".to_owned(),
-    };
-    body.insert(cap_field, json!(target.output_cap(prompt)));
-    sampling(prompt, &mut body);
-    if tools_allowed(target) && !prompt.tools.is_empty() {
-        let tools: Vec<Value> = prompt
-            .tools
-            .iter()
-            .map(|t| json!({"type": "function", "function": tool_fields(t, "parameters")}))
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = &prompt.tool_choice {
-            body.insert(
-                "tool_choice".into(),
-                match choice {
-                    ToolChoice::Auto => json!("auto"),
-                    ToolChoice::None => json!("none"),
-                    ToolChoice::Required => json!("required"),
-                    ToolChoice::Function(name) => {
-                        json!({"type": "function", "function": {"name": name}})
-                    }
-                },
-            );
-        }
-    }
-    if let Some(format) = prompt.output_format.as_ref().filter(|f| **f != OutputFormat::Text) {
-        body.insert("response_format".into(), format.to_chat());
-    }
-    if let Some(top) = prompt.logprobs {
-        body.insert("logprobs".into(), json!(true));
-        if top > 0 {
-            body.insert("top_logprobs".into(), json!(top));
-        }
-    }
-    body.insert("stream".into(), json!(prompt.stream));
-    if prompt.stream && compat.supports_usage_in_streaming != Some(false) {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    wire_params(target, &mut body);
-    passthrough(prompt, target, &mut body);
-    if !native {
-        for k in OPENAI_ONLY {
-            body.remove(*k);
-        }
-    }
-    Value::Object(body)
-}
-
-fn responses(prompt: &Prompt, target: &Target<'_>) -> Value {
-    let policy = target.replay();
-    let mut input = Vec::new();
-    for m in &prompt.messages {
-        match m.role {
-            Role::User => {
-                let content: Vec<Value> = m
-                    .content
-                    .iter()
-                    .map(|p| match p {
-                        Part::Text(t) => json!({"type": "input_text", "text": t}),
-                        Part::Image { url } => json!({"type": "input_image", "image_url": url}),
-                    })
-                    .collect();
-                input.push(json!({"type": "message", "role": "user", "content": content}));
-            }
-            Role::Assistant => {
-                let text = text_with_replayed_reasoning(m, policy);
-                if !text.is_empty() {
-                    input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}));
-                }
-                for c in &m.tool_calls {
-                    input.push(json!({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}));
-                }
-            }
-            Role::Tool => {
-                input.push(json!({"type": "function_call_output", "call_id": m.tool_call_id.clone().unwrap_or_default(), "output": m.text()}));
-            }
-        }
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model.id));
-    if let Some(system) = prompt.system_text() {
-        body.insert("instructions".into(), json!(system));
-    }
-    body.insert("input".into(), Value::Array(input));
-    body.insert("max_output_tokens".into(), json!(target.output_cap(prompt)));
-    if let Some(t) = prompt.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = prompt.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if tools_allowed(target) && !prompt.tools.is_empty() {
-        let tools: Vec<Value> = prompt
-            .tools
-            .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("type".into(), json!("function"));
-                f.extend(tool_fields(t, "parameters"));
-                Value::Object(f)
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = &prompt.tool_choice {
-            body.insert(
-                "tool_choice".into(),
-                match choice {
-                    ToolChoice::Auto => json!("auto"),
-                    ToolChoice::None => json!("none"),
-                    ToolChoice::Required => json!("required"),
-                    ToolChoice::Function(name) => json!({"type": "function", "name": name}),
-                },
-            );
-        }
-    }
-    if let Some(format) = &prompt.output_format {
-        body.insert("text".into(), json!({"format": format.to_responses()}));
-    }
-    body.insert("stream".into(), json!(prompt.stream));
-    wire_params(target, &mut body);
-    passthrough(prompt, target, &mut body);
-    // Chat's `logprobs: true` has no Responses field: the count is `top_logprobs`, and the
-    // logprobs themselves come only when `include` names them.
-    body.remove("logprobs");
-    if let Some(top) = prompt.logprobs {
-        body.insert("top_logprobs".into(), json!(top));
-        let include = body.entry("include").or_insert_with(|| json!([]));
-        if let Value::Array(items) = include
-            && !items.iter().any(|i| i.as_str() == Some(INCLUDE_OUTPUT_TEXT_LOGPROBS))
-        {
-            items.push(json!(INCLUDE_OUTPUT_TEXT_LOGPROBS));
-        }
-    }
-    // Chat's `response_format` (from `params` or a chat caller) is `text.format` here.
-    if let Some(rf) = body.remove("response_format")
-        && !body.contains_key("text")
-        && let Ok(format) = OutputFormat::from_chat(&rf)
-    {
-        body.insert("text".into(), json!({"format": format.to_responses()}));
-    }
-    if !target.is_native_openai() {
-        for k in OPENAI_ONLY {
-            body.remove(*k);
-        }
-    }
-    Value::Object(body)
-}
-
-/// An image part as an Anthropic image block: `data:` URLs as base64 sources.
-fn anthropic_image(url: &str) -> Value {
-    if let Some(rest) = url.strip_prefix("data:")
-        && let Some((media_type, data)) = rest.split_once(";base64,")
-    {
-        return json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}});
-    }
-    json!({"type": "image", "source": {"type": "url", "url": url}})
-}
-
-fn anthropic(prompt: &Prompt, target: &Target<'_>) -> Value {
-    if let Some(native) = &prompt.anthropic_native {
-        // The caller spoke Anthropic: its request goes up as sent, to the configured model.
-        let mut body = native.body.clone();
-        body.insert("model".into(), json!(target.model.id));
-        body.insert("max_tokens".into(), json!(target.output_cap(prompt)));
-        body.insert("stream".into(), json!(prompt.stream));
-        return Value::Object(body);
-    }
-    let policy = target.replay();
-    let mut messages: Vec<Value> = Vec::new();
-    for m in &prompt.messages {
-        let (role, blocks) = match m.role {
-            Role::User => (
-                "user",
-                m.content
-                    .iter()
-                    .map(|p| match p {
-                        Part::Text(t) => json!({"type": "text", "text": t}),
-                        Part::Image { url } => anthropic_image(url),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            Role::Assistant => {
-                let mut blocks = Vec::new();
-                if let Some(r) = &m.reasoning
-                    && let (ReplayPolicy::KeepSigned, Some(sig)) = (policy, &r.signature)
-                {
-                    blocks.push(json!({"type": "thinking", "thinking": r.text, "signature": sig}));
-                }
-                let text = text_with_replayed_reasoning(m, policy);
-                if !text.is_empty() {
-                    blocks.push(json!({"type": "text", "text": text}));
-                }
-                for c in &m.tool_calls {
-                    let input: Value =
-                        serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
-                    blocks.push(
-                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
-                    );
-                }
-                ("assistant", blocks)
-            }
-            Role::Tool => {
-                let content = if m.is_text_only() {
-                    json!(m.text())
-                } else {
-                    Value::Array(
-                        m.content
-                            .iter()
-                            .map(|p| match p {
-                                Part::Text(t) => json!({"type": "text", "text": t}),
-                                Part::Image { url } => anthropic_image(url),
-                            })
-                            .collect(),
-                    )
-                };
-                (
-                    "user",
-                    vec![
-                        json!({"type": "tool_result", "tool_use_id": m.tool_call_id.clone().unwrap_or_default(), "content": content}),
-                    ],
-                )
-            }
-        };
-        // Anthropic wants alternating roles: merge consecutive same-role turns.
-        match messages.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(Value::Array(existing)) = last.get_mut("content") {
-                    existing.extend(blocks);
-                }
-            }
-            _ => messages.push(json!({"role": role, "content": blocks})),
-        }
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model.id));
-    if let Some(system) = prompt.system_text() {
-        body.insert("system".into(), json!(system));
-    }
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert("max_tokens".into(), json!(target.output_cap(prompt)));
-    if let Some(t) = prompt.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = prompt.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !prompt.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(prompt.stop));
-    }
-    if tools_allowed(target) && !prompt.tools.is_empty() {
-        let tools: Vec<Value> =
-            prompt.tools.iter().map(|t| Value::Object(tool_fields(t, "input_schema"))).collect();
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = &prompt.tool_choice {
-            body.insert(
-                "tool_choice".into(),
-                match choice {
-                    ToolChoice::Auto => json!({"type": "auto"}),
-                    ToolChoice::None => json!({"type": "none"}),
-                    ToolChoice::Required => json!({"type": "any"}),
-                    ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
-                },
-            );
-        }
-    }
-    match &prompt.output_format {
-        Some(OutputFormat::JsonSchema { schema, .. }) => {
-            body.insert(
-                "output_config".into(),
-                json!({"format": {"type": "json_schema", "schema": schema}}),
-            );
-        }
-        // Anthropic has no schema-less JSON mode: the instruction goes into the system prompt.
-        Some(OutputFormat::JsonObject) => {
-            let system = match body.remove("system").and_then(|s| s.as_str().map(str::to_owned)) {
-                Some(s) => format!("{s}\n\n{JSON_OBJECT_INSTRUCTION}"),
-                None => JSON_OBJECT_INSTRUCTION.to_owned(),
-            };
-            body.insert("system".into(), json!(system));
-        }
-        Some(OutputFormat::Text) | None => {}
-    }
-    body.insert("stream".into(), json!(prompt.stream));
-    Value::Object(body)
-}
-
 /// What `json_object` output means where an API has no such mode (Anthropic).
 pub const JSON_OBJECT_INSTRUCTION: &str =
     "Respond with one JSON object and nothing else: no prose, no code fences.";
 
-fn ollama(prompt: &Prompt, target: &Target<'_>) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = prompt.system_text() {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    for m in &prompt.messages {
-        let mut msg = Map::new();
-        match m.role {
-            Role::User => {
-                msg.insert("role".into(), json!("user"));
-                msg.insert("content".into(), json!(m.text()));
-                let images: Vec<&str> = m
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::Image { url } => url.split_once("base64,").map(|(_, data)| data),
-                        Part::Text(_) => None,
-                    })
-                    .collect();
-                if !images.is_empty() {
-                    msg.insert("images".into(), json!(images));
-                }
-            }
-            Role::Assistant => {
-                msg.insert("role".into(), json!("assistant"));
-                msg.insert(
-                    "content".into(),
-                    json!(text_with_replayed_reasoning(m, target.replay())),
-                );
-                if !m.tool_calls.is_empty() {
-                    let calls: Vec<Value> = m
-                        .tool_calls
-                        .iter()
-                        .map(|c| {
-                            let args: Value =
-                                serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
-                            json!({"function": {"name": c.name, "arguments": args}})
-                        })
-                        .collect();
-                    msg.insert("tool_calls".into(), Value::Array(calls));
-                }
-            }
-            Role::Tool => {
-                msg.insert("role".into(), json!("tool"));
-                msg.insert("content".into(), json!(m.text()));
-                if let Some(name) = &m.name {
-                    msg.insert("tool_name".into(), json!(name));
-                }
-            }
-        }
-        messages.push(Value::Object(msg));
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model.id));
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert("stream".into(), json!(prompt.stream));
-    let mut options = Map::new();
-    let params = target.all_params();
-    for (k, v) in &params {
-        if OLLAMA_OPTIONS.contains(&k.as_str()) {
-            options.insert(k.clone(), v.clone());
-        }
-    }
-    if let Some(keep_alive) = params.get("keep_alive").or_else(|| params.get("keepAlive")) {
-        body.insert("keep_alive".into(), keep_alive.clone());
-    }
-    if let Some(think) = params.get("think") {
-        // Never a truthy `think` for a model not marked reasoning.
-        let truthy = !matches!(think, Value::Bool(false) | Value::Null);
-        if !truthy || target.model.reasoning {
-            body.insert("think".into(), think.clone());
-        }
-    }
-    if let Some(t) = prompt.temperature {
-        options.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = prompt.top_p {
-        options.insert("top_p".into(), json!(p));
-    }
-    if !prompt.stop.is_empty() {
-        options.insert("stop".into(), json!(prompt.stop));
-    }
-    options.insert("num_predict".into(), json!(target.output_cap(prompt)));
-    body.insert("options".into(), Value::Object(options));
-    if tools_allowed(target) && !prompt.tools.is_empty() {
-        let tools: Vec<Value> = prompt
-            .tools
-            .iter()
-            .map(|t| json!({"type": "function", "function": tool_fields(t, "parameters")}))
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    match &prompt.output_format {
-        Some(OutputFormat::JsonObject) => {
-            body.insert("format".into(), json!("json"));
-        }
-        Some(OutputFormat::JsonSchema { schema, .. }) => {
-            body.insert("format".into(), schema.clone());
-        }
-        Some(OutputFormat::Text) | None => {}
-    }
-    Value::Object(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompt::{Part, Role, ToolChoice};
     use crate::prompt::{Reasoning, Tool, ToolCall};
     use hearth_config::load_str;
+    use serde_json::json;
 
     fn config(api: &str, base: &str, model: &str) -> hearth_config::Config {
         let text = format!(
@@ -755,7 +200,7 @@ mod tests {
     fn body(api: &str, base: &str, model: &str, prompt: &Prompt) -> Value {
         let c = config(api, base, model);
         let provider = &c.providers["p"];
-        encode(prompt, &Target { provider, model: &provider.models[0], params: None })
+        encode_json(prompt, &Target { provider, model: &provider.models[0], params: None }).unwrap()
     }
 
     fn conversation() -> Prompt {

@@ -2,6 +2,7 @@
 //! stream; reasoning kept apart; usage and cost; error classification. The only crate that
 //! knows reqwest and upstream wire quirks.
 
+pub mod api;
 pub mod classify;
 pub mod client;
 pub mod decode;

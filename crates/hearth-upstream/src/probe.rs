@@ -286,14 +286,13 @@ fn http_client(provider: &Provider, timeout: Duration) -> Result<reqwest::Client
 
 fn auth_headers(provider: &Provider, env: &dyn Env) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::new();
+    let dialect = crate::api::of(provider.api);
     if let Some(Ok(Some(key))) = provider.api_key.as_ref().map(|s| s.resolve(env)) {
-        match provider.api {
-            Api::AnthropicMessages => headers.push(("x-api-key".into(), key.expose().to_owned())),
-            _ => headers.push(("authorization".into(), format!("Bearer {}", key.expose()))),
-        }
+        let (name, value) = dialect.credential(key.expose());
+        headers.push((name.into(), value));
     }
-    if provider.api == Api::AnthropicMessages {
-        headers.push(("anthropic-version".into(), "2023-06-01".into()));
+    for (name, value) in dialect.fixed_headers() {
+        headers.push(((*name).into(), (*value).into()));
     }
     for (name, value) in &provider.headers {
         if let Ok(Some(v)) = value.resolve(env) {

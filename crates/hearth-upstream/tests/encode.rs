@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use hearth_config::load_str;
-use hearth_upstream::encode::{JSON_OBJECT_INSTRUCTION, encode};
+use hearth_upstream::encode::{JSON_OBJECT_INSTRUCTION, encode_json};
 use hearth_upstream::{OutputFormat, Prompt, Target, Tool};
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ fn body(api: &str, base: &str, prompt: &Prompt) -> Value {
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let config = loaded.config.unwrap();
     let provider = &config.providers["p"];
-    encode(prompt, &Target { provider, model: &provider.models[0], params: None })
+    encode_json(prompt, &Target { provider, model: &provider.models[0], params: None }).unwrap()
 }
 
 /// Every `null` anywhere in the body, by path.
@@ -146,10 +146,11 @@ fn a_chat_response_format_from_params_becomes_text_format_for_responses() {
     let loaded = load_str("t.json5", text, &BTreeMap::<String, String>::new());
     let config = loaded.config.unwrap();
     let provider = &config.providers["p"];
-    let b = encode(
+    let b = encode_json(
         &Prompt::text(None, "hi"),
         &Target { provider, model: &provider.models[0], params: None },
-    );
+    )
+    .unwrap();
     assert!(b.get("response_format").is_none(), "{b}");
     assert_eq!(b["text"], json!({"format": {"type": "json_object"}}));
 }
@@ -180,4 +181,164 @@ fn chat_only_fields_do_not_reach_a_responses_upstream() {
     assert_eq!(responses["top_logprobs"], 3);
     let chat = body("openai-completions", APIS[0].1, &prompt);
     assert_eq!((chat["logprobs"].as_bool(), chat["top_logprobs"].as_u64()), (Some(true), Some(3)));
+}
+
+/// Reads JSON and fails on an object that names a key twice (serde_json's `Value` keeps the
+/// last one silently; a server may keep the first).
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!("key `{key}` twice")));
+                    }
+                    map.next_value::<NoDuplicateKeys>()?;
+                }
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Configured `params` and a caller's pass-through fields that collide with fields the encoder
+/// writes itself: each key goes up once, the configured value winning over the caller's
+/// sampling value, and a pass-through field never replacing one hearth owns.
+#[test]
+fn params_and_passthrough_never_write_a_key_twice() {
+    assert!(serde_json::from_str::<NoDuplicateKeys>(r#"{"a": {"b": 1, "b": 2}}"#).is_err());
+    for (api, base) in APIS {
+        let text = format!(
+            r#"{{models: {{mode: "replace", providers: {{p: {{baseUrl: "{base}", api: "{api}",
+            models: [{{id: "m", maxTokens: 64, params: {{temperature: 0.1, top_p: 0.5, stop: ["X"],
+              top_k: 7, response_format: {{type: "json_object"}}}}}}]}}}}}}}}"#
+        );
+        let loaded = load_str("t.json5", &text, &BTreeMap::<String, String>::new());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let config = loaded.config.unwrap();
+        let provider = &config.providers["p"];
+        let target = Target { provider, model: &provider.models[0], params: None };
+        let mut prompt = tools_prompt();
+        prompt.temperature = Some(0.9);
+        prompt.top_p = Some(0.9);
+        prompt.stop = vec!["Y".into()];
+        prompt.stream = true;
+        prompt.logprobs = Some(2);
+        for (k, v) in [
+            ("temperature", json!(2)),
+            ("stream", json!(false)),
+            ("model", json!("other")),
+            ("tools", json!([])),
+            ("include", json!(["reasoning.encrypted_content"])),
+            ("seed", json!(42)),
+        ] {
+            prompt.passthrough.insert(k.into(), v);
+        }
+        let bytes = hearth_upstream::encode::encode(&prompt, &target).unwrap();
+        if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(&bytes) {
+            panic!("{api}: {e}: {}", String::from_utf8_lossy(&bytes));
+        }
+        let b: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(b["model"], "m", "{api}");
+        assert_eq!(b["stream"], true, "{api}");
+        assert_eq!(b["tools"].as_array().map(Vec::len), Some(2), "{api}");
+        match *api {
+            "openai-completions" => {
+                assert_eq!(
+                    (b["temperature"].clone(), b["top_p"].clone()),
+                    (json!(0.1), json!(0.5))
+                );
+                assert_eq!(b["stop"], json!(["X"]));
+                assert_eq!(b["top_k"], 7);
+                assert_eq!(b["seed"], 42, "a field hearth does not own passes through");
+            }
+            "openai-responses" => {
+                assert_eq!(b["temperature"], json!(0.1));
+                assert_eq!(
+                    b["include"],
+                    json!(["reasoning.encrypted_content", "message.output_text.logprobs"])
+                );
+                assert!(b.get("response_format").is_none() && b.get("logprobs").is_none());
+            }
+            "ollama" => {
+                assert_eq!(b["options"]["temperature"], json!(0.9), "the caller's, as before");
+                assert_eq!(b["options"]["top_k"], 7);
+            }
+            _ => assert_eq!(b["temperature"], json!(0.9)),
+        }
+    }
+}
+
+/// An image a tool returned reaches every upstream API that can carry one with the result.
+#[test]
+fn tool_result_images_reach_responses_and_ollama() {
+    let png = "data:image/png;base64,iVBORw0KGgo=";
+    let mut prompt = Prompt::text(None, "look");
+    prompt.messages.push(hearth_upstream::Message {
+        tool_calls: vec![hearth_upstream::ToolCall {
+            id: "call_1".into(),
+            name: "shot".into(),
+            arguments: "{}".into(),
+        }],
+        ..hearth_upstream::Message::assistant("")
+    });
+    prompt.messages.push(hearth_upstream::Message {
+        role: hearth_upstream::Role::Tool,
+        tool_call_id: Some("call_1".into()),
+        name: Some("shot".into()),
+        content: vec![
+            hearth_upstream::Part::Text("the screen".into()),
+            hearth_upstream::Part::Image { url: png.into() },
+        ],
+        ..hearth_upstream::Message::user("")
+    });
+    let responses = body("openai-responses", "http://127.0.0.1:1/v1", &prompt);
+    let output = &responses["input"][2];
+    assert_eq!(output["type"], "function_call_output");
+    assert_eq!(
+        output["output"],
+        json!([{"type": "input_text", "text": "the screen"}, {"type": "input_image", "image_url": png}])
+    );
+    let ollama = body("ollama", "http://127.0.0.1:11434", &prompt);
+    let tool = &ollama["messages"][2];
+    assert_eq!(tool["role"], "tool");
+    assert_eq!(tool["content"], "the screen");
+    assert_eq!(tool["images"], json!(["iVBORw0KGgo="]));
 }

@@ -434,3 +434,219 @@ impl StreamEvent {
         matches!(self, Self::MessageStop(_) | Self::Error(_))
     }
 }
+
+/// The request body as hearth sends it, borrowed from the canonical request.
+pub mod out {
+    use std::borrow::Cow;
+
+    use serde::Serialize;
+    use serde::ser::{SerializeMap, Serializer};
+    use serde_json::{Map, Value};
+
+    /// `POST /v1/messages`, built from the canonical request.
+    #[derive(Debug, Serialize)]
+    pub struct Request<'a> {
+        /// Model id.
+        pub model: &'a str,
+        /// The system prompt.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub system: Option<Cow<'a, str>>,
+        /// Alternating user and assistant turns.
+        pub messages: Vec<Message<'a>>,
+        /// The output cap.
+        pub max_tokens: u64,
+        /// Sampling temperature.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub temperature: Option<f64>,
+        /// Nucleus sampling.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_p: Option<f64>,
+        /// Stop sequences.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub stop_sequences: Option<&'a [String]>,
+        /// Tool definitions.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tools: Option<Vec<Tool<'a>>>,
+        /// Tool choice.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_choice: Option<ToolChoice<'a>>,
+        /// `{"format": {"type": "json_schema", "schema": …}}`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub output_config: Option<OutputConfig<'a>>,
+        /// SSE or one body.
+        pub stream: bool,
+    }
+
+    /// One turn.
+    #[derive(Debug, Serialize)]
+    pub struct Message<'a> {
+        /// `user` or `assistant`.
+        pub role: &'static str,
+        /// Its blocks.
+        pub content: Vec<Block<'a>>,
+    }
+
+    /// A content block.
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Block<'a> {
+        /// Text.
+        Text {
+            /// The text.
+            text: Cow<'a, str>,
+        },
+        /// An image.
+        Image {
+            /// Where its bytes are.
+            source: ImageSource<'a>,
+        },
+        /// Signed reasoning, replayed as it came.
+        Thinking {
+            /// The reasoning text.
+            thinking: &'a str,
+            /// Anthropic's signature over it.
+            signature: &'a str,
+        },
+        /// A call the model made.
+        ToolUse {
+            /// The call id.
+            id: &'a str,
+            /// The tool.
+            name: &'a str,
+            /// Its input, a JSON object.
+            input: Value,
+        },
+        /// What a call returned.
+        ToolResult {
+            /// The call it answers.
+            tool_use_id: &'a str,
+            /// Text, or text and image blocks.
+            content: ToolResultContent<'a>,
+        },
+    }
+
+    /// `content` of a tool result.
+    #[derive(Debug, Serialize)]
+    #[serde(untagged)]
+    pub enum ToolResultContent<'a> {
+        /// Text.
+        Text(Cow<'a, str>),
+        /// Blocks (text and images).
+        Blocks(Vec<Block<'a>>),
+    }
+
+    /// `source` of an image block.
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum ImageSource<'a> {
+        /// Inline bytes.
+        Base64 {
+            /// `image/png`, …
+            media_type: &'a str,
+            /// The base64 text.
+            data: &'a str,
+        },
+        /// By URL.
+        Url {
+            /// The URL.
+            url: &'a str,
+        },
+    }
+
+    /// A client tool.
+    #[derive(Debug, Serialize)]
+    pub struct Tool<'a> {
+        /// Its name.
+        pub name: &'a str,
+        /// Never sent as `null`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub description: Option<&'a str>,
+        /// JSON Schema of its input.
+        pub input_schema: &'a Value,
+    }
+
+    /// `tool_choice`.
+    #[derive(Debug)]
+    pub enum ToolChoice<'a> {
+        /// `{"type": "auto" | "none" | "any"}`.
+        Mode(&'static str),
+        /// `{"type": "tool", "name": …}`.
+        Tool(&'a str),
+    }
+
+    impl Serialize for ToolChoice<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                ToolChoice::Mode(mode) => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry("type", mode)?;
+                    map.end()
+                }
+                ToolChoice::Tool(name) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("type", "tool")?;
+                    map.serialize_entry("name", name)?;
+                    map.end()
+                }
+            }
+        }
+    }
+
+    /// `output_config` of a request.
+    #[derive(Debug, Serialize)]
+    pub struct OutputConfig<'a> {
+        /// The output format.
+        pub format: JsonSchemaFormat<'a>,
+    }
+
+    /// `{"type": "json_schema", "schema": …}`.
+    #[derive(Debug, Serialize)]
+    pub struct JsonSchemaFormat<'a> {
+        /// Always `json_schema`.
+        #[serde(rename = "type")]
+        pub kind: &'static str,
+        /// The schema.
+        pub schema: &'a Value,
+    }
+
+    /// A Messages caller's own body, sent up as it came: every member in its place, with
+    /// `model`, `max_tokens` and `stream` set (replaced where the caller sent them, else added
+    /// at the end in that order).
+    #[derive(Debug)]
+    pub struct Native<'a> {
+        /// The body as the caller sent it.
+        pub body: &'a Map<String, Value>,
+        /// The model id to call.
+        pub model: &'a str,
+        /// The output cap.
+        pub max_tokens: u64,
+        /// SSE or one body.
+        pub stream: bool,
+    }
+
+    impl Serialize for Native<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let set = ["model", "max_tokens", "stream"];
+            let missing = set.iter().filter(|k| !self.body.contains_key(**k)).count();
+            let mut map = serializer.serialize_map(Some(self.body.len() + missing))?;
+            let put = |map: &mut S::SerializeMap, key: &str| match key {
+                "model" => map.serialize_entry(key, self.model),
+                "max_tokens" => map.serialize_entry(key, &self.max_tokens),
+                _ => map.serialize_entry(key, &self.stream),
+            };
+            for (k, v) in self.body {
+                if set.contains(&k.as_str()) {
+                    put(&mut map, k)?;
+                } else {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+            for key in set {
+                if !self.body.contains_key(key) {
+                    put(&mut map, key)?;
+                }
+            }
+            map.end()
+        }
+    }
+}

@@ -150,3 +150,86 @@ pub struct ChatChunk {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+/// The request body as hearth sends it, borrowed from the canonical request.
+pub mod out {
+    use std::borrow::Cow;
+
+    use serde::Serialize;
+    use serde_json::Value;
+
+    use crate::Fields;
+    use crate::openai_chat::out::Tool;
+
+    /// `POST /api/chat`.
+    #[derive(Debug, Serialize)]
+    pub struct Request<'a> {
+        /// Model name.
+        pub model: &'a str,
+        /// The conversation.
+        pub messages: Vec<Message<'a>>,
+        /// NDJSON lines or one body.
+        pub stream: bool,
+        /// How long the model stays loaded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub keep_alive: Option<&'a Value>,
+        /// Thinking on, off or a level.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub think: Option<&'a Value>,
+        /// Runner options (`num_ctx`, `num_predict`, sampling).
+        pub options: Fields<'a>,
+        /// Tool definitions (chat-completions shape).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tools: Option<Vec<Tool<'a>>>,
+        /// `"json"` or a JSON Schema.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub format: Option<Cow<'a, Value>>,
+    }
+
+    /// One message.
+    #[derive(Debug, Serialize)]
+    pub struct Message<'a> {
+        /// `system`, `user`, `assistant` or `tool`.
+        pub role: &'static str,
+        /// Its text.
+        pub content: Cow<'a, str>,
+        /// Base64 images (no `data:` prefix).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub images: Vec<&'a str>,
+        /// An assistant message's calls.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub tool_calls: Vec<ToolCall<'a>>,
+        /// The tool a `tool` message answers for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_name: Option<&'a str>,
+    }
+
+    impl<'a> Message<'a> {
+        /// A message of text only.
+        pub fn text(role: &'static str, content: impl Into<Cow<'a, str>>) -> Self {
+            Message {
+                role,
+                content: content.into(),
+                images: Vec::new(),
+                tool_calls: Vec::new(),
+                tool_name: None,
+            }
+        }
+    }
+
+    /// A call: `{"function": {"name", "arguments": {…}}}` (arguments an object, not a text).
+    #[derive(Debug, Serialize)]
+    pub struct ToolCall<'a> {
+        /// The function called.
+        pub function: FunctionCall<'a>,
+    }
+
+    /// `function` of a call.
+    #[derive(Debug, Serialize)]
+    pub struct FunctionCall<'a> {
+        /// Its name.
+        pub name: &'a str,
+        /// Its arguments.
+        pub arguments: Value,
+    }
+}

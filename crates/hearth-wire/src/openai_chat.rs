@@ -431,3 +431,241 @@ impl ChatMessage {
         self.reasoning.as_deref().or(self.reasoning_content.as_deref())
     }
 }
+
+/// The request body as hearth sends it, borrowed from the canonical request.
+pub mod out {
+    use std::borrow::Cow;
+
+    use serde::Serialize;
+    use serde::ser::{SerializeMap, Serializer};
+    use serde_json::Value;
+
+    use crate::Fields;
+
+    /// `POST /chat/completions`.
+    #[derive(Debug, Serialize)]
+    pub struct Request<'a> {
+        /// Model id as the server knows it.
+        pub model: &'a str,
+        /// The conversation.
+        pub messages: Vec<Message<'a>>,
+        /// The output cap under the name the server reads (`max_tokens`,
+        /// `max_completion_tokens`, or a `compat.maxTokensField`).
+        #[serde(flatten)]
+        pub cap: Cap<'a>,
+        /// Sampling temperature (a configured `params.temperature` as given).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub temperature: Option<Cow<'a, Value>>,
+        /// Nucleus sampling.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_p: Option<Cow<'a, Value>>,
+        /// Stop sequences.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub stop: Option<Cow<'a, Value>>,
+        /// Tool definitions.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tools: Option<Vec<Tool<'a>>>,
+        /// Tool choice.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_choice: Option<ToolChoice<'a>>,
+        /// Structured output.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub response_format: Option<Cow<'a, Value>>,
+        /// Token logprobs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub logprobs: Option<bool>,
+        /// Alternatives per token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_logprobs: Option<u32>,
+        /// SSE or one body.
+        pub stream: bool,
+        /// Ask for the final usage chunk.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub stream_options: Option<StreamOptions>,
+        /// Configured `params` and the caller's pass-through fields.
+        #[serde(flatten)]
+        pub extra: Fields<'a>,
+    }
+
+    impl Request<'_> {
+        /// Whether the struct writes `key` itself (the cap's name aside): such a key is never
+        /// added to `extra`.
+        pub fn writes(&self, key: &str) -> bool {
+            match key {
+                "model" | "messages" | "stream" => true,
+                "temperature" => self.temperature.is_some(),
+                "top_p" => self.top_p.is_some(),
+                "stop" => self.stop.is_some(),
+                "tools" => self.tools.is_some(),
+                "tool_choice" => self.tool_choice.is_some(),
+                "response_format" => self.response_format.is_some(),
+                "logprobs" => self.logprobs.is_some(),
+                "top_logprobs" => self.top_logprobs.is_some(),
+                "stream_options" => self.stream_options.is_some(),
+                _ => false,
+            }
+        }
+    }
+
+    /// One member named at run time: `{"<field>": value}`.
+    #[derive(Debug)]
+    pub struct Cap<'a> {
+        /// The member's name.
+        pub field: &'a str,
+        /// Its value.
+        pub value: u64,
+    }
+
+    impl Serialize for Cap<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(1))?;
+            map.serialize_entry(self.field, &self.value)?;
+            map.end()
+        }
+    }
+
+    /// `stream_options`.
+    #[derive(Debug, Serialize)]
+    pub struct StreamOptions {
+        /// A last chunk with the usage.
+        pub include_usage: bool,
+    }
+
+    /// One message.
+    #[derive(Debug, Serialize)]
+    pub struct Message<'a> {
+        /// `system`, `developer`, `user`, `assistant` or `tool`.
+        pub role: &'a str,
+        /// Text or parts.
+        pub content: Content<'a>,
+        /// Reasoning replayed for servers that want it back.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub reasoning_content: Option<&'a str>,
+        /// An assistant message's calls.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_calls: Option<Vec<ToolCall<'a>>>,
+        /// The call a `tool` message answers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_call_id: Option<&'a str>,
+        /// The tool's name (`compat.requiresToolResultName`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<&'a str>,
+    }
+
+    impl<'a> Message<'a> {
+        /// A message of text only.
+        pub fn text(role: &'a str, text: impl Into<Cow<'a, str>>) -> Self {
+            Message {
+                role,
+                content: Content::Text(text.into()),
+                reasoning_content: None,
+                tool_calls: None,
+                tool_call_id: None,
+                name: None,
+            }
+        }
+    }
+
+    /// Message content.
+    #[derive(Debug, Serialize)]
+    #[serde(untagged)]
+    pub enum Content<'a> {
+        /// A string.
+        Text(Cow<'a, str>),
+        /// Typed parts.
+        Parts(Vec<Part<'a>>),
+    }
+
+    /// One content part.
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Part<'a> {
+        /// Text.
+        Text {
+            /// The text.
+            text: Cow<'a, str>,
+        },
+        /// An image by URL (`data:` URLs included).
+        ImageUrl {
+            /// `{"url": …}`.
+            image_url: ImageUrl<'a>,
+        },
+    }
+
+    /// `image_url` of an image part.
+    #[derive(Debug, Serialize)]
+    pub struct ImageUrl<'a> {
+        /// The URL.
+        pub url: &'a str,
+    }
+
+    /// An assistant message's tool call.
+    #[derive(Debug, Serialize)]
+    pub struct ToolCall<'a> {
+        /// The call id.
+        pub id: &'a str,
+        /// Always `function`.
+        #[serde(rename = "type")]
+        pub kind: &'static str,
+        /// Name and arguments.
+        pub function: FunctionCall<'a>,
+    }
+
+    /// `function` of a tool call.
+    #[derive(Debug, Serialize)]
+    pub struct FunctionCall<'a> {
+        /// The function's name.
+        pub name: &'a str,
+        /// Its arguments, a JSON text.
+        pub arguments: &'a str,
+    }
+
+    /// A tool definition: `{"type": "function", "function": {…}}`.
+    #[derive(Debug, Serialize)]
+    pub struct Tool<'a> {
+        /// Always `function`.
+        #[serde(rename = "type")]
+        pub kind: &'static str,
+        /// The function.
+        pub function: Function<'a>,
+    }
+
+    /// A function as tools name it (also Ollama's and, flattened, Responses').
+    #[derive(Debug, Serialize)]
+    pub struct Function<'a> {
+        /// Its name.
+        pub name: &'a str,
+        /// Never sent as `null`: llama-server answers "type must be string, but is null".
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub description: Option<&'a str>,
+        /// JSON Schema of its arguments.
+        pub parameters: &'a Value,
+    }
+
+    /// `tool_choice`.
+    #[derive(Debug)]
+    pub enum ToolChoice<'a> {
+        /// `"auto"`, `"none"` or `"required"`.
+        Mode(&'static str),
+        /// `{"type": "function", "function": {"name": …}}`.
+        Function(&'a str),
+    }
+
+    impl Serialize for ToolChoice<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Named<'a> {
+                name: &'a str,
+            }
+            match self {
+                ToolChoice::Mode(mode) => serializer.serialize_str(mode),
+                ToolChoice::Function(name) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("type", "function")?;
+                    map.serialize_entry("function", &Named { name })?;
+                    map.end()
+                }
+            }
+        }
+    }
+}

@@ -465,3 +465,177 @@ impl StreamEvent {
         matches!(self, Self::Completed(_) | Self::Incomplete(_) | Self::Failed(_) | Self::Error(_))
     }
 }
+
+/// The request body as hearth sends it, borrowed from the canonical request.
+pub mod out {
+    use std::borrow::Cow;
+
+    use serde::Serialize;
+    use serde::ser::{SerializeMap, Serializer};
+    use serde_json::Value;
+
+    use crate::Fields;
+
+    /// `POST /responses`.
+    #[derive(Debug, Serialize)]
+    pub struct Request<'a> {
+        /// Model id.
+        pub model: &'a str,
+        /// The system prompt.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub instructions: Option<Cow<'a, str>>,
+        /// The conversation as input items.
+        pub input: Vec<Item<'a>>,
+        /// The output cap.
+        pub max_output_tokens: u64,
+        /// Sampling temperature (a configured `params.temperature` as given).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub temperature: Option<Cow<'a, Value>>,
+        /// Nucleus sampling.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_p: Option<Cow<'a, Value>>,
+        /// Function tools, flat.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tools: Option<Vec<Tool<'a>>>,
+        /// Tool choice.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tool_choice: Option<ToolChoice<'a>>,
+        /// `{"format": …}`: structured output.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub text: Option<TextConfig>,
+        /// SSE or one body.
+        pub stream: bool,
+        /// Configured `params` and the caller's pass-through fields.
+        #[serde(flatten)]
+        pub extra: Fields<'a>,
+        /// Alternatives per token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_logprobs: Option<u32>,
+        /// Extra output, such as `message.output_text.logprobs`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub include: Option<Vec<Cow<'a, Value>>>,
+    }
+
+    impl Request<'_> {
+        /// Whether the struct writes `key` itself: such a key is never added to `extra`.
+        pub fn writes(&self, key: &str) -> bool {
+            match key {
+                "model" | "input" | "max_output_tokens" | "stream" => true,
+                "instructions" => self.instructions.is_some(),
+                "temperature" => self.temperature.is_some(),
+                "top_p" => self.top_p.is_some(),
+                "tools" => self.tools.is_some(),
+                "tool_choice" => self.tool_choice.is_some(),
+                "text" => self.text.is_some(),
+                "top_logprobs" => self.top_logprobs.is_some(),
+                "include" => self.include.is_some(),
+                _ => false,
+            }
+        }
+    }
+
+    /// `text` of a request.
+    #[derive(Debug, Serialize)]
+    pub struct TextConfig {
+        /// `{"type": "json_schema", "name", "schema", …}` and the like.
+        pub format: Value,
+    }
+
+    /// One input item.
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Item<'a> {
+        /// A message.
+        Message {
+            /// `user` or `assistant`.
+            role: &'a str,
+            /// Its parts.
+            content: Vec<Part<'a>>,
+        },
+        /// A call the model made.
+        FunctionCall {
+            /// The call id.
+            call_id: &'a str,
+            /// The function.
+            name: &'a str,
+            /// Its arguments, a JSON text.
+            arguments: &'a str,
+        },
+        /// What a call returned.
+        FunctionCallOutput {
+            /// The call it answers.
+            call_id: &'a str,
+            /// Text, or parts where the tool returned images too.
+            output: Output<'a>,
+        },
+    }
+
+    /// `output` of a function call output.
+    #[derive(Debug, Serialize)]
+    #[serde(untagged)]
+    pub enum Output<'a> {
+        /// Text.
+        Text(Cow<'a, str>),
+        /// `input_text` and `input_image` parts.
+        Parts(Vec<Part<'a>>),
+    }
+
+    /// A content part.
+    #[derive(Debug, Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Part<'a> {
+        /// Caller text.
+        InputText {
+            /// The text.
+            text: &'a str,
+        },
+        /// A caller image by URL (`data:` URLs included).
+        InputImage {
+            /// The URL.
+            image_url: &'a str,
+        },
+        /// Text the model wrote earlier.
+        OutputText {
+            /// The text.
+            text: Cow<'a, str>,
+        },
+    }
+
+    /// A function tool: `{"type": "function", "name", "description"?, "parameters"}`.
+    #[derive(Debug, Serialize)]
+    pub struct Tool<'a> {
+        /// Always `function`.
+        #[serde(rename = "type")]
+        pub kind: &'static str,
+        /// Its name.
+        pub name: &'a str,
+        /// Never sent as `null`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub description: Option<&'a str>,
+        /// JSON Schema of its arguments.
+        pub parameters: &'a Value,
+    }
+
+    /// `tool_choice`.
+    #[derive(Debug)]
+    pub enum ToolChoice<'a> {
+        /// `"auto"`, `"none"` or `"required"`.
+        Mode(&'static str),
+        /// `{"type": "function", "name": …}`.
+        Function(&'a str),
+    }
+
+    impl Serialize for ToolChoice<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                ToolChoice::Mode(mode) => serializer.serialize_str(mode),
+                ToolChoice::Function(name) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("type", "function")?;
+                    map.serialize_entry("name", name)?;
+                    map.end()
+                }
+            }
+        }
+    }
+}

@@ -540,13 +540,13 @@ impl Decoder {
 
     /// One OpenAI chat chunk, as [`Decoder::chat_chunk`] reads it; false (nothing done) when
     /// the typed path does not cover it.
-    pub(super) fn chat_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+    pub(crate) fn chat_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
         self.chat_typed(data, false, out)
     }
 
     /// A whole OpenAI chat body, as [`Decoder::chat_body`] reads it; false (nothing done) when
     /// the typed path does not cover it.
-    pub(super) fn chat_body_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+    pub(crate) fn chat_body_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
         self.chat_typed(data, true, out)
     }
 
@@ -642,7 +642,7 @@ impl Decoder {
 
     /// A Responses text or reasoning delta, as [`Decoder::responses_event`] reads it; false
     /// (nothing done) for any other event.
-    pub(super) fn responses_fast(
+    pub(crate) fn responses_fast(
         &mut self,
         name: Option<&str>,
         data: &str,
@@ -680,7 +680,7 @@ impl Decoder {
 
     /// An Anthropic text or thinking delta, as [`Decoder::anthropic_event`] reads it; false
     /// (nothing done) for any other event.
-    pub(super) fn anthropic_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+    pub(crate) fn anthropic_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
         let Ok(Obj(event)) = serde_json::from_str::<Obj<AnthropicEvent<'_>>>(data) else {
             return false;
         };
@@ -707,7 +707,7 @@ impl Decoder {
 
     /// An Ollama line before the last, without tool calls, as [`Decoder::ollama_chunk`] reads
     /// it; false (nothing done) otherwise.
-    pub(super) fn ollama_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
+    pub(crate) fn ollama_fast(&mut self, data: &str, out: &mut Vec<Event>) -> bool {
         let Ok(Obj(line)) = serde_json::from_str::<Obj<OllamaLine<'_>>>(data) else {
             return false;
         };
