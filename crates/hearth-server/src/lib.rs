@@ -10,23 +10,23 @@
 //! - Each request reads one config snapshot (`ArcSwap::load_full`) and keeps it to the end of
 //!   its stream (Invariant 4).
 
+mod api;
 pub mod auth;
-pub mod chat;
 pub mod conn;
 pub mod error;
 pub mod limits;
 mod logprobs;
-pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod origin;
 pub mod plan;
 pub mod ready;
 pub mod relay;
-pub mod responses;
 pub mod sse;
 pub mod telemetry;
 pub mod ws;
+
+pub use api::{chat, messages, responses};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
