@@ -162,9 +162,9 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> AxumRouter {
     let authed = AxumRouter::new()
-        .route("/v1/chat/completions", post(chat::handle))
-        .route("/v1/responses", post(responses::handle))
-        .route("/v1/messages", post(messages::handle))
+        .route("/v1/chat/completions", post(api::handle::<chat::Chat>))
+        .route("/v1/responses", post(api::handle::<responses::Responses>))
+        .route("/v1/messages", post(api::handle::<messages::Messages>))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))

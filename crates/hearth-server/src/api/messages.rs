@@ -7,6 +7,7 @@
 //! event. An Anthropic upstream gets the request as the client sent it (`AnthropicNative`);
 //! what another upstream cannot take is dropped and named in `x-hearth-dropped`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use hearth_config::{Api, Config};
+use hearth_config::{Api, Chain, Config};
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
     AnthropicNative, Event, FinishReason, Message, OutputFormat, Part, Prompt, Role, Tool,
@@ -23,122 +24,158 @@ use hearth_upstream::{
 use hearth_wire::anthropic::{Content, ContentBlock, MessagesRequest};
 use serde_json::{Map, Value, json};
 
+use super::{Cx, Endpoint, Parsed, Whole, dropped_header};
 use crate::error::{ApiError, Shape};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::relay::{self, Collected};
-use crate::sse::{self, Render};
-use crate::{AppState, body_or_error, json_response, plan};
+use crate::sse::{self, Made, Render};
+use crate::{AppState, body_or_error, json_response};
 
-/// What hearth left out of the request for the upstream that answered (`tools[3]
-/// (web_search_20250305)`, …), comma-separated.
-pub const HEADER_DROPPED: HeaderName = HeaderName::from_static("x-hearth-dropped");
+pub use super::HEADER_DROPPED;
 /// `estimate` when `message_start.usage.input_tokens` is hearth's estimate (the upstream
 /// reports its count only at the end, in `message_delta`).
 pub const HEADER_USAGE_ESTIMATE: HeaderName = HeaderName::from_static("x-hearth-usage-estimate");
 /// Where a `count_tokens` answer comes from: `anthropic`, `llama.cpp`, or `estimate`.
 pub const HEADER_COUNT_SOURCE: HeaderName = HeaderName::from_static("x-hearth-count-source");
 
-pub async fn handle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
-    // every layer above would otherwise move it again.
-    match Box::pin(run(app, headers, body)).await {
-        Ok(response) => response,
-        Err(e) => e.shaped(Shape::Anthropic).into_response(),
+/// The Messages endpoint on the one pipeline: the prompt's tokens by estimate (for
+/// `message_start`).
+#[derive(Debug, Clone)]
+pub(crate) struct Messages {
+    estimate: u64,
+}
+
+/// What the run needs: the numbers an overflow error is given when the upstream had none.
+#[derive(Debug)]
+pub(crate) struct Overflow {
+    estimate: u64,
+    window: Option<u64>,
+}
+
+impl Endpoint for Messages {
+    type Request = MessagesRequest;
+    type Run = Overflow;
+    type Render = MessagesRender;
+
+    const SHAPE: Shape = Shape::Anthropic;
+    const PLAN_FIRST: bool = true;
+
+    fn model(request: &MessagesRequest) -> &str {
+        &request.model
+    }
+
+    fn parse(_cx: &Cx<'_>, request: MessagesRequest) -> Result<Parsed<Self>, ApiError> {
+        let Converted { prompt, dropped } = to_prompt(request)?;
+        let estimate = estimate_tokens(&prompt);
+        Ok(Parsed { prompt, endpoint: Messages { estimate }, dropped, logprobs: false })
+    }
+
+    fn planned(
+        &mut self,
+        cx: &Cx<'_>,
+        plan: &mut Plan,
+        prompt: &mut Prompt,
+    ) -> impl Future<Output = Result<Overflow, ApiError>> + Send {
+        let run = attach_native(cx.config, plan, cx.headers, cx.body, prompt).map(|()| Overflow {
+            estimate: self.estimate,
+            window: context_window(cx.config, plan),
+        });
+        std::future::ready(run)
+    }
+
+    fn run_error(overflow: &Overflow, e: ApiError) -> ApiError {
+        fill_overflow(e, overflow.estimate, overflow.window)
+    }
+
+    fn render(
+        self,
+        _app: &AppState,
+        _config: &Config,
+        shown: String,
+        _made: Made<'_>,
+    ) -> MessagesRender {
+        MessagesRender::new(shown, self.estimate)
+    }
+
+    fn whole(self, _cx: &Cx<'_>, whole: Whole<'_>) -> Response {
+        json_response(
+            StatusCode::OK,
+            &message(&crate::new_id("msg_"), whole.shown, whole.collected),
+        )
+    }
+
+    fn stream_headers(headers: &mut HeaderMap) {
+        headers.insert(HEADER_USAGE_ESTIMATE, HeaderValue::from_static("estimate"));
+    }
+
+    /// Only where the answering upstream (from `x-hearth-provider` and `x-hearth-model`) is not
+    /// Anthropic: an Anthropic upstream got the whole body. Messages has no logprobs.
+    fn note_dropped(
+        config: &Config,
+        _chain: &Chain,
+        _logprobs: bool,
+        dropped: Vec<String>,
+        response: &mut Response,
+    ) {
+        if dropped.is_empty() {
+            return;
+        }
+        let h = response.headers();
+        let answered = match (
+            h.get(relay::HEADER_PROVIDER).and_then(|v| v.to_str().ok()),
+            h.get(relay::HEADER_MODEL).and_then(|v| v.to_str().ok()),
+        ) {
+            (Some(p), Some(m)) => hearth_config::ModelRef::new(p, m),
+            _ => return,
+        };
+        if api_of(config, &answered) == Some(Api::AnthropicMessages) {
+            return;
+        }
+        dropped_header(&dropped, response.headers_mut());
     }
 }
 
-/// A request, planned and converted.
-struct Parsed {
+/// A request, planned and converted (`count_tokens`).
+struct Counted {
     plan: Plan,
     config: Arc<Config>,
     converted: Converted,
 }
 
-fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Parsed, ApiError> {
+fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Counted, ApiError> {
     let request: MessagesRequest =
         serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
     let model = request.model.clone();
     let config = app.config.load_full();
     let plan = plan::plan(&config, &model, headers)?;
     let mut converted = to_prompt(request)?;
-    // An Anthropic candidate gets the body as sent; only direct runs (an agent run builds its
-    // own prompt from the session).
+    attach_native(&config, &plan, headers, body, &mut converted.prompt)?;
+    Ok(Counted { plan, config, converted })
+}
+
+/// An Anthropic candidate gets the body as sent; only direct runs (an agent run builds its own
+/// prompt from the session).
+fn attach_native(
+    config: &Config,
+    plan: &Plan,
+    headers: &HeaderMap,
+    body: &Bytes,
+    prompt: &mut Prompt,
+) -> Result<(), ApiError> {
     if !plan.agent_run
-        && plan.chain.candidates.iter().any(|r| api_of(&config, r) == Some(Api::AnthropicMessages))
+        && plan.chain.candidates.iter().any(|r| api_of(config, r) == Some(Api::AnthropicMessages))
     {
         let body: Map<String, Value> =
             serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
         let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        converted.prompt.anthropic_native = Some(Arc::new(AnthropicNative { body, beta }));
+        prompt.anthropic_native = Some(Arc::new(AnthropicNative { body, beta }));
     }
-    Ok(Parsed { plan, config, converted })
+    Ok(())
 }
 
 /// The API a model ref is called with.
 fn api_of(config: &Config, model_ref: &hearth_config::ModelRef) -> Option<Api> {
     config.resolve_model_ref(model_ref).ok().map(|r| r.model.api)
-}
-
-/// `x-hearth-dropped` on a response whose answering upstream (from its `x-hearth-provider`
-/// and `x-hearth-model`) is not Anthropic.
-fn note_dropped(config: &Config, dropped: &[String], response: &mut Response) {
-    if dropped.is_empty() {
-        return;
-    }
-    let h = response.headers();
-    let answered = match (
-        h.get(relay::HEADER_PROVIDER).and_then(|v| v.to_str().ok()),
-        h.get(relay::HEADER_MODEL).and_then(|v| v.to_str().ok()),
-    ) {
-        (Some(p), Some(m)) => hearth_config::ModelRef::new(p, m),
-        _ => return,
-    };
-    if api_of(config, &answered) == Some(Api::AnthropicMessages) {
-        return;
-    }
-    if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
-        response.headers_mut().insert(HEADER_DROPPED, v);
-    }
-}
-
-async fn run(
-    app: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body, Shape::Anthropic)?;
-    let Parsed { plan, config, converted } = parse(&app, &headers, &body)?;
-    let Converted { prompt, dropped } = converted;
-    let estimate = estimate_tokens(&prompt);
-    let window = context_window(&config, &plan);
-    let overflow_numbers = move |e: ApiError| fill_overflow(e, estimate, window);
-    if prompt.stream {
-        let (run_app, run_config, run_plan) = (app.clone(), Arc::clone(&config), plan.clone());
-        let start =
-            move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
-        let mut response = sse::respond_when_started(&app, start, move |made| {
-            let shown = crate::chat::shown_for(&plan, made.map(|(s, _)| s));
-            MessagesRender::new(shown, estimate)
-        })
-        .await
-        .map_err(overflow_numbers)?;
-        response.headers_mut().insert(HEADER_USAGE_ESTIMATE, HeaderValue::from_static("estimate"));
-        note_dropped(&config, &dropped, &mut response);
-        return Ok(response);
-    }
-    let (started, _prompt) =
-        relay::start(&app, &config, &plan, prompt).await.map_err(overflow_numbers)?;
-    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let (collected, answer) = relay::collect(started).await.map_err(overflow_numbers)?;
-    let mut response =
-        json_response(StatusCode::OK, &message(&crate::new_id("msg_"), &shown, &collected));
-    relay::answer_headers(&answer, response.headers_mut());
-    note_dropped(&config, &dropped, &mut response);
-    Ok(response)
 }
 
 /// Tokens of a prompt by hearth's estimate (4 characters a token, everything the model reads).
@@ -184,7 +221,7 @@ async fn count(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(body, Shape::Anthropic)?;
-    let Parsed { plan, config, converted } = parse(app, headers, &body)?;
+    let Counted { plan, config, converted } = parse(app, headers, &body)?;
     let prompt = converted.prompt;
     let answer = |tokens: u64, source: &'static str| {
         let mut response = json_response(StatusCode::OK, &json!({"input_tokens": tokens}));
@@ -349,7 +386,7 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
             format!("temperature must be between 0 and 1, got {t}"),
         ));
     }
-    crate::chat::check_sampling(None, top_p)?;
+    super::chat::check_sampling(None, top_p)?;
     let mut prompt = Prompt::default();
     match system {
         None => {}

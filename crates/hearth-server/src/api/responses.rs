@@ -8,11 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use hearth_config::Config;
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
     Event, FinishReason, Message, Part, Prompt, Role, TokenLogprob, Tool, ToolCall, ToolChoice,
@@ -22,11 +20,13 @@ use hearth_wire::openai_responses::{ResponseInput, ResponsesRequest};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::{Cx, Endpoint, Parsed, Whole};
 use crate::error::{ApiError, Shape};
 use crate::logprobs::Dialect;
-use crate::relay::{self, Collected, ToolCallAcc};
-use crate::sse::{self, Render};
-use crate::{AppState, body_or_error, json_response, plan};
+use crate::plan::Plan;
+use crate::relay::{Collected, ToolCallAcc};
+use crate::sse::{self, Made, Render};
+use crate::{AppState, json_response};
 
 /// Conversations kept for `previous_response_id`, at most this many (oldest dropped first).
 pub const MAX_CONVERSATIONS: usize = 4096;
@@ -212,19 +212,7 @@ impl Echo {
 /// does not list (`Unhandled response stream event`), so an in-band event would break it.
 pub const COMMENT_NOTICE: &str = ": hearth_notice: ";
 
-/// The header that says what hearth dropped from a request.
-pub const HEADER_DROPPED: axum::http::HeaderName =
-    axum::http::HeaderName::from_static("x-hearth-dropped");
-
-/// Adds `x-hearth-dropped` when something was dropped.
-pub(crate) fn dropped_header(dropped: &[String], headers: &mut HeaderMap) {
-    if dropped.is_empty() {
-        return;
-    }
-    if let Ok(value) = axum::http::HeaderValue::from_str(&dropped.join(", ")) {
-        headers.insert(HEADER_DROPPED, value);
-    }
-}
+pub use super::HEADER_DROPPED;
 
 /// The output cap hearth sends for `model_ref`: the request's, bounded by the model's
 /// `maxTokens` (the model's when the request names none), as the encoders do.
@@ -245,129 +233,138 @@ fn input_param(mut e: ApiError) -> ApiError {
     e
 }
 
-pub async fn handle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
-    // every layer above would otherwise move it again.
-    match Box::pin(run(app, headers, body)).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+/// The Responses endpoint on the one pipeline: the response's id and what its object echoes.
+#[derive(Debug, Clone)]
+pub(crate) struct Responses {
+    id: String,
+    echo: Echo,
 }
 
-async fn run(
-    app: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body, Shape::OpenAi)?;
-    let config = app.config.load_full();
-    if !config.gateway.responses {
-        return Err(ApiError::new(
+/// What the run needs: the response id, and the agent session it continues (agent runs).
+pub(crate) struct Link {
+    id: String,
+    session: Option<(Arc<dyn hearth_store::SessionStore>, String)>,
+}
+
+impl Endpoint for Responses {
+    type Request = ResponsesRequest;
+    type Run = Link;
+    type Render = ResponsesRender;
+
+    const SHAPE: Shape = Shape::OpenAi;
+
+    fn enabled(config: &Config) -> Result<(), ApiError> {
+        if config.gateway.responses {
+            return Ok(());
+        }
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "the responses endpoint is disabled (gateway.http.endpoints.responses.enabled)",
-        ));
+        ))
     }
-    let request: ResponsesRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
-    let model = request.model.clone();
-    let (prompt, mut echo) = to_prompt(request, &app.conversations)?;
-    let mut plan = plan::plan(&config, &model, &headers)?;
-    let id = crate::new_id("resp_");
-    // Agent runs: `previous_response_id` continues the session it came from; a response
-    // without any session key gets one named after it, so it can be continued.
-    let linked_session = match (&app.agents, plan.agent_run) {
-        (Some(agents), true) => {
-            if plan.session_key.is_none()
-                && let Some(prev) = &echo.previous_response_id
-                && let Ok(Some(link)) = agents.store.response_session(prev).await
-            {
-                plan.session_key = Some(link.session_key);
-            }
-            let user =
-                prompt.passthrough.get("user").and_then(Value::as_str).filter(|u| !u.is_empty());
-            if plan.session_key.is_none() && user.is_none() {
-                plan.session_key = Some(format!("resp:{id}"));
-            }
-            let key = plan.session_key.clone().or_else(|| user.map(|u| format!("user:{u}")));
-            let (_, full) =
-                hearth_agent::session_key_for(&config, plan.agent.as_deref(), key.as_deref());
-            Some((agents.store.clone(), full))
-        }
-        _ => None,
-    };
-    if prompt.stream {
-        let start = {
-            let (app, config, plan, id) =
-                (app.clone(), Arc::clone(&config), plan.clone(), id.clone());
-            move |notices| async move {
-                let started = relay::start_with(&app, &config, &plan, prompt, Some(&notices))
-                    .await
-                    .map_err(input_param)?;
-                if let Some((store, key)) = linked_session {
-                    let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
-                }
-                Ok(started)
-            }
-        };
-        let conversations = Arc::clone(&app.conversations);
-        let mut dropped = echo.dropped.clone();
-        let (chain, logprobs, answered_config) =
-            (plan.chain.clone(), echo.logprobs, Arc::clone(&config));
-        let mut response = sse::respond_when_started(&app, start, move |made| {
-            let shown = crate::chat::shown_for(&plan, made.as_ref().map(|(s, _)| *s));
-            if let Some((started, _)) = &made {
-                echo.applied_max_output_tokens =
-                    applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
-            }
-            let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
-            ResponsesRender::new(id, shown, echo, messages, conversations)
+
+    fn model(request: &ResponsesRequest) -> &str {
+        &request.model
+    }
+
+    fn parse(cx: &Cx<'_>, request: ResponsesRequest) -> Result<Parsed<Self>, ApiError> {
+        let (prompt, mut echo) = to_prompt(request, &cx.app.conversations)?;
+        Ok(Parsed {
+            prompt,
+            dropped: std::mem::take(&mut echo.dropped),
+            logprobs: echo.logprobs,
+            endpoint: Responses { id: crate::new_id("resp_"), echo },
         })
-        .await?;
-        crate::logprobs::note_dropped(&answered_config, &chain, logprobs, &response, &mut dropped);
-        dropped_header(&dropped, response.headers_mut());
-        return Ok(response);
     }
-    let (started, prompt) =
-        relay::start(&app, &config, &plan, prompt).await.map_err(input_param)?;
-    echo.applied_max_output_tokens =
-        applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
-    if let Some((store, key)) = linked_session {
-        let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
+
+    /// Agent runs: `previous_response_id` continues the session it came from; a response
+    /// without any session key gets one named after it, so it can be continued.
+    async fn planned(
+        &mut self,
+        cx: &Cx<'_>,
+        plan: &mut Plan,
+        prompt: &mut Prompt,
+    ) -> Result<Link, ApiError> {
+        let session = match (&cx.app.agents, plan.agent_run) {
+            (Some(agents), true) => {
+                if plan.session_key.is_none()
+                    && let Some(prev) = &self.echo.previous_response_id
+                    && let Ok(Some(link)) = agents.store.response_session(prev).await
+                {
+                    plan.session_key = Some(link.session_key);
+                }
+                let user = prompt
+                    .passthrough
+                    .get("user")
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.is_empty());
+                if plan.session_key.is_none() && user.is_none() {
+                    plan.session_key = Some(format!("resp:{}", self.id));
+                }
+                let key = plan.session_key.clone().or_else(|| user.map(|u| format!("user:{u}")));
+                let (_, full) =
+                    hearth_agent::session_key_for(cx.config, plan.agent.as_deref(), key.as_deref());
+                Some((agents.store.clone(), full))
+            }
+            _ => None,
+        };
+        Ok(Link { id: self.id.clone(), session })
     }
-    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let created_at = crate::unix_now();
-    let (collected, answer) = relay::collect(started).await.map_err(input_param)?;
-    let output = output_items(&collected, &echo);
-    if echo.stored() {
-        let mut conversation = prompt.messages;
-        conversation.push(assistant_message(
-            &collected.text,
-            &collected.reasoning,
-            &collected.tool_calls,
-        ));
-        app.conversations.insert(id.clone(), conversation);
+
+    fn run_error(_link: &Link, e: ApiError) -> ApiError {
+        input_param(e)
     }
-    let body = response_object(
-        &id,
-        &shown,
-        created_at,
-        &echo,
-        status_of(collected.finish.as_ref()),
-        output,
-        collected.usage.as_ref(),
-        None,
-    );
-    let mut response = json_response(StatusCode::OK, &body);
-    relay::answer_headers(&answer, response.headers_mut());
-    let mut dropped = echo.dropped;
-    crate::logprobs::note_dropped(&config, &plan.chain, echo.logprobs, &response, &mut dropped);
-    dropped_header(&dropped, response.headers_mut());
-    Ok(response)
+
+    async fn started(link: &Link) {
+        if let Some((store, key)) = &link.session {
+            let _ = store.link_response(&link.id, key, hearth_store::Timestamp::now()).await;
+        }
+    }
+
+    fn render(
+        self,
+        app: &AppState,
+        config: &Config,
+        shown: String,
+        made: Made<'_>,
+    ) -> ResponsesRender {
+        let Responses { id, mut echo } = self;
+        if let Some((started, _)) = &made {
+            echo.applied_max_output_tokens =
+                applied_cap(config, &started.answer.model_ref, echo.max_output_tokens);
+        }
+        let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
+        ResponsesRender::new(id, shown, echo, messages, Arc::clone(&app.conversations))
+    }
+
+    fn whole(self, cx: &Cx<'_>, whole: Whole<'_>) -> Response {
+        let Responses { id, mut echo } = self;
+        let Whole { shown, started_at, prompt, collected, answer } = whole;
+        echo.applied_max_output_tokens =
+            applied_cap(cx.config, &answer.model_ref, echo.max_output_tokens);
+        let output = output_items(collected, &echo);
+        if echo.stored() {
+            let mut conversation = prompt.messages;
+            conversation.push(assistant_message(
+                &collected.text,
+                &collected.reasoning,
+                &collected.tool_calls,
+            ));
+            cx.app.conversations.insert(id.clone(), conversation);
+        }
+        let body = response_object(
+            &id,
+            shown,
+            started_at,
+            &echo,
+            status_of(collected.finish.as_ref()),
+            output,
+            collected.usage.as_ref(),
+            None,
+        );
+        json_response(StatusCode::OK, &body)
+    }
 }
 
 fn part_text(part: &Value) -> Option<&str> {
@@ -455,7 +452,7 @@ pub fn to_prompt(
         ..
     } = request;
     let top_p = extra.remove("top_p").and_then(|v| v.as_f64());
-    crate::chat::check_sampling(temperature, top_p)?;
+    super::chat::check_sampling(temperature, top_p)?;
     let number =
         |extra: &mut serde_json::Map<String, Value>, key: &str| -> Result<Option<f64>, ApiError> {
             match extra.remove(key) {
@@ -852,7 +849,7 @@ fn client_tool(
         );
     }
     let parameters = if custom {
-        crate::chat::custom_parameters()
+        super::chat::custom_parameters()
     } else {
         match tool.get("parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
@@ -925,7 +922,7 @@ fn function_item(
 ) -> Value {
     match client_tools.get(&call.name) {
         Some(t) if t.custom => {
-            let input = crate::chat::custom_input(&call.arguments);
+            let input = super::chat::custom_input(&call.arguments);
             let mut item = json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call.id, "name": t.name, "input": if status == "in_progress" { String::new() } else { input }});
             if let Some(ns) = &t.namespace {
                 item["namespace"] = json!(ns);
