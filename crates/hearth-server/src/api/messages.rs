@@ -22,6 +22,7 @@ use hearth_upstream::{
     ToolCall, ToolChoice, Usage,
 };
 use hearth_wire::anthropic::{Content, ContentBlock, MessagesRequest};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Cx, Endpoint, Parsed, Whole, dropped_header};
@@ -606,40 +607,141 @@ fn stop_reason(finish: Option<&FinishReason>, has_tools: bool) -> &'static str {
     }
 }
 
-fn usage_json(u: &Usage) -> Value {
-    let fresh = u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens);
-    json!({
-        "input_tokens": fresh,
-        "output_tokens": u.output_tokens,
-        "cache_read_input_tokens": u.cache_read_tokens,
-        "cache_creation_input_tokens": u.cache_write_tokens,
-    })
+/// Anthropic's `usage`: `input_tokens` are the fresh ones (cache reads and writes apart).
+#[derive(Debug, Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
 }
 
-/// A non-streaming message.
-pub fn message(id: &str, model: &str, c: &Collected) -> Value {
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> Self {
+        UsageOut {
+            input_tokens: u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens),
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: u.cache_read_tokens,
+            cache_creation_input_tokens: u.cache_write_tokens,
+        }
+    }
+}
+
+/// A `message` (field order as Anthropic writes it): the whole answer, or the empty one of
+/// `message_start`.
+#[derive(Debug, Serialize)]
+pub struct MessageBody<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<BlockOut<'a>>,
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<()>,
+    usage: UsageOut,
+}
+
+/// A content block.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockOut<'a> {
+    Thinking { thinking: &'a str, signature: &'a str },
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: Value },
+}
+
+/// A whole message, serialized straight from the collected answer.
+pub fn message<'a>(id: &'a str, model: &'a str, c: &'a Collected) -> MessageBody<'a> {
     let mut content = Vec::new();
     if !c.reasoning.is_empty() {
-        content
-            .push(json!({"type": "thinking", "thinking": c.reasoning, "signature": c.signature}));
+        content.push(BlockOut::Thinking { thinking: &c.reasoning, signature: &c.signature });
     }
     if !c.text.is_empty() || c.tool_calls.is_empty() {
-        content.push(json!({"type": "text", "text": c.text}));
+        content.push(BlockOut::Text { text: &c.text });
     }
     for t in &c.tool_calls {
         let input: Value = serde_json::from_str(&t.arguments).unwrap_or_else(|_| json!({}));
-        content.push(json!({"type": "tool_use", "id": t.id, "name": t.name, "input": input}));
+        content.push(BlockOut::ToolUse { id: &t.id, name: &t.name, input });
     }
-    json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason(c.finish.as_ref(), !c.tool_calls.is_empty()),
-        "stop_sequence": null,
-        "usage": usage_json(&c.usage.unwrap_or_default()),
-    })
+    MessageBody {
+        id,
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason: Some(stop_reason(c.finish.as_ref(), !c.tool_calls.is_empty())),
+        stop_sequence: None,
+        usage: UsageOut::from(&c.usage.unwrap_or_default()),
+    }
+}
+
+/// A content block's delta.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+enum DeltaOut<'a> {
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+/// `message_delta`'s `delta`.
+#[derive(Debug, Serialize)]
+struct StopOut {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+/// A stream event (its `type` is its SSE event name), but the `error` event.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent<'a> {
+    MessageStart {
+        message: MessageBody<'a>,
+    },
+    Ping,
+    /// A hearth notice: an event type the Anthropic SDKs skip (they act on the types they
+    /// know).
+    HearthNotice {
+        message: &'a str,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: BlockOut<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: DeltaOut<'a>,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: StopOut,
+        usage: UsageOut,
+    },
+    MessageStop,
+}
+
+impl StreamEvent<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let name = match self {
+            StreamEvent::MessageStart { .. } => "message_start",
+            StreamEvent::Ping => "ping",
+            StreamEvent::HearthNotice { .. } => "hearth_notice",
+            StreamEvent::ContentBlockStart { .. } => "content_block_start",
+            StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            StreamEvent::MessageDelta { .. } => "message_delta",
+            StreamEvent::MessageStop => "message_stop",
+        };
+        sse::named(out, name, self);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -677,55 +779,48 @@ impl MessagesRender {
 
     fn close(&mut self, out: &mut Vec<u8>) {
         if self.open.take().is_some() {
-            sse::named(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": self.index}),
-            );
+            StreamEvent::ContentBlockStop { index: self.index }.write(out);
             self.index += 1;
         }
     }
 
-    fn open(&mut self, block: Block, start: Value, out: &mut Vec<u8>) {
+    fn open(&mut self, block: Block, start: BlockOut<'_>, out: &mut Vec<u8>) {
         if self.open == Some(block) {
             return;
         }
         self.close(out);
         self.open = Some(block);
-        sse::named(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": self.index, "content_block": start}),
-        );
+        StreamEvent::ContentBlockStart { index: self.index, content_block: start }.write(out);
     }
 
-    fn delta(&self, out: &mut Vec<u8>, delta: Value) {
-        sse::named(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
-        );
+    fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
+        StreamEvent::ContentBlockDelta { index: self.index, delta }.write(out);
     }
 }
 
 impl Render for MessagesRender {
     fn start(&mut self, out: &mut Vec<u8>) {
-        sse::named(
-            out,
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": self.input_estimate, "output_tokens": 0,
-                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
-            }}),
-        );
-        sse::named(out, "ping", &json!({"type": "ping"}));
+        let message = MessageBody {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: UsageOut {
+                input_tokens: self.input_estimate,
+                output_tokens: 0,
+                cache_read_input_tokens: 0,
+                cache_creation_input_tokens: 0,
+            },
+        };
+        StreamEvent::MessageStart { message }.write(out);
+        StreamEvent::Ping.write(out);
     }
 
     fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
-        // An event type the Anthropic SDKs skip (they act on the types they know).
-        sse::named(out, "hearth_notice", &json!({"type": "hearth_notice", "message": text}));
+        StreamEvent::HearthNotice { message: text }.write(out);
     }
 
     fn resume(&mut self, early: Self) {
@@ -733,51 +828,51 @@ impl Render for MessagesRender {
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
+        const THINKING: BlockOut<'static> = BlockOut::Thinking { thinking: "", signature: "" };
         match event {
             Event::ReasoningDelta(r) => {
-                self.open(
-                    Block::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    out,
-                );
-                self.delta(out, json!({"type": "thinking_delta", "thinking": r}));
+                self.open(Block::Thinking, THINKING, out);
+                self.delta(out, DeltaOut::Thinking { thinking: &r });
             }
             // Anthropic Messages has no logprobs.
             Event::Logprobs(_) => {}
             Event::ReasoningSignature(s) => {
-                self.open(
-                    Block::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    out,
-                );
-                self.delta(out, json!({"type": "signature_delta", "signature": s}));
+                self.open(Block::Thinking, THINKING, out);
+                self.delta(out, DeltaOut::Signature { signature: &s });
             }
             Event::TextDelta(t) => {
-                self.open(Block::Text, json!({"type": "text", "text": ""}), out);
-                self.delta(out, json!({"type": "text_delta", "text": t}));
+                self.open(Block::Text, BlockOut::Text { text: "" }, out);
+                self.delta(out, DeltaOut::Text { text: &t });
             }
             Event::ToolCallDelta { index, id, name, arguments } => {
                 self.has_tools = true;
                 if self.open != Some(Block::Tool(index)) {
                     let id = id.unwrap_or_else(|| crate::new_id("toolu_"));
-                    self.open(Block::Tool(index), json!({"type": "tool_use", "id": id, "name": name.unwrap_or_default(), "input": {}}), out);
+                    let name = name.unwrap_or_default();
+                    let start = BlockOut::ToolUse {
+                        id: &id,
+                        name: &name,
+                        input: Value::Object(Map::new()),
+                    };
+                    self.open(Block::Tool(index), start, out);
                 }
                 if !arguments.is_empty() {
-                    self.delta(out, json!({"type": "input_json_delta", "partial_json": arguments}));
+                    self.delta(out, DeltaOut::InputJson { partial_json: &arguments });
                 }
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => {
                 self.close(out);
                 let usage = self.usage.unwrap_or_default();
-                let mut u = usage_json(&usage);
-                u["output_tokens"] = json!(usage.output_tokens);
-                sse::named(
-                    out,
-                    "message_delta",
-                    &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(Some(&reason), self.has_tools), "stop_sequence": null}, "usage": u}),
-                );
-                sse::named(out, "message_stop", &json!({"type": "message_stop"}));
+                StreamEvent::MessageDelta {
+                    delta: StopOut {
+                        stop_reason: stop_reason(Some(&reason), self.has_tools),
+                        stop_sequence: None,
+                    },
+                    usage: UsageOut::from(&usage),
+                }
+                .write(out);
+                StreamEvent::MessageStop.write(out);
                 return true;
             }
             Event::Error(e) => {
