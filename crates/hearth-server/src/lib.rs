@@ -10,23 +10,23 @@
 //! - Each request reads one config snapshot (`ArcSwap::load_full`) and keeps it to the end of
 //!   its stream (Invariant 4).
 
+mod api;
 pub mod auth;
-pub mod chat;
 pub mod conn;
 pub mod error;
 pub mod limits;
 mod logprobs;
-pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod origin;
 pub mod plan;
 pub mod ready;
 pub mod relay;
-pub mod responses;
 pub mod sse;
 pub mod telemetry;
 pub mod ws;
+
+pub use api::{chat, messages, responses};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -162,9 +162,9 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> AxumRouter {
     let authed = AxumRouter::new()
-        .route("/v1/chat/completions", post(chat::handle))
-        .route("/v1/responses", post(responses::handle))
-        .route("/v1/messages", post(messages::handle))
+        .route("/v1/chat/completions", post(api::handle::<chat::Chat>))
+        .route("/v1/responses", post(api::handle::<responses::Responses>))
+        .route("/v1/messages", post(api::handle::<messages::Messages>))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))

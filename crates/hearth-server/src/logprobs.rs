@@ -125,12 +125,6 @@ impl Serialize for Tokens<'_> {
     }
 }
 
-/// As a `serde_json::Value` (for the Responses objects, which are built as values).
-pub(crate) fn responses_value(tokens: &[TokenLogprob], dialect: Dialect) -> serde_json::Value {
-    serde_json::to_value(Tokens { tokens, dialect })
-        .unwrap_or_else(|_| serde_json::Value::Array(Vec::new()))
-}
-
 /// Adds `logprobs` to what was dropped when the caller asked for them and the answering
 /// upstream's API has none (Anthropic Messages, Ollama): the answer came without them, never a
 /// 400. The answering model is read from the response's `x-hearth-provider` and

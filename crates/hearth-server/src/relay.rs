@@ -113,17 +113,6 @@ pub fn model_label(config: &Config, model_ref: &hearth_config::ModelRef) -> Stri
 /// The metrics label of models no catalog lists.
 pub const OTHER_MODEL: &str = "other";
 
-/// [`start_with`] with owned arguments, for a stream that starts the run before it answers.
-pub async fn start_owned(
-    app: AppState,
-    config: Arc<Config>,
-    plan: Plan,
-    prompt: Prompt,
-    on_notice: NoticeSink,
-) -> Result<(Started, Prompt), ApiError> {
-    start_with(&app, &config, &plan, prompt, Some(&on_notice)).await
-}
-
 /// Runs the plan's chain. `Err` is the error response (every attempt in its message).
 pub async fn start(
     app: &AppState,

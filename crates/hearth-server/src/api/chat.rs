@@ -5,13 +5,11 @@
 //! `content`; an upstream failure mid-stream ends the stream with an `error` data frame and no
 //! `[DONE]`.
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use hearth_config::Config;
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
     Event, FinishReason, Message, Part, Prompt, Role, TokenLogprob, Tool, ToolCall, ToolChoice,
@@ -21,10 +19,12 @@ use hearth_wire::openai_chat::{ChatRequest, MessageContent};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::{Cx, Endpoint, Parsed, Whole};
 use crate::error::{ApiError, Shape};
-use crate::relay::{self, Collected};
-use crate::sse::{self, Render};
-use crate::{AppState, body_or_error, json_response, plan};
+use crate::plan::Plan;
+use crate::relay::Collected;
+use crate::sse::{self, Made, Render};
+use crate::{AppState, json_response};
 
 pub const OBJECT_COMPLETION: &str = "chat.completion";
 pub const OBJECT_CHUNK: &str = "chat.completion.chunk";
@@ -57,91 +57,76 @@ pub(crate) fn custom_parameters() -> Value {
     serde_json::json!({"type": "object", "properties": {"input": {"type": "string", "description": "The tool's free-form input."}}, "required": ["input"]})
 }
 
-pub async fn handle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
-    // every layer above would otherwise move it again.
-    match Box::pin(run(app, headers, body)).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
-}
+/// The chat endpoint on the one pipeline: what its renderers need of the request.
+#[derive(Debug, Clone)]
+pub(crate) struct Chat(Options);
 
-async fn run(
-    app: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body, Shape::OpenAi)?;
-    let config = app.config.load_full();
-    if !config.gateway.chat_completions {
-        return Err(ApiError::new(
+impl Endpoint for Chat {
+    type Request = ChatRequest;
+    type Run = ();
+    type Render = ChatRender;
+
+    const SHAPE: Shape = Shape::OpenAi;
+
+    fn enabled(config: &Config) -> Result<(), ApiError> {
+        if config.gateway.chat_completions {
+            return Ok(());
+        }
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "the chat completions endpoint is disabled (gateway.http.endpoints.chatCompletions.enabled)",
-        ));
+        ))
     }
-    let request: ChatRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
-    let model = request.model.clone();
-    let (prompt, options) = to_prompt(request)?;
-    let plan = plan::plan(&config, &model, &headers)?;
-    if options.stream {
-        let (run_app, run_config, run_plan) = (app.clone(), Arc::clone(&config), plan.clone());
-        let start =
-            move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
-        let include_usage = options.include_usage;
-        let custom_tools = options.custom_tools.clone();
-        let logprobs = options.logprobs;
-        let chain = plan.chain.clone();
-        let mut response = sse::respond_when_started(&app, start, move |made| {
-            ChatRender::new(shown_for(&plan, made.map(|(s, _)| s)), include_usage)
-                .with_custom_tools(custom_tools)
-                .with_logprobs(logprobs)
+
+    fn model(request: &ChatRequest) -> &str {
+        &request.model
+    }
+
+    fn parse(_cx: &Cx<'_>, request: ChatRequest) -> Result<Parsed<Self>, ApiError> {
+        let (prompt, mut options) = to_prompt(request)?;
+        Ok(Parsed {
+            prompt,
+            dropped: std::mem::take(&mut options.dropped),
+            logprobs: options.logprobs,
+            endpoint: Chat(options),
         })
-        .await?;
-        let mut dropped = options.dropped;
-        crate::logprobs::note_dropped(&config, &chain, logprobs, &response, &mut dropped);
-        crate::responses::dropped_header(&dropped, response.headers_mut());
-        return Ok(response);
     }
-    let (started, _prompt) = relay::start(&app, &config, &plan, prompt).await?;
-    let shown_model = shown_model(&plan, &started.answer.model_ref);
-    let (collected, answer) = relay::collect(started).await?;
-    let mut response = json_response(
-        StatusCode::OK,
-        &completion(
-            &crate::new_id("chatcmpl-"),
-            &shown_model,
-            &collected,
-            &options.custom_tools,
-            options.logprobs,
-        ),
-    );
-    relay::answer_headers(&answer, response.headers_mut());
-    let mut dropped = options.dropped;
-    crate::logprobs::note_dropped(&config, &plan.chain, options.logprobs, &response, &mut dropped);
-    crate::responses::dropped_header(&dropped, response.headers_mut());
-    Ok(response)
-}
 
-/// The `model` a response reports: the agent target for agent runs, else the ref that answered.
-/// [`shown_model`] for a renderer built before or without an answer.
-pub(crate) fn shown_for(plan: &plan::Plan, started: Option<&relay::Started>) -> String {
-    match started {
-        Some(started) => shown_model(plan, &started.answer.model_ref),
-        None => plan.requested.clone(),
+    fn planned(
+        &mut self,
+        _cx: &Cx<'_>,
+        _plan: &mut Plan,
+        _prompt: &mut Prompt,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        std::future::ready(Ok(()))
     }
-}
 
-pub(crate) fn shown_model(plan: &plan::Plan, answered: &hearth_config::ModelRef) -> String {
-    if plan.agent.is_some() || plan::agent_target(&plan.requested).is_some() {
-        plan.requested.clone()
-    } else {
-        answered.to_string()
+    fn render(
+        self,
+        _app: &AppState,
+        _config: &Config,
+        shown: String,
+        _made: Made<'_>,
+    ) -> ChatRender {
+        let Chat(options) = self;
+        ChatRender::new(shown, options.include_usage)
+            .with_custom_tools(options.custom_tools)
+            .with_logprobs(options.logprobs)
+    }
+
+    fn whole(self, _cx: &Cx<'_>, whole: Whole<'_>) -> Response {
+        let Chat(options) = self;
+        json_response(
+            StatusCode::OK,
+            &completion(
+                &crate::new_id("chatcmpl-"),
+                whole.shown,
+                whole.collected,
+                &options.custom_tools,
+                options.logprobs,
+            ),
+        )
     }
 }
 

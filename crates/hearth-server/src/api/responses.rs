@@ -5,14 +5,13 @@
 //! Invariant: reasoning is its own `reasoning` output item (`response.reasoning_text.*`),
 //! never part of a `message` item; a failure mid-stream ends with `response.failed`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use hearth_config::Config;
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
     Event, FinishReason, Message, Part, Prompt, Role, TokenLogprob, Tool, ToolCall, ToolChoice,
@@ -20,13 +19,15 @@ use hearth_upstream::{
 };
 use hearth_wire::openai_responses::{ResponseInput, ResponsesRequest};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::{Cx, Endpoint, Parsed, Whole};
 use crate::error::{ApiError, Shape};
 use crate::logprobs::Dialect;
-use crate::relay::{self, Collected, ToolCallAcc};
-use crate::sse::{self, Render};
-use crate::{AppState, body_or_error, json_response, plan};
+use crate::plan::Plan;
+use crate::relay::{Collected, ToolCallAcc};
+use crate::sse::{self, Made, Render};
+use crate::{AppState, json_response};
 
 /// Conversations kept for `previous_response_id`, at most this many (oldest dropped first).
 pub const MAX_CONVERSATIONS: usize = 4096;
@@ -212,19 +213,7 @@ impl Echo {
 /// does not list (`Unhandled response stream event`), so an in-band event would break it.
 pub const COMMENT_NOTICE: &str = ": hearth_notice: ";
 
-/// The header that says what hearth dropped from a request.
-pub const HEADER_DROPPED: axum::http::HeaderName =
-    axum::http::HeaderName::from_static("x-hearth-dropped");
-
-/// Adds `x-hearth-dropped` when something was dropped.
-pub(crate) fn dropped_header(dropped: &[String], headers: &mut HeaderMap) {
-    if dropped.is_empty() {
-        return;
-    }
-    if let Ok(value) = axum::http::HeaderValue::from_str(&dropped.join(", ")) {
-        headers.insert(HEADER_DROPPED, value);
-    }
-}
+pub use super::HEADER_DROPPED;
 
 /// The output cap hearth sends for `model_ref`: the request's, bounded by the model's
 /// `maxTokens` (the model's when the request names none), as the encoders do.
@@ -245,129 +234,138 @@ fn input_param(mut e: ApiError) -> ApiError {
     e
 }
 
-pub async fn handle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
-    // every layer above would otherwise move it again.
-    match Box::pin(run(app, headers, body)).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+/// The Responses endpoint on the one pipeline: the response's id and what its object echoes.
+#[derive(Debug, Clone)]
+pub(crate) struct Responses {
+    id: String,
+    echo: Echo,
 }
 
-async fn run(
-    app: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body, Shape::OpenAi)?;
-    let config = app.config.load_full();
-    if !config.gateway.responses {
-        return Err(ApiError::new(
+/// What the run needs: the response id, and the agent session it continues (agent runs).
+pub(crate) struct Link {
+    id: String,
+    session: Option<(Arc<dyn hearth_store::SessionStore>, String)>,
+}
+
+impl Endpoint for Responses {
+    type Request = ResponsesRequest;
+    type Run = Link;
+    type Render = ResponsesRender;
+
+    const SHAPE: Shape = Shape::OpenAi;
+
+    fn enabled(config: &Config) -> Result<(), ApiError> {
+        if config.gateway.responses {
+            return Ok(());
+        }
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "the responses endpoint is disabled (gateway.http.endpoints.responses.enabled)",
-        ));
+        ))
     }
-    let request: ResponsesRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
-    let model = request.model.clone();
-    let (prompt, mut echo) = to_prompt(request, &app.conversations)?;
-    let mut plan = plan::plan(&config, &model, &headers)?;
-    let id = crate::new_id("resp_");
-    // Agent runs: `previous_response_id` continues the session it came from; a response
-    // without any session key gets one named after it, so it can be continued.
-    let linked_session = match (&app.agents, plan.agent_run) {
-        (Some(agents), true) => {
-            if plan.session_key.is_none()
-                && let Some(prev) = &echo.previous_response_id
-                && let Ok(Some(link)) = agents.store.response_session(prev).await
-            {
-                plan.session_key = Some(link.session_key);
-            }
-            let user =
-                prompt.passthrough.get("user").and_then(Value::as_str).filter(|u| !u.is_empty());
-            if plan.session_key.is_none() && user.is_none() {
-                plan.session_key = Some(format!("resp:{id}"));
-            }
-            let key = plan.session_key.clone().or_else(|| user.map(|u| format!("user:{u}")));
-            let (_, full) =
-                hearth_agent::session_key_for(&config, plan.agent.as_deref(), key.as_deref());
-            Some((agents.store.clone(), full))
-        }
-        _ => None,
-    };
-    if prompt.stream {
-        let start = {
-            let (app, config, plan, id) =
-                (app.clone(), Arc::clone(&config), plan.clone(), id.clone());
-            move |notices| async move {
-                let started = relay::start_with(&app, &config, &plan, prompt, Some(&notices))
-                    .await
-                    .map_err(input_param)?;
-                if let Some((store, key)) = linked_session {
-                    let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
-                }
-                Ok(started)
-            }
-        };
-        let conversations = Arc::clone(&app.conversations);
-        let mut dropped = echo.dropped.clone();
-        let (chain, logprobs, answered_config) =
-            (plan.chain.clone(), echo.logprobs, Arc::clone(&config));
-        let mut response = sse::respond_when_started(&app, start, move |made| {
-            let shown = crate::chat::shown_for(&plan, made.as_ref().map(|(s, _)| *s));
-            if let Some((started, _)) = &made {
-                echo.applied_max_output_tokens =
-                    applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
-            }
-            let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
-            ResponsesRender::new(id, shown, echo, messages, conversations)
+
+    fn model(request: &ResponsesRequest) -> &str {
+        &request.model
+    }
+
+    fn parse(cx: &Cx<'_>, request: ResponsesRequest) -> Result<Parsed<Self>, ApiError> {
+        let (prompt, mut echo) = to_prompt(request, &cx.app.conversations)?;
+        Ok(Parsed {
+            prompt,
+            dropped: std::mem::take(&mut echo.dropped),
+            logprobs: echo.logprobs,
+            endpoint: Responses { id: crate::new_id("resp_"), echo },
         })
-        .await?;
-        crate::logprobs::note_dropped(&answered_config, &chain, logprobs, &response, &mut dropped);
-        dropped_header(&dropped, response.headers_mut());
-        return Ok(response);
     }
-    let (started, prompt) =
-        relay::start(&app, &config, &plan, prompt).await.map_err(input_param)?;
-    echo.applied_max_output_tokens =
-        applied_cap(&config, &started.answer.model_ref, echo.max_output_tokens);
-    if let Some((store, key)) = linked_session {
-        let _ = store.link_response(&id, &key, hearth_store::Timestamp::now()).await;
+
+    /// Agent runs: `previous_response_id` continues the session it came from; a response
+    /// without any session key gets one named after it, so it can be continued.
+    async fn planned(
+        &mut self,
+        cx: &Cx<'_>,
+        plan: &mut Plan,
+        prompt: &mut Prompt,
+    ) -> Result<Link, ApiError> {
+        let session = match (&cx.app.agents, plan.agent_run) {
+            (Some(agents), true) => {
+                if plan.session_key.is_none()
+                    && let Some(prev) = &self.echo.previous_response_id
+                    && let Ok(Some(link)) = agents.store.response_session(prev).await
+                {
+                    plan.session_key = Some(link.session_key);
+                }
+                let user = prompt
+                    .passthrough
+                    .get("user")
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.is_empty());
+                if plan.session_key.is_none() && user.is_none() {
+                    plan.session_key = Some(format!("resp:{}", self.id));
+                }
+                let key = plan.session_key.clone().or_else(|| user.map(|u| format!("user:{u}")));
+                let (_, full) =
+                    hearth_agent::session_key_for(cx.config, plan.agent.as_deref(), key.as_deref());
+                Some((agents.store.clone(), full))
+            }
+            _ => None,
+        };
+        Ok(Link { id: self.id.clone(), session })
     }
-    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let created_at = crate::unix_now();
-    let (collected, answer) = relay::collect(started).await.map_err(input_param)?;
-    let output = output_items(&collected, &echo);
-    if echo.stored() {
-        let mut conversation = prompt.messages;
-        conversation.push(assistant_message(
-            &collected.text,
-            &collected.reasoning,
-            &collected.tool_calls,
-        ));
-        app.conversations.insert(id.clone(), conversation);
+
+    fn run_error(_link: &Link, e: ApiError) -> ApiError {
+        input_param(e)
     }
-    let body = response_object(
-        &id,
-        &shown,
-        created_at,
-        &echo,
-        status_of(collected.finish.as_ref()),
-        output,
-        collected.usage.as_ref(),
-        None,
-    );
-    let mut response = json_response(StatusCode::OK, &body);
-    relay::answer_headers(&answer, response.headers_mut());
-    let mut dropped = echo.dropped;
-    crate::logprobs::note_dropped(&config, &plan.chain, echo.logprobs, &response, &mut dropped);
-    dropped_header(&dropped, response.headers_mut());
-    Ok(response)
+
+    async fn started(link: &Link) {
+        if let Some((store, key)) = &link.session {
+            let _ = store.link_response(&link.id, key, hearth_store::Timestamp::now()).await;
+        }
+    }
+
+    fn render(
+        self,
+        app: &AppState,
+        config: &Config,
+        shown: String,
+        made: Made<'_>,
+    ) -> ResponsesRender {
+        let Responses { id, mut echo } = self;
+        if let Some((started, _)) = &made {
+            echo.applied_max_output_tokens =
+                applied_cap(config, &started.answer.model_ref, echo.max_output_tokens);
+        }
+        let messages = made.map(|(_, prompt)| prompt.messages).unwrap_or_default();
+        ResponsesRender::new(id, shown, echo, messages, Arc::clone(&app.conversations))
+    }
+
+    fn whole(self, cx: &Cx<'_>, whole: Whole<'_>) -> Response {
+        let Responses { id, mut echo } = self;
+        let Whole { shown, started_at, prompt, collected, answer } = whole;
+        echo.applied_max_output_tokens =
+            applied_cap(cx.config, &answer.model_ref, echo.max_output_tokens);
+        let output = output_items(collected, &echo);
+        if echo.stored() {
+            let mut conversation = prompt.messages;
+            conversation.push(assistant_message(
+                &collected.text,
+                &collected.reasoning,
+                &collected.tool_calls,
+            ));
+            cx.app.conversations.insert(id.clone(), conversation);
+        }
+        let body = response_object(
+            &id,
+            shown,
+            started_at,
+            &echo,
+            status_of(collected.finish.as_ref()),
+            output,
+            collected.usage.as_ref(),
+            None,
+        );
+        json_response(StatusCode::OK, &body)
+    }
 }
 
 fn part_text(part: &Value) -> Option<&str> {
@@ -455,7 +453,7 @@ pub fn to_prompt(
         ..
     } = request;
     let top_p = extra.remove("top_p").and_then(|v| v.as_f64());
-    crate::chat::check_sampling(temperature, top_p)?;
+    super::chat::check_sampling(temperature, top_p)?;
     let number =
         |extra: &mut serde_json::Map<String, Value>, key: &str| -> Result<Option<f64>, ApiError> {
             match extra.remove(key) {
@@ -852,7 +850,7 @@ fn client_tool(
         );
     }
     let parameters = if custom {
-        crate::chat::custom_parameters()
+        super::chat::custom_parameters()
     } else {
         match tool.get("parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
@@ -872,14 +870,18 @@ fn client_tool(
     })
 }
 
-fn assistant_message(text: &str, reasoning: &str, tools: &[ToolCallAcc]) -> Message {
+fn assistant_message<'a>(
+    text: &str,
+    reasoning: &str,
+    tools: impl IntoIterator<Item = &'a ToolCallAcc>,
+) -> Message {
     Message {
         role: Role::Assistant,
         content: if text.is_empty() { Vec::new() } else { vec![Part::Text(text.to_owned())] },
         reasoning: (!reasoning.is_empty())
             .then(|| Reasoning { text: reasoning.to_owned(), signature: None }),
         tool_calls: tools
-            .iter()
+            .into_iter()
             .map(|t| ToolCall {
                 id: t.id.clone(),
                 name: t.name.clone(),
@@ -898,123 +900,368 @@ fn status_of(finish: Option<&FinishReason>) -> &'static str {
     }
 }
 
-fn reasoning_item(id: &str, text: &str) -> Value {
-    json!({"id": id, "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": text}], "status": "completed"})
+/// The Responses object (`object: "response"`), serialized straight from the request's echo
+/// and the answer (field order as OpenAI writes it).
+#[derive(Debug, Serialize)]
+struct ResponseObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    completed_at: Option<u64>,
+    status: &'a str,
+    background: bool,
+    error: Option<ResponseError<'a>>,
+    incomplete_details: Option<IncompleteDetails>,
+    instructions: Option<&'a str>,
+    max_output_tokens: Option<u64>,
+    max_tool_calls: Option<u64>,
+    model: &'a str,
+    output: Vec<OutputItem<'a>>,
+    parallel_tool_calls: bool,
+    previous_response_id: Option<&'a str>,
+    prompt_cache_key: Option<&'a str>,
+    reasoning: ReasoningEcho<'a>,
+    safety_identifier: Option<&'a str>,
+    service_tier: &'a str,
+    store: bool,
+    temperature: f64,
+    text: TextEcho<'a>,
+    tool_choice: &'a Value,
+    tools: &'a [Value],
+    top_logprobs: u64,
+    top_p: f64,
+    presence_penalty: f64,
+    frequency_penalty: f64,
+    truncation: &'a str,
+    usage: Option<UsageOut>,
+    user: Option<&'a str>,
+    metadata: ObjectOr<'a>,
+}
+
+/// A failed response's `error`.
+#[derive(Debug, Serialize)]
+struct ResponseError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct IncompleteDetails {
+    reason: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ReasoningEcho<'a> {
+    effort: Option<&'a str>,
+    summary: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct TextEcho<'a> {
+    format: ObjectOr<'a>,
+    verbosity: &'a str,
+}
+
+/// A value the request gave, or the object the API defaults it to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ObjectOr<'a> {
+    Given(&'a Value),
+    /// `{}`.
+    Empty {},
+    /// `{"type": …}` (`text.format`'s default is `{"type": "text"}`).
+    Typed {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+impl<'a> ObjectOr<'a> {
+    fn or_empty(value: Option<&'a Value>) -> Self {
+        value.map_or(ObjectOr::Empty {}, ObjectOr::Given)
+    }
+
+    fn or_typed(value: Option<&'a Value>, kind: &'static str) -> Self {
+        value.map_or(ObjectOr::Typed { kind }, ObjectOr::Given)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: CachedTokens,
+    output_tokens: u64,
+    output_tokens_details: ReasoningTokens,
+    total_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> Self {
+        UsageOut {
+            input_tokens: u.input_tokens,
+            input_tokens_details: CachedTokens { cached_tokens: u.cache_read_tokens },
+            output_tokens: u.output_tokens,
+            output_tokens_details: ReasoningTokens {
+                reasoning_tokens: u.reasoning_tokens.unwrap_or(0),
+            },
+            total_tokens: u.input_tokens + u.output_tokens,
+        }
+    }
+}
+
+/// One item of `output` (and of `response.output_item.*`).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum OutputItem<'a> {
+    Reasoning(ReasoningItem<'a>),
+    Message(MessageItem<'a>),
+    Call(CallItem<'a>),
+}
+
+/// A tool call item, as the client named the tool.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum CallItem<'a> {
+    Function(FunctionCallItem<'a>),
+    Custom(CustomToolCallItem<'a>),
+}
+
+#[derive(Debug, Serialize)]
+struct ReasoningItem<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Always `[]`.
+    summary: [(); 0],
+    content: [ReasoningText<'a>; 1],
+    status: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct ReasoningText<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct MessageItem<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'a str,
+    role: &'static str,
+    /// `[]` while in progress, else the one `output_text` part.
+    content: List<TextPart<'a>>,
 }
 
 /// An `output_text` part with the logprobs of its tokens (`[]` when none were asked for or
 /// reported).
-fn text_part(text: &str, logprobs: &[TokenLogprob]) -> Value {
-    let logprobs = crate::logprobs::responses_value(logprobs, Dialect::ResponsesPart);
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs})
+#[derive(Debug, Serialize)]
+struct TextPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    /// Always `[]`.
+    annotations: [(); 0],
+    logprobs: crate::logprobs::Tokens<'a>,
 }
 
-fn message_item(id: &str, text: &str, status: &str, logprobs: &[TokenLogprob]) -> Value {
-    let content =
-        if status == "in_progress" { json!([]) } else { json!([text_part(text, logprobs)]) };
-    json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+#[derive(Debug, Serialize)]
+struct FunctionCallItem<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'a str,
+    call_id: &'a str,
+    /// The `namespace` tool a namespaced function came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct CustomToolCallItem<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'a str,
+    call_id: &'a str,
+    name: &'a str,
+    /// The free-form input (`""` while in progress).
+    input: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+}
+
+/// A list of at most one element.
+#[derive(Debug)]
+struct List<T>(Option<T>);
+
+impl<T: Serialize> Serialize for List<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}
+
+fn reasoning_item<'a>(id: Cow<'a, str>, text: &'a str, status: &'a str) -> OutputItem<'a> {
+    OutputItem::Reasoning(ReasoningItem {
+        id,
+        kind: "reasoning",
+        summary: [],
+        content: [ReasoningText { kind: "reasoning_text", text }],
+        status,
+    })
+}
+
+fn text_part<'a>(text: &'a str, logprobs: &'a [TokenLogprob]) -> TextPart<'a> {
+    TextPart {
+        kind: "output_text",
+        text,
+        annotations: [],
+        logprobs: crate::logprobs::Tokens { tokens: logprobs, dialect: Dialect::ResponsesPart },
+    }
+}
+
+fn message_item<'a>(
+    id: Cow<'a, str>,
+    text: &'a str,
+    status: &'a str,
+    logprobs: &'a [TokenLogprob],
+) -> OutputItem<'a> {
+    let content = List((status != "in_progress").then(|| text_part(text, logprobs)));
+    OutputItem::Message(MessageItem { id, kind: "message", status, role: "assistant", content })
 }
 
 /// A tool call as the client named the tool: a namespaced function keeps its `namespace`, a
 /// custom tool becomes a `custom_tool_call` with its `input`.
-fn function_item(
-    id: &str,
-    call: &ToolCallAcc,
-    status: &str,
-    client_tools: &HashMap<String, ClientTool>,
-) -> Value {
+fn function_item<'a>(
+    id: Cow<'a, str>,
+    call: &'a ToolCallAcc,
+    status: &'a str,
+    client_tools: &'a HashMap<String, ClientTool>,
+) -> CallItem<'a> {
     match client_tools.get(&call.name) {
-        Some(t) if t.custom => {
-            let input = crate::chat::custom_input(&call.arguments);
-            let mut item = json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call.id, "name": t.name, "input": if status == "in_progress" { String::new() } else { input }});
-            if let Some(ns) = &t.namespace {
-                item["namespace"] = json!(ns);
-            }
-            item
-        }
-        Some(t) => {
-            json!({"id": id, "type": "function_call", "status": status, "call_id": call.id, "namespace": t.namespace, "name": t.name, "arguments": call.arguments})
-        }
-        None => {
-            json!({"id": id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name, "arguments": call.arguments})
-        }
+        Some(t) if t.custom => CallItem::Custom(CustomToolCallItem {
+            id,
+            kind: "custom_tool_call",
+            status,
+            call_id: &call.id,
+            name: &t.name,
+            input: if status == "in_progress" {
+                String::new()
+            } else {
+                super::chat::custom_input(&call.arguments)
+            },
+            namespace: t.namespace.as_deref(),
+        }),
+        // Only namespaced functions are remembered besides custom tools.
+        Some(t) => CallItem::Function(FunctionCallItem {
+            id,
+            kind: "function_call",
+            status,
+            call_id: &call.id,
+            namespace: t.namespace.as_deref(),
+            name: &t.name,
+            arguments: &call.arguments,
+        }),
+        None => CallItem::Function(FunctionCallItem {
+            id,
+            kind: "function_call",
+            status,
+            call_id: &call.id,
+            namespace: None,
+            name: &call.name,
+            arguments: &call.arguments,
+        }),
     }
 }
 
-fn output_items(c: &Collected, echo: &Echo) -> Vec<Value> {
+fn output_items<'a>(c: &'a Collected, echo: &'a Echo) -> Vec<OutputItem<'a>> {
     let client_tools = &echo.client_tools;
     let logprobs: &[TokenLogprob] = if echo.logprobs { &c.logprobs } else { &[] };
     let mut out = Vec::new();
     if !c.reasoning.is_empty() {
-        out.push(reasoning_item(&crate::new_id("rs_"), &c.reasoning));
+        out.push(reasoning_item(crate::new_id("rs_").into(), &c.reasoning, "completed"));
     }
     if !c.text.is_empty() || c.tool_calls.is_empty() {
-        out.push(message_item(&crate::new_id("msg_"), &c.text, "completed", logprobs));
+        out.push(message_item(crate::new_id("msg_").into(), &c.text, "completed", logprobs));
     }
     for call in &c.tool_calls {
-        out.push(function_item(&crate::new_id("fc_"), call, "completed", client_tools));
+        let item = function_item(crate::new_id("fc_").into(), call, "completed", client_tools);
+        out.push(OutputItem::Call(item));
     }
     out
 }
 
-fn usage_json(u: &Usage) -> Value {
-    json!({
-        "input_tokens": u.input_tokens,
-        "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
-        "output_tokens": u.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
-        "total_tokens": u.input_tokens + u.output_tokens,
-    })
-}
-
 #[expect(clippy::too_many_arguments, reason = "one response object, built from its parts")]
-fn response_object(
-    id: &str,
-    model: &str,
+fn response_object<'a>(
+    id: &'a str,
+    model: &'a str,
     created_at: u64,
-    echo: &Echo,
-    status: &str,
-    output: Vec<Value>,
+    echo: &'a Echo,
+    status: &'a str,
+    output: Vec<OutputItem<'a>>,
     usage: Option<&Usage>,
-    error: Option<Value>,
-) -> Value {
+    error: Option<ResponseError<'a>>,
+) -> ResponseObject<'a> {
     let completed_at = (status == "completed" || status == "incomplete").then(crate::unix_now);
-    json!({
-        "id": id,
-        "object": "response",
-        "created_at": created_at,
-        "completed_at": completed_at,
-        "status": status,
-        "background": false,
-        "error": error,
-        "incomplete_details": if status == "incomplete" { json!({"reason": "max_output_tokens"}) } else { Value::Null },
-        "instructions": echo.instructions,
-        "max_output_tokens": echo.cap(),
-        "max_tool_calls": echo.max_tool_calls,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": echo.parallel_tool_calls.unwrap_or(true),
-        "previous_response_id": echo.previous_response_id,
-        "prompt_cache_key": echo.prompt_cache_key,
-        "reasoning": {"effort": echo.reasoning_effort, "summary": echo.reasoning_summary},
-        "safety_identifier": echo.safety_identifier,
-        "service_tier": echo.service_tier.as_deref().unwrap_or("default"),
-        "store": echo.stored(),
-        "temperature": echo.temperature.unwrap_or(1.0),
-        "text": {"format": echo.text_format.clone().unwrap_or_else(|| json!({"type": "text"})), "verbosity": echo.verbosity.as_deref().unwrap_or("medium")},
-        "tool_choice": echo.tool_choice,
-        "tools": echo.tools,
-        "top_logprobs": echo.top_logprobs.unwrap_or(0),
-        "top_p": echo.top_p.unwrap_or(1.0),
-        "presence_penalty": echo.presence_penalty.unwrap_or(0.0),
-        "frequency_penalty": echo.frequency_penalty.unwrap_or(0.0),
-        "truncation": echo.truncation.as_deref().unwrap_or("disabled"),
-        "usage": usage.map(usage_json),
-        "user": echo.user,
-        "metadata": echo.metadata.clone().unwrap_or_else(|| json!({})),
-    })
+    ResponseObject {
+        id,
+        object: "response",
+        created_at,
+        completed_at,
+        status,
+        background: false,
+        error,
+        incomplete_details: (status == "incomplete")
+            .then_some(IncompleteDetails { reason: "max_output_tokens" }),
+        instructions: echo.instructions.as_deref(),
+        max_output_tokens: echo.cap(),
+        max_tool_calls: echo.max_tool_calls,
+        model,
+        output,
+        parallel_tool_calls: echo.parallel_tool_calls.unwrap_or(true),
+        previous_response_id: echo.previous_response_id.as_deref(),
+        prompt_cache_key: echo.prompt_cache_key.as_deref(),
+        reasoning: ReasoningEcho {
+            effort: echo.reasoning_effort.as_deref(),
+            summary: echo.reasoning_summary.as_deref(),
+        },
+        safety_identifier: echo.safety_identifier.as_deref(),
+        service_tier: echo.service_tier.as_deref().unwrap_or("default"),
+        store: echo.stored(),
+        temperature: echo.temperature.unwrap_or(1.0),
+        text: TextEcho {
+            format: ObjectOr::or_typed(echo.text_format.as_ref(), "text"),
+            verbosity: echo.verbosity.as_deref().unwrap_or("medium"),
+        },
+        tool_choice: &echo.tool_choice,
+        tools: &echo.tools,
+        top_logprobs: echo.top_logprobs.unwrap_or(0),
+        top_p: echo.top_p.unwrap_or(1.0),
+        presence_penalty: echo.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: echo.frequency_penalty.unwrap_or(0.0),
+        truncation: echo.truncation.as_deref().unwrap_or("disabled"),
+        usage: usage.map(UsageOut::from),
+        user: echo.user.as_deref(),
+        metadata: ObjectOr::or_empty(echo.metadata.as_ref()),
+    }
 }
 
+/// A text delta event (`response.output_text.delta`, `response.reasoning_text.delta`,
+/// `response.function_call_arguments.delta`).
 #[derive(Serialize)]
 struct DeltaEvent<'a> {
     #[serde(rename = "type")]
@@ -1028,11 +1275,73 @@ struct DeltaEvent<'a> {
     logprobs: Option<crate::logprobs::Tokens<'a>>,
 }
 
+/// Every other stream event: the fields it has (in this order), then `type` and
+/// `sequence_number`.
+#[derive(Default, Serialize)]
+struct StreamEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseObject<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<crate::logprobs::Tokens<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<TextPart<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<OutputItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+}
+
+impl StreamEvent<'_> {
+    fn new(kind: &'static str) -> Self {
+        StreamEvent { kind, ..StreamEvent::default() }
+    }
+}
+
+/// Writes `event` with the stream's next sequence number.
+fn emit(out: &mut Vec<u8>, sequence: &mut u64, mut event: StreamEvent<'_>) {
+    event.sequence_number = *sequence;
+    *sequence += 1;
+    sse::named(out, event.kind, &event);
+}
+
+/// An output item of a stream, open or done.
 #[derive(Debug)]
-enum Open {
+enum Item {
     Reasoning { id: String, text: String },
     Message { id: String, text: String, logprobs: Vec<TokenLogprob> },
     Function { id: String, call: ToolCallAcc },
+}
+
+impl Item {
+    /// The item as `response.output_item.done` and the response's `output` show it.
+    fn done<'a>(&'a self, client_tools: &'a HashMap<String, ClientTool>) -> OutputItem<'a> {
+        match self {
+            Item::Reasoning { id, text } => reasoning_item(id.into(), text, "completed"),
+            Item::Message { id, text, logprobs } => {
+                message_item(id.into(), text, "completed", logprobs)
+            }
+            Item::Function { id, call } => {
+                OutputItem::Call(function_item(id.into(), call, "completed", client_tools))
+            }
+        }
+    }
 }
 
 /// Renders Responses stream events.
@@ -1043,12 +1352,12 @@ pub struct ResponsesRender {
     created_at: u64,
     echo: Echo,
     sequence: u64,
-    output: Vec<Value>,
-    open: Option<Open>,
+    /// The items done, in order.
+    output: Vec<Item>,
+    open: Option<Item>,
     usage: Option<Usage>,
     text: String,
     reasoning: String,
-    tool_calls: Vec<ToolCallAcc>,
     conversation: Vec<Message>,
     conversations: Arc<Conversations>,
     /// Logprobs that came before the text they belong to ([`Event::Logprobs`]).
@@ -1074,18 +1383,10 @@ impl ResponsesRender {
             usage: None,
             text: String::new(),
             reasoning: String::new(),
-            tool_calls: Vec::new(),
             conversation,
             conversations,
             pending_logprobs: Vec::new(),
         }
-    }
-
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &'static str, mut value: Map<String, Value>) {
-        value.insert("type".to_owned(), Value::String(kind.to_owned()));
-        value.insert("sequence_number".to_owned(), json!(self.sequence));
-        self.sequence += 1;
-        sse::named(out, kind, &value);
     }
 
     fn emit_delta(
@@ -1110,129 +1411,165 @@ impl ResponsesRender {
         sse::named(out, kind, &event);
     }
 
+    /// `response.created`, `.in_progress`, `.completed`, `.incomplete` or `.failed`: the whole
+    /// response as it stands.
     fn lifecycle(
         &mut self,
         out: &mut Vec<u8>,
         kind: &'static str,
         status: &str,
-        error: Option<Value>,
+        error: Option<ResponseError<'_>>,
     ) {
-        let usage = self.usage;
+        let client_tools = &self.echo.client_tools;
+        let output = self.output.iter().map(|item| item.done(client_tools)).collect();
         let response = response_object(
             &self.id,
             &self.model,
             self.created_at,
             &self.echo,
             status,
-            self.output.clone(),
-            usage.as_ref(),
+            output,
+            self.usage.as_ref(),
             error,
         );
-        let mut map = Map::new();
-        map.insert("response".to_owned(), response);
-        self.emit(out, kind, map);
+        emit(
+            out,
+            &mut self.sequence,
+            StreamEvent { response: Some(response), ..StreamEvent::new(kind) },
+        );
     }
 
-    fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    }
-
+    /// Writes the open item's closing events; it joins `output`.
     fn close(&mut self, out: &mut Vec<u8>) {
-        let Some(open) = self.open.take() else { return };
+        let Some(item) = self.open.take() else { return };
         let index = self.output.len();
-        match open {
-            Open::Reasoning { id, text } => {
-                self.emit(
+        let sequence = &mut self.sequence;
+        let client_tools = &self.echo.client_tools;
+        match &item {
+            Item::Reasoning { id, text } => emit(
+                out,
+                sequence,
+                StreamEvent {
+                    item_id: Some(id),
+                    output_index: Some(index),
+                    content_index: Some(0),
+                    text: Some(text),
+                    ..StreamEvent::new("response.reasoning_text.done")
+                },
+            ),
+            Item::Message { id, text, logprobs } => {
+                emit(
                     out,
-                    "response.reasoning_text.done",
-                    Self::fields(vec![
-                        ("item_id", json!(id)),
-                        ("output_index", json!(index)),
-                        ("content_index", json!(0)),
-                        ("text", json!(text)),
-                    ]),
+                    sequence,
+                    StreamEvent {
+                        item_id: Some(id),
+                        output_index: Some(index),
+                        content_index: Some(0),
+                        text: Some(text),
+                        logprobs: Some(crate::logprobs::Tokens {
+                            tokens: logprobs,
+                            dialect: Dialect::ResponsesEvent,
+                        }),
+                        ..StreamEvent::new("response.output_text.done")
+                    },
                 );
-                let item = reasoning_item(&id, &text);
-                self.emit(
+                emit(
                     out,
-                    "response.output_item.done",
-                    Self::fields(vec![("output_index", json!(index)), ("item", item.clone())]),
+                    sequence,
+                    StreamEvent {
+                        item_id: Some(id),
+                        output_index: Some(index),
+                        content_index: Some(0),
+                        part: Some(text_part(text, logprobs)),
+                        ..StreamEvent::new("response.content_part.done")
+                    },
                 );
-                self.output.push(item);
             }
-            Open::Message { id, text, logprobs } => {
-                self.emit(
-                    out,
-                    "response.output_text.done",
-                    Self::fields(vec![
-                        ("item_id", json!(id)),
-                        ("output_index", json!(index)),
-                        ("content_index", json!(0)),
-                        ("text", json!(text)),
-                        (
-                            "logprobs",
-                            crate::logprobs::responses_value(&logprobs, Dialect::ResponsesEvent),
-                        ),
-                    ]),
-                );
-                self.emit(
-                    out,
-                    "response.content_part.done",
-                    Self::fields(vec![
-                        ("item_id", json!(id)),
-                        ("output_index", json!(index)),
-                        ("content_index", json!(0)),
-                        ("part", text_part(&text, &logprobs)),
-                    ]),
-                );
-                let item = message_item(&id, &text, "completed", &logprobs);
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    Self::fields(vec![("output_index", json!(index)), ("item", item.clone())]),
-                );
-                self.output.push(item);
-            }
-            Open::Function { id, call } => {
-                let item = function_item(&id, &call, "completed", &self.echo.client_tools);
-                if item["type"] == "custom_tool_call" {
+            Item::Function { id, call } => {
+                match function_item(id.into(), call, "completed", client_tools) {
                     // A custom tool's input is whole only once its JSON arguments are.
-                    let input = item["input"].clone();
-                    for (kind, key) in [
-                        ("response.custom_tool_call_input.delta", "delta"),
-                        ("response.custom_tool_call_input.done", "input"),
-                    ] {
-                        self.emit(
+                    CallItem::Custom(custom) => {
+                        emit(
                             out,
-                            kind,
-                            Self::fields(vec![
-                                ("item_id", json!(id)),
-                                ("output_index", json!(index)),
-                                (key, input.clone()),
-                            ]),
+                            sequence,
+                            StreamEvent {
+                                item_id: Some(id),
+                                output_index: Some(index),
+                                delta: Some(&custom.input),
+                                ..StreamEvent::new("response.custom_tool_call_input.delta")
+                            },
+                        );
+                        emit(
+                            out,
+                            sequence,
+                            StreamEvent {
+                                item_id: Some(id),
+                                output_index: Some(index),
+                                input: Some(&custom.input),
+                                ..StreamEvent::new("response.custom_tool_call_input.done")
+                            },
                         );
                     }
-                } else {
-                    self.emit(
+                    CallItem::Function(function) => emit(
                         out,
-                        "response.function_call_arguments.done",
-                        Self::fields(vec![
-                            ("item_id", json!(id)),
-                            ("output_index", json!(index)),
-                            ("name", item["name"].clone()),
-                            ("arguments", json!(call.arguments)),
-                        ]),
-                    );
+                        sequence,
+                        StreamEvent {
+                            item_id: Some(id),
+                            output_index: Some(index),
+                            name: Some(function.name),
+                            arguments: Some(&call.arguments),
+                            ..StreamEvent::new("response.function_call_arguments.done")
+                        },
+                    ),
                 }
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    Self::fields(vec![("output_index", json!(index)), ("item", item.clone())]),
-                );
-                self.output.push(item);
-                self.tool_calls.push(call);
             }
         }
+        emit(
+            out,
+            sequence,
+            StreamEvent {
+                output_index: Some(index),
+                item: Some(item.done(client_tools)),
+                ..StreamEvent::new("response.output_item.done")
+            },
+        );
+        self.output.push(item);
+    }
+
+    /// Writes `response.output_item.added` for `item`, which becomes the open one.
+    fn open(&mut self, out: &mut Vec<u8>, item: Item) {
+        let index = self.output.len();
+        let client_tools = &self.echo.client_tools;
+        let added = match &item {
+            Item::Reasoning { id, .. } => reasoning_item(id.into(), "", "in_progress"),
+            Item::Message { id, .. } => message_item(id.into(), "", "in_progress", &[]),
+            Item::Function { id, call } => {
+                OutputItem::Call(function_item(id.into(), call, "in_progress", client_tools))
+            }
+        };
+        emit(
+            out,
+            &mut self.sequence,
+            StreamEvent {
+                output_index: Some(index),
+                item: Some(added),
+                ..StreamEvent::new("response.output_item.added")
+            },
+        );
+        if let Item::Message { id, .. } = &item {
+            emit(
+                out,
+                &mut self.sequence,
+                StreamEvent {
+                    item_id: Some(id),
+                    output_index: Some(index),
+                    content_index: Some(0),
+                    part: Some(text_part("", &[])),
+                    ..StreamEvent::new("response.content_part.added")
+                },
+            );
+        }
+        self.open = Some(item);
     }
 }
 
@@ -1259,23 +1596,15 @@ impl Render for ResponsesRender {
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
-        let index = self.output.len();
         match event {
             Event::ReasoningDelta(r) => {
-                if !matches!(self.open, Some(Open::Reasoning { .. })) {
+                if !matches!(self.open, Some(Item::Reasoning { .. })) {
                     self.close(out);
                     let id = crate::new_id("rs_");
-                    let index = self.output.len();
-                    let item = json!({"id": id, "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": ""}], "status": "in_progress"});
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        Self::fields(vec![("output_index", json!(index)), ("item", item)]),
-                    );
-                    self.open = Some(Open::Reasoning { id, text: String::new() });
+                    self.open(out, Item::Reasoning { id, text: String::new() });
                 }
                 self.reasoning.push_str(&r);
-                if let Some(Open::Reasoning { id, text }) = &mut self.open {
+                if let Some(Item::Reasoning { id, text }) = &mut self.open {
                     text.push_str(&r);
                     let id = id.clone();
                     self.emit_delta(out, "response.reasoning_text.delta", &id, &r, None);
@@ -1283,34 +1612,14 @@ impl Render for ResponsesRender {
             }
             Event::ReasoningSignature(_) => {}
             Event::TextDelta(t) => {
-                if !matches!(self.open, Some(Open::Message { .. })) {
+                if !matches!(self.open, Some(Item::Message { .. })) {
                     self.close(out);
                     let id = crate::new_id("msg_");
-                    let index = self.output.len();
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        Self::fields(vec![
-                            ("output_index", json!(index)),
-                            ("item", message_item(&id, "", "in_progress", &[])),
-                        ]),
-                    );
-                    self.emit(
-                        out,
-                        "response.content_part.added",
-                        Self::fields(vec![
-                            ("item_id", json!(id)),
-                            ("output_index", json!(index)),
-                            ("content_index", json!(0)),
-                            ("part", text_part("", &[])),
-                        ]),
-                    );
-                    self.open =
-                        Some(Open::Message { id, text: String::new(), logprobs: Vec::new() });
+                    self.open(out, Item::Message { id, text: String::new(), logprobs: Vec::new() });
                 }
                 self.text.push_str(&t);
                 let pending = std::mem::take(&mut self.pending_logprobs);
-                if let Some(Open::Message { id, text, logprobs }) = &mut self.open {
+                if let Some(Item::Message { id, text, logprobs }) = &mut self.open {
                     text.push_str(&t);
                     let id = id.clone();
                     logprobs.extend_from_slice(&pending);
@@ -1327,7 +1636,7 @@ impl Render for ResponsesRender {
             // Not asked for (a `params` setting may have asked the upstream).
             Event::Logprobs(_) => {}
             Event::ToolCallDelta { index: call_index, id: call_id, name, arguments } => {
-                let same = matches!(&self.open, Some(Open::Function { call, .. }) if call.index == call_index);
+                let same = matches!(&self.open, Some(Item::Function { call, .. }) if call.index == call_index);
                 if !same {
                     self.close(out);
                     let id = crate::new_id("fc_");
@@ -1337,25 +1646,13 @@ impl Render for ResponsesRender {
                         name: name.unwrap_or_default(),
                         arguments: String::new(),
                     };
-                    let index = self.output.len();
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        Self::fields(vec![
-                            ("output_index", json!(index)),
-                            (
-                                "item",
-                                function_item(&id, &call, "in_progress", &self.echo.client_tools),
-                            ),
-                        ]),
-                    );
-                    self.open = Some(Open::Function { id, call });
-                } else if let (Some(n), Some(Open::Function { call, .. })) = (name, &mut self.open)
+                    self.open(out, Item::Function { id, call });
+                } else if let (Some(n), Some(Item::Function { call, .. })) = (name, &mut self.open)
                 {
                     call.name.push_str(&n);
                 }
                 if !arguments.is_empty()
-                    && let Some(Open::Function { id, call }) = &mut self.open
+                    && let Some(Item::Function { id, call }) = &mut self.open
                 {
                     call.arguments.push_str(&arguments);
                     if self.echo.client_tools.get(&call.name).is_some_and(|t| t.custom) {
@@ -1389,25 +1686,20 @@ impl Render for ResponsesRender {
                 sse::done(out);
                 if self.echo.stored() {
                     let mut conversation = std::mem::take(&mut self.conversation);
-                    conversation.push(assistant_message(
-                        &self.text,
-                        &self.reasoning,
-                        &self.tool_calls,
-                    ));
+                    let calls = self.output.iter().filter_map(|item| match item {
+                        Item::Function { call, .. } => Some(call),
+                        _ => None,
+                    });
+                    conversation.push(assistant_message(&self.text, &self.reasoning, calls));
                     self.conversations.insert(self.id.clone(), conversation);
                 }
                 return true;
             }
             Event::Error(e) => {
-                let _ = index;
                 let err = ApiError::from_upstream(&e);
                 let code = err.code.unwrap_or("server_error");
-                self.lifecycle(
-                    out,
-                    "response.failed",
-                    "failed",
-                    Some(json!({"code": code, "message": err.message})),
-                );
+                let error = ResponseError { code, message: &err.message };
+                self.lifecycle(out, "response.failed", "failed", Some(error));
                 sse::done(out);
                 return true;
             }

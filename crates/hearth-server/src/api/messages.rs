@@ -7,6 +7,7 @@
 //! event. An Anthropic upstream gets the request as the client sent it (`AnthropicNative`);
 //! what another upstream cannot take is dropped and named in `x-hearth-dropped`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,131 +15,168 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use hearth_config::{Api, Config};
+use hearth_config::{Api, Chain, Config};
 use hearth_upstream::prompt::Reasoning;
 use hearth_upstream::{
     AnthropicNative, Event, FinishReason, Message, OutputFormat, Part, Prompt, Role, Tool,
     ToolCall, ToolChoice, Usage,
 };
 use hearth_wire::anthropic::{Content, ContentBlock, MessagesRequest};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::{Cx, Endpoint, Parsed, Whole, dropped_header};
 use crate::error::{ApiError, Shape};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::relay::{self, Collected};
-use crate::sse::{self, Render};
-use crate::{AppState, body_or_error, json_response, plan};
+use crate::sse::{self, Made, Render};
+use crate::{AppState, body_or_error, json_response};
 
-/// What hearth left out of the request for the upstream that answered (`tools[3]
-/// (web_search_20250305)`, …), comma-separated.
-pub const HEADER_DROPPED: HeaderName = HeaderName::from_static("x-hearth-dropped");
+pub use super::HEADER_DROPPED;
 /// `estimate` when `message_start.usage.input_tokens` is hearth's estimate (the upstream
 /// reports its count only at the end, in `message_delta`).
 pub const HEADER_USAGE_ESTIMATE: HeaderName = HeaderName::from_static("x-hearth-usage-estimate");
 /// Where a `count_tokens` answer comes from: `anthropic`, `llama.cpp`, or `estimate`.
 pub const HEADER_COUNT_SOURCE: HeaderName = HeaderName::from_static("x-hearth-count-source");
 
-pub async fn handle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Boxed: the run's future (the whole relay, router and transport nest) is many kilobytes, and
-    // every layer above would otherwise move it again.
-    match Box::pin(run(app, headers, body)).await {
-        Ok(response) => response,
-        Err(e) => e.shaped(Shape::Anthropic).into_response(),
+/// The Messages endpoint on the one pipeline: the prompt's tokens by estimate (for
+/// `message_start`).
+#[derive(Debug, Clone)]
+pub(crate) struct Messages {
+    estimate: u64,
+}
+
+/// What the run needs: the numbers an overflow error is given when the upstream had none.
+#[derive(Debug)]
+pub(crate) struct Overflow {
+    estimate: u64,
+    window: Option<u64>,
+}
+
+impl Endpoint for Messages {
+    type Request = MessagesRequest;
+    type Run = Overflow;
+    type Render = MessagesRender;
+
+    const SHAPE: Shape = Shape::Anthropic;
+    const PLAN_FIRST: bool = true;
+
+    fn model(request: &MessagesRequest) -> &str {
+        &request.model
+    }
+
+    fn parse(_cx: &Cx<'_>, request: MessagesRequest) -> Result<Parsed<Self>, ApiError> {
+        let Converted { prompt, dropped } = to_prompt(request)?;
+        let estimate = estimate_tokens(&prompt);
+        Ok(Parsed { prompt, endpoint: Messages { estimate }, dropped, logprobs: false })
+    }
+
+    fn planned(
+        &mut self,
+        cx: &Cx<'_>,
+        plan: &mut Plan,
+        prompt: &mut Prompt,
+    ) -> impl Future<Output = Result<Overflow, ApiError>> + Send {
+        let run = attach_native(cx.config, plan, cx.headers, cx.body, prompt).map(|()| Overflow {
+            estimate: self.estimate,
+            window: context_window(cx.config, plan),
+        });
+        std::future::ready(run)
+    }
+
+    fn run_error(overflow: &Overflow, e: ApiError) -> ApiError {
+        fill_overflow(e, overflow.estimate, overflow.window)
+    }
+
+    fn render(
+        self,
+        _app: &AppState,
+        _config: &Config,
+        shown: String,
+        _made: Made<'_>,
+    ) -> MessagesRender {
+        MessagesRender::new(shown, self.estimate)
+    }
+
+    fn whole(self, _cx: &Cx<'_>, whole: Whole<'_>) -> Response {
+        json_response(
+            StatusCode::OK,
+            &message(&crate::new_id("msg_"), whole.shown, whole.collected),
+        )
+    }
+
+    fn stream_headers(headers: &mut HeaderMap) {
+        headers.insert(HEADER_USAGE_ESTIMATE, HeaderValue::from_static("estimate"));
+    }
+
+    /// Only where the answering upstream (from `x-hearth-provider` and `x-hearth-model`) is not
+    /// Anthropic: an Anthropic upstream got the whole body. Messages has no logprobs.
+    fn note_dropped(
+        config: &Config,
+        _chain: &Chain,
+        _logprobs: bool,
+        dropped: Vec<String>,
+        response: &mut Response,
+    ) {
+        if dropped.is_empty() {
+            return;
+        }
+        let h = response.headers();
+        let answered = match (
+            h.get(relay::HEADER_PROVIDER).and_then(|v| v.to_str().ok()),
+            h.get(relay::HEADER_MODEL).and_then(|v| v.to_str().ok()),
+        ) {
+            (Some(p), Some(m)) => hearth_config::ModelRef::new(p, m),
+            _ => return,
+        };
+        if api_of(config, &answered) == Some(Api::AnthropicMessages) {
+            return;
+        }
+        dropped_header(&dropped, response.headers_mut());
     }
 }
 
-/// A request, planned and converted.
-struct Parsed {
+/// A request, planned and converted (`count_tokens`).
+struct Counted {
     plan: Plan,
     config: Arc<Config>,
     converted: Converted,
 }
 
-fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Parsed, ApiError> {
+fn parse(app: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Counted, ApiError> {
     let request: MessagesRequest =
         serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
     let model = request.model.clone();
     let config = app.config.load_full();
     let plan = plan::plan(&config, &model, headers)?;
     let mut converted = to_prompt(request)?;
-    // An Anthropic candidate gets the body as sent; only direct runs (an agent run builds its
-    // own prompt from the session).
+    attach_native(&config, &plan, headers, body, &mut converted.prompt)?;
+    Ok(Counted { plan, config, converted })
+}
+
+/// An Anthropic candidate gets the body as sent; only direct runs (an agent run builds its own
+/// prompt from the session).
+fn attach_native(
+    config: &Config,
+    plan: &Plan,
+    headers: &HeaderMap,
+    body: &Bytes,
+    prompt: &mut Prompt,
+) -> Result<(), ApiError> {
     if !plan.agent_run
-        && plan.chain.candidates.iter().any(|r| api_of(&config, r) == Some(Api::AnthropicMessages))
+        && plan.chain.candidates.iter().any(|r| api_of(config, r) == Some(Api::AnthropicMessages))
     {
         let body: Map<String, Value> =
             serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
         let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        converted.prompt.anthropic_native = Some(Arc::new(AnthropicNative { body, beta }));
+        prompt.anthropic_native = Some(Arc::new(AnthropicNative { body, beta }));
     }
-    Ok(Parsed { plan, config, converted })
+    Ok(())
 }
 
 /// The API a model ref is called with.
 fn api_of(config: &Config, model_ref: &hearth_config::ModelRef) -> Option<Api> {
     config.resolve_model_ref(model_ref).ok().map(|r| r.model.api)
-}
-
-/// `x-hearth-dropped` on a response whose answering upstream (from its `x-hearth-provider`
-/// and `x-hearth-model`) is not Anthropic.
-fn note_dropped(config: &Config, dropped: &[String], response: &mut Response) {
-    if dropped.is_empty() {
-        return;
-    }
-    let h = response.headers();
-    let answered = match (
-        h.get(relay::HEADER_PROVIDER).and_then(|v| v.to_str().ok()),
-        h.get(relay::HEADER_MODEL).and_then(|v| v.to_str().ok()),
-    ) {
-        (Some(p), Some(m)) => hearth_config::ModelRef::new(p, m),
-        _ => return,
-    };
-    if api_of(config, &answered) == Some(Api::AnthropicMessages) {
-        return;
-    }
-    if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
-        response.headers_mut().insert(HEADER_DROPPED, v);
-    }
-}
-
-async fn run(
-    app: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body, Shape::Anthropic)?;
-    let Parsed { plan, config, converted } = parse(&app, &headers, &body)?;
-    let Converted { prompt, dropped } = converted;
-    let estimate = estimate_tokens(&prompt);
-    let window = context_window(&config, &plan);
-    let overflow_numbers = move |e: ApiError| fill_overflow(e, estimate, window);
-    if prompt.stream {
-        let (run_app, run_config, run_plan) = (app.clone(), Arc::clone(&config), plan.clone());
-        let start =
-            move |notices| relay::start_owned(run_app, run_config, run_plan, prompt, notices);
-        let mut response = sse::respond_when_started(&app, start, move |made| {
-            let shown = crate::chat::shown_for(&plan, made.map(|(s, _)| s));
-            MessagesRender::new(shown, estimate)
-        })
-        .await
-        .map_err(overflow_numbers)?;
-        response.headers_mut().insert(HEADER_USAGE_ESTIMATE, HeaderValue::from_static("estimate"));
-        note_dropped(&config, &dropped, &mut response);
-        return Ok(response);
-    }
-    let (started, _prompt) =
-        relay::start(&app, &config, &plan, prompt).await.map_err(overflow_numbers)?;
-    let shown = crate::chat::shown_model(&plan, &started.answer.model_ref);
-    let (collected, answer) = relay::collect(started).await.map_err(overflow_numbers)?;
-    let mut response =
-        json_response(StatusCode::OK, &message(&crate::new_id("msg_"), &shown, &collected));
-    relay::answer_headers(&answer, response.headers_mut());
-    note_dropped(&config, &dropped, &mut response);
-    Ok(response)
 }
 
 /// Tokens of a prompt by hearth's estimate (4 characters a token, everything the model reads).
@@ -184,7 +222,7 @@ async fn count(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(body, Shape::Anthropic)?;
-    let Parsed { plan, config, converted } = parse(app, headers, &body)?;
+    let Counted { plan, config, converted } = parse(app, headers, &body)?;
     let prompt = converted.prompt;
     let answer = |tokens: u64, source: &'static str| {
         let mut response = json_response(StatusCode::OK, &json!({"input_tokens": tokens}));
@@ -351,7 +389,7 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
             format!("temperature must be between 0 and 1, got {t}"),
         ));
     }
-    crate::chat::check_sampling(None, top_p)?;
+    super::chat::check_sampling(None, top_p)?;
     let mut prompt = Prompt::default();
     match system {
         None => {}
@@ -571,40 +609,141 @@ fn stop_reason(finish: Option<&FinishReason>, has_tools: bool) -> &'static str {
     }
 }
 
-fn usage_json(u: &Usage) -> Value {
-    let fresh = u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens);
-    json!({
-        "input_tokens": fresh,
-        "output_tokens": u.output_tokens,
-        "cache_read_input_tokens": u.cache_read_tokens,
-        "cache_creation_input_tokens": u.cache_write_tokens,
-    })
+/// Anthropic's `usage`: `input_tokens` are the fresh ones (cache reads and writes apart).
+#[derive(Debug, Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
 }
 
-/// A non-streaming message.
-pub fn message(id: &str, model: &str, c: &Collected) -> Value {
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> Self {
+        UsageOut {
+            input_tokens: u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens),
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: u.cache_read_tokens,
+            cache_creation_input_tokens: u.cache_write_tokens,
+        }
+    }
+}
+
+/// A `message` (field order as Anthropic writes it): the whole answer, or the empty one of
+/// `message_start`.
+#[derive(Debug, Serialize)]
+pub struct MessageBody<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<BlockOut<'a>>,
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<()>,
+    usage: UsageOut,
+}
+
+/// A content block.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockOut<'a> {
+    Thinking { thinking: &'a str, signature: &'a str },
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: Value },
+}
+
+/// A whole message, serialized straight from the collected answer.
+pub fn message<'a>(id: &'a str, model: &'a str, c: &'a Collected) -> MessageBody<'a> {
     let mut content = Vec::new();
     if !c.reasoning.is_empty() {
-        content
-            .push(json!({"type": "thinking", "thinking": c.reasoning, "signature": c.signature}));
+        content.push(BlockOut::Thinking { thinking: &c.reasoning, signature: &c.signature });
     }
     if !c.text.is_empty() || c.tool_calls.is_empty() {
-        content.push(json!({"type": "text", "text": c.text}));
+        content.push(BlockOut::Text { text: &c.text });
     }
     for t in &c.tool_calls {
         let input: Value = serde_json::from_str(&t.arguments).unwrap_or_else(|_| json!({}));
-        content.push(json!({"type": "tool_use", "id": t.id, "name": t.name, "input": input}));
+        content.push(BlockOut::ToolUse { id: &t.id, name: &t.name, input });
     }
-    json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason(c.finish.as_ref(), !c.tool_calls.is_empty()),
-        "stop_sequence": null,
-        "usage": usage_json(&c.usage.unwrap_or_default()),
-    })
+    MessageBody {
+        id,
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason: Some(stop_reason(c.finish.as_ref(), !c.tool_calls.is_empty())),
+        stop_sequence: None,
+        usage: UsageOut::from(&c.usage.unwrap_or_default()),
+    }
+}
+
+/// A content block's delta.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+enum DeltaOut<'a> {
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+/// `message_delta`'s `delta`.
+#[derive(Debug, Serialize)]
+struct StopOut {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+/// A stream event (its `type` is its SSE event name), but the `error` event.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent<'a> {
+    MessageStart {
+        message: MessageBody<'a>,
+    },
+    Ping,
+    /// A hearth notice: an event type the Anthropic SDKs skip (they act on the types they
+    /// know).
+    HearthNotice {
+        message: &'a str,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: BlockOut<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: DeltaOut<'a>,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: StopOut,
+        usage: UsageOut,
+    },
+    MessageStop,
+}
+
+impl StreamEvent<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let name = match self {
+            StreamEvent::MessageStart { .. } => "message_start",
+            StreamEvent::Ping => "ping",
+            StreamEvent::HearthNotice { .. } => "hearth_notice",
+            StreamEvent::ContentBlockStart { .. } => "content_block_start",
+            StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            StreamEvent::MessageDelta { .. } => "message_delta",
+            StreamEvent::MessageStop => "message_stop",
+        };
+        sse::named(out, name, self);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,55 +781,48 @@ impl MessagesRender {
 
     fn close(&mut self, out: &mut Vec<u8>) {
         if self.open.take().is_some() {
-            sse::named(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": self.index}),
-            );
+            StreamEvent::ContentBlockStop { index: self.index }.write(out);
             self.index += 1;
         }
     }
 
-    fn open(&mut self, block: Block, start: Value, out: &mut Vec<u8>) {
+    fn open(&mut self, block: Block, start: BlockOut<'_>, out: &mut Vec<u8>) {
         if self.open == Some(block) {
             return;
         }
         self.close(out);
         self.open = Some(block);
-        sse::named(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": self.index, "content_block": start}),
-        );
+        StreamEvent::ContentBlockStart { index: self.index, content_block: start }.write(out);
     }
 
-    fn delta(&self, out: &mut Vec<u8>, delta: Value) {
-        sse::named(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
-        );
+    fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
+        StreamEvent::ContentBlockDelta { index: self.index, delta }.write(out);
     }
 }
 
 impl Render for MessagesRender {
     fn start(&mut self, out: &mut Vec<u8>) {
-        sse::named(
-            out,
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": self.input_estimate, "output_tokens": 0,
-                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
-            }}),
-        );
-        sse::named(out, "ping", &json!({"type": "ping"}));
+        let message = MessageBody {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: UsageOut {
+                input_tokens: self.input_estimate,
+                output_tokens: 0,
+                cache_read_input_tokens: 0,
+                cache_creation_input_tokens: 0,
+            },
+        };
+        StreamEvent::MessageStart { message }.write(out);
+        StreamEvent::Ping.write(out);
     }
 
     fn notice(&mut self, text: &str, out: &mut Vec<u8>) {
-        // An event type the Anthropic SDKs skip (they act on the types they know).
-        sse::named(out, "hearth_notice", &json!({"type": "hearth_notice", "message": text}));
+        StreamEvent::HearthNotice { message: text }.write(out);
     }
 
     fn resume(&mut self, early: Self) {
@@ -698,51 +830,51 @@ impl Render for MessagesRender {
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
+        const THINKING: BlockOut<'static> = BlockOut::Thinking { thinking: "", signature: "" };
         match event {
             Event::ReasoningDelta(r) => {
-                self.open(
-                    Block::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    out,
-                );
-                self.delta(out, json!({"type": "thinking_delta", "thinking": r}));
+                self.open(Block::Thinking, THINKING, out);
+                self.delta(out, DeltaOut::Thinking { thinking: &r });
             }
             // Anthropic Messages has no logprobs.
             Event::Logprobs(_) => {}
             Event::ReasoningSignature(s) => {
-                self.open(
-                    Block::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    out,
-                );
-                self.delta(out, json!({"type": "signature_delta", "signature": s}));
+                self.open(Block::Thinking, THINKING, out);
+                self.delta(out, DeltaOut::Signature { signature: &s });
             }
             Event::TextDelta(t) => {
-                self.open(Block::Text, json!({"type": "text", "text": ""}), out);
-                self.delta(out, json!({"type": "text_delta", "text": t}));
+                self.open(Block::Text, BlockOut::Text { text: "" }, out);
+                self.delta(out, DeltaOut::Text { text: &t });
             }
             Event::ToolCallDelta { index, id, name, arguments } => {
                 self.has_tools = true;
                 if self.open != Some(Block::Tool(index)) {
                     let id = id.unwrap_or_else(|| crate::new_id("toolu_"));
-                    self.open(Block::Tool(index), json!({"type": "tool_use", "id": id, "name": name.unwrap_or_default(), "input": {}}), out);
+                    let name = name.unwrap_or_default();
+                    let start = BlockOut::ToolUse {
+                        id: &id,
+                        name: &name,
+                        input: Value::Object(Map::new()),
+                    };
+                    self.open(Block::Tool(index), start, out);
                 }
                 if !arguments.is_empty() {
-                    self.delta(out, json!({"type": "input_json_delta", "partial_json": arguments}));
+                    self.delta(out, DeltaOut::InputJson { partial_json: &arguments });
                 }
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => {
                 self.close(out);
                 let usage = self.usage.unwrap_or_default();
-                let mut u = usage_json(&usage);
-                u["output_tokens"] = json!(usage.output_tokens);
-                sse::named(
-                    out,
-                    "message_delta",
-                    &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(Some(&reason), self.has_tools), "stop_sequence": null}, "usage": u}),
-                );
-                sse::named(out, "message_stop", &json!({"type": "message_stop"}));
+                StreamEvent::MessageDelta {
+                    delta: StopOut {
+                        stop_reason: stop_reason(Some(&reason), self.has_tools),
+                        stop_sequence: None,
+                    },
+                    usage: UsageOut::from(&usage),
+                }
+                .write(out);
+                StreamEvent::MessageStop.write(out);
                 return true;
             }
             Event::Error(e) => {
