@@ -787,7 +787,10 @@ impl Agents {
                     }
                     Event::Usage(u) => usage = Some(*u),
                     Event::Error(e) => failed = Some(e.clone()),
-                    Event::Finish(_) | Event::ReasoningSignature(_) | Event::Logprobs(_) => {}
+                    Event::Finish(_)
+                    | Event::ReasoningSignature(_)
+                    | Event::Logprobs(_)
+                    | Event::Native(_) => {}
                 }
                 // The terminal event is held back until the answer is on disk, so a turn the
                 // client saw complete is an acknowledged, durable entry (Invariant 6).
@@ -1107,7 +1110,10 @@ pub async fn collect(mut events: BoxStream<'static, Event>) -> Collected {
             Event::Usage(u) => c.usage = Some(u),
             Event::Finish(f) => c.finish = Some(f.as_openai().to_owned()),
             Event::Error(e) => c.error = Some(e),
-            Event::ToolCallDelta { .. } | Event::ReasoningSignature(_) | Event::Logprobs(_) => {}
+            Event::ToolCallDelta { .. }
+            | Event::ReasoningSignature(_)
+            | Event::Logprobs(_)
+            | Event::Native(_) => {}
         }
     }
     c.text = clean_reply(&c.text);

@@ -364,6 +364,9 @@ pub struct Collected {
     /// Token logprobs of the text, in order (empty unless the upstream reported them).
     pub logprobs: Vec<TokenLogprob>,
     pub tool_calls: Vec<ToolCallAcc>,
+    /// Blocks of the upstream's own API no canonical event holds (`Event::Native`), each with
+    /// the length `text` had when it came, so a renderer can put it back in its place.
+    pub native: Vec<(usize, serde_json::Value)>,
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
 }
@@ -375,6 +378,7 @@ impl Collected {
             Event::ReasoningDelta(r) => self.reasoning.push_str(&r),
             Event::ReasoningSignature(s) => self.signature.push_str(&s),
             Event::Logprobs(l) => self.logprobs.extend(l),
+            Event::Native(block) => self.native.push((self.text.len(), *block)),
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let call = match self.tool_calls.iter_mut().position(|c| c.index == index) {
                     Some(i) => &mut self.tool_calls[i],

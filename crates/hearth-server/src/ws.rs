@@ -1503,7 +1503,8 @@ async fn turn(
             Event::ReasoningDelta(_)
             | Event::ReasoningSignature(_)
             | Event::Logprobs(_)
-            | Event::ToolCallDelta { .. } => {}
+            | Event::ToolCallDelta { .. }
+            | Event::Native(_) => {}
         }
     }
     if !finished {

@@ -487,3 +487,71 @@ async fn an_anthropic_upstream_gets_claude_codes_request_untouched() {
     expected["max_tokens"] = json!(1024);
     assert_eq!(recorded.json(), expected, "only model and the output cap are rewritten");
 }
+
+const WEB_SEARCH_SSE: &str =
+    include_str!("../../../scripts/testbed/captures/anthropic/web-search.sse");
+
+/// A web search Claude runs on Anthropic's side comes back to the Messages client whole and in
+/// its place: the `server_tool_use` block (its input as one `input_json_delta`) and the
+/// `web_search_tool_result` between the two text blocks, streaming and not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tool_blocks_come_back_to_a_messages_client() {
+    let chat = FakeUpstream::start().await.unwrap();
+    let ant = FakeUpstream::start().await.unwrap();
+    ant.push(Reply::sse_raw(WEB_SEARCH_SSE));
+    let whole = json!({"id": "msg_up", "type": "message", "role": "assistant", "model": "claude-up",
+        "content": [
+            {"type": "text", "text": "I'll check the weather."},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "weather NYC today"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result", "title": "NYC", "url": "https://www.weather.gov/okx/", "encrypted_content": "Ev0D", "page_age": null}]},
+            {"type": "text", "text": "It is sunny, 22 °C."}
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 2679, "output_tokens": 510, "server_tool_use": {"web_search_requests": 1}}});
+    ant.push(Reply::json(200, &whole.to_string()));
+    let gw = start(state(&config(&chat.origin(), &ant.origin(), ""), &[]), None).await;
+    let request = |stream: bool| {
+        json!({"model": "ant/claude-up", "max_tokens": 1024, "stream": stream,
+               "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+               "messages": [{"role": "user", "content": "Weather in NYC?"}]})
+    };
+
+    let answer = post(&gw, "/v1/messages", &request(true)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let events = events(&answer.text);
+    let starts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .map(|e| &e["content_block"])
+        .collect();
+    let kinds: Vec<&str> = starts.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["text", "server_tool_use", "web_search_tool_result", "text"],
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        *starts[1],
+        json!({"type": "server_tool_use", "id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB", "name": "web_search", "input": {}})
+    );
+    let input_delta =
+        events.iter().find(|e| e["type"] == "content_block_delta" && e["index"] == 1).unwrap();
+    assert_eq!(input_delta["delta"]["type"], "input_json_delta");
+    let input: Value =
+        serde_json::from_str(input_delta["delta"]["partial_json"].as_str().unwrap()).unwrap();
+    assert_eq!(input, json!({"query": "weather NYC today"}));
+    assert_eq!(starts[2]["content"][0]["url"], "https://www.weather.gov/okx/");
+    // Every block that starts stops, with indexes in order.
+    let stops: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_stop")
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stops, [0, 1, 2, 3]);
+
+    let answer = post(&gw, "/v1/messages", &request(false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let content = answer.json()["content"].clone();
+    assert_eq!(content, whole["content"], "the blocks as the upstream sent them, in order");
+}

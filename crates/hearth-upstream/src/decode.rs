@@ -44,6 +44,8 @@ pub struct Decoder {
     pub(crate) tool_index: HashMap<u64, u32>,
     /// Anthropic block index → kind (`text`, `thinking`, `tool_use`).
     pub(crate) block_kind: HashMap<u64, String>,
+    /// Anthropic block index → a block no canonical event holds, and its streamed input so far.
+    pub(crate) native_blocks: HashMap<u64, (Value, String)>,
     pub(crate) pieces: Vec<Piece>,
     /// Strings of a chunk that hold escapes, unescaped by the typed path (reused).
     pub(crate) unescaped: String,
@@ -122,6 +124,7 @@ impl Decoder {
             failed: false,
             tool_index: HashMap::new(),
             block_kind: HashMap::new(),
+            native_blocks: HashMap::new(),
             pieces: Vec::new(),
             unescaped: String::new(),
             fast_path: true,

@@ -25,6 +25,12 @@ pub enum Event {
     ToolCallDelta { index: u32, id: Option<String>, name: Option<String>, arguments: String },
     /// Token counts (may arrive more than once; the last one wins).
     Usage(Usage),
+    /// A content block of the upstream's own API that no event above holds (Anthropic
+    /// `server_tool_use`, `web_search_tool_result` and the other server-tool results,
+    /// `redacted_thinking`, …), whole and as the upstream sent it (streamed input deltas
+    /// joined), in its place among the other events. Only a caller that speaks the same API (the
+    /// Messages surface for an Anthropic upstream) gets it back; others leave it out.
+    Native(Box<serde_json::Value>),
     /// The model stopped.
     Finish(FinishReason),
     /// The upstream failed; terminal.

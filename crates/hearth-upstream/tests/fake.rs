@@ -37,6 +37,7 @@ struct Outcome {
     reasoning: String,
     signature: String,
     logprobs: Vec<hearth_upstream::TokenLogprob>,
+    native: Vec<serde_json::Value>,
     tools: Vec<(Option<String>, Option<String>, String)>,
     usage: Option<hearth_upstream::Usage>,
     finish: Option<FinishReason>,
@@ -56,6 +57,7 @@ fn fold(events: &[Event]) -> Outcome {
             Event::ReasoningDelta(r) => o.reasoning.push_str(r),
             Event::ReasoningSignature(s) => o.signature.push_str(s),
             Event::Logprobs(l) => o.logprobs.extend(l.iter().cloned()),
+            Event::Native(b) => o.native.push((**b).clone()),
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let i = *index as usize;
                 if o.tools.len() <= i {

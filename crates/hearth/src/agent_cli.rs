@@ -199,7 +199,8 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
             Event::Finish(_)
             | Event::ToolCallDelta { .. }
             | Event::ReasoningSignature(_)
-            | Event::Logprobs(_) => {}
+            | Event::Logprobs(_)
+            | Event::Native(_) => {}
         }
     }
     let text = hearth_agent::containment::clean_reply(&text);

@@ -111,7 +111,8 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
                         Event::Error(e) => collected.error = Some(e),
                         Event::ToolCallDelta { .. }
                         | Event::ReasoningSignature(_)
-                        | Event::Logprobs(_) => {}
+                        | Event::Logprobs(_)
+                        | Event::Native(_) => {}
                     }
                 }
                 answer.attempts

@@ -102,6 +102,10 @@ fn python() -> PathBuf {
 const TOOL_CALL: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}}"#;
 const TOOL_ANSWER: &str = r#"{"id":"c2","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"It is sunny in Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":40,"completion_tokens":6,"total_tokens":46}}"#;
 
+const WEB_SEARCH_SSE: &str =
+    include_str!("../../../scripts/testbed/captures/anthropic/web-search.sse");
+const WEB_SEARCH_BODY: &str = r#"{"id":"msg_up","type":"message","role":"assistant","model":"claude-up","content":[{"type":"text","text":"I'll check the weather."},{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"weather NYC today"}},{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","title":"NYC","url":"https://www.weather.gov/okx/","encrypted_content":"Ev0D","page_age":null}]},{"type":"text","text":"It is sunny, 22 °C."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2679,"output_tokens":510}}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdks_against_llama_server() {
     let llama = LlamaServer::start(2048)
@@ -109,16 +113,22 @@ async fn python_sdks_against_llama_server() {
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
     upstream.push(Reply::json(200, TOOL_CALL));
     upstream.push(Reply::json(200, TOOL_ANSWER));
+    // An Anthropic upstream that runs a web search on its side (anthropic_sdk.py).
+    let ant = FakeUpstream::start_calls_only().await.unwrap();
+    ant.push(Reply::sse_raw(WEB_SEARCH_SSE));
+    ant.push(Reply::json(200, WEB_SEARCH_BODY));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!(
             r#"{{models: {{mode: "replace", providers: {{
                  llamacpp: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tiny", contextWindow: 2048, maxTokens: 32}}]}},
-                 fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tools"}}]}}}}}},
+                 fake: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tools"}}]}},
+                 ant: {{baseUrl: "{}", apiKey: "sk-ant-test", api: "anthropic-messages", models: [{{id: "claude-up"}}]}}}}}},
                agents: {{defaults: {{model: {{primary: "llamacpp/tiny"}}}}}}}}"#,
             llama.origin(),
-            upstream.origin()
+            upstream.origin(),
+            ant.origin()
         ),
     );
     let gateway = spawn_gateway(&config, &[]);
@@ -133,6 +143,7 @@ async fn python_sdks_against_llama_server() {
                 .env("HEARTH_BASE", origin)
                 .env("HEARTH_MODEL", "llamacpp/tiny")
                 .env("HEARTH_TOOL_MODEL", "fake/tools")
+                .env("HEARTH_SERVER_TOOL_MODEL", "ant/claude-up")
                 .output()
                 .unwrap()
         })
@@ -145,6 +156,7 @@ async fn python_sdks_against_llama_server() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    assert_eq!(ant.requests().len(), 2, "the server-tool answers came from the Anthropic upstream");
     // The tool result went back upstream on the second call.
     let second = upstream.requests()[1].json();
     let last = second["messages"].as_array().unwrap().last().unwrap().clone();

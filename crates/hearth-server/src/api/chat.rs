@@ -840,7 +840,8 @@ impl Render for ChatRender {
             Event::ReasoningDelta(r) => {
                 self.chunk(out, Delta { reasoning_content: Some(&r), ..Delta::default() }, None)
             }
-            Event::ReasoningSignature(_) => {}
+            // Blocks only the upstream's own API holds (docs/upstream.md, "Server tools").
+            Event::ReasoningSignature(_) | Event::Native(_) => {}
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let first = !self.tools_seen.contains(&index);
                 if first {

@@ -638,7 +638,7 @@ pub struct MessageBody<'a> {
     kind: &'static str,
     role: &'static str,
     model: &'a str,
-    content: Vec<BlockOut<'a>>,
+    content: Vec<ContentOut<'a>>,
     stop_reason: Option<&'static str>,
     stop_sequence: Option<()>,
     usage: UsageOut,
@@ -653,18 +653,40 @@ enum BlockOut<'a> {
     ToolUse { id: &'a str, name: &'a str, input: Value },
 }
 
+/// A content block of an answer: one hearth writes, or one the Anthropic upstream sent that no
+/// canonical event holds (`server_tool_use`, `web_search_tool_result`, …), as it came.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ContentOut<'a> {
+    Block(BlockOut<'a>),
+    Native(&'a Value),
+}
+
 /// A whole message, serialized straight from the collected answer.
 pub fn message<'a>(id: &'a str, model: &'a str, c: &'a Collected) -> MessageBody<'a> {
     let mut content = Vec::new();
     if !c.reasoning.is_empty() {
-        content.push(BlockOut::Thinking { thinking: &c.reasoning, signature: &c.signature });
+        content.push(ContentOut::Block(BlockOut::Thinking {
+            thinking: &c.reasoning,
+            signature: &c.signature,
+        }));
     }
-    if !c.text.is_empty() || c.tool_calls.is_empty() {
-        content.push(BlockOut::Text { text: &c.text });
+    // Native blocks go back where they came, between the pieces of text around them.
+    let mut at = 0;
+    for (offset, block) in &c.native {
+        if let Some(piece) = c.text.get(at..*offset).filter(|p| !p.is_empty()) {
+            content.push(ContentOut::Block(BlockOut::Text { text: piece }));
+            at = *offset;
+        }
+        content.push(ContentOut::Native(block));
+    }
+    let rest = c.text.get(at..).unwrap_or_default();
+    if !rest.is_empty() || (c.tool_calls.is_empty() && c.native.is_empty()) {
+        content.push(ContentOut::Block(BlockOut::Text { text: rest }));
     }
     for t in &c.tool_calls {
         let input: Value = serde_json::from_str(&t.arguments).unwrap_or_else(|_| json!({}));
-        content.push(BlockOut::ToolUse { id: &t.id, name: &t.name, input });
+        content.push(ContentOut::Block(BlockOut::ToolUse { id: &t.id, name: &t.name, input }));
     }
     MessageBody {
         id,
@@ -714,7 +736,7 @@ enum StreamEvent<'a> {
     },
     ContentBlockStart {
         index: u32,
-        content_block: BlockOut<'a>,
+        content_block: ContentOut<'a>,
     },
     ContentBlockDelta {
         index: u32,
@@ -792,7 +814,33 @@ impl MessagesRender {
         }
         self.close(out);
         self.open = Some(block);
-        StreamEvent::ContentBlockStart { index: self.index, content_block: start }.write(out);
+        StreamEvent::ContentBlockStart {
+            index: self.index,
+            content_block: ContentOut::Block(start),
+        }
+        .write(out);
+    }
+
+    /// A block the upstream sent whole: started and stopped at once, in its place. Its
+    /// `input` (a `server_tool_use`'s) streams as one `input_json_delta`, as Anthropic sends
+    /// it, so a client that builds the input from the deltas gets it too.
+    fn native(&mut self, mut block: Value, out: &mut Vec<u8>) {
+        self.close(out);
+        let input = block
+            .as_object_mut()
+            .and_then(|b| b.get_mut("input"))
+            .map(|input| std::mem::replace(input, Value::Object(Map::new())));
+        StreamEvent::ContentBlockStart {
+            index: self.index,
+            content_block: ContentOut::Native(&block),
+        }
+        .write(out);
+        if let Some(input) = input {
+            let partial_json = input.to_string();
+            self.delta(out, DeltaOut::InputJson { partial_json: &partial_json });
+        }
+        StreamEvent::ContentBlockStop { index: self.index }.write(out);
+        self.index += 1;
     }
 
     fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
@@ -838,6 +886,7 @@ impl Render for MessagesRender {
             }
             // Anthropic Messages has no logprobs.
             Event::Logprobs(_) => {}
+            Event::Native(block) => self.native(*block, out),
             Event::ReasoningSignature(s) => {
                 self.open(Block::Thinking, THINKING, out);
                 self.delta(out, DeltaOut::Signature { signature: &s });

@@ -1610,7 +1610,8 @@ impl Render for ResponsesRender {
                     self.emit_delta(out, "response.reasoning_text.delta", &id, &r, None);
                 }
             }
-            Event::ReasoningSignature(_) => {}
+            // Blocks only the upstream's own API holds (docs/upstream.md, "Server tools").
+            Event::ReasoningSignature(_) | Event::Native(_) => {}
             Event::TextDelta(t) => {
                 if !matches!(self.open, Some(Item::Message { .. })) {
                     self.close(out);

@@ -226,13 +226,21 @@ impl Decoder {
                             self.reasoning(t, out);
                         }
                     }
-                    _ => {}
+                    _ => {
+                        self.native_blocks.insert(index, (block.clone(), String::new()));
+                    }
                 }
                 self.block_kind.insert(index, kind);
             }
             "content_block_delta" => {
                 let index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let delta = value.get("delta").unwrap_or(&Value::Null);
+                if let Some((_, input)) = self.native_blocks.get_mut(&index) {
+                    if let Some(part) = str_at(delta, "partial_json") {
+                        input.push_str(part);
+                    }
+                    return;
+                }
                 match str_at(delta, "type").unwrap_or_default() {
                     "text_delta" => {
                         if let Some(t) = str_at(delta, "text") {
@@ -268,6 +276,18 @@ impl Decoder {
                 }
                 if let Some(u) = value.get("usage") {
                     self.usage = Some(usage::from_anthropic(u, self.usage));
+                }
+            }
+            "content_block_stop" => {
+                let index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some((mut block, input)) = self.native_blocks.remove(&index) {
+                    if !input.is_empty()
+                        && let Ok(parsed) = serde_json::from_str::<Value>(&input)
+                        && let Some(map) = block.as_object_mut()
+                    {
+                        map.insert("input".to_owned(), parsed);
+                    }
+                    out.push(Event::Native(Box::new(block)));
                 }
             }
             "message_stop" => self.complete = true,
@@ -317,7 +337,7 @@ impl Decoder {
                         out,
                     );
                 }
-                _ => {}
+                _ => out.push(Event::Native(Box::new(block.clone()))),
             }
         }
         if let Some(u) = value.get("usage") {
@@ -326,5 +346,97 @@ impl Decoder {
         if let Some(reason) = str_at(value, "stop_reason") {
             self.finish = Some(finish_reason(reason));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_config::Api;
+    use hearth_wire::sse::{SseDecoder, SseItem};
+    use serde_json::json;
+
+    use crate::decode::Decoder;
+    use crate::event::Event;
+
+    const WEB_SEARCH: &str =
+        include_str!("../../../../scripts/testbed/captures/anthropic/web-search.sse");
+
+    fn events(bytes: &[u8], split: usize) -> Vec<Event> {
+        let mut sse = SseDecoder::new();
+        let mut decoder = Decoder::new(Api::AnthropicMessages, false, 10);
+        let mut out = Vec::new();
+        let mut items = Vec::new();
+        for chunk in bytes.chunks(split) {
+            sse.feed(chunk, &mut items);
+            for item in items.drain(..) {
+                if let SseItem::Event(event) = item {
+                    decoder.sse(&event, &mut out);
+                }
+            }
+        }
+        decoder.finish(&mut out);
+        out
+    }
+
+    /// Server-tool blocks come out whole, in their place between the text, their streamed
+    /// input joined, for any split of the stream.
+    #[test]
+    fn server_tool_blocks_come_out_whole_and_in_place() {
+        for split in [1, 7, 64, WEB_SEARCH.len()] {
+            let out = events(WEB_SEARCH.as_bytes(), split);
+            let shape: Vec<String> = out
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TextDelta(t) => Some(format!("text:{t}")),
+                    Event::Native(b) => Some(format!("native:{}", b["type"].as_str().unwrap())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                shape,
+                [
+                    "text:I'll check the weather.",
+                    "native:server_tool_use",
+                    "native:web_search_tool_result",
+                    "text:It is sunny, 22 °C."
+                ],
+                "split {split}"
+            );
+            let natives: Vec<&serde_json::Value> = out
+                .iter()
+                .filter_map(|e| if let Event::Native(b) = e { Some(&**b) } else { None })
+                .collect();
+            assert_eq!(
+                *natives[0],
+                json!({"type": "server_tool_use", "id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB",
+                       "name": "web_search", "input": {"query": "weather NYC today"}})
+            );
+            assert_eq!(natives[1]["content"][0]["url"], "https://www.weather.gov/okx/");
+            assert!(!out.iter().any(|e| matches!(e, Event::Error(_))), "{out:?}");
+        }
+    }
+
+    /// A whole body keeps them too, in order.
+    #[test]
+    fn server_tool_blocks_in_a_whole_body() {
+        let body = json!({"type": "message", "content": [
+            {"type": "text", "text": "Looking."},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "Done."}
+        ], "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 2}});
+        let mut decoder = Decoder::new(Api::AnthropicMessages, false, 10).for_whole_body();
+        let mut out = Vec::new();
+        decoder.body(&body, &mut out);
+        decoder.finish(&mut out);
+        let kinds: Vec<String> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::TextDelta(t) => Some(t.clone()),
+                Event::Native(b) => Some(b["type"].as_str().unwrap().to_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, ["Looking.", "server_tool_use", "web_search_tool_result", "Done."]);
     }
 }

@@ -22,4 +22,19 @@ assert text and final.content[-1].text == text, (text, final)
 
 count = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hello there"}])
 assert count.input_tokens > 0
+# Server tools (Anthropic's web search) through an Anthropic upstream: the SDK's own types for
+# the blocks, in place, streaming and not (the upstream is scripted with the documented events).
+server_model = os.environ.get("HEARTH_SERVER_TOOL_MODEL")
+if server_model:
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]
+    ask = [{"role": "user", "content": "Weather in NYC?"}]
+    with client.messages.stream(model=server_model, max_tokens=1024, tools=tools, messages=ask) as stream:
+        final = stream.get_final_message()
+    kinds = [b.type for b in final.content]
+    assert kinds == ["text", "server_tool_use", "web_search_tool_result", "text"], kinds
+    assert final.content[1].input == {"query": "weather NYC today"}, final.content[1]
+    assert final.content[2].content[0].url == "https://www.weather.gov/okx/", final.content[2]
+    message = client.messages.create(model=server_model, max_tokens=1024, tools=tools, messages=ask)
+    assert [b.type for b in message.content] == kinds, message.content
+    assert message.content[1].input == {"query": "weather NYC today"}, message.content[1]
 print("anthropic sdk: ok")
