@@ -122,7 +122,7 @@ impl AppState {
         let not_ready = ready::not_ready_reason(&config, env.as_ref()).map(Arc::from);
         Ok(AppState(Arc::new(Shared {
             config: Arc::new(ArcSwap::from_pointee(config)),
-            router: Arc::new(Router::new()),
+            router: Arc::new(Router::new().with_probes(Arc::clone(&probes))),
             env,
             auth: Arc::new(auth),
             limiter: Arc::new(auth::Limiter::default()),

@@ -58,6 +58,74 @@ pub struct Target<'a> {
     pub model: &'a Model,
     /// Merged `params` (agent defaults < model settings < agent), without `extra_body`.
     pub params: Option<&'a Map<String, Value>>,
+    /// The most context the server says the model supports (Ollama's `/api/show` trained
+    /// window), when a probe has told: caps the `num_ctx` hearth derives ([`num_ctx`]).
+    pub served_max: Option<u64>,
+}
+
+/// Where the `options.num_ctx` sent to an Ollama server comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumCtxSource {
+    /// `params.num_ctx`, as configured.
+    Params,
+    /// The model entry's `contextTokens`.
+    ContextTokens,
+    /// The model entry's `contextWindow`.
+    ContextWindow,
+}
+
+impl NumCtxSource {
+    /// The config key, for `models status` and logs.
+    pub fn key(self) -> &'static str {
+        match self {
+            NumCtxSource::Params => "params.num_ctx",
+            NumCtxSource::ContextTokens => "contextTokens",
+            NumCtxSource::ContextWindow => "contextWindow",
+        }
+    }
+}
+
+/// The context window hearth asks an Ollama server to run a model with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumCtx {
+    pub value: u64,
+    pub source: NumCtxSource,
+    /// The configured value, when the served maximum cut it down.
+    pub capped_from: Option<u64>,
+}
+
+/// `options.num_ctx` for an Ollama server: `params.num_ctx` when set (a positive integer, sent
+/// as given), else the entry's `contextTokens`, else its `contextWindow`, cut to `served_max`
+/// (the trained window `/api/show` reports) when known. `None` when the entry sets none of
+/// them: Ollama's own default applies (`models status` says so), because hearth's 200000-token
+/// fallback budget sent as `num_ctx` would make Ollama allocate a huge cache.
+pub fn num_ctx(
+    model: &Model,
+    params: &Map<String, Value>,
+    served_max: Option<u64>,
+) -> Option<NumCtx> {
+    if let Some(n) = params.get("num_ctx").and_then(Value::as_u64).filter(|n| *n > 0) {
+        return Some(NumCtx { value: n, source: NumCtxSource::Params, capped_from: None });
+    }
+    let (configured, source) = match (model.context_tokens, model.context_window) {
+        (Some(n), _) => (n, NumCtxSource::ContextTokens),
+        (None, Some(n)) => (n, NumCtxSource::ContextWindow),
+        (None, None) => return None,
+    };
+    Some(match served_max {
+        Some(max) if max < configured => {
+            NumCtx { value: max, source, capped_from: Some(configured) }
+        }
+        _ => NumCtx { value: configured, source, capped_from: None },
+    })
+}
+
+/// Whether an `openai-completions` provider is an Ollama server's `/v1` (its id, or Ollama's
+/// port on a local host), for `injectNumCtxForOpenAICompat`.
+pub fn is_ollama_compat(provider: &Provider) -> bool {
+    provider.id == "ollama"
+        || provider.id.starts_with("ollama-")
+        || (provider.is_local() && provider.base_url.port() == Some(11434))
 }
 
 impl Target<'_> {
@@ -200,7 +268,11 @@ mod tests {
     fn body(api: &str, base: &str, model: &str, prompt: &Prompt) -> Value {
         let c = config(api, base, model);
         let provider = &c.providers["p"];
-        encode_json(prompt, &Target { provider, model: &provider.models[0], params: None }).unwrap()
+        encode_json(
+            prompt,
+            &Target { provider, model: &provider.models[0], params: None, served_max: None },
+        )
+        .unwrap()
     }
 
     fn conversation() -> Prompt {

@@ -202,6 +202,9 @@ pub struct Router<T = Clients> {
     services: Arc<LocalServices>,
     /// Context sizes the servers taught us (overflow errors).
     learned: Mutex<HashMap<(String, String), u64>>,
+    /// What servers were probed to serve (the gateway's probe cache): caps the `num_ctx` sent
+    /// to Ollama. Read from the cache only, never probed on a request's way.
+    probes: Option<Arc<crate::probe::Probes>>,
 }
 
 /// Per-call options.
@@ -255,6 +258,13 @@ impl Router {
         Router::default()
     }
 
+    /// Reads what servers serve from `probes`' cache (the most context a model supports).
+    #[must_use]
+    pub fn with_probes(mut self, probes: Arc<crate::probe::Probes>) -> Self {
+        self.probes = Some(probes);
+        self
+    }
+
     /// Builds the HTTP clients of the default chain's providers (the ones most requests use),
     /// so the first request does not pay for it; the others are built on first use (each
     /// client holds its own TLS roots: memory). Blocking work: run it off the async workers.
@@ -280,6 +290,7 @@ impl<T: Transport> Router<T> {
             tables: Mutex::default(),
             services: Arc::default(),
             learned: Mutex::default(),
+            probes: None,
         }
     }
 
@@ -408,7 +419,12 @@ impl<T: Transport> Router<T> {
                 }
             }
             let params = params_for(model_ref);
-            let target = Target { provider, model, params: params.as_ref() };
+            let served_max = self
+                .probes
+                .as_ref()
+                .and_then(|p| p.cached(provider))
+                .and_then(|probe| probe.find(&model.id).and_then(|m| m.max_context_window));
+            let target = Target { provider, model, params: params.as_ref(), served_max };
             let key = keys.get(candidate).and_then(|k| k.get(credential));
             match self.first_event(&target, prompt, env, key, options.deadline).await {
                 Ok((held, first, stream)) => {

@@ -24,7 +24,11 @@ fn body(api: &str, base: &str, prompt: &Prompt) -> Value {
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let config = loaded.config.unwrap();
     let provider = &config.providers["p"];
-    encode_json(prompt, &Target { provider, model: &provider.models[0], params: None }).unwrap()
+    encode_json(
+        prompt,
+        &Target { provider, model: &provider.models[0], params: None, served_max: None },
+    )
+    .unwrap()
 }
 
 /// Every `null` anywhere in the body, by path.
@@ -148,7 +152,7 @@ fn a_chat_response_format_from_params_becomes_text_format_for_responses() {
     let provider = &config.providers["p"];
     let b = encode_json(
         &Prompt::text(None, "hi"),
-        &Target { provider, model: &provider.models[0], params: None },
+        &Target { provider, model: &provider.models[0], params: None, served_max: None },
     )
     .unwrap();
     assert!(b.get("response_format").is_none(), "{b}");
@@ -254,7 +258,8 @@ fn params_and_passthrough_never_write_a_key_twice() {
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         let config = loaded.config.unwrap();
         let provider = &config.providers["p"];
-        let target = Target { provider, model: &provider.models[0], params: None };
+        let target =
+            Target { provider, model: &provider.models[0], params: None, served_max: None };
         let mut prompt = tools_prompt();
         prompt.temperature = Some(0.9);
         prompt.top_p = Some(0.9);

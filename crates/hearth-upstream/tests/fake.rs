@@ -271,7 +271,7 @@ async fn call(
 ) -> Result<Vec<Event>, hearth_upstream::UpstreamError> {
     let provider = &config.providers["fake"];
     let model = provider.model("m").unwrap();
-    let target = Target { provider, model, params: None };
+    let target = Target { provider, model, params: None, served_max: None };
     let client = Client::new(provider)?;
     let stream = client.send(&target, prompt, &BTreeMap::<String, String>::new()).await?;
     Ok(stream.collect().await)

@@ -37,7 +37,11 @@ async fn call(
     let model = provider.model("tiny").unwrap();
     let client = Client::new(provider)?;
     let stream = client
-        .send(&Target { provider, model, params: None }, prompt, &BTreeMap::<String, String>::new())
+        .send(
+            &Target { provider, model, params: None, served_max: None },
+            prompt,
+            &BTreeMap::<String, String>::new(),
+        )
         .await?;
     Ok(stream.collect().await)
 }

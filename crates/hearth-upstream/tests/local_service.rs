@@ -100,7 +100,7 @@ async fn chat(config: &Config) -> String {
     let client = Client::new(provider).unwrap();
     let prompt = Prompt::text(None, "hello");
     let events: Vec<Event> = client
-        .send(&Target { provider, model, params: None }, &prompt, &env())
+        .send(&Target { provider, model, params: None, served_max: None }, &prompt, &env())
         .await
         .unwrap()
         .collect()

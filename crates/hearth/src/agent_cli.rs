@@ -288,7 +288,7 @@ async fn agent_via_gateway(local: &Config, url: &str, args: &AgentArgs) -> anyho
     let mut prompt = hearth_upstream::Prompt::text(None, &args.message);
     prompt.stream = true;
     let client = hearth_upstream::Client::new(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let target = hearth_upstream::Target { provider, model, params: None };
+    let target = hearth_upstream::Target { provider, model, params: None, served_max: None };
     let events =
         match client.send_with_key(&target, &prompt, &ProcessEnv, credential.as_ref()).await {
             Ok(events) => events,

@@ -210,6 +210,17 @@ async fn serve(
     let snapshot = state.config.load_full();
     let env = Arc::clone(&state.env);
     tokio::task::spawn_blocking(move || router.prepare(&snapshot, &*env));
+    // Local Ollama servers are asked once what their models support (`/api/show`), so the
+    // `num_ctx` hearth sends is cut to it (the probe cache; requests never wait for it).
+    let snapshot = state.config.load_full();
+    for provider in snapshot.providers.values() {
+        let ollama = provider.api == hearth_config::Api::Ollama
+            || provider.models.iter().any(|m| m.api == hearth_config::Api::Ollama);
+        if ollama && provider.is_local() && provider.origin == Origin::Config {
+            let (probes, provider) = (Arc::clone(&state.probes), provider.clone());
+            tokio::spawn(async move { probes.get(&provider).await });
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
         let _ = stop_rx.await;
@@ -300,6 +311,19 @@ async fn startup_block(
         }
         Err(e) => {
             out.push_str(&format!("  default:   none ({e}); requests must name a model, e.g. \"lmstudio/<model id>\"\n"));
+        }
+    }
+    // The window each Ollama model of the default chain runs with (`options.num_ctx`).
+    for model_ref in chain.iter().flat_map(|c| c.candidates.iter()) {
+        if let Ok(resolved) = config.resolve_model_ref(model_ref)
+            && crate::status::sends_num_ctx(resolved.provider, &resolved.model)
+        {
+            let params = crate::status::model_params(resolved.provider, &resolved.model);
+            let n = hearth_upstream::encode::num_ctx(&resolved.model, &params, None);
+            out.push_str(&format!(
+                "  num_ctx:   {}\n",
+                crate::status::num_ctx_note(model_ref, n.as_ref())
+            ));
         }
     }
     // Providers worth checking: configured ones, and those the default chain or agents use.

@@ -113,6 +113,9 @@ pub struct ModelStatus {
     pub configured_context: Option<u64>,
     pub served_context: Option<u64>,
     pub context_warning: Option<ContextWarning>,
+    /// For an Ollama server: the `options.num_ctx` hearth sends (`None` inside: none, Ollama's
+    /// default applies). `None`: not an Ollama server.
+    pub num_ctx: Option<Option<hearth_upstream::encode::NumCtx>>,
     /// Configured `openai-responses` on a server without `/responses`.
     pub api_problem: Option<String>,
     pub cooldowns: Vec<CooldownView>,
@@ -493,6 +496,10 @@ fn model_status(
     let served_context = served.and_then(|s| s.context_window);
     let configured_context = model.context_tokens.or(model.context_window);
     let (_, context_warning) = probe::effective_context_for(model, served_context);
+    let num_ctx = sends_num_ctx(provider, model).then(|| {
+        let params = model_params(provider, model);
+        hearth_upstream::encode::num_ctx(model, &params, served.and_then(|s| s.max_context_window))
+    });
     let api_problem = (model.api == Api::OpenaiResponses && probe.responses_api == Some(false))
         .then(|| {
             format!(
@@ -528,9 +535,58 @@ fn model_status(
         configured_context,
         served_context,
         context_warning,
+        num_ctx,
         api_problem,
         cooldowns,
         answered: None,
+    }
+}
+
+/// Whether requests to `model` carry `options.num_ctx`: Ollama's native API, or its `/v1` with
+/// `injectNumCtxForOpenAICompat` (default on).
+pub fn sends_num_ctx(provider: &Provider, model: &Model) -> bool {
+    match model.api {
+        Api::Ollama => true,
+        Api::OpenaiCompletions => {
+            provider.inject_num_ctx && hearth_upstream::encode::is_ollama_compat(provider)
+        }
+        _ => false,
+    }
+}
+
+/// The provider's and the model row's `params`, merged (the agent's are per request).
+pub fn model_params(
+    provider: &Provider,
+    model: &Model,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for layer in [provider.params.as_ref(), model.params.as_ref()].into_iter().flatten() {
+        if let serde_json::Value::Object(map) = layer {
+            out.extend(map.clone());
+        }
+    }
+    out
+}
+
+/// What `num_ctx` a model gets, in words.
+pub fn num_ctx_note(
+    model_ref: &ModelRef,
+    num_ctx: Option<&hearth_upstream::encode::NumCtx>,
+) -> String {
+    match num_ctx {
+        Some(n) => match n.capped_from {
+            Some(configured) => format!(
+                "{model_ref}: hearth sends num_ctx {} ({} {configured}, cut to what the model supports)",
+                n.value,
+                n.source.key()
+            ),
+            None => {
+                format!("{model_ref}: hearth sends num_ctx {} (from {})", n.value, n.source.key())
+            }
+        },
+        None => format!(
+            "{model_ref}: no contextWindow or contextTokens, so no num_ctx is sent and Ollama's own default window applies (4096 tokens, or more with much VRAM); set contextWindow"
+        ),
     }
 }
 
@@ -548,7 +604,7 @@ async fn one_token(
     prompt.stream = false;
     let call = async {
         let client = Client::new(provider)?;
-        let target = Target { provider, model, params: params.as_ref() };
+        let target = Target { provider, model, params: params.as_ref(), served_max: None };
         let mut events = client.send(&target, &prompt, env).await?;
         while let Some(event) = events.next().await {
             if let Event::Error(e) = event {
@@ -665,6 +721,11 @@ fn notes(report: &Report) -> Vec<String> {
             ));
         }
         for m in &p.models {
+            if let Some(n) = &m.num_ctx
+                && !matches!(m.role, Role::None | Role::Served)
+            {
+                out.push(num_ctx_note(&m.model_ref, n.as_ref()));
+            }
             if let Some(w) = &m.context_warning {
                 out.push(format!(
                     "{}: {w}; lower contextWindow to {} or raise the server's context size",
@@ -845,6 +906,14 @@ pub fn report_json(report: &Report) -> serde_json::Value {
                             "configured": m.configured_context,
                             "served": m.served_context,
                             "warning": m.context_warning.map(|w| w.to_string()),
+                            "numCtx": m.num_ctx.map(|n| match n {
+                                Some(n) => json!({
+                                    "value": n.value,
+                                    "source": n.source.key(),
+                                    "cappedFrom": n.capped_from,
+                                }),
+                                None => json!({"value": null, "source": "ollama-default"}),
+                            }),
                         },
                         "apiCheck": {
                             "ok": m.api_problem.is_none(),

@@ -300,3 +300,51 @@ fn local_service_that_cannot_start() {
     assert_eq!(e["class"], "connect");
     assert!(e["message"].as_str().unwrap().contains("exited"), "{e}");
 }
+
+/// An Ollama model's `num_ctx` is in the status: the configured window, cut to the trained one
+/// `/api/show` reports, and said plainly when none is configured. See: #15
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_num_ctx_is_shown() {
+    let up = FakeUpstream::start().await.unwrap();
+    let tags = r#"{"models":[{"name":"big:8b","model":"big:8b","size":1,"digest":"d","details":{}},{"name":"bare:1b","model":"bare:1b","size":1,"digest":"e","details":{}}]}"#;
+    let show = r#"{"parameters":"","model_info":{"general.architecture":"qwen3","qwen3.context_length":40960},"capabilities":["completion"]}"#;
+    for _ in 0..2 {
+        up.push(Reply::json(200, tags));
+        up.push(Reply::json(200, r#"{"models":[]}"#));
+        up.push(Reply::json(200, show));
+        up.push(Reply::json(200, show));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        &format!(
+            r#"{{ agents: {{ defaults: {{ model: {{ primary: "ol/big:8b", fallbacks: ["ol/bare:1b"] }} }} }},
+  models: {{ mode: "replace", providers: {{ ol: {{ baseUrl: "{}", api: "ollama",
+    models: [{{ id: "big:8b", contextWindow: 131072 }}, {{ id: "bare:1b" }}] }} }} }} }}"#,
+            up.origin()
+        ),
+    );
+    let r = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || run(&config, &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        r.stdout.contains("ol/big:8b: hearth sends num_ctx 40960 (contextWindow 131072, cut to what the model supports)"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(r.stdout.contains("ol/bare:1b: no contextWindow or contextTokens"), "{}", r.stdout);
+    let v = tokio::task::spawn_blocking(move || json(&run(&config, &["--json"]))).await.unwrap();
+    let models = provider(&v, "ol")["models"].as_array().unwrap().clone();
+    assert_eq!(
+        models[0]["context"]["numCtx"],
+        serde_json::json!({"value": 40960, "source": "contextWindow", "cappedFrom": 131072})
+    );
+    assert_eq!(
+        models[1]["context"]["numCtx"],
+        serde_json::json!({"value": null, "source": "ollama-default"})
+    );
+}

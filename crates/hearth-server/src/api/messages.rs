@@ -257,7 +257,12 @@ async fn count(
                 }
             }
             Api::OpenaiCompletions => {
-                let target = hearth_upstream::Target { provider, model: &model, params: None };
+                let target = hearth_upstream::Target {
+                    provider,
+                    model: &model,
+                    params: None,
+                    served_max: None,
+                };
                 let Ok(mut chat) = hearth_upstream::encode::encode_json(&prompt, &target) else {
                     return Ok(answer(estimate_tokens(&prompt), "estimate"));
                 };

@@ -147,6 +147,13 @@ fn request<'a>(
         options.insert("stop", Cow::Owned(Value::from(prompt.stop.clone())));
     }
     options.insert("num_predict", Cow::Owned(Value::from(target.output_cap(prompt))));
+    // The window the entry says, not Ollama's default (4096, or VRAM-tiered), which cannot
+    // hold an agent's system prompt (docs/local-models.md).
+    if !options.contains("num_ctx")
+        && let Some(n) = crate::encode::num_ctx(target.model, params, target.served_max)
+    {
+        options.insert("num_ctx", Cow::Owned(Value::from(n.value)));
+    }
     let tools = (tools_allowed(target) && !prompt.tools.is_empty()).then(|| {
         prompt
             .tools

@@ -242,6 +242,17 @@ fn request<'a>(
     if !native {
         extra.retain(|k| !OPENAI_ONLY.contains(&k));
     }
+    // Ollama's `/v1` (`injectNumCtxForOpenAICompat`, default on): the window goes in
+    // `options.num_ctx`, as on its native API.
+    if target.provider.inject_num_ctx
+        && crate::encode::is_ollama_compat(target.provider)
+        && !extra.contains("options")
+        && let Some(n) = crate::encode::num_ctx(target.model, params, target.served_max)
+    {
+        let mut options = serde_json::Map::new();
+        options.insert("num_ctx".to_owned(), Value::from(n.value));
+        extra.insert("options", Cow::Owned(Value::Object(options)));
+    }
     request.extra = extra;
     request
 }
