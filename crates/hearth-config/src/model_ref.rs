@@ -417,6 +417,28 @@ impl Config {
         Ok(chain)
     }
 
+    /// `imageModel` of `agent` (else of the defaults) as a chain: its primary, then its
+    /// fallbacks, each resolved, allowed by the model policy and taking images. `None`: not
+    /// configured, or nothing in it can answer.
+    pub fn image_chain(&self, agent: Option<&str>) -> Option<Chain> {
+        let selection = agent
+            .and_then(|id| self.agents.get(id))
+            .and_then(|a| a.image_model.as_ref())
+            .or(self.defaults.image_model.as_ref())?;
+        let mut candidates: Vec<ModelRef> = Vec::new();
+        for name in std::iter::once(&selection.primary).chain(selection.fallbacks.iter().flatten())
+        {
+            if let Ok(resolved) = self.resolve_ref_for(agent, name)
+                && resolved.model.takes_images()
+                && self.allows(agent, &resolved.model_ref)
+                && !candidates.contains(&resolved.model_ref)
+            {
+                candidates.push(resolved.model_ref);
+            }
+        }
+        (!candidates.is_empty()).then_some(Chain { candidates, strict: false })
+    }
+
     /// Whether `agent` (or the defaults) admits only local providers.
     pub fn local_only(&self, agent: Option<&str>) -> bool {
         agent

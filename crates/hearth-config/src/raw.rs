@@ -491,6 +491,9 @@ pub struct RawModelPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct RawAgentDefaults {
     pub model: Option<RawModelSelection>,
+    /// `imageModel`: the model (and fallbacks) for a request with images when the active model
+    /// takes text only.
+    pub image_model: Option<RawModelSelection>,
     /// `"provider/model"` (or `"provider/*"`) → alias and params.
     pub models: Option<IndexMap<String, RawModelSettings>>,
     pub model_policy: Option<RawModelPolicy>,
@@ -532,6 +535,8 @@ pub struct RawAgent {
     pub default: Option<bool>,
     /// A string is strict (no fallback); `{primary, fallbacks}` opts in to fallbacks.
     pub model: Option<RawModelSelection>,
+    /// `imageModel`, this agent's (else the defaults').
+    pub image_model: Option<RawModelSelection>,
     pub models: Option<IndexMap<String, RawModelSettings>>,
     /// Replaces the default policy (`[]` allows any model).
     pub model_policy: Option<RawModelPolicy>,
@@ -719,6 +724,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
         "RawAgentDefaults",
         &[
             "model",
+            "imageModel",
             "models",
             "modelPolicy",
             "timeoutSeconds",
@@ -737,6 +743,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "name",
             "default",
             "model",
+            "imageModel",
             "models",
             "modelPolicy",
             "timeoutSeconds",
@@ -1162,6 +1169,7 @@ impl Decode for RawAgentDefaults {
         let mut obj = Obj::new(node, cx)?;
         let defaults = RawAgentDefaults {
             model: obj.get("model", cx),
+            image_model: obj.get("imageModel", cx),
             models: obj.get("models", cx),
             model_policy: obj.get("modelPolicy", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),
@@ -1204,6 +1212,7 @@ impl Decode for RawAgent {
             name: obj.get("name", cx),
             default: obj.get("default", cx),
             model: obj.get("model", cx),
+            image_model: obj.get("imageModel", cx),
             models: obj.get("models", cx),
             model_policy: obj.get("modelPolicy", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),

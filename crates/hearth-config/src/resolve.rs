@@ -349,6 +349,11 @@ pub struct Model {
 }
 
 impl Model {
+    /// Whether the entry's `input` names images.
+    pub fn takes_images(&self) -> bool {
+        self.input.contains(&InputKind::Image)
+    }
+
     /// Tokens of context to budget with, before the server has told us its real size.
     pub fn context_budget(&self) -> u64 {
         self.context_tokens.or(self.context_window).unwrap_or(DEFAULT_CONTEXT_WINDOW)
@@ -364,6 +369,8 @@ pub struct ModelSettings {
 #[derive(Debug, Clone, Default)]
 pub struct AgentDefaults {
     pub model: Option<ModelSelection>,
+    /// `imageModel`: for requests with images when the active model takes text only.
+    pub image_model: Option<ModelSelection>,
     /// Empty: any model allowed.
     pub allow: Vec<String>,
     /// `modelPolicy.localOnly`: only local providers' models.
@@ -391,6 +398,8 @@ pub struct Agent {
     pub name: Option<String>,
     pub is_default: bool,
     pub model: Option<ModelSelection>,
+    /// `None` inherits `agents.defaults.imageModel`.
+    pub image_model: Option<ModelSelection>,
     /// `Some(vec![])` allows any model; `None` inherits the default policy.
     pub allow: Option<Vec<String>>,
     /// `None` inherits `agents.defaults.modelPolicy.localOnly`.
@@ -588,6 +597,7 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         aliases,
         defaults: AgentDefaults {
             model: None,
+            image_model: None,
             allow: defaults_raw
                 .model_policy
                 .as_ref()
@@ -628,6 +638,12 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
     config.defaults.model = defaults_raw.model.as_ref().and_then(|sel| {
         cx.push_key("model");
         let resolved = selection(sel, &config, cx);
+        cx.pop();
+        resolved
+    });
+    config.defaults.image_model = defaults_raw.image_model.as_ref().and_then(|sel| {
+        cx.push_key("imageModel");
+        let resolved = image_selection(sel, &config, cx);
         cx.pop();
         resolved
     });
@@ -818,10 +834,68 @@ fn selection(raw: &RawModelSelection, config: &Config, cx: &mut Cx<'_>) -> Optio
     }
 }
 
+/// `imageModel`: like a `model` selection, where a bare id that names exactly one configured
+/// image-capable entry stands for it (`qwen2.5vl:7b` for `ollama/qwen2.5vl:7b`), and every
+/// model it names should take images.
+fn image_selection(
+    raw: &RawModelSelection,
+    config: &Config,
+    cx: &mut Cx<'_>,
+) -> Option<ModelSelection> {
+    let bare = |s: &str| -> String {
+        if config.resolve_ref(s).is_ok() {
+            return s.to_owned();
+        }
+        let mut found = config.providers.values().flat_map(|p| {
+            p.models
+                .iter()
+                .filter(move |m| m.id == s && m.takes_images())
+                .map(move |m| format!("{}/{}", p.id, m.id))
+        });
+        match (found.next(), found.next()) {
+            (Some(one), None) => one,
+            _ => s.to_owned(),
+        }
+    };
+    let normalized = match raw {
+        RawModelSelection::Ref(r) => {
+            RawModelSelection::Ref(Spanned { value: bare(r), span: r.span })
+        }
+        RawModelSelection::Chain(c) => RawModelSelection::Chain(crate::raw::RawModelChain {
+            primary: c.primary.as_ref().map(|p| Spanned { value: bare(p), span: p.span }),
+            fallbacks: c
+                .fallbacks
+                .as_ref()
+                .map(|l| l.iter().map(|f| Spanned { value: bare(f), span: f.span }).collect()),
+        }),
+    };
+    let selection = selection(&normalized, config, cx)?;
+    for name in std::iter::once(&selection.primary).chain(selection.fallbacks.iter().flatten()) {
+        if let Ok(resolved) = config.resolve_ref(name)
+            && !resolved.model.takes_images()
+        {
+            cx.report(
+                Severity::Warning,
+                "image-model-text-only",
+                None,
+                format!("`{name}` takes text only (its `input` has no \"image\"), so it cannot answer a request with images"),
+                Some("name a model whose entry says `input: [\"text\", \"image\"]`".into()),
+            );
+        }
+    }
+    Some(selection)
+}
+
 fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> Agent {
     let model = raw.model.as_ref().and_then(|sel| {
         cx.push_key("model");
         let s = selection(sel, config, cx);
+        cx.pop();
+        s
+    });
+    let image_model = raw.image_model.as_ref().and_then(|sel| {
+        cx.push_key("imageModel");
+        let s = image_selection(sel, config, cx);
         cx.pop();
         s
     });
@@ -843,6 +917,7 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
         }
     });
     Agent {
+        image_model,
         model_settings,
         aliases,
         id: id.to_owned(),

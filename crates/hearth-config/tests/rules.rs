@@ -632,3 +632,34 @@ fn a_bad_routing_value_is_a_load_error_naming_the_key() {
         assert!(errors.iter().any(|e| e.contains(key)), "{text}: {errors:?}");
     }
 }
+
+/// `imageModel`: a bare id naming exactly one image-capable entry stands for it; the chain keeps
+/// only what takes images; a text-only model named there is a warning. See: #15
+#[test]
+fn image_model_bare_ids_and_text_only_entries() {
+    let text = r#"{models: {mode: "replace", providers: {
+        ollama: {baseUrl: "http://127.0.0.1:11434", api: "ollama", models: [
+          {id: "qwen2.5vl:7b", input: ["text", "image"]}, {id: "qwen3:8b"}]},
+        lm: {baseUrl: "http://127.0.0.1:1234/v1", models: [{id: "gemma", input: ["text", "image"]}]}}},
+      agents: {defaults: {model: "ollama/qwen3:8b",
+        imageModel: {primary: "qwen2.5vl:7b", fallbacks: ["ollama/qwen3:8b", "lm/gemma"]}},
+        entries: {coder: {imageModel: "lm/gemma"}}}}"#;
+    let loaded = load_str("test.json5", text, &env());
+    let warnings: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "image-model-text-only")
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", loaded.diagnostics);
+    assert!(warnings[0].contains("ollama/qwen3:8b"), "{}", warnings[0]);
+    let c = loaded.config.unwrap();
+    let refs = |agent| -> Vec<String> {
+        c.image_chain(agent).unwrap().candidates.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(refs(None), ["ollama/qwen2.5vl:7b", "lm/gemma"]);
+    assert_eq!(refs(Some("coder")), ["lm/gemma"]);
+    assert!(
+        config(r#"{agents: {defaults: {model: "openai/gpt-5.5"}}}"#).image_chain(None).is_none()
+    );
+}

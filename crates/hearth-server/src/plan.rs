@@ -189,6 +189,62 @@ pub fn plan(config: &Config, model: &str, headers: &HeaderMap) -> Result<Plan, A
     }
 }
 
+/// Whether a request carries images (in a user message or a tool result).
+pub fn has_images(prompt: &hearth_upstream::Prompt) -> bool {
+    prompt
+        .messages
+        .iter()
+        .any(|m| m.content.iter().any(|p| matches!(p, hearth_upstream::Part::Image { .. })))
+}
+
+/// Routes a request by what it carries (issue 15, `docs/local-models.md`): a request with
+/// images goes only to models whose entry takes images (`input: ["text", "image"]`), never
+/// silently to a text-only one. When the first candidate takes text only, the agent's
+/// `imageModel` chain answers instead, where one is configured; else the chain keeps its
+/// image-capable candidates, in order. None left: a 400 that says which model took text only
+/// and what to change. Returns what it did, for the log, when it changed the chain.
+pub fn route_by_input(
+    config: &Config,
+    plan: &mut Plan,
+    prompt: &hearth_upstream::Prompt,
+) -> Result<Option<String>, ApiError> {
+    if !has_images(prompt) {
+        return Ok(None);
+    }
+    let takes_images = |r: &hearth_config::ModelRef| {
+        config.resolve_model_ref(r).is_ok_and(|resolved| resolved.model.takes_images())
+    };
+    let Some(first) = plan.chain.candidates.first().cloned() else { return Ok(None) };
+    if takes_images(&first) {
+        let before = plan.chain.candidates.len();
+        plan.chain.candidates.retain(|r| takes_images(r));
+        return Ok((plan.chain.candidates.len() < before)
+            .then(|| "images: text-only fallbacks left out of the chain".to_owned()));
+    }
+    if let Some(chain) = config.image_chain(plan.agent.as_deref()) {
+        let note = format!(
+            "images: {first} takes text only; answered by imageModel ({})",
+            chain.candidates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+        plan.chain = chain;
+        return Ok(Some(note));
+    }
+    let capable: Vec<_> =
+        plan.chain.candidates.iter().filter(|r| takes_images(r)).cloned().collect();
+    if capable.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "`{first}` takes text only (its model entry's `input` has no \"image\"), and the request has images; send text only, use a model whose entry says `input: [\"text\", \"image\"]`, or set agents.defaults.imageModel"
+            ),
+        )
+        .with_code("model_does_not_take_images"));
+    }
+    let note = format!("images: {first} takes text only; answered by its image-capable fallbacks");
+    plan.chain.candidates = capable;
+    Ok(Some(note))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,9 @@ fn config(chat: &str, anthropic: &str, extra: &str) -> String {
     format!(
         r#"{{models: {{mode: "replace", providers: {{
             fake: {{baseUrl: "{chat}/v1", apiKey: "sk-local", api: "openai-completions",
-                models: [{{id: "m", maxTokens: 256, contextWindow: 4096}}]}},
+                models: [{{id: "m", maxTokens: 256, contextWindow: 4096, input: ["text", "image"]}}]}},
             ant: {{baseUrl: "{anthropic}", apiKey: "sk-ant-local", api: "anthropic-messages",
-                models: [{{id: "claude-up", maxTokens: 1024, contextWindow: 200000}}]}}}}}},
+                models: [{{id: "claude-up", maxTokens: 1024, contextWindow: 200000, input: ["text", "image"]}}]}}}}}},
           agents: {{defaults: {{model: {{primary: "fake/m"}}}}}} {extra}}}"#
     )
 }

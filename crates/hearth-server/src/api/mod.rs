@@ -173,6 +173,11 @@ async fn run<E: Endpoint>(
     };
     let Parsed { mut prompt, mut endpoint, dropped, logprobs } = parsed;
     let run = endpoint.planned(&cx, &mut plan, &mut prompt).await?;
+    if let Some(note) =
+        plan::route_by_input(&config, &mut plan, &prompt).map_err(|e| E::run_error(&run, e))?
+    {
+        tracing::info!(model = %plan.requested, "{note}");
+    }
     if prompt.stream {
         let start = {
             let (app, config, plan) = (app.clone(), Arc::clone(&config), plan.clone());
