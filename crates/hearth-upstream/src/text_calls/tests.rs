@@ -522,3 +522,163 @@ proptest! {
     }
 }
 
+// ---- through the decoder --------------------------------------------------------------------
+
+mod decoder {
+    use hearth_config::Api;
+    use hearth_wire::sse::SseEvent;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::{cut, tools};
+    use crate::decode::Decoder;
+    use crate::event::{Event, FinishReason};
+    use crate::text_calls::TextCalls;
+
+    const HERMES: &str = "Checking.<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}</tool_call>";
+
+    fn decoder(api: Api) -> Decoder {
+        Decoder::new(api, false, 10).with_text_calls(TextCalls::new(tools()))
+    }
+
+    /// A chat stream carrying `chunks` as content, ending with `finish_reason: stop`.
+    fn chat_stream(mut decoder: Decoder, chunks: &[&str]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for c in chunks {
+            let data = json!({"choices": [{"index": 0, "delta": {"content": c}}]}).to_string();
+            decoder.sse(&SseEvent { data, ..SseEvent::default() }, &mut out);
+        }
+        let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        decoder.sse(&SseEvent { data: end.to_string(), ..SseEvent::default() }, &mut out);
+        decoder.sse(&SseEvent { data: "[DONE]".into(), ..SseEvent::default() }, &mut out);
+        decoder.finish(&mut out);
+        out
+    }
+
+    /// The events with ids replaced by `ID` (they are random), and text merged.
+    fn normalized(events: Vec<Event>) -> Vec<Event> {
+        let mut all: Vec<Event> = Vec::new();
+        for e in events {
+            match (all.last_mut(), e) {
+                (Some(Event::TextDelta(a)), Event::TextDelta(b)) => a.push_str(&b),
+                (Some(Event::ReasoningDelta(a)), Event::ReasoningDelta(b)) => a.push_str(&b),
+                (_, Event::ToolCallDelta { index, id, name, arguments }) => {
+                    all.push(Event::ToolCallDelta {
+                        index,
+                        id: id.map(|_| "ID".to_owned()),
+                        name,
+                        arguments,
+                    });
+                }
+                (_, Event::Usage(_)) => {}
+                (_, e) => all.push(e),
+            }
+        }
+        all
+    }
+
+    fn weather_call(index: u32) -> Event {
+        Event::ToolCallDelta {
+            index,
+            id: Some("ID".to_owned()),
+            name: Some("get_weather".to_owned()),
+            arguments: r#"{"city": "Paris"}"#.to_owned(),
+        }
+    }
+
+    fn expected() -> Vec<Event> {
+        vec![
+            Event::TextDelta("Checking.".to_owned()),
+            weather_call(0),
+            Event::Finish(FinishReason::ToolCalls),
+        ]
+    }
+
+    #[test]
+    fn a_chat_stream_gets_a_structured_call_with_a_fresh_id() {
+        let events = chat_stream(decoder(Api::OpenaiCompletions), &[HERMES]);
+        let ids: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ToolCallDelta { id, .. } => id.as_deref(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1);
+        assert!(ids[0].starts_with("call_") && ids[0].len() == 29, "{ids:?}");
+        assert_eq!(normalized(events), expected());
+        // Off: the text as it came.
+        let events = chat_stream(Decoder::new(Api::OpenaiCompletions, false, 10), &[HERMES]);
+        assert_eq!(
+            normalized(events),
+            [Event::TextDelta(HERMES.to_owned()), Event::Finish(FinishReason::Stop)]
+        );
+    }
+
+    #[test]
+    fn think_tags_are_split_first_and_a_length_finish_stays() {
+        let text = format!("<think>Paris, then.</think>\n\n{HERMES}");
+        let events = normalized(chat_stream(decoder(Api::OpenaiCompletions), &[&text]));
+        let mut want = vec![Event::ReasoningDelta("Paris, then.".to_owned())];
+        want.extend(expected());
+        assert_eq!(events, want);
+        // A structured call before: the recovered one comes after it.
+        let mut d = decoder(Api::OpenaiCompletions);
+        let mut out = Vec::new();
+        let structured = json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_x", "function": {"name": "search", "arguments": "{}"}}
+        ]}}]});
+        d.sse(&SseEvent { data: structured.to_string(), ..SseEvent::default() }, &mut out);
+        let events = normalized(chat_stream(d, &[HERMES]));
+        assert!(events.contains(&weather_call(1)), "{events:?}");
+    }
+
+    #[test]
+    fn ollama_and_responses_streams_and_a_whole_body() {
+        // Ollama: the text in `message.content`, `done_reason: stop`.
+        let mut d = decoder(Api::Ollama);
+        let mut out = Vec::new();
+        for piece in [
+            "Checking.<tool_call>{\"name\": \"get_weather\", ",
+            "\"arguments\": {\"city\": \"Paris\"}}</tool_call>",
+        ] {
+            let line = json!({"message": {"role": "assistant", "content": piece}, "done": false});
+            d.ndjson(&line.to_string(), &mut out);
+        }
+        let done = json!({"message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop"});
+        d.ndjson(&done.to_string(), &mut out);
+        d.finish(&mut out);
+        assert_eq!(normalized(out), expected());
+
+        // Responses: output_text deltas, then `response.completed` with the same output.
+        let mut d = decoder(Api::OpenaiResponses);
+        let mut out = Vec::new();
+        let delta = json!({"type": "response.output_text.delta", "delta": HERMES});
+        d.sse(&SseEvent { data: delta.to_string(), ..SseEvent::default() }, &mut out);
+        let completed = json!({"type": "response.completed", "response": {"status": "completed",
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": HERMES}]}]}});
+        d.sse(&SseEvent { data: completed.to_string(), ..SseEvent::default() }, &mut out);
+        d.finish(&mut out);
+        assert_eq!(normalized(out), expected());
+
+        // A whole chat body: a bare JSON answer.
+        let body = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+            "content": "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}"}}]});
+        let mut d = decoder(Api::OpenaiCompletions).for_whole_body();
+        let mut out = Vec::new();
+        d.body_bytes(body.to_string().as_bytes(), &mut out).unwrap();
+        d.finish(&mut out);
+        assert_eq!(normalized(out), [weather_call(0), Event::Finish(FinishReason::ToolCalls)]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any split of the upstream text into chat chunks gives the same events.
+        #[test]
+        fn prop_chat_chunks_split_anywhere(cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+            let events = normalized(chat_stream(decoder(Api::OpenaiCompletions), &cut(HERMES, &cuts)));
+            prop_assert_eq!(events, expected());
+        }
+    }
+}
