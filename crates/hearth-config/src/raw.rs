@@ -442,6 +442,8 @@ pub struct RawCompat {
     pub unsupported_tool_schema_keywords: Option<Vec<String>>,
     pub tool_call_arguments_encoding: Option<String>,
     pub requires_open_ai_anthropic_tool_payload: Option<bool>,
+    /// hearth-only. `false`: tool calls the model writes into its text are left as text.
+    pub text_tool_calls: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -1105,6 +1107,7 @@ impl Decode for RawCompat {
             tool_call_arguments_encoding: obj.get("toolCallArgumentsEncoding", cx),
             requires_open_ai_anthropic_tool_payload: obj
                 .get("requiresOpenAiAnthropicToolPayload", cx),
+            text_tool_calls: obj.get("textToolCalls", cx),
         };
         obj.finish(cx, Unknown::Error);
         Some(compat)

@@ -259,7 +259,10 @@ impl Client {
         // catalog's `reasoning` says.
         let opens_think =
             target.model.reasoning || crate::reasoning::template_opens_think(&target.model.id);
-        let decoder = Decoder::new(api, opens_think, prompt.char_count());
+        let mut decoder = Decoder::new(api, opens_think, prompt.char_count());
+        if let Some(scanner) = crate::text_calls::for_call(target, prompt) {
+            decoder = decoder.with_text_calls(scanner);
+        }
         let streaming = prompt.stream
             && response
                 .headers()

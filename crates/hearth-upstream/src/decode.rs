@@ -23,6 +23,7 @@ use crate::event::{
     ErrorClass, Event, FinishReason, TokenLogprob, TopLogprob, UpstreamError, Usage,
 };
 use crate::reasoning::{Piece, ThinkSplitter, ThinkStart};
+use crate::text_calls::{Found, TextCalls};
 use crate::usage;
 
 /// Turns one upstream response into canonical events.
@@ -33,6 +34,8 @@ pub struct Decoder {
     pub(crate) prompt_chars: usize,
     pub(crate) output_chars: usize,
     pub(crate) saw_text: bool,
+    /// Answer text came in (some of it may still be held by the splitter or `text_calls`).
+    pub(crate) text_in: bool,
     pub(crate) saw_tool: bool,
     pub(crate) saw_reasoning: bool,
     pub(crate) usage: Option<Usage>,
@@ -47,6 +50,13 @@ pub struct Decoder {
     /// Anthropic block index → a block no canonical event holds, and its streamed input so far.
     pub(crate) native_blocks: HashMap<u64, (Value, String)>,
     pub(crate) pieces: Vec<Piece>,
+    /// Tool calls written as text, recovered from the answer (`None`: off for this call).
+    pub(crate) text_calls: Option<TextCalls>,
+    pub(crate) found: Vec<Found>,
+    /// One past the highest tool index given out so far.
+    pub(crate) next_tool: u32,
+    /// A tool call was recovered from the text.
+    pub(crate) recovered_calls: bool,
     /// Strings of a chunk that hold escapes, unescaped by the typed path (reused).
     pub(crate) unescaped: String,
     /// Whether stream chunks try the typed path first (false only in tests, to compare).
@@ -116,6 +126,7 @@ impl Decoder {
             prompt_chars,
             output_chars: 0,
             saw_text: false,
+            text_in: false,
             saw_tool: false,
             saw_reasoning: false,
             usage: None,
@@ -126,6 +137,10 @@ impl Decoder {
             block_kind: HashMap::new(),
             native_blocks: HashMap::new(),
             pieces: Vec::new(),
+            text_calls: None,
+            found: Vec::new(),
+            next_tool: 0,
+            recovered_calls: false,
             unescaped: String::new(),
             fast_path: true,
         }
@@ -137,6 +152,14 @@ impl Decoder {
     #[must_use]
     pub fn for_whole_body(mut self) -> Self {
         self.splitter = ThinkSplitter::new(ThinkStart::Auto).with_hold_limit(usize::MAX);
+        self.text_calls = self.text_calls.map(|t| t.with_hold_limit(usize::MAX));
+        self
+    }
+
+    /// Recovers tool calls the model wrote into its answer text (`crate::text_calls`).
+    #[must_use]
+    pub fn with_text_calls(mut self, scanner: TextCalls) -> Self {
+        self.text_calls = Some(scanner);
         self
     }
 
@@ -173,28 +196,68 @@ impl Decoder {
         if text.is_empty() {
             return;
         }
+        self.text_in = true;
         self.splitter.push(text, &mut self.pieces);
         self.drain_pieces(out);
     }
 
     pub(crate) fn drain_pieces(&mut self, out: &mut Vec<Event>) {
-        for piece in self.pieces.drain(..) {
+        let mut pieces = std::mem::take(&mut self.pieces);
+        for piece in pieces.drain(..) {
             match piece {
-                Piece::Text(t) if !t.is_empty() => {
-                    self.output_chars += t.len();
-                    if !t.trim().is_empty() {
-                        self.saw_text = true;
+                Piece::Text(t) if !t.is_empty() => match self.text_calls.as_mut() {
+                    Some(scanner) => {
+                        scanner.push(&t, &mut self.found);
+                        self.drain_found(out);
                     }
-                    out.push(Event::TextDelta(t));
-                }
-                Piece::Reasoning(r) if !r.is_empty() => {
-                    self.output_chars += r.len();
-                    self.saw_reasoning = true;
-                    out.push(Event::ReasoningDelta(r));
-                }
+                    None => self.answer_text(t, out),
+                },
+                Piece::Reasoning(r) if !r.is_empty() => self.reasoning_text(r, out),
                 _ => {}
             }
         }
+        self.pieces = pieces;
+    }
+
+    /// What the text-call scanner decided.
+    fn drain_found(&mut self, out: &mut Vec<Event>) {
+        let mut found = std::mem::take(&mut self.found);
+        for f in found.drain(..) {
+            match f {
+                Found::Text(t) => self.answer_text(t, out),
+                Found::Reasoning(r) => self.reasoning_text(r, out),
+                Found::Call { name, arguments } => {
+                    // After every index given out, and past the positional ones Ollama and
+                    // Responses count from `tool_index`.
+                    let index = self.next_tool.max(self.tool_index.len() as u32);
+                    self.tool_index.insert(u64::MAX - u64::from(index), index);
+                    self.recovered_calls = true;
+                    let id = format!("call_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..));
+                    self.tool(index, Some(id), Some(name), arguments, out);
+                }
+            }
+        }
+        self.found = found;
+    }
+
+    fn answer_text(&mut self, t: String, out: &mut Vec<Event>) {
+        if t.is_empty() {
+            return;
+        }
+        self.output_chars += t.len();
+        if !t.trim().is_empty() {
+            self.saw_text = true;
+        }
+        out.push(Event::TextDelta(t));
+    }
+
+    fn reasoning_text(&mut self, r: String, out: &mut Vec<Event>) {
+        if r.is_empty() {
+            return;
+        }
+        self.output_chars += r.len();
+        self.saw_reasoning = true;
+        out.push(Event::ReasoningDelta(r));
     }
 
     pub(crate) fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
@@ -217,6 +280,7 @@ impl Decoder {
         out: &mut Vec<Event>,
     ) {
         self.saw_tool = true;
+        self.next_tool = self.next_tool.max(index.saturating_add(1));
         self.output_chars += arguments.len();
         out.push(Event::ToolCallDelta { index, id, name, arguments });
     }
@@ -320,6 +384,10 @@ impl Decoder {
         }
         self.splitter.finish(&mut self.pieces);
         self.drain_pieces(out);
+        if let Some(scanner) = self.text_calls.as_mut() {
+            scanner.finish(&mut self.found);
+            self.drain_found(out);
+        }
         // Chat streams may end without `[DONE]`: a finish_reason is enough.
         let ended_properly = self.complete || self.finish.is_some();
         if !ended_properly {
@@ -344,11 +412,13 @@ impl Decoder {
         let usage =
             self.usage.unwrap_or_else(|| usage::estimate(self.prompt_chars, self.output_chars));
         out.push(Event::Usage(usage));
-        let reason = self.finish.clone().unwrap_or(if self.saw_tool {
-            FinishReason::ToolCalls
-        } else {
-            FinishReason::Stop
-        });
+        let reason = match self.finish.clone() {
+            // The upstream saw text where there were calls: they count as calls.
+            Some(FinishReason::Stop) if self.recovered_calls => FinishReason::ToolCalls,
+            Some(reason) => reason,
+            None if self.saw_tool => FinishReason::ToolCalls,
+            None => FinishReason::Stop,
+        };
         out.push(Event::Finish(reason));
     }
 }

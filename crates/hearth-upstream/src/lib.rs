@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod reasoning;
 pub mod remote;
 pub mod router;
+pub mod text_calls;
 pub mod transport;
 pub mod usage;
 

@@ -443,3 +443,84 @@ async fn request_shaping_on_the_wire() {
     let body = upstream.requests()[1].json();
     assert!(body.get("stream_options").is_none());
 }
+
+/// Tool calls written as text (issue 15): through the real client, one byte per chunk, every API
+/// that reads them gets a structured call with a fresh id and a tool-calls finish; Anthropic's
+/// Messages (always structured) and a model with `compat.textToolCalls: false` keep the text.
+#[tokio::test]
+async fn tool_calls_written_as_text_over_http() {
+    let written = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    let quoted = serde_json::to_string(written).unwrap();
+    let bodies = [
+        (Api::OpenaiCompletions, chat_inline(&[written])),
+        (
+            Api::OpenaiResponses,
+            format!(
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":{quoted}}}\n\n\
+                 event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"status\":\"completed\"}}}}\n\n"
+            ),
+        ),
+        (
+            Api::Ollama,
+            format!(
+                "{{\"message\":{{\"role\":\"assistant\",\"content\":{quoted}}},\"done\":false}}\n\
+                 {{\"message\":{{\"role\":\"assistant\",\"content\":\"\"}},\"done\":true,\"done_reason\":\"stop\"}}\n"
+            ),
+        ),
+        (
+            Api::AnthropicMessages,
+            format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+                 event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{quoted}}}}}\n\n\
+                 event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}}}}\n\n\
+                 event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+            ),
+        ),
+    ];
+    let prompt = Prompt {
+        tools: vec![hearth_upstream::Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object"}),
+        }],
+        ..streaming_prompt()
+    };
+    for (api, body) in bodies {
+        for opted_out in [false, true] {
+            let upstream = FakeUpstream::start().await.unwrap();
+            let reply = if api == Api::Ollama { Reply::ndjson(&[]) } else { Reply::sse_raw("") };
+            let reply = Reply {
+                steps: vec![hearth_testkit::upstream::Step::Bytes(body.clone().into_bytes())],
+                ..reply
+            }
+            .byte_by_byte();
+            upstream.push(reply);
+            let base = match api {
+                Api::Ollama | Api::AnthropicMessages => upstream.origin(),
+                _ => format!("{}/v1", upstream.origin()),
+            };
+            let compat = if opted_out { "compat: {textToolCalls: false}, " } else { "" };
+            let text = format!(
+                r#"{{models: {{mode: "replace", providers: {{fake: {{baseUrl: "{base}", apiKey: "sk-local", api: "{}",
+                    models: [{{id: "m", {compat}maxTokens: 256}}]}}}}}}}}"#,
+                api_name(api)
+            );
+            let loaded = load_str("test.json5", &text, &BTreeMap::<String, String>::new());
+            assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+            let o = fold(&call(&loaded.config.unwrap(), &prompt).await.unwrap());
+            let label = format!("{api:?}, opted out: {opted_out}");
+            assert!(o.error.is_none(), "{label}: {:?}", o.error);
+            if opted_out || api == Api::AnthropicMessages {
+                assert_eq!(o.text, written, "{label}");
+                assert!(o.tools.is_empty(), "{label}");
+                continue;
+            }
+            assert_eq!(o.text, "", "{label}");
+            assert_eq!(o.finish, Some(FinishReason::ToolCalls), "{label}");
+            let [(id, name, arguments)] = &o.tools[..] else { panic!("{label}: {:?}", o.tools) };
+            assert!(id.as_deref().is_some_and(|id| id.starts_with("call_")), "{label}: {id:?}");
+            assert_eq!(name.as_deref(), Some("get_weather"), "{label}");
+            assert_eq!(arguments, r#"{"city": "Paris"}"#, "{label}");
+        }
+    }
+}

@@ -123,3 +123,69 @@ async fn prompt_larger_than_the_context_is_overflow_with_both_numbers() {
         }
     }
 }
+
+/// Tool calls written as text (issue 15) from the real server: a GBNF grammar makes the tiny
+/// model write a Hermes call into its content (llama-server refuses a grammar beside tools, so
+/// the row sends none: `compat.supportsTools: false`, as for a server whose template has no tool
+/// support), and hearth hands back a structured call, chat and Responses, streaming (the
+/// Responses stream comes one byte a delta) and not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_the_real_server_writes_as_text_comes_back_structured() {
+    let server = server(1024);
+    let origin = server.origin();
+    let text = format!(
+        r#"{{models: {{mode: "replace", providers: {{
+            chat: {{baseUrl: "{origin}/v1", api: "openai-completions", models: [{{id: "tiny", maxTokens: 200, compat: {{supportsTools: false}}}}]}},
+            responses: {{baseUrl: "{origin}/v1", api: "openai-responses", models: [{{id: "tiny", maxTokens: 200, compat: {{supportsTools: false}}}}]}},
+        }}}}}}"#
+    );
+    let loaded = load_str("llama.json5", &text, &BTreeMap::<String, String>::new());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let config = loaded.config.unwrap();
+    let written = r#"Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>"#;
+    let grammar = format!("root ::= {}", serde_json::to_string(written).unwrap());
+    for provider in ["chat", "responses"] {
+        for stream in [false, true] {
+            let label = format!("{provider} stream={stream}");
+            let mut prompt = Prompt {
+                stream,
+                tools: vec![hearth_upstream::Tool {
+                    name: "get_weather".into(),
+                    description: None,
+                    parameters: serde_json::json!({"type": "object"}),
+                }],
+                temperature: Some(0.0),
+                ..Prompt::text(None, "Weather in Paris?")
+            };
+            prompt.passthrough.insert("grammar".into(), grammar.clone().into());
+            let events =
+                call(&config, provider, &prompt).await.unwrap_or_else(|e| panic!("{label}: {e}"));
+            let text: String = events
+                .iter()
+                .filter_map(|e| if let Event::TextDelta(t) = e { Some(t.as_str()) } else { None })
+                .collect();
+            let calls: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::ToolCallDelta { id, name, arguments, .. } => {
+                        Some((id.clone(), name.clone(), arguments.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(text, "Checking. ", "{label}: {events:?}");
+            let [(Some(id), Some(name), arguments)] = &calls[..] else {
+                panic!("{label}: {events:?}")
+            };
+            assert!(id.starts_with("call_"), "{label}: {id}");
+            assert_eq!(
+                (name.as_str(), arguments.as_str()),
+                ("get_weather", r#"{"city": "Paris"}"#)
+            );
+            assert!(
+                matches!(events.last(), Some(Event::Finish(FinishReason::ToolCalls))),
+                "{label}: {events:?}"
+            );
+        }
+    }
+}

@@ -267,7 +267,8 @@ impl Decoder {
                     if let Some(u) = response.get("usage").and_then(usage::from_responses) {
                         self.usage = Some(u);
                     }
-                    if !self.saw_text && !self.saw_tool {
+                    // (`text_in`, not `saw_text`: text may be held back still.)
+                    if !self.text_in && !self.saw_tool {
                         // Some servers send the whole output only in the final event.
                         self.responses_output(response, out);
                     }
