@@ -149,7 +149,7 @@ impl Target<'_> {
     }
 
     /// All params in precedence order: provider < model row < merged agent params.
-    pub(crate) fn all_params(&self) -> Map<String, Value> {
+    pub fn all_params(&self) -> Map<String, Value> {
         let mut out = Map::new();
         for layer in
             [self.provider.params.as_ref(), self.model.params.as_ref()].into_iter().flatten()
@@ -164,19 +164,11 @@ impl Target<'_> {
         out
     }
 
-    pub(crate) fn extra_body(&self) -> Option<Value> {
-        let params = self.all_params();
-        params.get("extra_body").or_else(|| params.get("extraBody")).cloned()
-    }
-
-    /// `params.reasoningReplay` (`keep-inline`, `drop`, `keep-signed`) on the model row or its
-    /// settings, else the model family's default.
-    pub(crate) fn replay(&self) -> ReplayPolicy {
-        let configured = self
-            .all_params()
-            .get("reasoningReplay")
-            .and_then(Value::as_str)
-            .and_then(parse_replay_policy);
+    /// `params.reasoningReplay` (`keep-inline`, `drop`, `keep-signed`) in the merged `params`
+    /// ([`Target::all_params`]), else the model family's default.
+    pub(crate) fn replay(&self, params: &Map<String, Value>) -> ReplayPolicy {
+        let configured =
+            params.get("reasoningReplay").and_then(Value::as_str).and_then(parse_replay_policy);
         configured.unwrap_or_else(|| replay_policy_for(&self.model.id))
     }
 }

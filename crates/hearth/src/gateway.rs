@@ -318,7 +318,13 @@ async fn startup_block(
         if let Ok(resolved) = config.resolve_model_ref(model_ref)
             && crate::status::sends_num_ctx(resolved.provider, &resolved.model)
         {
-            let params = crate::status::model_params(resolved.provider, &resolved.model);
+            let target = hearth_upstream::Target {
+                provider: resolved.provider,
+                model: &resolved.model,
+                params: None,
+                served_max: None,
+            };
+            let params = target.all_params();
             let n = hearth_upstream::encode::num_ctx(&resolved.model, &params, None);
             out.push_str(&format!(
                 "  num_ctx:   {}\n",

@@ -497,7 +497,8 @@ fn model_status(
     let configured_context = model.context_tokens.or(model.context_window);
     let (_, context_warning) = probe::effective_context_for(model, served_context);
     let num_ctx = sends_num_ctx(provider, model).then(|| {
-        let params = model_params(provider, model);
+        // The provider's and the model row's params (an agent's come per request).
+        let params = Target { provider, model, params: None, served_max: None }.all_params();
         hearth_upstream::encode::num_ctx(model, &params, served.and_then(|s| s.max_context_window))
     });
     let api_problem = (model.api == Api::OpenaiResponses && probe.responses_api == Some(false))
@@ -552,20 +553,6 @@ pub fn sends_num_ctx(provider: &Provider, model: &Model) -> bool {
         }
         _ => false,
     }
-}
-
-/// The provider's and the model row's `params`, merged (the agent's are per request).
-pub fn model_params(
-    provider: &Provider,
-    model: &Model,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    for layer in [provider.params.as_ref(), model.params.as_ref()].into_iter().flatten() {
-        if let serde_json::Value::Object(map) = layer {
-            out.extend(map.clone());
-        }
-    }
-    out
 }
 
 /// What `num_ctx` a model gets, in words.

@@ -69,14 +69,7 @@ impl Endpoint for Chat {
     const SHAPE: Shape = Shape::OpenAi;
 
     fn enabled(config: &Config) -> Result<(), ApiError> {
-        if config.gateway.chat_completions {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "the chat completions endpoint is disabled (gateway.http.endpoints.chatCompletions.enabled)",
-        ))
+        super::switch(config.gateway.chat_completions, "chat completions", "chatCompletions")
     }
 
     fn model(request: &ChatRequest) -> &str {

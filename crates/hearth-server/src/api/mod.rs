@@ -213,6 +213,18 @@ async fn run<E: Endpoint>(
     Ok(response)
 }
 
+/// An endpoint's switch (`Endpoint::enabled`): `Ok` when on, else the 404 that names the key.
+pub(crate) fn switch(on: bool, endpoint: &str, key: &str) -> Result<(), ApiError> {
+    if on {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("the {endpoint} endpoint is disabled (gateway.http.endpoints.{key}.enabled)"),
+    ))
+}
+
 /// The `model` a response reports: the agent target for agent runs, else the ref that answered.
 /// [`shown_model`] for a renderer built before or without an answer.
 pub(crate) fn shown_for(plan: &Plan, started: Option<&relay::Started>) -> String {

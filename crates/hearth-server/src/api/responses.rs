@@ -255,14 +255,7 @@ impl Endpoint for Responses {
     const SHAPE: Shape = Shape::OpenAi;
 
     fn enabled(config: &Config) -> Result<(), ApiError> {
-        if config.gateway.responses {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "the responses endpoint is disabled (gateway.http.endpoints.responses.enabled)",
-        ))
+        super::switch(config.gateway.responses, "responses", "responses")
     }
 
     fn model(request: &ResponsesRequest) -> &str {

@@ -57,7 +57,8 @@ impl Dialect for Anthropic {
             };
             return serde_json::to_vec(&body);
         }
-        super::body(&request(prompt, target), target)
+        let params = target.all_params();
+        super::body(&request(prompt, target, &params), &params)
     }
 
     fn stream_typed(
@@ -102,8 +103,12 @@ fn block(p: &Part) -> Block<'_> {
     }
 }
 
-fn request<'a>(prompt: &'a Prompt, target: &Target<'a>) -> Request<'a> {
-    let policy = target.replay();
+fn request<'a>(
+    prompt: &'a Prompt,
+    target: &Target<'a>,
+    params: &serde_json::Map<String, Value>,
+) -> Request<'a> {
+    let policy = target.replay(params);
     let mut messages: Vec<Message<'a>> = Vec::with_capacity(prompt.messages.len());
     for m in &prompt.messages {
         let (role, blocks) = match m.role {

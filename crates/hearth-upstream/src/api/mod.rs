@@ -97,14 +97,17 @@ pub fn of(api: Api) -> &'static dyn Dialect {
     }
 }
 
-/// A typed body as bytes: serialized once, or, where the target has `extra_body`, as a value
-/// with it deep-merged last.
-pub(crate) fn body(body: &impl Serialize, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
-    match target.extra_body() {
+/// A typed body as bytes: serialized once, or, where the merged `params` have `extra_body` (or
+/// `extraBody`), as a value with it deep-merged last.
+pub(crate) fn body(
+    body: &impl Serialize,
+    params: &serde_json::Map<String, Value>,
+) -> serde_json::Result<Vec<u8>> {
+    match params.get("extra_body").or_else(|| params.get("extraBody")) {
         None => serde_json::to_vec(body),
         Some(extra) => {
             let mut value = serde_json::to_value(body)?;
-            merge_json(&mut value, &extra);
+            merge_json(&mut value, extra);
             serde_json::to_vec(&value)
         }
     }

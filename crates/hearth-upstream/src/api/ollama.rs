@@ -53,7 +53,7 @@ impl Dialect for Ollama {
 
     fn encode(&self, prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
         let params = target.all_params();
-        super::body(&request(prompt, target, &params), target)
+        super::body(&request(prompt, target, &params), &params)
     }
 
     fn stream_typed(
@@ -97,6 +97,7 @@ fn request<'a>(
     target: &Target<'a>,
     params: &'a serde_json::Map<String, Value>,
 ) -> Request<'a> {
+    let policy = target.replay(params);
     let mut messages = Vec::with_capacity(prompt.messages.len() + 1);
     if let Some(system) = prompt.system_text() {
         messages.push(Message::text("system", system));
@@ -116,7 +117,7 @@ fn request<'a>(
                         },
                     })
                     .collect(),
-                ..Message::text("assistant", text_with_replayed_reasoning(m, target.replay()))
+                ..Message::text("assistant", text_with_replayed_reasoning(m, policy))
             },
             // Images a tool returned go with its result.
             Role::Tool => Message {

@@ -38,7 +38,7 @@ impl Dialect for OpenAiChat {
     fn encode(&self, prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
         let params = target.all_params();
         let request = request(prompt, target, &params);
-        super::body(&request, target)
+        super::body(&request, &params)
     }
 
     fn stream_typed(
@@ -94,7 +94,7 @@ fn request<'a>(
     let strict_keys = compat.strict_message_keys == Some(true);
     let string_only = compat.requires_string_content == Some(true);
     let tools_on = tools_allowed(target);
-    let policy = target.replay();
+    let policy = target.replay(params);
     let mut messages = Vec::with_capacity(prompt.messages.len() + 1);
     let system_role =
         if native && compat.supports_developer_role == Some(true) { "developer" } else { "system" };

@@ -40,7 +40,7 @@ impl Dialect for OpenAiResponses {
     fn encode(&self, prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
         let params = target.all_params();
         let request = request(prompt, target, &params);
-        super::body(&request, target)
+        super::body(&request, &params)
     }
 
     fn stream_typed(
@@ -80,7 +80,7 @@ fn request<'a>(
     target: &Target<'a>,
     params: &'a serde_json::Map<String, Value>,
 ) -> Request<'a> {
-    let policy = target.replay();
+    let policy = target.replay(params);
     let mut input = Vec::with_capacity(prompt.messages.len());
     for m in &prompt.messages {
         match m.role {
