@@ -15,6 +15,7 @@ pub mod redact;
 pub mod resolve;
 pub mod secret;
 pub mod source;
+pub mod thinking;
 
 pub use decode::{Env, ProcessEnv};
 pub use diag::{Diagnostic, Severity};
@@ -25,6 +26,7 @@ pub use resolve::{
     Agent, Config, Cost, GatewayLimits, KeyState, Model, Origin, Provider, Routing, ToolPolicy,
 };
 pub use secret::{Secret, SecretString};
+pub use thinking::ThinkingLevel;
 
 /// The JSON Schema of the config file format (`hearth config schema`).
 pub fn schema() -> serde_json::Value {

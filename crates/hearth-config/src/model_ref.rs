@@ -585,12 +585,22 @@ impl Config {
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
     /// `agents.defaults.models[ref].params` < the agent's `params` <
-    /// `agents.entries.<id>.models[ref].params` (the most specific last).
+    /// `agents.entries.<id>.models[ref].params` (the most specific last). The agent's
+    /// `thinkingDefault` (else the defaults') rides along as `thinkingDefault`, below any
+    /// `params.thinking` (`hearth_upstream::thinking`).
     pub fn params_for(
         &self,
         agent: Option<&str>,
         model_ref: &ModelRef,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let mut out = serde_json::Map::new();
+        let thinking = agent
+            .and_then(|id| self.agents.get(id))
+            .and_then(|a| a.thinking_default)
+            .or(self.defaults.thinking_default);
+        if let Some(level) = thinking {
+            out.insert("thinkingDefault".to_owned(), level.as_str().into());
+        }
         let layers = [
             self.defaults.params.as_ref(),
             self.model_settings.get(model_ref).and_then(|s| s.params.as_ref()),
@@ -600,7 +610,6 @@ impl Config {
                 .and_then(|a| a.model_settings.get(model_ref))
                 .and_then(|s| s.params.as_ref()),
         ];
-        let mut out = serde_json::Map::new();
         for layer in layers.into_iter().flatten() {
             if let serde_json::Value::Object(map) = layer {
                 out.extend(map.clone());

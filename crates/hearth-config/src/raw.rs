@@ -496,6 +496,9 @@ pub struct RawAgentDefaults {
     /// `imageModel`: the model (and fallbacks) for a request with images when the active model
     /// takes text only.
     pub image_model: Option<RawModelSelection>,
+    /// `thinkingDefault`: the thinking level of every agent's model calls that set none
+    /// (`off`, `minimal`, `low`, `medium`, `high`, `xhigh`, `max`, `adaptive`).
+    pub thinking_default: Option<String>,
     /// `"provider/model"` (or `"provider/*"`) → alias and params.
     pub models: Option<IndexMap<String, RawModelSettings>>,
     pub model_policy: Option<RawModelPolicy>,
@@ -539,6 +542,8 @@ pub struct RawAgent {
     pub model: Option<RawModelSelection>,
     /// `imageModel`, this agent's (else the defaults').
     pub image_model: Option<RawModelSelection>,
+    /// `thinkingDefault`, this agent's (else the defaults').
+    pub thinking_default: Option<String>,
     pub models: Option<IndexMap<String, RawModelSettings>>,
     /// Replaces the default policy (`[]` allows any model).
     pub model_policy: Option<RawModelPolicy>,
@@ -727,6 +732,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
         &[
             "model",
             "imageModel",
+            "thinkingDefault",
             "models",
             "modelPolicy",
             "timeoutSeconds",
@@ -746,6 +752,7 @@ pub(crate) const KEYS: &[(&str, &[&str])] = &[
             "default",
             "model",
             "imageModel",
+            "thinkingDefault",
             "models",
             "modelPolicy",
             "timeoutSeconds",
@@ -1049,6 +1056,26 @@ impl Decode for RawCost {
     }
 }
 
+/// `thinkingDefault`: a thinking level ([`crate::ThinkingLevel::parse`], aliases included),
+/// kept as its canonical name; anything else is an error naming the levels.
+fn decode_thinking(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> Option<String> {
+    let node = obj.node("thinkingDefault", cx)?;
+    cx.push_key("thinkingDefault");
+    let raw = String::decode(node, cx);
+    let level = raw.as_deref().and_then(crate::ThinkingLevel::parse);
+    if let (Some(raw), None) = (&raw, level) {
+        let path = cx.path_string();
+        let names = crate::ThinkingLevel::NAMES;
+        let help = match crate::diag::suggest(raw, names.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("expected one of: {}", names.join(", ")),
+        };
+        cx.error("invalid-value", node.span, format!("{path}: unknown level `{raw}`"), Some(help));
+    }
+    cx.pop();
+    level.map(|l| l.as_str().to_owned())
+}
+
 fn decode_choice(
     obj: &mut Obj<'_>,
     key: &'static str,
@@ -1173,6 +1200,7 @@ impl Decode for RawAgentDefaults {
         let defaults = RawAgentDefaults {
             model: obj.get("model", cx),
             image_model: obj.get("imageModel", cx),
+            thinking_default: decode_thinking(&mut obj, cx),
             models: obj.get("models", cx),
             model_policy: obj.get("modelPolicy", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),
@@ -1216,6 +1244,7 @@ impl Decode for RawAgent {
             default: obj.get("default", cx),
             model: obj.get("model", cx),
             image_model: obj.get("imageModel", cx),
+            thinking_default: decode_thinking(&mut obj, cx),
             models: obj.get("models", cx),
             model_policy: obj.get("modelPolicy", cx),
             timeout_seconds: obj.get("timeoutSeconds", cx),

@@ -16,6 +16,7 @@ use crate::raw::{
 };
 use crate::secret::{Secret, SecretError};
 use crate::source::SourceMap;
+use crate::thinking::ThinkingLevel;
 
 /// Output cap of a model entry that sets none (and whose provider sets none).
 pub const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -371,6 +372,8 @@ pub struct AgentDefaults {
     pub model: Option<ModelSelection>,
     /// `imageModel`: for requests with images when the active model takes text only.
     pub image_model: Option<ModelSelection>,
+    /// `thinkingDefault`: the level of model calls that set none (below any `params.thinking`).
+    pub thinking_default: Option<ThinkingLevel>,
     /// Empty: any model allowed.
     pub allow: Vec<String>,
     /// `modelPolicy.localOnly`: only local providers' models.
@@ -400,6 +403,8 @@ pub struct Agent {
     pub model: Option<ModelSelection>,
     /// `None` inherits `agents.defaults.imageModel`.
     pub image_model: Option<ModelSelection>,
+    /// `None` inherits `agents.defaults.thinkingDefault`.
+    pub thinking_default: Option<ThinkingLevel>,
     /// `Some(vec![])` allows any model; `None` inherits the default policy.
     pub allow: Option<Vec<String>>,
     /// `None` inherits `agents.defaults.modelPolicy.localOnly`.
@@ -598,6 +603,7 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         defaults: AgentDefaults {
             model: None,
             image_model: None,
+            thinking_default: None,
             allow: defaults_raw
                 .model_policy
                 .as_ref()
@@ -641,6 +647,8 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         cx.pop();
         resolved
     });
+    config.defaults.thinking_default =
+        defaults_raw.thinking_default.as_deref().and_then(ThinkingLevel::parse);
     config.defaults.image_model = defaults_raw.image_model.as_ref().and_then(|sel| {
         cx.push_key("imageModel");
         let resolved = image_selection(sel, &config, cx);
@@ -918,6 +926,7 @@ fn resolve_agent(id: &str, raw: &RawAgent, config: &Config, cx: &mut Cx<'_>) -> 
     });
     Agent {
         image_model,
+        thinking_default: raw.thinking_default.as_deref().and_then(ThinkingLevel::parse),
         model_settings,
         aliases,
         id: id.to_owned(),

@@ -663,3 +663,30 @@ fn image_model_bare_ids_and_text_only_entries() {
         config(r#"{agents: {defaults: {model: "openai/gpt-5.5"}}}"#).image_chain(None).is_none()
     );
 }
+
+/// `thinkingDefault`: a level (aliases included) per agent, else the defaults'; it rides in the
+/// merged params as `thinkingDefault`, below any `params.thinking`. A value that is no level is
+/// an error with a suggestion. See: #15
+#[test]
+fn thinking_default_per_agent() {
+    let text = r#"{models: {mode: "replace", providers: {
+        vllm: {baseUrl: "http://127.0.0.1:8000/v1", models: [{id: "q"}]}}},
+      agents: {defaults: {model: "vllm/q", thinkingDefault: "X-High"},
+        entries: {quiet: {thinkingDefault: "none"}, plain: {}}}}"#;
+    let c = config(text);
+    let r: hearth_config::ModelRef = "vllm/q".parse().unwrap();
+    let level = |agent| c.params_for(agent, &r).and_then(|p| p.get("thinkingDefault").cloned());
+    assert_eq!(level(Some("quiet")), Some(serde_json::json!("off")));
+    assert_eq!(level(Some("plain")), Some(serde_json::json!("xhigh")));
+    assert_eq!(level(None), Some(serde_json::json!("xhigh")));
+    let loaded =
+        load_str("test.json5", r#"{agents: {defaults: {thinkingDefault: "hihg"}}}"#, &env());
+    assert!(loaded.has_errors());
+    let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|d| d.contains("agents.defaults.thinkingDefault")
+            && d.contains("unknown level `hihg`")
+            && d.contains("did you mean `high`")),
+        "{shown:#?}"
+    );
+}

@@ -1236,9 +1236,8 @@ struct AgentParams {
     model: Option<String>,
     extra_system: Option<String>,
     timeout: Option<Duration>,
-    /// `thinking`, one of [`THINKING_LEVELS`]: checked and recorded in the final answer's
-    /// `result.meta.thinking`. It does not change the upstream request yet: an agent turn takes
-    /// no per-request reasoning effort (docs/gateway.md).
+    /// `thinking`, one of [`THINKING_LEVELS`]: the turn's thinking level (`prompt.thinking`),
+    /// recorded in the final answer's `result.meta.thinking` (docs/gateway.md).
     thinking: Option<&'static str>,
 }
 
@@ -1429,6 +1428,10 @@ async fn drive(
         system: request.extra_system.into_iter().collect(),
         messages: vec![hearth_upstream::Message::user(request.message)],
         stream: true,
+        thinking: request
+            .thinking
+            .and_then(hearth_config::ThinkingLevel::parse)
+            .map(hearth_upstream::prompt::Thinking::level),
         ..Prompt::default()
     };
     // The request's `timeout`, else the agent's `timeoutSeconds` (0: none).

@@ -432,8 +432,12 @@ async fn claude_codes_request_reaches_a_chat_upstream_without_server_tools_or_an
         assert_eq!(tools.len(), 1);
         assert_eq!(tools[0]["function"]["name"], "Bash");
         let raw = String::from_utf8(recorded.body.clone()).unwrap();
+        // Claude Code's `thinking: {type: "adaptive"}` is a thinking level here, in the chat
+        // server's own fields (docs/local-models.md, "Thinking levels"), not Anthropic's object.
+        assert!(sent.get("thinking").is_none(), "{raw}");
+        assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], true, "{raw}");
         for field in [
-            "thinking",
+            "\"thinking\"",
             "context_management",
             "output_config",
             "metadata",

@@ -742,6 +742,10 @@ async fn agent_takes_openclaws_thinking_to_and_deliver_false_and_refuses_deliver
     assert_eq!(last["payload"]["result"]["payloads"], json!([{"text": "The answer is 42."}]));
     assert_eq!(last["payload"]["result"]["meta"]["thinking"], "low", "recorded");
     assert_eq!(posts(&upstream), 1);
+    // And sent: the turn's level, in the chat server's fields.
+    let sent = upstream.requests().iter().find(|r| r.method == "POST").unwrap().json();
+    assert_eq!(sent["reasoning_effort"], "low", "{sent}");
+    assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], true, "{sent}");
 
     // Refused before any run starts: delivery (there are no channels), an unknown level.
     let refusals = [

@@ -263,6 +263,9 @@ impl Client {
         if let Some(scanner) = crate::text_calls::for_call(target, prompt) {
             decoder = decoder.with_text_calls(scanner);
         }
+        if crate::thinking::is_off(prompt, target) {
+            decoder = decoder.with_thinking_off();
+        }
         let streaming = prompt.stream
             && response
                 .headers()

@@ -26,6 +26,9 @@ use crate::reasoning::{Piece, ThinkSplitter, ThinkStart};
 use crate::text_calls::{Found, TextCalls};
 use crate::usage;
 
+/// The most reasoning held while thinking is off ([`Decoder::thinking_off`]).
+const MAX_HELD_REASONING: usize = 1 << 20;
+
 /// Turns one upstream response into canonical events.
 #[derive(Debug)]
 pub struct Decoder {
@@ -57,6 +60,11 @@ pub struct Decoder {
     pub(crate) next_tool: u32,
     /// A tool call was recovered from the text.
     pub(crate) recovered_calls: bool,
+    /// Thinking is off for this call (`crate::thinking`): reasoning is not relayed but held
+    /// here until the answer begins (then dropped); a server that wrote its whole answer as
+    /// reasoning (vLLM #40816, llama.cpp templates that open a think block the level closed)
+    /// gets it back as the answer at the end. `None`: thinking is not off.
+    pub(crate) thinking_off: Option<String>,
     /// Strings of a chunk that hold escapes, unescaped by the typed path (reused).
     pub(crate) unescaped: String,
     /// Whether stream chunks try the typed path first (false only in tests, to compare).
@@ -141,6 +149,7 @@ impl Decoder {
             found: Vec::new(),
             next_tool: 0,
             recovered_calls: false,
+            thinking_off: None,
             unescaped: String::new(),
             fast_path: true,
         }
@@ -154,6 +163,26 @@ impl Decoder {
         self.splitter = ThinkSplitter::new(ThinkStart::Auto).with_hold_limit(usize::MAX);
         self.text_calls = self.text_calls.map(|t| t.with_hold_limit(usize::MAX));
         self
+    }
+
+    /// Thinking is off for this call: no reasoning is relayed ([`Decoder::thinking_off`]).
+    #[must_use]
+    pub fn with_thinking_off(mut self) -> Self {
+        self.thinking_off = Some(String::new());
+        self
+    }
+
+    /// Reasoning text while thinking is off: held until the answer begins, dropped after.
+    /// `false` when thinking is not off (the caller relays it).
+    fn hold_reasoning(&mut self, r: &str) -> bool {
+        let answered = self.saw_text || self.text_in || self.saw_tool;
+        let Some(held) = self.thinking_off.as_mut() else {
+            return false;
+        };
+        if !answered && held.len() < MAX_HELD_REASONING {
+            held.push_str(r);
+        }
+        true
     }
 
     /// Recovers tool calls the model wrote into its answer text (`crate::text_calls`).
@@ -257,7 +286,9 @@ impl Decoder {
         }
         self.output_chars += r.len();
         self.saw_reasoning = true;
-        out.push(Event::ReasoningDelta(r));
+        if !self.hold_reasoning(&r) {
+            out.push(Event::ReasoningDelta(r));
+        }
     }
 
     pub(crate) fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
@@ -267,7 +298,9 @@ impl Decoder {
             self.drain_pieces(out);
             self.output_chars += text.len();
             self.saw_reasoning = true;
-            out.push(Event::ReasoningDelta(text.to_owned()));
+            if !self.hold_reasoning(text) {
+                out.push(Event::ReasoningDelta(text.to_owned()));
+            }
         }
     }
 
@@ -399,6 +432,14 @@ impl Decoder {
                 out,
             );
             return;
+        }
+        // Thinking off, and all the server wrote was "reasoning": that was its answer.
+        if !self.saw_text && !self.saw_tool {
+            let held = self.thinking_off.as_mut().map(std::mem::take).unwrap_or_default();
+            if !held.trim().is_empty() {
+                self.saw_text = true;
+                out.push(Event::TextDelta(held));
+            }
         }
         if !self.saw_text && !self.saw_tool {
             let message = if self.saw_reasoning {

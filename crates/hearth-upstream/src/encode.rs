@@ -213,10 +213,13 @@ pub fn encode_json(prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<V
 }
 
 /// The wire fields of the merged params, in order (`WIRE_PARAMS`).
+/// A `thinking` that is a level (a name or a boolean) is hearth's, not a wire field: the
+/// dialect sends it in its own fields (`thinking.rs`).
 pub(crate) fn wire_params(params: &Map<String, Value>) -> Vec<(&str, &Value)> {
     params
         .iter()
         .filter(|(k, _)| WIRE_PARAMS.contains(&k.as_str()))
+        .filter(|(k, v)| k.as_str() != "thinking" || v.is_object())
         .map(|(k, v)| (k.as_str(), v))
         .collect()
 }

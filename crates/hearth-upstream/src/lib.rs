@@ -16,6 +16,7 @@ pub mod reasoning;
 pub mod remote;
 pub mod router;
 pub mod text_calls;
+pub mod thinking;
 pub mod transport;
 pub mod usage;
 

@@ -248,7 +248,8 @@ pub fn uses_responses(provider: &Provider) -> bool {
         || provider.models.iter().any(|m| m.api == Api::OpenaiResponses)
 }
 
-fn kind_hint(provider: &Provider) -> Option<ServerKind> {
+/// The server kind a provider's id, API or local port names, before any probe.
+pub(crate) fn kind_hint(provider: &Provider) -> Option<ServerKind> {
     if provider.api == Api::Ollama {
         return Some(ServerKind::Ollama);
     }

@@ -179,6 +179,20 @@ impl OutputFormat {
     }
 }
 
+/// A caller's thinking request: a level, and the token budget when the caller named one
+/// (Anthropic `budget_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thinking {
+    pub level: hearth_config::ThinkingLevel,
+    pub budget: Option<u64>,
+}
+
+impl Thinking {
+    pub fn level(level: hearth_config::ThinkingLevel) -> Self {
+        Thinking { level, budget: None }
+    }
+}
+
 /// How the model must use tools.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolChoice {
@@ -203,6 +217,10 @@ pub struct Prompt {
     pub stop: Vec<String>,
     /// Structured output the caller asked for (`None`: whatever the model writes).
     pub output_format: Option<OutputFormat>,
+    /// The thinking level the caller asked for (chat `reasoning_effort`, Responses
+    /// `reasoning.effort`, Anthropic `thinking`); `None`: the configured level, if any
+    /// ([`crate::thinking`]).
+    pub thinking: Option<Thinking>,
     /// Token logprobs the caller asked for, with this many most likely alternatives per token
     /// (0: the chosen token's only). Sent to APIs that have them ([`crate::encode::has_logprobs`]).
     pub logprobs: Option<u32>,

@@ -428,11 +428,25 @@ impl<T: Transport> Router<T> {
             let key = keys.get(candidate).and_then(|k| k.get(credential));
             match self.first_event(&target, prompt, env, key, options.deadline).await {
                 Ok((held, first, stream)) => {
-                    let (attempts, notices) = policy.answered(&mut self.tables(), Instant::now());
+                    let (attempts, mut notices) =
+                        policy.answered(&mut self.tables(), Instant::now());
+                    // What the thinking level in force became on this server (`thinking.rs`).
+                    let thinking = crate::thinking::plan(prompt, &target, &target.all_params());
+                    notices.extend(thinking.notice);
+                    let hide_reasoning = thinking.hide_reasoning;
                     let lease = lease.take();
                     let events = futures::stream::iter(held)
                         .chain(futures::stream::once(async move { first }))
                         .chain(stream)
+                        .filter(move |event| {
+                            // Thinking off: reasoning a server sends anyway is not relayed.
+                            let hidden = hide_reasoning
+                                && matches!(
+                                    event,
+                                    Event::ReasoningDelta(_) | Event::ReasoningSignature(_)
+                                );
+                            std::future::ready(!hidden)
+                        })
                         .map(move |event| {
                             let _held = &lease;
                             event

@@ -473,6 +473,9 @@ pub mod out {
         /// `{"format": {"type": "json_schema", "schema": …}}`.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub output_config: Option<OutputConfig<'a>>,
+        /// Extended thinking: `{"type": "enabled", "budget_tokens": N}` or adaptive.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub thinking: Option<Value>,
         /// SSE or one body.
         pub stream: bool,
     }
@@ -622,12 +625,17 @@ pub mod out {
         pub max_tokens: u64,
         /// SSE or one body.
         pub stream: bool,
+        /// `thinking` for a body that has none (a configured thinking level); a caller's own
+        /// `thinking` is kept.
+        pub thinking: Option<&'a Value>,
     }
 
     impl Serialize for Native<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             let set = ["model", "max_tokens", "stream"];
-            let missing = set.iter().filter(|k| !self.body.contains_key(**k)).count();
+            let thinking = self.thinking.filter(|_| !self.body.contains_key("thinking"));
+            let missing = set.iter().filter(|k| !self.body.contains_key(**k)).count()
+                + usize::from(thinking.is_some());
             let mut map = serializer.serialize_map(Some(self.body.len() + missing))?;
             let put = |map: &mut S::SerializeMap, key: &str| match key {
                 "model" => map.serialize_entry(key, self.model),
@@ -645,6 +653,9 @@ pub mod out {
                 if !self.body.contains_key(key) {
                     put(&mut map, key)?;
                 }
+            }
+            if let Some(t) = thinking {
+                map.serialize_entry("thinking", t)?;
             }
             map.end()
         }

@@ -175,7 +175,7 @@ pub mod out {
         pub keep_alive: Option<&'a Value>,
         /// Thinking on, off or a level.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub think: Option<&'a Value>,
+        pub think: Option<Cow<'a, Value>>,
         /// Runner options (`num_ctx`, `num_predict`, sampling).
         pub options: Fields<'a>,
         /// Tool definitions (chat-completions shape).

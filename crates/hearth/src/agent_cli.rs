@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// An explicit model for this turn (strict: no fallback).
     #[arg(long, value_name = "REF")]
     pub model: Option<String>,
+    /// Thinking level of this turn: off, minimal, low, medium, high, xhigh, max or adaptive
+    /// (default: the model's `params.thinking`, else the agent's `thinkingDefault`).
+    #[arg(long, value_name = "LEVEL", value_parser = crate::parse_thinking)]
+    pub thinking: Option<hearth_config::ThinkingLevel>,
     /// Also print the model's reasoning (dimmed, on stderr).
     #[arg(long)]
     pub show_reasoning: bool,
@@ -136,6 +140,7 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         prompt: Some(hearth_upstream::Prompt {
             messages: vec![hearth_upstream::Message::user(args.message.clone())],
             stream: !args.json,
+            thinking: args.thinking.map(hearth_upstream::prompt::Thinking::level),
             ..hearth_upstream::Prompt::default()
         }),
         model: args.model.clone(),
@@ -326,11 +331,14 @@ async fn agent_via_gateway_json(
     credential: Option<&hearth_config::SecretString>,
     args: &AgentArgs,
 ) -> anyhow::Result<u8> {
-    let body = json!({
+    let mut body = json!({
         "model": target,
         "stream": false,
         "messages": [{"role": "user", "content": args.message}],
     });
+    if let Some(level) = args.thinking {
+        body["reasoning_effort"] = json!(level.as_str());
+    }
     let reply = match hearth_upstream::remote::post_json(
         provider,
         "chat/completions",

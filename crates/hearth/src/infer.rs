@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Output cap in tokens (never above the model's maxTokens).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u64>,
+    /// Thinking level: off, minimal, low, medium, high, xhigh, max or adaptive (default: the
+    /// model's `params.thinking`, else the server's own).
+    #[arg(long, value_name = "LEVEL", value_parser = crate::parse_thinking)]
+    pub thinking: Option<hearth_config::ThinkingLevel>,
     /// Print text as it arrives.
     #[arg(long)]
     pub stream: bool,
@@ -67,6 +71,7 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
     let mut prompt = Prompt::text(args.system.as_deref(), &args.prompt);
     prompt.stream = args.stream;
     prompt.max_tokens = args.max_tokens;
+    prompt.thinking = args.thinking.map(hearth_upstream::prompt::Thinking::level);
     let params_for = |r: &ModelRef| config.params_for(None, r);
 
     let started = Instant::now();

@@ -263,6 +263,16 @@ fn main() -> ExitCode {
 }
 
 /// Whether the command was asked for JSON (its errors are JSON too).
+/// `--thinking LEVEL`: one of the thinking levels (aliases included).
+fn parse_thinking(text: &str) -> Result<hearth_config::ThinkingLevel, String> {
+    hearth_config::ThinkingLevel::parse(text).ok_or_else(|| {
+        format!(
+            "unknown thinking level `{text}` ({})",
+            hearth_config::ThinkingLevel::NAMES.join(", ")
+        )
+    })
+}
+
 fn wants_json(command: &Command) -> bool {
     use agent_cli::SessionsCommand as S;
     match command {

@@ -77,6 +77,37 @@ fn json_envelope_for_each_api() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("chat/tiny via openai-completions"));
 }
 
+/// `--thinking`: every level the real llama-server is sent, through each API, is accepted
+/// (docs/local-models.md, "Thinking levels"); an unknown level is a usage error.
+#[test]
+fn thinking_levels_reach_the_real_server_through_each_api() {
+    let server = LlamaServer::start(512)
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.origin());
+    for model in ["chat/tiny", "responses/tiny", "messages/tiny"] {
+        for level in ["off", "minimal", "high", "max"] {
+            let out = hearth()
+                .args(["infer", "model", "run", "--model", model, "--prompt", "hi", "--json"])
+                .args(["--thinking", level, "--config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(out.status.success(), "{model} {level}: {v}");
+            assert_eq!(v["ok"], true, "{model} {level}: {v}");
+        }
+    }
+    let out = hearth()
+        .args(["infer", "model", "run", "--model", "chat/tiny", "--prompt", "hi"])
+        .args(["--thinking", "hihg", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown thinking level `hihg`"));
+}
+
 #[test]
 fn blank_prompt_is_refused_before_any_call() {
     let out = hearth()

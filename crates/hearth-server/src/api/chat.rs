@@ -446,9 +446,8 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
             }
         }
     }
-    if let Some(effort) = reasoning_effort {
-        extra.insert("reasoning_effort".to_owned(), Value::String(effort));
-    }
+    let thinking =
+        reasoning_effort.map(|e| super::thinking_level(&e, "reasoning_effort")).transpose()?;
     if let Some(user) = user {
         extra.insert("user".to_owned(), Value::String(user));
     }
@@ -471,6 +470,7 @@ pub fn to_prompt(request: ChatRequest) -> Result<(Prompt, Options), ApiError> {
     prompt.stop = stop;
     prompt.output_format = output_format;
     prompt.logprobs = logprobs;
+    prompt.thinking = thinking;
     prompt.stream = stream;
     prompt.passthrough = extra;
     Ok((

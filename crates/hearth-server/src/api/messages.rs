@@ -372,6 +372,7 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
         tools,
         tool_choice,
         stop_sequences,
+        thinking,
         mut extra,
         ..
     } = request;
@@ -596,9 +597,23 @@ pub fn to_prompt(request: MessagesRequest) -> Result<Converted, ApiError> {
                 ApiError::invalid_param(&field, format!("{field}: {message}"))
             })?);
     }
-    // Anthropic-only fields (`thinking`, `metadata`, `context_management`, the rest of
-    // `output_config`, …) are not passed to other APIs; an Anthropic upstream gets them with
-    // the whole body.
+    // `thinking` is a thinking level for every other API (`hearth_upstream::thinking`); a
+    // type Anthropic does not define is the caller's error.
+    if let Some(t) = thinking {
+        let value = serde_json::json!({"type": t.kind, "budget_tokens": t.budget_tokens});
+        prompt.thinking =
+            Some(hearth_upstream::thinking::anthropic_request(&value).ok_or_else(|| {
+                ApiError::invalid_param(
+                    "thinking.type",
+                    format!(
+                        "thinking.type: unknown type `{}` (enabled, adaptive, disabled)",
+                        t.kind.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?);
+    }
+    // Anthropic-only fields (`metadata`, `context_management`, the rest of `output_config`,
+    // …) are not passed to other APIs; an Anthropic upstream gets them with the whole body.
     if let Some(top_k) = extra.remove("top_k") {
         prompt.passthrough.insert("top_k".to_owned(), top_k);
     }

@@ -242,6 +242,28 @@ pub(crate) fn shown_model(plan: &Plan, answered: &hearth_config::ModelRef) -> St
     }
 }
 
+/// A caller's thinking level (chat `reasoning_effort`, Responses `reasoning.effort`): one of
+/// OpenClaw's levels or OpenAI's efforts (`none` is off); anything else is a 400 naming
+/// `param`. What the answering server can take is decided per server, never refused
+/// (`hearth_upstream::thinking`).
+pub(crate) fn thinking_level(
+    effort: &str,
+    param: &str,
+) -> Result<hearth_upstream::prompt::Thinking, ApiError> {
+    hearth_config::ThinkingLevel::parse(effort)
+        .map(hearth_upstream::prompt::Thinking::level)
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                param,
+                format!(
+                    "unknown reasoning effort `{}` (none, {})",
+                    effort.chars().take(64).collect::<String>(),
+                    hearth_config::ThinkingLevel::NAMES.join(", ")
+                ),
+            )
+        })
+}
+
 /// Adds `x-hearth-dropped` when something was dropped.
 pub(crate) fn dropped_header(dropped: &[String], headers: &mut HeaderMap) {
     if dropped.is_empty() {

@@ -737,7 +737,7 @@ pub fn to_prompt(
     let (reasoning_effort, reasoning_summary) =
         reasoning.map(|r| (r.effort, r.summary)).unwrap_or_default();
     if let Some(effort) = &reasoning_effort {
-        prompt.passthrough.insert("reasoning_effort".to_owned(), Value::String(effort.clone()));
+        prompt.thinking = Some(super::thinking_level(effort, "reasoning.effort")?);
     }
     for (key, value) in
         [("presence_penalty", presence_penalty), ("frequency_penalty", frequency_penalty)]

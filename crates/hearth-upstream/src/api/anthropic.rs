@@ -48,12 +48,16 @@ impl Dialect for Anthropic {
 
     fn encode(&self, prompt: &Prompt, target: &Target<'_>) -> serde_json::Result<Vec<u8>> {
         if let Some(native) = &prompt.anthropic_native {
-            // The caller spoke Anthropic: its request goes up as sent, to the configured model.
+            // The caller spoke Anthropic: its request goes up as sent, to the configured model;
+            // a configured thinking level joins a body that sets none.
+            let planned = crate::thinking::plan(prompt, target, &target.all_params());
+            let thinking = planned.fields.iter().find(|(k, _)| *k == "thinking").map(|(_, v)| v);
             let body = Native {
                 body: &native.body,
                 model: &target.model.id,
                 max_tokens: target.output_cap(prompt),
                 stream: prompt.stream,
+                thinking,
             };
             return serde_json::to_vec(&body);
         }
@@ -180,13 +184,16 @@ fn request<'a>(
         }
         Some(OutputFormat::Text) | None => {}
     }
+    let thinking = crate::thinking::plan(prompt, target, params);
+    let sampling = !thinking.drop_sampling;
     Request {
+        thinking: thinking.fields.into_iter().find(|(k, _)| *k == "thinking").map(|(_, v)| v),
         model: &target.model.id,
         system,
         messages,
         max_tokens: target.output_cap(prompt),
-        temperature: prompt.temperature,
-        top_p: prompt.top_p,
+        temperature: prompt.temperature.filter(|_| sampling),
+        top_p: prompt.top_p.filter(|p| sampling || *p >= 0.95),
         stop_sequences: (!prompt.stop.is_empty()).then_some(prompt.stop.as_slice()),
         tools,
         tool_choice,

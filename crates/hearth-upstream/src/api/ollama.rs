@@ -133,10 +133,22 @@ fn request<'a>(
             options.insert(k.as_str(), Cow::Borrowed(v));
         }
     }
-    // Never a truthy `think` for a model not marked reasoning.
-    let think = params.get("think").filter(|think| {
-        let truthy = !matches!(think, Value::Bool(false) | Value::Null);
-        !truthy || target.model.reasoning
+    // Never a truthy `think` for a model not marked reasoning. A thinking level in force
+    // (`thinking.rs`) is sent as `think`, unless `params.think` is configured and the caller
+    // asked for none.
+    let planned = crate::thinking::plan(prompt, target, params)
+        .fields
+        .into_iter()
+        .find(|(k, _)| *k == "think")
+        .map(|(_, v)| Cow::Owned(v));
+    let think = planned.or_else(|| {
+        params
+            .get("think")
+            .filter(|think| {
+                let truthy = !matches!(think, Value::Bool(false) | Value::Null);
+                !truthy || target.model.reasoning
+            })
+            .map(Cow::Borrowed)
     });
     if let Some(t) = prompt.temperature {
         options.insert("temperature", Cow::Owned(Value::from(t)));

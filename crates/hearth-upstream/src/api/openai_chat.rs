@@ -242,6 +242,24 @@ fn request<'a>(
     if !native {
         extra.retain(|k| !OPENAI_ONLY.contains(&k));
     }
+    // The thinking level in force, in this server's fields (`thinking.rs`).
+    let thinking = crate::thinking::plan(prompt, target, params);
+    if !thinking.template_kwargs.is_empty() {
+        let mut kwargs = match extra.remove("chat_template_kwargs") {
+            Some(v) => match v.into_owned() {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        for (k, v) in thinking.template_kwargs {
+            kwargs.insert(k.to_owned(), v);
+        }
+        extra.insert("chat_template_kwargs", Cow::Owned(Value::Object(kwargs)));
+    }
+    for (k, v) in thinking.fields {
+        extra.insert(k, Cow::Owned(v));
+    }
     // Ollama's `/v1` (`injectNumCtxForOpenAICompat`, default on): the window goes in
     // `options.num_ctx`, as on its native API.
     if target.provider.inject_num_ctx

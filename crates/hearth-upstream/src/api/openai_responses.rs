@@ -195,6 +195,17 @@ fn request<'a>(
     if !target.is_native_openai() {
         extra.retain(|k| !OPENAI_ONLY.contains(&k));
     }
+    // The thinking level in force as `reasoning.effort`, beside what else `reasoning` holds.
+    for (k, v) in crate::thinking::plan(prompt, target, params).fields {
+        let merged = match (extra.remove(k).map(Cow::into_owned), v) {
+            (Some(Value::Object(mut old)), Value::Object(new)) => {
+                old.extend(new);
+                Value::Object(old)
+            }
+            (_, new) => new,
+        };
+        extra.insert(k, Cow::Owned(merged));
+    }
     request.extra = extra;
     request
 }
