@@ -585,7 +585,8 @@ impl Config {
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
     /// `agents.defaults.models[ref].params` < the agent's `params` <
-    /// `agents.entries.<id>.models[ref].params` (the most specific last).
+    /// `agents.entries.<id>.models[ref].params` (the most specific last); `provider`
+    /// (OpenRouter's routing) merges key by key ([`crate::provider_routing::merge_params`]).
     pub fn params_for(
         &self,
         agent: Option<&str>,
@@ -603,7 +604,7 @@ impl Config {
         let mut out = serde_json::Map::new();
         for layer in layers.into_iter().flatten() {
             if let serde_json::Value::Object(map) = layer {
-                out.extend(map.clone());
+                crate::provider_routing::merge_params(&mut out, map);
             }
         }
         (!out.is_empty()).then_some(out)
