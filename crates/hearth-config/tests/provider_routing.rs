@@ -1,7 +1,6 @@
 //! OpenRouter's provider routing (`params.provider`) is checked at load wherever `params` may
 //! carry it, merged key by key, and said to be useless on any provider but OpenRouter.
 //! See: #15 (item 7, region-pinned hosted routing).
-#![expect(clippy::unwrap_used, reason = "test helpers may unwrap")]
 
 use std::collections::BTreeMap;
 

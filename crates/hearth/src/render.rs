@@ -6,7 +6,7 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use hearth_config::json5::{Node, Value};
 use hearth_config::model_ref::{Resolved, ResolvedBy};
 use hearth_config::{Chain, Config, Cost, Diagnostic, Model, ModelRef, Origin, Provider, RefError};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 /// Renders diagnostics like a compiler: headline, location, source line, caret, help.
 pub fn diagnostics(out: &mut impl Write, diagnostics: &[Diagnostic]) -> std::io::Result<()> {
@@ -344,8 +344,7 @@ fn provider_routing(
 
 /// One line for `models resolve`: `only [deepinfra/us] · fallbacks off · data collection deny
 /// · zdr`, in the order the config wrote the keys.
-fn provider_routing_text(routing: &serde_json::Map<String, serde_json::Value>) -> String {
-    use serde_json::Value as Json;
+fn provider_routing_text(routing: &serde_json::Map<String, Json>) -> String {
     fn plain(value: &Json) -> String {
         match value {
             Json::String(s) => s.clone(),
