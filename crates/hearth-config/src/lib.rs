@@ -10,6 +10,7 @@ pub mod diag;
 pub mod json5;
 pub mod load;
 pub mod model_ref;
+pub mod provider_routing;
 pub mod raw;
 pub mod redact;
 pub mod resolve;

@@ -585,9 +585,10 @@ impl Config {
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
     /// `agents.defaults.models[ref].params` < the agent's `params` <
-    /// `agents.entries.<id>.models[ref].params` (the most specific last). The agent's
-    /// `thinkingDefault` (else the defaults') rides along as `thinkingDefault`, below any
-    /// `params.thinking` (`hearth_upstream::thinking`).
+    /// `agents.entries.<id>.models[ref].params` (the most specific last); `provider`
+    /// (OpenRouter's routing) merges key by key ([`crate::provider_routing::merge_params`]).
+    /// The agent's `thinkingDefault` (else the defaults') rides along as `thinkingDefault`,
+    /// below any `params.thinking` (`hearth_upstream::thinking`).
     pub fn params_for(
         &self,
         agent: Option<&str>,
@@ -612,7 +613,7 @@ impl Config {
         ];
         for layer in layers.into_iter().flatten() {
             if let serde_json::Value::Object(map) = layer {
-                out.extend(map.clone());
+                crate::provider_routing::merge_params(&mut out, map);
             }
         }
         (!out.is_empty()).then_some(out)

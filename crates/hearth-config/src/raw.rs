@@ -943,7 +943,7 @@ impl Decode for RawProvider {
     }
 }
 
-/// A `params`-like member: any object, kept as JSON.
+/// A `params`-like member: any object, kept as JSON (`params.provider` is checked here).
 fn object_value(
     obj: &mut Obj<'_>,
     key: &'static str,
@@ -955,6 +955,11 @@ fn object_value(
         cx.type_error(node, "object");
         cx.pop();
         return None;
+    }
+    if key == "params" {
+        cx.push_key(key);
+        crate::provider_routing::check_params(node, cx);
+        cx.pop();
     }
     Some(node.to_json())
 }

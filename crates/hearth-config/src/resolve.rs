@@ -575,6 +575,7 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
     for (id, raw_provider, origin, base) in merged {
         cx.push_key(&id);
         if let Some(p) = resolve_provider(&id, &raw_provider, base.as_ref(), origin, mode, cx) {
+            crate::provider_routing::check_provider(&p, &raw_provider, cx);
             providers.insert(id.to_ascii_lowercase(), p);
         }
         cx.pop();
@@ -718,6 +719,9 @@ fn settings_section(
     for (key, settings) in models {
         cx.push_key(key);
         if let Some(model_ref) = settings_key(key, cx, providers) {
+            if let Some(provider) = providers.get(&model_ref.provider) {
+                crate::provider_routing::check_target(provider, settings.params.as_ref(), cx);
+            }
             if let Some(alias) = &settings.alias {
                 let lower = alias.value.trim().to_lowercase();
                 if let Some((_, existing)) = aliases.get(&lower) {

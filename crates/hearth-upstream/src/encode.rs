@@ -5,9 +5,11 @@
 //!
 //! Rules (OpenClaw's, `docs/upstream.md`): `system` never `developer` off api.openai.com;
 //! `compat` flags respected; OpenAI-only fields (`store`, `service_tier`, ...) never sent to
-//! other hosts; `stream_options.include_usage` only when streaming; the output cap is the
+//! other hosts, OpenRouter's `params.provider` routing to no host but OpenRouter's;
+//! `stream_options.include_usage` only when streaming; the output cap is the
 //! smaller of the caller's and the model's `maxTokens`; `params` applied, `extra_body` last.
 
+use hearth_config::provider_routing::{self, merge_params};
 use hearth_config::{Api, Model, Provider};
 use serde_json::{Map, Value};
 
@@ -148,20 +150,34 @@ impl Target<'_> {
             .or_else(|| self.model.params.as_ref().and_then(|p| p.get(key)))
     }
 
-    /// All params in precedence order: provider < model row < merged agent params.
+    /// All params in precedence order: provider < model row < merged agent params, each key
+    /// replacing the one below except OpenRouter's `provider` routing, merged key by key
+    /// ([`merge_params`]) and kept only when the target is OpenRouter (any other server would
+    /// take it for something else).
     pub fn all_params(&self) -> Map<String, Value> {
         let mut out = Map::new();
         for layer in
             [self.provider.params.as_ref(), self.model.params.as_ref()].into_iter().flatten()
         {
             if let Value::Object(map) = layer {
-                out.extend(map.clone());
+                merge_params(&mut out, map);
             }
         }
         if let Some(map) = self.params {
-            out.extend(map.clone());
+            merge_params(&mut out, map);
+        }
+        if !self.provider.is_openrouter() {
+            out.shift_remove(provider_routing::PARAMS_KEY);
         }
         out
+    }
+
+    /// The merged `params.provider` this target is sent (OpenRouter's provider routing), if any.
+    pub fn provider_routing(&self) -> Option<Map<String, Value>> {
+        match self.all_params().shift_remove(provider_routing::PARAMS_KEY) {
+            Some(Value::Object(routing)) => Some(routing),
+            _ => None,
+        }
     }
 
     /// `params.reasoningReplay` (`keep-inline`, `drop`, `keep-signed`) in the merged `params`

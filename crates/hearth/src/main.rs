@@ -557,12 +557,17 @@ fn models_resolve(config: &Config, args: &ResolveArgs) -> anyhow::Result<ExitCod
             "{}",
             serde_json::to_string_pretty(&render::resolve_json(
                 config,
+                args.agent.as_deref(),
                 args.model.as_deref(),
                 &chain
             ))?
         )?;
     } else {
-        write!(out, "{}", render::resolve_text(config, args.model.as_deref(), &chain))?;
+        write!(
+            out,
+            "{}",
+            render::resolve_text(config, args.agent.as_deref(), args.model.as_deref(), &chain)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

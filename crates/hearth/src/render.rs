@@ -4,9 +4,9 @@ use std::io::Write;
 
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use hearth_config::json5::{Node, Value};
-use hearth_config::model_ref::ResolvedBy;
+use hearth_config::model_ref::{Resolved, ResolvedBy};
 use hearth_config::{Chain, Config, Cost, Diagnostic, Model, ModelRef, Origin, Provider, RefError};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 /// Renders diagnostics like a compiler: headline, location, source line, caret, help.
 pub fn diagnostics(out: &mut impl Write, diagnostics: &[Diagnostic]) -> std::io::Result<()> {
@@ -325,7 +325,80 @@ fn by_str(by: ResolvedBy) -> &'static str {
     }
 }
 
-pub fn resolve_json(config: &Config, input: Option<&str>, chain: &Chain) -> serde_json::Value {
+/// The provider routing a candidate is sent with for `agent`: OpenRouter's `params.provider`,
+/// merged as the request body gets it (`None` for any other provider, which never gets it).
+fn provider_routing(
+    config: &Config,
+    agent: Option<&str>,
+    resolved: &Resolved<'_>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let params = config.params_for(agent, &resolved.model_ref);
+    hearth_upstream::Target {
+        provider: resolved.provider,
+        model: &resolved.model,
+        params: params.as_ref(),
+        served_max: None,
+    }
+    .provider_routing()
+}
+
+/// One line for `models resolve`: `only [deepinfra/us] · fallbacks off · data collection deny
+/// · zdr`, in the order the config wrote the keys.
+fn provider_routing_text(routing: &serde_json::Map<String, Json>) -> String {
+    fn plain(value: &Json) -> String {
+        match value {
+            Json::String(s) => s.clone(),
+            Json::Array(items) => {
+                format!("[{}]", items.iter().map(plain).collect::<Vec<_>>().join(", "))
+            }
+            Json::Object(map) => {
+                map.iter().map(|(k, v)| format!("{k} {}", plain(v))).collect::<Vec<_>>().join(", ")
+            }
+            other => other.to_string(),
+        }
+    }
+    fn on_off(on: bool) -> &'static str {
+        if on { "on" } else { "off" }
+    }
+    let parts: Vec<String> = routing
+        .iter()
+        .map(|(key, value)| match (key.as_str(), value) {
+            ("allow_fallbacks", Json::Bool(on)) => format!("fallbacks {}", on_off(*on)),
+            ("zdr", Json::Bool(true)) => "zdr".to_owned(),
+            ("require_parameters", Json::Bool(true)) => "require parameters".to_owned(),
+            ("enforce_distillable_text", Json::Bool(true)) => "distillable text only".to_owned(),
+            (_, Json::Bool(on)) => format!("{} {}", key.replace('_', " "), on_off(*on)),
+            ("sort", Json::Object(sort)) => {
+                let by = sort.get("by").map(plain).unwrap_or_default();
+                match sort.get("partition") {
+                    Some(partition) => format!("sort {by} (partition {})", plain(partition)),
+                    None => format!("sort {by}"),
+                }
+            }
+            ("preferred_max_latency" | "preferred_min_throughput", cutoffs) => {
+                let unit = if key == "preferred_max_latency" { "s" } else { "tok/s" };
+                let cutoffs = match cutoffs {
+                    Json::Object(map) => map
+                        .iter()
+                        .map(|(p, v)| format!("{p} {} {unit}", plain(v)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => format!("{} {unit}", plain(other)),
+                };
+                format!("{} {cutoffs}", key.replace('_', " "))
+            }
+            _ => format!("{} {}", key.replace('_', " "), plain(value)),
+        })
+        .collect();
+    parts.join(" · ")
+}
+
+pub fn resolve_json(
+    config: &Config,
+    agent: Option<&str>,
+    input: Option<&str>,
+    chain: &Chain,
+) -> serde_json::Value {
     let resolved = input.and_then(|i| config.resolve_ref(i).ok());
     let candidates: Vec<serde_json::Value> = chain
         .candidates
@@ -335,6 +408,7 @@ pub fn resolve_json(config: &Config, input: Option<&str>, chain: &Chain) -> serd
             let mut v = model_json(config, &r.model_ref, r.provider, &r.model);
             if let serde_json::Value::Object(map) = &mut v {
                 map.insert("allowed".into(), json!(config.allows(None, &r.model_ref)));
+                map.insert("providerRouting".into(), json!(provider_routing(config, agent, &r)));
             }
             v
         })
@@ -350,7 +424,12 @@ pub fn resolve_json(config: &Config, input: Option<&str>, chain: &Chain) -> serd
     })
 }
 
-pub fn resolve_text(config: &Config, input: Option<&str>, chain: &Chain) -> String {
+pub fn resolve_text(
+    config: &Config,
+    agent: Option<&str>,
+    input: Option<&str>,
+    chain: &Chain,
+) -> String {
     let mut out = String::new();
     match input.and_then(|i| config.resolve_ref(i).ok().map(|r| (i, r))) {
         Some((i, r)) => {
@@ -396,6 +475,9 @@ pub fn resolve_text(config: &Config, input: Option<&str>, chain: &Chain) -> Stri
                 note,
                 blocked,
             ));
+            if let Some(routing) = provider_routing(config, agent, &r) {
+                out.push_str(&format!("     routing: {}\n", provider_routing_text(&routing)));
+            }
         }
     }
     out
