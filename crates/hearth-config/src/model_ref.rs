@@ -584,19 +584,26 @@ impl Config {
     }
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
-    /// `agents.defaults.models[ref].params` < the agent's `params` <
-    /// `agents.entries.<id>.models[ref].params` (the most specific last).
+    /// `agents.defaults.models["provider/*"].params` < `agents.defaults.models[ref].params` <
+    /// the agent's `params` < the agent's own `provider/*` and then `ref` settings (the most
+    /// specific last). A `provider/*` key applies to every model of that provider, listed or
+    /// discovered from its server.
     pub fn params_for(
         &self,
         agent: Option<&str>,
         model_ref: &ModelRef,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let wildcard = ModelRef::new(&model_ref.provider, "*");
+        let agent_entry = agent.and_then(|id| self.agents.get(id));
         let layers = [
             self.defaults.params.as_ref(),
+            self.model_settings.get(&wildcard).and_then(|s| s.params.as_ref()),
             self.model_settings.get(model_ref).and_then(|s| s.params.as_ref()),
-            agent.and_then(|id| self.agents.get(id)).and_then(|a| a.params.as_ref()),
-            agent
-                .and_then(|id| self.agents.get(id))
+            agent_entry.and_then(|a| a.params.as_ref()),
+            agent_entry
+                .and_then(|a| a.model_settings.get(&wildcard))
+                .and_then(|s| s.params.as_ref()),
+            agent_entry
                 .and_then(|a| a.model_settings.get(model_ref))
                 .and_then(|s| s.params.as_ref()),
         ];
