@@ -195,6 +195,9 @@ fn request<'a>(
     if !target.is_native_openai() {
         extra.retain(|k| !OPENAI_ONLY.contains(&k));
     }
+    if let Some(ttl) = crate::encode::lmstudio_ttl(target.provider, params) {
+        extra.insert("ttl", Cow::Borrowed(ttl));
+    }
     request.extra = extra;
     request
 }
