@@ -75,7 +75,7 @@ pub fn wanted(provider: &Provider, params: &Map<String, Value>) -> bool {
 /// Preloads `models` of `provider` (each with its merged params), one after the other, and
 /// says what happened to each. The probe cache is read first (a model the server holds is not
 /// loaded again) and forgotten afterwards, so the next reader sees the loaded window.
-pub async fn preload(
+pub async fn run(
     provider: &Provider,
     models: &[(Model, Map<String, Value>)],
     probes: &Probes,

@@ -233,7 +233,7 @@ async fn serve(
             (Arc::clone(&state.probes), Arc::clone(&state.env), provider.clone());
         if !preloads.is_empty() {
             tokio::spawn(async move {
-                let done = preload::preload(&provider, &preloads, &probes, &*env).await;
+                let done = preload::run(&provider, &preloads, &probes, &*env).await;
                 for one in &done {
                     log_preload(&provider.id, one);
                 }
