@@ -584,30 +584,35 @@ impl Config {
     }
 
     /// Request params for `model_ref`, merged by key: `agents.defaults.params` <
-    /// `agents.defaults.models[ref].params` < the agent's `params` <
-    /// `agents.entries.<id>.models[ref].params` (the most specific last); `provider`
-    /// (OpenRouter's routing) merges key by key ([`crate::provider_routing::merge_params`]).
-    /// The agent's `thinkingDefault` (else the defaults') rides along as `thinkingDefault`,
-    /// below any `params.thinking` (`hearth_upstream::thinking`).
+    /// `agents.defaults.models["provider/*"].params` < `agents.defaults.models[ref].params` <
+    /// the agent's `params` < the agent's own `provider/*` and then `ref` settings (the most
+    /// specific last). A `provider/*` key applies to every model of that provider, listed or
+    /// discovered from its server. `provider` (OpenRouter's routing) merges key by key
+    /// ([`crate::provider_routing::merge_params`]). The agent's `thinkingDefault` (else the
+    /// defaults') rides along as `thinkingDefault`, below any `params.thinking`
+    /// (`hearth_upstream::thinking`).
     pub fn params_for(
         &self,
         agent: Option<&str>,
         model_ref: &ModelRef,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let wildcard = ModelRef::new(&model_ref.provider, "*");
+        let agent_entry = agent.and_then(|id| self.agents.get(id));
         let mut out = serde_json::Map::new();
-        let thinking = agent
-            .and_then(|id| self.agents.get(id))
-            .and_then(|a| a.thinking_default)
-            .or(self.defaults.thinking_default);
+        let thinking =
+            agent_entry.and_then(|a| a.thinking_default).or(self.defaults.thinking_default);
         if let Some(level) = thinking {
             out.insert("thinkingDefault".to_owned(), level.as_str().into());
         }
         let layers = [
             self.defaults.params.as_ref(),
+            self.model_settings.get(&wildcard).and_then(|s| s.params.as_ref()),
             self.model_settings.get(model_ref).and_then(|s| s.params.as_ref()),
-            agent.and_then(|id| self.agents.get(id)).and_then(|a| a.params.as_ref()),
-            agent
-                .and_then(|id| self.agents.get(id))
+            agent_entry.and_then(|a| a.params.as_ref()),
+            agent_entry
+                .and_then(|a| a.model_settings.get(&wildcard))
+                .and_then(|s| s.params.as_ref()),
+            agent_entry
                 .and_then(|a| a.model_settings.get(model_ref))
                 .and_then(|s| s.params.as_ref()),
         ];

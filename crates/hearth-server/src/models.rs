@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hearth_config::{Config, Origin};
+use hearth_config::{Config, ModelRef, Origin};
 use serde_json::{Value, json};
 
 use crate::auth::speaks_anthropic;
@@ -120,6 +120,37 @@ pub fn entries(config: &Config) -> Vec<Value> {
     out
 }
 
+/// [`entries`], then what the servers of discovering providers serve (a configured provider
+/// without `models[]`, or with a `provider/*` key in `agents.defaults.models`), as the probe
+/// cache last saw it: a request never waits for a probe (the gateway probes them at start).
+fn with_served(app: &AppState, config: &Config) -> Vec<Value> {
+    let mut all = entries(config);
+    for provider in config.providers.values() {
+        let discovers = provider.models.is_empty()
+            || config.model_settings.contains_key(&ModelRef::new(&provider.id, "*"));
+        if provider.origin != Origin::Config || !discovers {
+            continue;
+        }
+        let Some(probe) = app.probes.cached(provider) else { continue };
+        for served in &probe.served {
+            let id = format!("{}/{}", provider.id, served.id);
+            if all.iter().any(|e| e["id"].as_str() == Some(id.as_str())) {
+                continue;
+            }
+            all.push(json!({
+                "id": id,
+                "object": "model",
+                "created": 0,
+                "owned_by": provider.id,
+                "context_window": served.context_window,
+                "max_context_window": served.max_context_window,
+                "state": served.state.as_str(),
+            }));
+        }
+    }
+    all
+}
+
 pub async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -131,12 +162,12 @@ pub async fn list(
             url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
                 .into_owned()
                 .collect();
-        return match anthropic_page(&entries(&config), &query) {
+        return match anthropic_page(&with_served(&app, &config), &query) {
             Ok(page) => json_response(StatusCode::OK, &page),
             Err(e) => e.shaped(Shape::Anthropic).into_response(),
         };
     }
-    json_response(StatusCode::OK, &json!({"object": "list", "data": entries(&config)}))
+    json_response(StatusCode::OK, &json!({"object": "list", "data": with_served(&app, &config)}))
 }
 
 pub async fn get_one(
@@ -174,7 +205,7 @@ async fn anthropic_one(response: Response) -> Response {
 fn one(app: &AppState, id: &str) -> Response {
     let config = app.config.load();
     let id = id.trim_start_matches('/');
-    let all = entries(&config);
+    let all = with_served(app, &config);
     if let Some(entry) = all.iter().find(|e| e["id"].as_str() == Some(id)) {
         return json_response(StatusCode::OK, entry);
     }

@@ -130,6 +130,20 @@ pub fn is_ollama_compat(provider: &Provider) -> bool {
         || (provider.is_local() && provider.base_url.port() == Some(11434))
 }
 
+/// `params.ttl` for an LM Studio server: the idle time, in seconds, after which LM Studio
+/// unloads a model that this request loads (JIT). LM Studio takes it in the request body of
+/// its OpenAI-compatible endpoints, not in its load request (`docs/local-models.md`, "Keeping
+/// models loaded"); other servers never get it.
+pub(crate) fn lmstudio_ttl<'p>(
+    provider: &Provider,
+    params: &'p Map<String, Value>,
+) -> Option<&'p Value> {
+    params
+        .get("ttl")
+        .filter(|v| v.as_u64().is_some_and(|n| n > 0))
+        .filter(|_| crate::probe::is_lmstudio(provider))
+}
+
 impl Target<'_> {
     /// The official OpenAI host (gets OpenAI-only fields and the `developer` role).
     pub fn is_native_openai(&self) -> bool {
@@ -504,6 +518,31 @@ mod tests {
             configured["messages"][1]["content"], "<think>r</think>\n\na",
             "configurable per model"
         );
+    }
+
+    /// LM Studio takes its idle TTL in the body of its OpenAI-compatible endpoints; no other
+    /// server gets `ttl`. See: #15
+    #[test]
+    fn r15_ttl_goes_only_to_lmstudio() {
+        let p = Prompt::text(None, "hi");
+        for api in ["openai-completions", "openai-responses"] {
+            let lmstudio = body(
+                api,
+                "http://127.0.0.1:1234/v1",
+                r#"{id: "qwen3-8b", params: {ttl: 300}}"#,
+                &p,
+            );
+            assert_eq!(lmstudio["ttl"], 300, "{api}");
+            let other = body(
+                api,
+                "http://127.0.0.1:8000/v1",
+                r#"{id: "qwen3-8b", params: {ttl: 300}}"#,
+                &p,
+            );
+            assert!(other.get("ttl").is_none(), "{api}: {other}");
+            let unset = body(api, "http://127.0.0.1:1234/v1", r#"{id: "qwen3-8b"}"#, &p);
+            assert!(unset.get("ttl").is_none(), "{api}: {unset}");
+        }
     }
 
     #[test]

@@ -248,6 +248,12 @@ pub fn uses_responses(provider: &Provider) -> bool {
         || provider.models.iter().any(|m| m.api == Api::OpenaiResponses)
 }
 
+/// Whether `provider` is an LM Studio server by its id (`lmstudio`, `lm-studio`) or its local
+/// default port (1234): the one rule the probe, the preload and the request body (`ttl`) share.
+pub fn is_lmstudio(provider: &Provider) -> bool {
+    kind_hint(provider) == Some(ServerKind::LmStudio)
+}
+
 /// The server kind a provider's id, API or local port names, before any probe.
 pub(crate) fn kind_hint(provider: &Provider) -> Option<ServerKind> {
     if provider.api == Api::Ollama {
@@ -304,40 +310,54 @@ fn auth_headers(provider: &Provider, env: &dyn Env) -> Vec<(String, String)> {
     headers
 }
 
-struct Cx<'p> {
-    provider: &'p Provider,
+pub(crate) struct Cx<'p> {
+    pub(crate) provider: &'p Provider,
     http: reqwest::Client,
     auth: Vec<(String, String)>,
 }
 
 /// One HTTP exchange: status and body (up to [`MAX_BODY`]).
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     body: Vec<u8>,
     elapsed: Duration,
 }
 
 impl Reply {
-    fn json(&self) -> Option<Value> {
+    pub(crate) fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
 
-impl Cx<'_> {
+impl<'p> Cx<'p> {
+    /// The probe's transport for `provider` (credentials and headers resolved from `env`),
+    /// with `timeout` for each request: for callers other than a probe (the preload).
+    pub(crate) fn new(
+        provider: &'p Provider,
+        env: &dyn Env,
+        timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
+        Ok(Cx {
+            provider,
+            http: http_client(provider, timeout)?,
+            auth: auth_headers(provider, env),
+        })
+    }
+
     fn base(&self) -> String {
         self.provider.base_url.as_str().trim_end_matches('/').to_owned()
     }
 
     /// The server root: `baseUrl` without a trailing `/v1`.
-    fn root(&self) -> String {
+    pub(crate) fn root(&self) -> String {
         let base = self.base();
         base.strip_suffix("/v1").map_or(base.clone(), str::to_owned)
     }
@@ -382,7 +402,7 @@ impl Cx<'_> {
         self.send(reqwest::Method::GET, url, None).await
     }
 
-    async fn post(&self, url: &str, body: &Value) -> Result<Reply, UpstreamError> {
+    pub(crate) async fn post(&self, url: &str, body: &Value) -> Result<Reply, UpstreamError> {
         self.send(reqwest::Method::POST, url, Some(body)).await
     }
 
@@ -415,7 +435,7 @@ fn transport_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
 }
 
 /// A non-2xx answer to a metadata request, as an error.
-fn http_error(provider: &str, what: &str, reply: &Reply) -> UpstreamError {
+pub(crate) fn http_error(provider: &str, what: &str, reply: &Reply) -> UpstreamError {
     let mut error = crate::classify::classify_http(reply.status, None, &reply.text());
     error.status = Some(reply.status);
     error.message = format!("{provider}: {what} answered {}: {}", reply.status, error.message);
@@ -653,20 +673,30 @@ async fn probe_ollama(cx: &Cx<'_>, out: &mut ProviderProbe) {
         Ok(_) | Err(_) => {}
     }
     // Configured models that are not loaded: the trained window and the Modelfile's num_ctx.
-    let wanted: Vec<&Model> = cx
-        .provider
-        .models
-        .iter()
-        .filter(|m| out.find_listed(&m.id).is_some_and(|s| s.state != ModelState::Loaded))
-        .take(MAX_OLLAMA_SHOW)
-        .collect();
-    for model in wanted {
-        let body = serde_json::json!({ "model": model.id });
+    // A provider without `models[]` discovers what is served: its pulled models are asked.
+    let wanted: Vec<String> = if cx.provider.models.is_empty() {
+        out.served
+            .iter()
+            .filter(|s| s.state != ModelState::Loaded)
+            .map(|s| s.id.clone())
+            .take(MAX_OLLAMA_SHOW)
+            .collect()
+    } else {
+        cx.provider
+            .models
+            .iter()
+            .filter(|m| out.find_listed(&m.id).is_some_and(|s| s.state != ModelState::Loaded))
+            .map(|m| m.id.clone())
+            .take(MAX_OLLAMA_SHOW)
+            .collect()
+    };
+    for model_id in wanted {
+        let body = serde_json::json!({ "model": model_id });
         let Ok(reply) = cx.post(&format!("{root}/api/show"), &body).await else { continue };
         let Some(show) = reply.json().filter(|_| reply.ok()) else { continue };
         let trained = ollama_trained_context(&show);
         let num_ctx = show.get("parameters").and_then(Value::as_str).and_then(modelfile_num_ctx);
-        let listed_id = out.find_listed(&model.id).map(|s| s.id.clone());
+        let listed_id = out.find_listed(&model_id).map(|s| s.id.clone());
         if let Some(m) = out.served.iter_mut().find(|s| Some(&s.id) == listed_id.as_ref()) {
             m.max_context_window = trained;
             // Without a Modelfile num_ctx the window is the server's default (VRAM-tiered

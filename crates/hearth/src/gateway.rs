@@ -6,8 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_config::{Config, ConfigSource, Origin, ProcessEnv, SecretString};
+use hearth_config::{
+    Config, ConfigSource, Model, ModelRef, Origin, ProcessEnv, Provider, SecretString,
+};
 use hearth_server::{AppState, Auth};
+use hearth_upstream::Target;
+use hearth_upstream::preload::{self, Preload};
+use serde_json::{Map, Value};
 
 /// Exit code when the gateway refuses its settings (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -210,14 +215,31 @@ async fn serve(
     let snapshot = state.config.load_full();
     let env = Arc::clone(&state.env);
     tokio::task::spawn_blocking(move || router.prepare(&snapshot, &*env));
-    // Local Ollama servers are asked once what their models support (`/api/show`), so the
-    // `num_ctx` hearth sends is cut to it (the probe cache; requests never wait for it).
+    // Local servers are asked once, in the background, what they serve (the probe cache;
+    // requests never wait for it): Ollama's `/api/show` cuts the `num_ctx` hearth sends, and a
+    // provider without `models[]` (or with a `provider/*` key) discovers its served models.
+    // LM Studio (and Ollama with `params.preload: true`) is asked to load the configured models.
     let snapshot = state.config.load_full();
     for provider in snapshot.providers.values() {
+        if !provider.is_local() || provider.origin != Origin::Config {
+            continue;
+        }
         let ollama = provider.api == hearth_config::Api::Ollama
             || provider.models.iter().any(|m| m.api == hearth_config::Api::Ollama);
-        if ollama && provider.is_local() && provider.origin == Origin::Config {
-            let (probes, provider) = (Arc::clone(&state.probes), provider.clone());
+        let discovers = provider.models.is_empty()
+            || snapshot.model_settings.contains_key(&ModelRef::new(&provider.id, "*"));
+        let preloads = preload_models(&snapshot, provider);
+        let (probes, env, provider) =
+            (Arc::clone(&state.probes), Arc::clone(&state.env), provider.clone());
+        if !preloads.is_empty() {
+            tokio::spawn(async move {
+                let done = preload::run(&provider, &preloads, &probes, &*env).await;
+                for one in &done {
+                    log_preload(&provider.id, one);
+                }
+                probes.get(&provider).await
+            });
+        } else if ollama || discovers {
             tokio::spawn(async move { probes.get(&provider).await });
         }
     }
@@ -249,6 +271,59 @@ async fn serve(
         }
     }
     Ok(0)
+}
+
+/// The models of `provider` that `params.preload` asks to load at start: its configured rows
+/// and the refs the agents name, each with its merged params (provider < row < settings).
+fn preload_models(config: &Config, provider: &Provider) -> Vec<(Model, Map<String, Value>)> {
+    if preload::server_kind(provider).is_none() {
+        return Vec::new();
+    }
+    config
+        .rows()
+        .into_iter()
+        .filter(|(model_ref, _, model)| {
+            model_ref.provider == provider.id && model.origin != Origin::Builtin
+        })
+        .filter_map(|(model_ref, _, model)| {
+            let settings = config.params_for(None, &model_ref);
+            let params =
+                Target { provider, model: &model, params: settings.as_ref(), served_max: None }
+                    .all_params();
+            preload::wanted(provider, &params).then_some((model, params))
+        })
+        .collect()
+}
+
+/// One log line per preloaded model: what was asked, what happened, and on failure what to do.
+fn log_preload(provider: &str, done: &Preload) {
+    let model = done.model.as_str();
+    match &done.outcome {
+        preload::Outcome::Loaded { context_length, seconds } => tracing::info!(
+            provider,
+            model,
+            context_length = *context_length,
+            seconds = *seconds,
+            "Preloaded the model ({}).",
+            done.path
+        ),
+        preload::Outcome::AlreadyLoaded { state, context_length } => tracing::info!(
+            provider,
+            model,
+            state = state.as_str(),
+            context_length = *context_length,
+            "The model is {} already; not preloading it.",
+            state.as_str()
+        ),
+        preload::Outcome::Failed { error, help } => tracing::warn!(
+            provider,
+            model,
+            asked_context_length = done.context_length,
+            error = %error.message,
+            "Preload failed ({}); the gateway runs on, and the first request loads the model if the server loads on demand. Fix: {help}.",
+            done.path
+        ),
+    }
 }
 
 async fn shutdown_signal() {

@@ -471,8 +471,13 @@ fn rows_of(
             rows.push((ModelRef::new(&provider.id, &m.id), Role::Configured, m.clone()));
         }
     }
-    if rows.is_empty() {
+    // A provider without models (or with a `provider/*` key) shows what its server serves.
+    let wildcard = config.model_settings.contains_key(&ModelRef::new(&provider.id, "*"));
+    if rows.is_empty() || wildcard {
         for served in probe.served.iter().take(MAX_SERVED_ROWS) {
+            if rows.iter().any(|(r, _, _)| r.model == served.id) {
+                continue;
+            }
             let model = provider.synthetic_model(&served.id);
             rows.push((ModelRef::new(&provider.id, &served.id), Role::Served, model));
         }

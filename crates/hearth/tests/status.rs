@@ -348,3 +348,31 @@ async fn ollama_num_ctx_is_shown() {
         serde_json::json!({"value": null, "source": "ollama-default"})
     );
 }
+
+/// A provider without `models[]` discovers what the real llama-server serves: its one model,
+/// with the runtime window of `/props` (`--ctx-size`), in the rows and in `served`. See: #15
+#[test]
+fn provider_without_models_shows_the_served_model_and_window() {
+    let s = server(768);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        &format!(
+            r#"{{ models: {{ mode: "replace", providers: {{ local: {{ baseUrl: "{}/v1" }} }} }} }}"#,
+            s.origin()
+        ),
+    );
+    let v = json(&run(&config, &["--json"]));
+    let p = provider(&v, "local");
+    assert_eq!(p["server"], "llama.cpp");
+    let served = p["served"].as_array().unwrap();
+    assert_eq!(served.len(), 1, "{p}");
+    assert_eq!(served[0]["contextWindow"], 768);
+    assert_eq!(served[0]["state"], "loaded");
+    let row = &p["models"][0];
+    assert_eq!(row["role"], "served");
+    assert_eq!(row["id"], served[0]["id"]);
+    assert_eq!(row["context"]["served"], 768);
+    let r = run(&config, &[]);
+    assert!(r.stdout.contains("served") && r.stdout.contains("768"), "{}", r.stdout);
+}

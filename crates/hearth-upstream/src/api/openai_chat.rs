@@ -260,6 +260,9 @@ fn request<'a>(
     for (k, v) in thinking.fields {
         extra.insert(k, Cow::Owned(v));
     }
+    if let Some(ttl) = crate::encode::lmstudio_ttl(target.provider, params) {
+        extra.insert("ttl", Cow::Borrowed(ttl));
+    }
     // Ollama's `/v1` (`injectNumCtxForOpenAICompat`, default on): the window goes in
     // `options.num_ctx`, as on its native API.
     if target.provider.inject_num_ctx

@@ -206,6 +206,9 @@ fn request<'a>(
         };
         extra.insert(k, Cow::Owned(merged));
     }
+    if let Some(ttl) = crate::encode::lmstudio_ttl(target.provider, params) {
+        extra.insert("ttl", Cow::Borrowed(ttl));
+    }
     request.extra = extra;
     request
 }
