@@ -62,6 +62,12 @@ pub struct LlamaServer {
 impl LlamaServer {
     /// Starts the server with `--ctx-size ctx_size` and waits until `/health` answers 200.
     pub fn start(ctx_size: u32) -> Result<Self, String> {
+        Self::start_with(ctx_size, &[])
+    }
+
+    /// [`LlamaServer::start`] with more arguments (`--batch-size 16`: prompt progress every 16
+    /// tokens).
+    pub fn start_with(ctx_size: u32, extra: &[&str]) -> Result<Self, String> {
         let binary = binary()?;
         let model = model()?;
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
@@ -80,6 +86,7 @@ impl LlamaServer {
                 "--no-webui",
                 "--jinja",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -248,6 +248,17 @@ pub fn uses_responses(provider: &Provider) -> bool {
         || provider.models.iter().any(|m| m.api == Api::OpenaiResponses)
 }
 
+/// Whether `provider` is a llama.cpp `llama-server` as far as its config tells (its id, or a
+/// `localService` that runs `llama-server`): such a server gets `return_progress` on streaming
+/// chat requests (`docs/local-models.md`, "Cold loads and slow prompts").
+pub fn is_llama_cpp(provider: &Provider) -> bool {
+    kind_hint(provider) == Some(ServerKind::LlamaCpp)
+        || ["llamacpp-", "llama-cpp-"].iter().any(|p| provider.id.starts_with(p))
+        || provider.local_service.as_ref().is_some_and(|service| {
+            service.command.file_stem().is_some_and(|stem| stem == "llama-server")
+        })
+}
+
 fn kind_hint(provider: &Provider) -> Option<ServerKind> {
     if provider.api == Api::Ollama {
         return Some(ServerKind::Ollama);
