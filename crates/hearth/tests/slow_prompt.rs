@@ -206,3 +206,62 @@ async fn the_real_llama_server_reports_progress_for_a_long_prompt() {
     assert!(reports >= 5, "{reports} progress lines: {stderr:?}");
     assert!(stderr.contains("▏ 100% ("), "{stderr:?}");
 }
+
+/// Through the gateway: a streaming chat request for a long prompt to the real llama-server (its
+/// headers out after 1 ms) gets the server's reports as `: progress` comments before the answer,
+/// and `/metrics` counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_relays_the_real_llama_servers_progress() {
+    let llama = LlamaServer::start_with(2048, &["--batch-size", "16", "--ubatch-size", "16"])
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"{{models: {{mode: "replace", providers: {{
+                 llamacpp: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tiny", contextWindow: 2048, maxTokens: 4}}]}}}}}},
+               agents: {{defaults: {{model: {{primary: "llamacpp/tiny"}}}}}},
+               gateway: {{limits: {{streamHeadersAfterMs: 1}}}}}}"#,
+            llama.origin()
+        ),
+    );
+    let gateway = GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env("HEARTH_STATE_DIR", dir.path().join("state")),
+    )
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(20);
+    let body = serde_json::json!({"model": "llamacpp/tiny", "stream": true,
+        "messages": [{"role": "user", "content": prompt}]});
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/v1/chat/completions", gateway.origin()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let first_data = text.find("data: ").unwrap();
+    let comments: Vec<&str> =
+        text[..first_data].lines().filter(|l| l.starts_with(": progress ")).collect();
+    let last = comments.last().unwrap_or_else(|| panic!("no progress relayed: {text}"));
+    let (processed, total) = last.trim_start_matches(": progress ").split_once('/').unwrap();
+    assert_eq!(processed, total, "the last report says the prompt was read: {text}");
+    assert!(total.parse::<u64>().unwrap() > 150 && comments.len() >= 2, "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let metrics = client.get(format!("{}/metrics", gateway.origin())).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("hearth_upstream_prompt_progress_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(counted >= 5, "{counted} reports: {metrics}");
+}
