@@ -133,6 +133,10 @@ req overflow-messages-stream.txt POST /v1/messages \
 req ctx-fill.json POST /v1/chat/completions \
     "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"$FILL\"}],\"max_tokens\":200,\"temperature\":0}"
 
+# Prompt processing progress (`return_progress`): reports before the first token.
+req chat-progress.sse POST /v1/chat/completions \
+    "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"$FILL\"}],\"max_tokens\":4,\"temperature\":0,\"stream\":true,\"return_progress\":true}"
+
 req malformed.json POST /v1/chat/completions '{"model":"tiny","messages":['
 req notfound.json  GET /v1/nope
 

@@ -7,6 +7,6 @@ pub mod containment;
 pub mod turn;
 
 pub use turn::{
-    Agents, Collected, NoticeSink, Turn, TurnError, TurnRequest, collect, run_timeout,
-    session_key_for,
+    Agents, Collected, NoticeSink, ProgressSink, Turn, TurnError, TurnRequest, collect,
+    run_timeout, session_key_for,
 };

@@ -82,6 +82,9 @@ pub struct TurnRequest {
     /// Receives notices that come due while the turn is still waiting for a model (the
     /// overload notice after 30 s of retries); they are also in [`Turn::notices`].
     pub on_notice: Option<NoticeSink>,
+    /// Receives the server's prompt progress reports while the turn waits for the answer to
+    /// begin (a long prompt on slow hardware).
+    pub on_progress: Option<ProgressSink>,
 }
 
 impl TurnRequest {
@@ -189,6 +192,19 @@ pub struct NoticeSink(pub Arc<dyn Fn(&str) + Send + Sync>);
 impl std::fmt::Debug for NoticeSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("NoticeSink")
+    }
+}
+
+/// A callback for prompt progress reports while a turn waits for its answer to begin.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<ReportProgress>);
+
+/// What a [`ProgressSink`] calls: the candidate's ref and its report.
+pub type ReportProgress = dyn Fn(&ModelRef, &hearth_upstream::Progress) + Send + Sync;
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
     }
 }
 
@@ -662,10 +678,19 @@ impl Agents {
             let sink = Arc::clone(&sink.0);
             move |notice: &str| sink(notice)
         });
+        let report = request.on_progress.as_ref().map(|sink| {
+            let sink = Arc::clone(&sink.0);
+            move |model_ref: &ModelRef, progress: &hearth_upstream::Progress| {
+                sink(model_ref, progress)
+            }
+        });
         let options = RunOptions {
             deadline,
             session: Some(&session_key),
             on_notice: notify.as_ref().map(|f| f as &(dyn Fn(&str) + Sync)),
+            on_progress: report
+                .as_ref()
+                .map(|f| f as &(dyn Fn(&ModelRef, &hearth_upstream::Progress) + Sync)),
             ..RunOptions::default()
         };
         let mut result = self
@@ -790,6 +815,7 @@ impl Agents {
                     Event::Finish(_)
                     | Event::ReasoningSignature(_)
                     | Event::Logprobs(_)
+                    | Event::Progress(_)
                     | Event::Native(_) => {}
                 }
                 // The terminal event is held back until the answer is on disk, so a turn the
@@ -1113,6 +1139,7 @@ pub async fn collect(mut events: BoxStream<'static, Event>) -> Collected {
             Event::ToolCallDelta { .. }
             | Event::ReasoningSignature(_)
             | Event::Logprobs(_)
+            | Event::Progress(_)
             | Event::Native(_) => {}
         }
     }

@@ -77,6 +77,10 @@ pub struct Metrics {
     pub fallbacks: Counter,
     pub stream_aborts: Family<AbortLabels, Counter>,
     pub cooldowns: Family<CooldownLabels, Gauge>,
+    /// Prompt progress reports from upstreams (llama-server `return_progress`).
+    pub prompt_progress: Family<ModelLabels, Counter>,
+    /// Prompt processing time as upstreams reported it, once a prompt was read whole.
+    pub prompt_processing: HistogramFamily<ModelLabels>,
 }
 
 impl Default for Metrics {
@@ -140,8 +144,24 @@ impl Default for Metrics {
             "Providers and models cooling down now",
             cooldowns.clone(),
         );
+        let prompt_progress = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "upstream_prompt_progress",
+            "Prompt processing progress reports from upstreams, by provider and model",
+            prompt_progress.clone(),
+        );
+        let prompt_processing: HistogramFamily<ModelLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "upstream_prompt_processing",
+            "Prompt processing time reported by upstreams, by provider and model",
+            prometheus_client::registry::Unit::Seconds,
+            prompt_processing.clone(),
+        );
         Metrics {
             registry,
+            prompt_progress,
+            prompt_processing,
             requests,
             request_duration,
             upstream_attempts,
@@ -168,6 +188,22 @@ impl Metrics {
         };
         self.requests.get_or_create(&RouteLabels { route, status_class }).inc();
         self.request_duration.get_or_create(&RouteOnly { route }).observe(elapsed.as_secs_f64());
+    }
+
+    /// One prompt progress report of `provider`'s `model` (a config-bounded label): counted,
+    /// and its time observed when it is the report that the whole prompt was read (`complete`).
+    pub fn observe_progress(
+        &self,
+        provider: String,
+        model: String,
+        progress: &hearth_upstream::Progress,
+        complete: bool,
+    ) {
+        let labels = ModelLabels { provider, model };
+        self.prompt_progress.get_or_create(&labels).inc();
+        if complete {
+            self.prompt_processing.get_or_create(&labels).observe(progress.elapsed.as_secs_f64());
+        }
     }
 
     /// The Prometheus text exposition.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::StreamExt;
-use hearth_agent::NoticeSink;
+use hearth_agent::{NoticeSink, ProgressSink};
 use hearth_config::{Config, Cost};
 use hearth_upstream::{
     Answer, ErrorClass, Event, FinishReason, Prompt, RunOptions, TokenLogprob, ToolChoice,
@@ -120,25 +120,45 @@ pub async fn start(
     plan: &Plan,
     prompt: Prompt,
 ) -> Result<(Started, Prompt), ApiError> {
-    start_with(app, config, plan, prompt, None).await
+    start_with(app, config, plan, prompt, None, None).await
 }
 
 /// [`start`], with `on_notice` called the moment a notice comes due while the run still waits
 /// for a model (the overload notice), on direct and agent runs alike. Such a notice is also in
 /// the answer's notices; a caller that delivered it live must not deliver it again.
+/// `on_progress` gets the server's prompt progress reports while the run waits for the answer
+/// to begin; every report is counted in `/metrics` either way.
 pub async fn start_with(
     app: &AppState,
     config: &Arc<Config>,
     plan: &Plan,
     prompt: Prompt,
     on_notice: Option<&NoticeSink>,
+    on_progress: Option<&ProgressSink>,
 ) -> Result<(Started, Prompt), ApiError> {
     let started = Instant::now();
+    let progress = {
+        let (metrics, config, sink) =
+            (Arc::clone(&app.metrics), Arc::clone(config), on_progress.cloned());
+        // A server may repeat its last report; the run's processing time is observed once.
+        let observed = std::sync::atomic::AtomicBool::new(false);
+        ProgressSink(Arc::new(move |model_ref, progress| {
+            let complete = progress.is_complete()
+                && !observed.swap(true, std::sync::atomic::Ordering::Relaxed);
+            let model = model_label(&config, model_ref);
+            metrics.observe_progress(model_ref.provider.clone(), model, progress, complete);
+            if let Some(sink) = &sink {
+                sink.0(model_ref, progress);
+            }
+        }))
+    };
     let options = RunOptions {
         deadline: Some(tokio::time::Instant::now() + RUN_BUDGET),
         on_notice: on_notice.map(|sink| &*sink.0 as &(dyn Fn(&str) + Sync)),
+        on_progress: Some(&*progress.0),
         ..RunOptions::default()
     };
+    let sinks = (on_notice, &progress);
     let agent = plan.agent.clone();
     let mut prompt = prompt;
     if !(plan.agent_run && app.agents.is_some()) {
@@ -147,7 +167,7 @@ pub async fn start_with(
         hearth_agent::containment::strip_prompt_control_tokens(&mut prompt);
     }
     let result = match (&app.agents, plan.agent_run) {
-        (Some(agents), true) => match agent_turn(agents, config, plan, &prompt, on_notice).await {
+        (Some(agents), true) => match agent_turn(agents, config, plan, &prompt, sinks).await {
             Ok(answer) => Ok(answer),
             Err(AgentFailure::Upstream(failure)) => Err(failure),
             Err(AgentFailure::Api(error)) => return Err(error),
@@ -397,6 +417,7 @@ impl Collected {
                 call.arguments.push_str(&arguments);
             }
             Event::Usage(u) => self.usage = Some(u),
+            Event::Progress(_) => {}
             Event::Finish(f) => self.finish = Some(f),
             Event::Error(e) => return Err(e),
         }
@@ -456,7 +477,7 @@ async fn agent_turn(
     config: &Arc<Config>,
     plan: &Plan,
     prompt: &Prompt,
-    on_notice: Option<&NoticeSink>,
+    (on_notice, on_progress): (Option<&NoticeSink>, &ProgressSink),
 ) -> Result<Answer, AgentFailure> {
     use hearth_upstream::Role;
     if !prompt.messages.iter().any(|m| m.role == Role::User) {
@@ -484,6 +505,7 @@ async fn agent_turn(
         // The agent's `timeoutSeconds` (the turn applies it).
         timeout: None,
         on_notice: on_notice.cloned(),
+        on_progress: Some(on_progress.clone()),
         ..hearth_agent::TurnRequest::default()
     };
     match agents.start(Arc::clone(config), request).await {

@@ -18,8 +18,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use hearth_agent::NoticeSink;
-use hearth_upstream::{ErrorClass, Event, EventStream, Prompt, UpstreamError, Usage};
+use hearth_agent::{NoticeSink, ProgressSink};
+use hearth_upstream::{ErrorClass, Event, EventStream, Progress, Prompt, UpstreamError, Usage};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
@@ -41,7 +41,28 @@ pub trait Render: Send + 'static {
     fn resume(&mut self, early: Self)
     where
         Self: Sized;
+    /// A prompt progress report of the server while the run waits for the answer to begin, as
+    /// a keep-alive the API's clients ignore: an SSE comment (`: progress 1024/2270`) unless
+    /// the API has its own (Messages' `ping`). It carries no content: failover is still open
+    /// (Invariant 1).
+    fn progress(progress: &Progress, out: &mut Vec<u8>)
+    where
+        Self: Sized,
+    {
+        progress_comment(progress, out);
+    }
 }
+
+/// `: progress <processed>/<total>\n\n`.
+pub fn progress_comment(progress: &Progress, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // A few reports per request, never per token: no need to avoid the formatter.
+    let _ = write!(out, ": progress {}/{}\n\n", progress.processed, progress.total);
+}
+
+/// Progress reports of a waiting run go out at most this often (a server may report every
+/// few milliseconds); the report that the whole prompt was read always goes.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Writes `data: <json>\n\n`.
 pub fn data(out: &mut Vec<u8>, value: &impl serde::Serialize) {
@@ -330,7 +351,9 @@ pub type Made<'a> = Option<(&'a Started, Prompt)>;
 /// `start` is handed the sink for notices that come due while the run waits (the overload
 /// notice): once the headers are out, each goes out at once, after the start frames (written
 /// then by a renderer `make` builds without an answer), and not again when the answer starts.
-/// Before that, it is an `x-hearth-notice` header like the others.
+/// Before that, it is an `x-hearth-notice` header like the others. It is also handed the sink
+/// for the server's prompt progress: once the headers are out, the latest report goes out as
+/// [`Render::progress`] (at most every [`PROGRESS_EVERY`]).
 pub async fn respond_when_started<R, S, F, M>(
     app: &crate::AppState,
     start: S,
@@ -338,7 +361,7 @@ pub async fn respond_when_started<R, S, F, M>(
 ) -> Result<Response, ApiError>
 where
     R: Render,
-    S: FnOnce(NoticeSink) -> F,
+    S: FnOnce(NoticeSink, ProgressSink) -> F,
     F: Future<Output = Result<(Started, Prompt), ApiError>> + Send + 'static,
     M: for<'a> FnOnce(Made<'a>) -> R + Clone + Send + 'static,
 {
@@ -349,8 +372,13 @@ where
         // The stream may be gone (the client left, or the answer was on time): nobody to tell.
         let _ = notice_tx.send(notice.to_owned());
     }));
+    // The latest report wins: a fast server's reports never pile up.
+    let (progress_tx, progress) = watch::channel::<Option<Progress>>(None);
+    let progress_sink = ProgressSink(std::sync::Arc::new(move |_, report: &Progress| {
+        progress_tx.send_replace(Some(*report));
+    }));
     // The run may finish inside the body, outside the request's task: it keeps its record.
-    let mut start = Box::pin(crate::telemetry::carry(start(sink)));
+    let mut start = Box::pin(crate::telemetry::carry(start(sink, progress_sink)));
     match tokio::time::timeout(grace, &mut start).await {
         Ok(Ok((started, prompt))) => {
             let render = make(Some((&started, prompt)));
@@ -358,7 +386,7 @@ where
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Ok(stream_response(
-            Body::from_stream(late(start, make, Pace::new(app), notices)),
+            Body::from_stream(late(start, make, Pace::new(app), notices, progress)),
             Default::default(),
         )),
     }
@@ -376,6 +404,9 @@ struct Waiting<F, M, R> {
     /// The renderer that wrote the start frames and those notices, once one came.
     early: Option<R>,
     sent: Vec<String>,
+    /// The server's latest prompt progress report, and when the last one went out.
+    progress: watch::Receiver<Option<Progress>>,
+    progress_sent: Option<tokio::time::Instant>,
 }
 
 enum Late<F, M, R> {
@@ -389,6 +420,7 @@ fn late<R, F, M>(
     make: M,
     pace: Pace,
     notices: mpsc::UnboundedReceiver<String>,
+    progress: watch::Receiver<Option<Progress>>,
 ) -> impl futures::Stream<Item = Frame> + Send + 'static
 where
     R: Render,
@@ -405,6 +437,8 @@ where
         notices,
         early: None,
         sent: Vec::new(),
+        progress,
+        progress_sent: None,
     }));
     futures::stream::unfold(state, |state| async move {
         match state {
@@ -470,6 +504,17 @@ where
                             render.notice(&notice, &mut out);
                         }
                         w.sent.push(notice);
+                        Some((Ok(Bytes::from(out)), Late::Waiting(w)))
+                    }
+                    Ok(()) = w.progress.changed() => {
+                        let report = *w.progress.borrow_and_update();
+                        let now = tokio::time::Instant::now();
+                        let due = w.progress_sent.is_none_or(|at| now >= at + PROGRESS_EVERY);
+                        let mut out = Vec::new();
+                        if let Some(report) = report.filter(|r| due || r.is_complete()) {
+                            R::progress(&report, &mut out);
+                            w.progress_sent = Some(now);
+                        }
                         Some((Ok(Bytes::from(out)), Late::Waiting(w)))
                     }
                     () = &mut w.tick => {

@@ -1475,7 +1475,22 @@ async fn turn(
             lock(&live).push(notice.to_owned());
         }))
     };
-    let (started, _) = relay::start_with(app, config, plan, prompt, Some(&sink))
+    // The server's prompt progress while the answer has not begun: an `agent` event with
+    // `stream: "progress"`, at most every 200 ms (the report that the prompt was read always).
+    let progress = {
+        let run = Arc::clone(run);
+        let last: Mutex<Option<Instant>> = Mutex::new(None);
+        hearth_agent::ProgressSink(Arc::new(move |_, report: &hearth_upstream::Progress| {
+            let now = Instant::now();
+            let mut last = lock(&last);
+            let due = last.is_none_or(|at| now >= at + Duration::from_millis(200));
+            if due || report.is_complete() {
+                *last = Some(now);
+                run.emit("progress", json!({"processed": report.processed, "total": report.total}));
+            }
+        }))
+    };
+    let (started, _) = relay::start_with(app, config, plan, prompt, Some(&sink), Some(&progress))
         .await
         .map_err(|e| RpcError::from_api(&e))?;
     let relay::Started { mut answer, usage, .. } = started;
@@ -1507,6 +1522,7 @@ async fn turn(
             | Event::ReasoningSignature(_)
             | Event::Logprobs(_)
             | Event::ToolCallDelta { .. }
+            | Event::Progress(_)
             | Event::Native(_) => {}
         }
     }

@@ -945,3 +945,45 @@ async fn the_overload_notice_goes_out_while_the_run_waits() {
     assert!(gap >= Duration::from_secs(1), "sent while the run waited ({gap:?}): {events:#?}");
     assert_eq!(posts(&upstream), 2, "the overloaded call and the retry");
 }
+
+/// A llama.cpp upstream that reads the prompt for a while: the run's `progress` events
+/// (`{processed, total}`, at most every 200 ms, the last one always) come before the answer.
+/// See: #15
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_relay_the_servers_prompt_progress() {
+    let capture = include_str!("../../../scripts/testbed/captures/chat-progress.sse");
+    let line = capture.lines().find(|l| l.contains("\"prompt_progress\"")).unwrap();
+    let template: Value = serde_json::from_str(line.strip_prefix("data: ").unwrap()).unwrap();
+    let mut steps = Vec::new();
+    for processed in [0, 1000, 2000, 2270] {
+        let mut chunk = template.clone();
+        chunk["prompt_progress"] =
+            json!({"total": 2270, "cache": 0, "processed": processed, "time_ms": 1});
+        steps.push(hearth_testkit::Step::Bytes(format!("data: {chunk}\n\n").into_bytes()));
+        steps.push(hearth_testkit::Step::Pause(Duration::from_millis(250)));
+    }
+    let answer: String = REASONING_STREAM.iter().map(|d| format!("data: {d}\n\n")).collect();
+    steps.push(hearth_testkit::Step::Bytes(answer.into_bytes()));
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    // The agent counts its prompt with llama.cpp's `/tokenize` first.
+    upstream.push(Reply::json(200, r#"{"tokens":[1,2,3]}"#));
+    upstream.push(Reply { steps, ..Reply::sse_raw("") });
+    let config = fake_config(&upstream.origin(), "").replace("fake", "llamacpp");
+    let gw = start(with_store(state(&config, &[])).await, None).await;
+    let mut ws = connected(&gw).await;
+    let (_, events, last) = run_agent(&mut ws, "p1", agent_params("key-p", "s1")).await;
+    assert_eq!(last["payload"]["status"], "ok", "{last}");
+    let streams: Vec<&str> =
+        events.iter().map(|e| e["payload"]["stream"].as_str().unwrap()).collect();
+    let progress: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["payload"]["stream"] == "progress")
+        .map(|e| &e["payload"]["data"])
+        .collect();
+    assert_eq!(progress.len(), 4, "{streams:?}");
+    assert_eq!(progress[3], &json!({"processed": 2270, "total": 2270}));
+    let first_answer = streams.iter().position(|s| *s == "assistant").unwrap();
+    let last_progress = streams.iter().rposition(|s| *s == "progress").unwrap();
+    assert!(last_progress < first_answer, "{streams:?}");
+    assert_eq!(upstream.requests().last().unwrap().json()["return_progress"], true);
+}

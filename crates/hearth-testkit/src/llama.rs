@@ -65,7 +65,8 @@ impl LlamaServer {
         Self::start_with(ctx_size, &[])
     }
 
-    /// [`LlamaServer::start`] with more command-line arguments (`--chat-template-file`, …).
+    /// [`LlamaServer::start`] with more command-line arguments (`--chat-template-file`,
+    /// `--batch-size 16`: prompt progress every 16 tokens, …).
     pub fn start_with(ctx_size: u32, extra: &[&str]) -> Result<Self, String> {
         let binary = binary()?;
         let model = model()?;

@@ -6,6 +6,12 @@
 //! timeout (`streamIdleTimeoutSeconds`) bounds every gap between chunks after that. Either one
 //! ending is an [`ErrorClass::Timeout`]: before the first event the router may fail over, after
 //! it the stream ends with a terminal `Event::Error` (Invariant 1).
+//!
+//! A server that reports prompt processing (`Event::Progress`, llama-server's
+//! `return_progress`) is alive but has not begun the answer: each report that shows more of the
+//! prompt read moves the first-byte deadline to `timeoutSeconds` after it (never earlier than
+//! it was), and the stall clock still waits for the answer's first event. A server that sends
+//! nothing, or repeats the same report, is timed out as before.
 
 use std::sync::Once;
 use std::time::Duration;
@@ -436,6 +442,8 @@ struct StreamState {
     /// keep-alive comment, a role-only first chunk) do not end the first-byte wait: prompt
     /// processing may still be under way behind them.
     output_started: bool,
+    /// The most of the prompt a progress report said was read (module doc).
+    progress: u64,
     done: bool,
 }
 
@@ -455,6 +463,7 @@ fn stream_events(
         decoder,
         clocks,
         output_started: false,
+        progress: 0,
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -484,7 +493,10 @@ fn stream_events(
                 }
                 Ok(Some(Ok(chunk))) => {
                     feed(&mut st, &chunk, &mut events);
-                    st.output_started |= !events.is_empty();
+                    if !st.output_started {
+                        note_progress(&mut st, &events);
+                    }
+                    st.output_started |= events.iter().any(|e| !matches!(e, Event::Progress(_)));
                     if st.decoder.is_done() {
                         st.decoder.finish(&mut events);
                         st.done = true;
@@ -513,6 +525,25 @@ fn stream_events(
     })
     .flat_map(futures::stream::iter)
     .boxed()
+}
+
+/// Before the answer began: a report that shows more of the prompt read gives the server
+/// another `timeoutSeconds` (module doc).
+fn note_progress(st: &mut StreamState, events: &[Event]) {
+    let processed = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress(p) => Some(p.processed),
+            _ => None,
+        })
+        .max();
+    if let Some(processed) = processed
+        && (processed > st.progress || st.progress == 0)
+    {
+        st.progress = processed.max(1);
+        let renewed = tokio::time::Instant::now() + st.clocks.first_byte;
+        st.clocks.first_byte_by = st.clocks.first_byte_by.max(renewed);
+    }
 }
 
 fn feed(st: &mut StreamState, chunk: &[u8], events: &mut Vec<Event>) {

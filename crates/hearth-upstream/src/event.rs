@@ -31,6 +31,11 @@ pub enum Event {
     /// joined), in its place among the other events. Only a caller that speaks the same API (the
     /// Messages surface for an Anthropic upstream) gets it back; others leave it out.
     Native(Box<serde_json::Value>),
+    /// The server is reading the prompt (llama-server's `prompt_progress`): alive, no answer
+    /// yet. Never the answer's beginning: the router hands these to
+    /// [`RunOptions::on_progress`](crate::RunOptions) while it waits and leaves them out of the
+    /// answer's stream (`docs/local-models.md`, "Cold loads and slow prompts").
+    Progress(Progress),
     /// The model stopped.
     Finish(FinishReason),
     /// The upstream failed; terminal.
@@ -57,6 +62,26 @@ pub struct TopLogprob {
     pub token: String,
     pub logprob: f64,
     pub bytes: Option<Vec<u8>>,
+}
+
+/// How far a server has read the prompt, as it reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Prompt tokens in the server's context so far (cached ones included).
+    pub processed: u64,
+    /// Prompt tokens to read in all.
+    pub total: u64,
+    /// Of `total`, the tokens the server had in its cache (read at once).
+    pub cached: u64,
+    /// Time the server has spent on the prompt so far.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// Whether the whole prompt has been read.
+    pub fn is_complete(&self) -> bool {
+        self.total > 0 && self.processed >= self.total
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,8 @@ pub mod usage;
 pub use client::{Client, EventStream};
 pub use encode::Target;
 pub use event::{
-    ErrorClass, Event, FinishReason, Overflow, TokenLogprob, TopLogprob, UpstreamError, Usage,
+    ErrorClass, Event, FinishReason, Overflow, Progress, TokenLogprob, TopLogprob, UpstreamError,
+    Usage,
 };
 pub use prompt::{
     AnthropicNative, Message, OutputFormat, Part, Prompt, Role, Tool, ToolCall, ToolChoice,

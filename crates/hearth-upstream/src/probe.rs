@@ -254,6 +254,17 @@ pub fn is_lmstudio(provider: &Provider) -> bool {
     kind_hint(provider) == Some(ServerKind::LmStudio)
 }
 
+/// Whether `provider` is a llama.cpp `llama-server` as far as its config tells (its id, or a
+/// `localService` that runs `llama-server`): such a server gets `return_progress` on streaming
+/// chat requests (`docs/local-models.md`, "Cold loads and slow prompts").
+pub fn is_llama_cpp(provider: &Provider) -> bool {
+    kind_hint(provider) == Some(ServerKind::LlamaCpp)
+        || ["llamacpp-", "llama-cpp-"].iter().any(|p| provider.id.starts_with(p))
+        || provider.local_service.as_ref().is_some_and(|service| {
+            service.command.file_stem().is_some_and(|stem| stem == "llama-server")
+        })
+}
+
 /// The server kind a provider's id, API or local port names, before any probe.
 pub(crate) fn kind_hint(provider: &Provider) -> Option<ServerKind> {
     if provider.api == Api::Ollama {

@@ -6,7 +6,10 @@
 //! the stream; it is never turned into a silently shorter success.
 //!
 //! Reasoning events are held until the answer begins (its first text, tool call or finish), so
-//! an answer that is reasoning only fails over like an empty one.
+//! an answer that is reasoning only fails over like an empty one. Prompt progress reports
+//! (`Event::Progress`) are never the answer's beginning: they go to
+//! [`RunOptions::on_progress`] as they come and are left out of the answer's stream, so a
+//! server that reports progress and then fails still fails over.
 //!
 //! A server loading its model is waited for once: the request that finds it loading polls it
 //! up to its `timeoutSeconds`; when that wait gives up, or as soon as the server gives an
@@ -31,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::client::EventStream;
 use crate::encode::Target;
-use crate::event::{ErrorClass, Event, UpstreamError};
+use crate::event::{ErrorClass, Event, Progress, UpstreamError};
 use crate::local_service::LocalServices;
 use crate::prompt::Prompt;
 use crate::secret_keys;
@@ -207,6 +210,9 @@ pub struct Router<T = Clients> {
     probes: Option<Arc<crate::probe::Probes>>,
 }
 
+/// Receives a candidate's prompt progress reports (its ref, the report).
+pub type OnProgress<'a> = &'a (dyn Fn(&ModelRef, &Progress) + Sync);
+
 /// Per-call options.
 #[derive(Clone, Copy)]
 pub struct RunOptions<'a> {
@@ -223,6 +229,9 @@ pub struct RunOptions<'a> {
     pub session: Option<&'a str>,
     /// Called with each notice the moment it is due (the run may still wait for minutes).
     pub on_notice: Option<&'a (dyn Fn(&str) + Sync)>,
+    /// Called with each prompt progress report of the candidate being tried, before its
+    /// answer begins.
+    pub on_progress: Option<OnProgress<'a>>,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -234,6 +243,7 @@ impl std::fmt::Debug for RunOptions<'_> {
             .field("overload_notice_after", &self.overload_notice_after)
             .field("session", &self.session)
             .field("on_notice", &self.on_notice.is_some())
+            .field("on_progress", &self.on_progress.is_some())
             .finish()
     }
 }
@@ -247,6 +257,7 @@ impl Default for RunOptions<'_> {
             overload_notice_after: None,
             session: None,
             on_notice: None,
+            on_progress: None,
         }
     }
 }
@@ -426,7 +437,8 @@ impl<T: Transport> Router<T> {
                 .and_then(|probe| probe.find(&model.id).and_then(|m| m.max_context_window));
             let target = Target { provider, model, params: params.as_ref(), served_max };
             let key = keys.get(candidate).and_then(|k| k.get(credential));
-            match self.first_event(&target, prompt, env, key, options.deadline).await {
+            let on_progress = options.on_progress.map(|f| (f, model_ref));
+            match self.first_event(&target, prompt, env, key, options.deadline, on_progress).await {
                 Ok((held, first, stream)) => {
                     let (attempts, mut notices) =
                         policy.answered(&mut self.tables(), Instant::now());
@@ -435,9 +447,12 @@ impl<T: Transport> Router<T> {
                     notices.extend(thinking.notice);
                     let hide_reasoning = thinking.hide_reasoning;
                     let lease = lease.take();
+                    // Progress after the answer began says nothing a client needs.
+                    let rest =
+                        stream.filter(|e| futures::future::ready(!matches!(e, Event::Progress(_))));
                     let events = futures::stream::iter(held)
                         .chain(futures::stream::once(async move { first }))
-                        .chain(stream)
+                        .chain(rest)
                         .filter(move |event| {
                             // Thinking off: reasoning a server sends anyway is not relayed.
                             let hidden = hide_reasoning
@@ -470,8 +485,9 @@ impl<T: Transport> Router<T> {
     /// One call, up to its first event: the events before the answer begins (reasoning), the
     /// first event of the answer, and the rest of the stream. Reasoning is held until the
     /// answer itself begins (text, a tool call, the finish): an answer that is reasoning only
-    /// fails over like an empty one, before anything was relayed. The run's deadline bounds
-    /// the call and every wait for an event.
+    /// fails over like an empty one, before anything was relayed. Progress reports go to
+    /// `on_progress` and are not the answer. The run's deadline bounds the call and every wait
+    /// for an event.
     async fn first_event(
         &self,
         target: &Target<'_>,
@@ -479,6 +495,7 @@ impl<T: Transport> Router<T> {
         env: &(dyn Env + Sync),
         key: Option<&SecretString>,
         deadline: Option<Instant>,
+        on_progress: Option<(OnProgress<'_>, &ModelRef)>,
     ) -> Result<(Vec<Event>, Event, EventStream), UpstreamError> {
         let budget = || UpstreamError::new(ErrorClass::Timeout, "the run's time budget ran out");
         let mut stream = within(deadline, self.transport.send(target, prompt, env, key))
@@ -491,6 +508,11 @@ impl<T: Transport> Router<T> {
                 .unwrap_or_else(|| Some(Event::Error(budget())))
             {
                 Some(event) if is_reasoning(&event) => held.push(event),
+                Some(Event::Progress(progress)) => {
+                    if let Some((report, model_ref)) = on_progress {
+                        report(model_ref, &progress);
+                    }
+                }
                 Some(Event::Error(error)) => return Err(error),
                 Some(first) => return Ok((held, first, stream)),
                 None if !held.is_empty() => {

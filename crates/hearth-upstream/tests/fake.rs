@@ -38,6 +38,7 @@ struct Outcome {
     signature: String,
     logprobs: Vec<hearth_upstream::TokenLogprob>,
     native: Vec<serde_json::Value>,
+    progress: Vec<hearth_upstream::Progress>,
     tools: Vec<(Option<String>, Option<String>, String)>,
     usage: Option<hearth_upstream::Usage>,
     finish: Option<FinishReason>,
@@ -58,6 +59,7 @@ fn fold(events: &[Event]) -> Outcome {
             Event::ReasoningSignature(s) => o.signature.push_str(s),
             Event::Logprobs(l) => o.logprobs.extend(l.iter().cloned()),
             Event::Native(b) => o.native.push((**b).clone()),
+            Event::Progress(p) => o.progress.push(*p),
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let i = *index as usize;
                 if o.tools.len() <= i {
@@ -254,6 +256,24 @@ fn every_reasoning_form_at_every_split_point() {
             &format!("{name} byte by byte"),
             &fold(&decode_chunks(api, reasoning, &singles)),
         );
+    }
+}
+
+/// llama-server's prompt progress (the real capture): two reports, then the answer, at every
+/// split; the typed fast path leaves progress chunks to the `Value` path without losing them.
+/// See: #15
+#[test]
+fn llama_prompt_progress_is_read_at_every_split_point() {
+    let capture = include_str!("../../../scripts/testbed/captures/chat-progress.sse").as_bytes();
+    let reports = |o: &Outcome| -> Vec<(u64, u64, u64)> {
+        o.progress.iter().map(|p| (p.processed, p.total, p.cached)).collect()
+    };
+    for at in 0..=capture.len() {
+        let o =
+            fold(&decode_chunks(Api::OpenaiCompletions, false, &[&capture[..at], &capture[at..]]));
+        assert_eq!(reports(&o), [(469, 470, 469), (470, 470, 469)], "split at {at}");
+        assert!(o.error.is_none() && !o.text.is_empty(), "split at {at}: {o:?}");
+        assert_eq!(o.finish, Some(FinishReason::Length), "split at {at}");
     }
 }
 

@@ -147,13 +147,25 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         timeout: Some(hearth_agent::turn::CLI_TIMEOUT),
         ..TurnRequest::default()
     };
+    // The server's prompt progress, while the answer has not begun (crate::progress).
+    let bar = Arc::new(crate::progress::Bar::default());
+    let request = if !args.json && crate::progress::enabled() {
+        let bar = Arc::clone(&bar);
+        let sink = move |_: &hearth_config::ModelRef, progress: &hearth_upstream::Progress| {
+            bar.draw(progress);
+        };
+        TurnRequest { on_progress: Some(hearth_agent::ProgressSink(Arc::new(sink))), ..request }
+    } else {
+        request
+    };
     // Notices that come due while the turn still waits (overload retries) print at once.
     let shown: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let request = if args.json {
         request
     } else {
-        let shown = Arc::clone(&shown);
+        let (shown, bar) = (Arc::clone(&shown), Arc::clone(&bar));
         let sink = move |notice: &str| {
+            bar.clear();
             let _ = writeln!(std::io::stderr().lock(), "{notice}");
             if let Ok(mut shown) = shown.lock() {
                 shown.push(notice.to_owned());
@@ -162,7 +174,9 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
         TurnRequest { on_notice: Some(hearth_agent::NoticeSink(Arc::new(sink))), ..request }
     };
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let turn = match agents.start(Arc::clone(&config), request).await {
+    let started = agents.start(Arc::clone(&config), request).await;
+    bar.clear();
+    let turn = match started {
         Ok(turn) => turn,
         Err(e) => return report_error(&e, args.json),
     };
@@ -205,6 +219,7 @@ pub async fn agent(config: Arc<Config>, args: &AgentArgs) -> anyhow::Result<u8> 
             | Event::ToolCallDelta { .. }
             | Event::ReasoningSignature(_)
             | Event::Logprobs(_)
+            | Event::Progress(_)
             | Event::Native(_) => {}
         }
     }

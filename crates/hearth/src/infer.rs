@@ -80,13 +80,23 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let router = Router::new();
     let mut answered_by: Option<ModelRef> = None;
+    // The server's prompt progress, while the answer has not begun (crate::progress).
+    let bar = crate::progress::Bar::default();
+    let draw = |_: &ModelRef, progress: &hearth_upstream::Progress| bar.draw(progress);
+    let options_with_bar = RunOptions {
+        on_progress: (!args.json && crate::progress::enabled())
+            .then_some(&draw as &(dyn Fn(&ModelRef, &hearth_upstream::Progress) + Sync)),
+        ..RunOptions::default()
+    };
     let attempts =
-        match router.run(config, &chain, &prompt, &params_for, env, RunOptions::default()).await {
+        match router.run(config, &chain, &prompt, &params_for, env, options_with_bar).await {
             Err(failure) => {
+                bar.clear();
                 collected.error = Some(failure.last.clone());
                 failure.attempts
             }
             Ok(answer) => {
+                bar.clear();
                 answered_by = Some(answer.model_ref.clone());
                 let mut events = answer.events;
                 while let Some(event) = events.next().await {
@@ -117,6 +127,7 @@ pub async fn run(config: &Config, args: &RunArgs, env: &(dyn Env + Sync)) -> any
                         Event::ToolCallDelta { .. }
                         | Event::ReasoningSignature(_)
                         | Event::Logprobs(_)
+                        | Event::Progress(_)
                         | Event::Native(_) => {}
                     }
                 }

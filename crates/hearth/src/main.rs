@@ -5,6 +5,7 @@ mod doctor;
 mod gateway;
 mod infer;
 mod init;
+mod progress;
 mod render;
 mod state_lock;
 mod status;

@@ -834,7 +834,7 @@ impl Render for ChatRender {
                 self.chunk(out, Delta { reasoning_content: Some(&r), ..Delta::default() }, None)
             }
             // Blocks only the upstream's own API holds (docs/upstream.md, "Server tools").
-            Event::ReasoningSignature(_) | Event::Native(_) => {}
+            Event::ReasoningSignature(_) | Event::Native(_) | Event::Progress(_) => {}
             Event::ToolCallDelta { index, id, name, arguments } => {
                 let first = !self.tools_seen.contains(&index);
                 if first {

@@ -897,6 +897,11 @@ impl Render for MessagesRender {
         self.id = early.id;
     }
 
+    /// Anthropic's own keep-alive: the SDKs skip `ping` wherever it comes.
+    fn progress(_: &hearth_upstream::Progress, out: &mut Vec<u8>) {
+        StreamEvent::Ping.write(out);
+    }
+
     fn event(&mut self, event: Event, out: &mut Vec<u8>) -> bool {
         const THINKING: BlockOut<'static> = BlockOut::Thinking { thinking: "", signature: "" };
         match event {
@@ -904,8 +909,8 @@ impl Render for MessagesRender {
                 self.open(Block::Thinking, THINKING, out);
                 self.delta(out, DeltaOut::Thinking { thinking: &r });
             }
-            // Anthropic Messages has no logprobs.
-            Event::Logprobs(_) => {}
+            // Anthropic Messages has no logprobs; progress goes out while the run waits.
+            Event::Logprobs(_) | Event::Progress(_) => {}
             Event::Native(block) => self.native(*block, out),
             Event::ReasoningSignature(s) => {
                 self.open(Block::Thinking, THINKING, out);

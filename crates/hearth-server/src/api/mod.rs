@@ -181,10 +181,17 @@ async fn run<E: Endpoint>(
     if prompt.stream {
         let start = {
             let (app, config, plan) = (app.clone(), Arc::clone(&config), plan.clone());
-            move |notices| async move {
-                let started = relay::start_with(&app, &config, &plan, prompt, Some(&notices))
-                    .await
-                    .map_err(|e| E::run_error(&run, e))?;
+            move |notices, progress| async move {
+                let started = relay::start_with(
+                    &app,
+                    &config,
+                    &plan,
+                    prompt,
+                    Some(&notices),
+                    Some(&progress),
+                )
+                .await
+                .map_err(|e| E::run_error(&run, e))?;
                 E::started(&run).await;
                 Ok(started)
             }

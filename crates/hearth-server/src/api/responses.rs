@@ -1604,7 +1604,7 @@ impl Render for ResponsesRender {
                 }
             }
             // Blocks only the upstream's own API holds (docs/upstream.md, "Server tools").
-            Event::ReasoningSignature(_) | Event::Native(_) => {}
+            Event::ReasoningSignature(_) | Event::Native(_) | Event::Progress(_) => {}
             Event::TextDelta(t) => {
                 if !matches!(self.open, Some(Item::Message { .. })) {
                     self.close(out);

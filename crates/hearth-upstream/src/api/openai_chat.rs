@@ -274,11 +274,32 @@ fn request<'a>(
         options.insert("num_ctx".to_owned(), Value::from(n.value));
         extra.insert("options", Cow::Owned(Value::Object(options)));
     }
+    // llama-server reports its prompt processing while it reads a long prompt, so a slow prompt
+    // is told from a hung server (only asked of llama.cpp: strict hosts reject unknown fields;
+    // `params.return_progress` or the client's own field wins).
+    if prompt.stream
+        && !native
+        && !extra.contains("return_progress")
+        && crate::probe::is_llama_cpp(target.provider)
+    {
+        extra.insert("return_progress", Cow::Owned(Value::Bool(true)));
+    }
     request.extra = extra;
     request
 }
 
 // ---- reading answers (the `Value` path; the typed path is in `decode/fast.rs`) ---------------
+
+/// llama-server's `prompt_progress` object (`{total, cache, processed, time_ms}`).
+fn prompt_progress(value: &Value) -> Option<crate::event::Progress> {
+    let count = |key: &str| value.get(key).and_then(Value::as_u64);
+    Some(crate::event::Progress {
+        processed: count("processed")?,
+        total: count("total")?,
+        cached: count("cache").unwrap_or(0),
+        elapsed: std::time::Duration::from_millis(count("time_ms").unwrap_or(0)),
+    })
+}
 
 impl Decoder {
     pub(crate) fn in_band_error(&mut self, value: &Value, out: &mut Vec<Event>) -> bool {
@@ -320,6 +341,11 @@ impl Decoder {
     pub(crate) fn chat_chunk(&mut self, value: &Value, out: &mut Vec<Event>) {
         if self.in_band_error(value, out) {
             return;
+        }
+        // llama-server's prompt processing (`return_progress`): a role-only chunk with
+        // `prompt_progress`, before the first token (scripts/testbed/captures/chat-progress.sse).
+        if let Some(progress) = value.get("prompt_progress").and_then(prompt_progress) {
+            out.push(Event::Progress(progress));
         }
         if let Some(choice) = value.get("choices").and_then(Value::as_array).and_then(|c| c.first())
         {

@@ -340,8 +340,17 @@ struct ChatChunk<'a> {
     choices: Option<First<Obj<ChatChoice<'a>>>>,
     usage: Option<Obj<ChatUsage<'a>>>,
     timings: Option<Obj<Timings<'a>>>,
+    /// llama-server's prompt processing report: such a chunk goes the `Value` way (a few per
+    /// request, before the first token).
+    prompt_progress: Option<Checked>,
 }
-shape!(ChatChunk { "error" => error, "choices" => choices, "usage" => usage, "timings" => timings });
+shape!(ChatChunk {
+    "error" => error,
+    "choices" => choices,
+    "usage" => usage,
+    "timings" => timings,
+    "prompt_progress" => prompt_progress,
+});
 
 #[derive(Default)]
 struct ChatChoice<'a> {
@@ -556,8 +565,8 @@ impl Decoder {
         let Ok(Obj(chunk)) = serde_json::from_str::<Obj<ChatChunk<'_>>>(data) else {
             return false;
         };
-        if chunk.error.is_some() {
-            // In-band errors are classified from the whole value.
+        if chunk.error.is_some() || chunk.prompt_progress.is_some() {
+            // In-band errors are classified from the whole value; progress reports are rare.
             return false;
         }
         let choice = chunk.choices.and_then(|c| c.0).map(|c| c.0);
