@@ -166,3 +166,103 @@ async fn a_server_that_makes_no_progress_is_still_timed_out() {
         assert!(waited < Duration::from_millis(2900), "{name}: timed out after {waited:?}");
     }
 }
+
+const OLLAMA_BODY: &str = r#"{"model":"qwen3:8b","created_at":"2026-12-02T08:00:00Z","message":{"role":"assistant","content":"loaded and ready"},"done":true,"done_reason":"stop","prompt_eval_count":12,"eval_count":3}"#;
+const OLLAMA_LINES: &[&str] = &[
+    r#"{"model":"qwen3:8b","created_at":"2026-12-02T08:00:00Z","message":{"role":"assistant","content":"loaded and ready"},"done":false}"#,
+    r#"{"model":"qwen3:8b","created_at":"2026-12-02T08:00:01Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":12,"eval_count":3}"#,
+];
+/// Ollama's `/api/ps` while nothing is loaded, and once the model is in (shape:
+/// shared/reference/local-servers.md §1, Ollama).
+const PS_EMPTY: &str = r#"{"models":[]}"#;
+const PS_LOADED: &str = r#"{"models":[{"name":"qwen3:8b","model":"qwen3:8b","size":5200000000,"context_length":8192}]}"#;
+
+/// A cold load on a local Ollama server: it answers nothing until the model is in (here 3.5 s,
+/// with `timeoutSeconds: 1`). While its `/api/ps` does not list the model, the wait is renewed
+/// and the answer arrives, whole and streamed; a server that lists the model as loaded and
+/// still answers nothing is timed out at 1 s, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_load_is_waited_for_while_the_server_says_it_is_loading() {
+    let config = |origin: &str| {
+        format!(
+            r#"{{gateway: {{auth: {{mode: "none"}}}}, models: {{mode: "replace", providers: {{
+                ollama: {{baseUrl: "{origin}", api: "ollama", timeoutSeconds: 1,
+                  models: [{{id: "qwen3:8b"}}]}}}}}}}}"#
+        )
+    };
+    for stream in [false, true] {
+        let up = FakeUpstream::start().await.unwrap();
+        let reply =
+            if stream { Reply::ndjson(OLLAMA_LINES) } else { Reply::json(200, OLLAMA_BODY) };
+        up.push(reply.headers_after(Duration::from_millis(3500)));
+        for _ in 0..8 {
+            up.push(Reply::json(200, PS_EMPTY));
+        }
+        let gw = start(state(&config(&up.origin()), &[]), None).await;
+        let started = std::time::Instant::now();
+        let response = client()
+            .post(format!("{}/v1/chat/completions", gw.origin()))
+            .json(&json!({"model": "ollama/qwen3:8b", "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "stream={stream}: {text}");
+        assert!(text.contains("loaded and ready"), "stream={stream}: {text}");
+        assert!(started.elapsed() >= Duration::from_secs(3), "the answer came after the load");
+        let asked = up.requests().iter().filter(|r| r.path == "/api/ps").count();
+        assert!(asked >= 2, "the load state was asked each time the wait ran out: {asked}");
+    }
+    // Loaded, and still silent: no reason to wait.
+    let up = FakeUpstream::start().await.unwrap();
+    up.push(Reply::json(200, OLLAMA_BODY).headers_after(Duration::from_secs(4)));
+    up.push(Reply::json(200, PS_LOADED));
+    let gw = start(state(&config(&up.origin()), &[]), None).await;
+    let started = std::time::Instant::now();
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gw.origin()))
+        .json(&json!({"model": "ollama/qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_ne!(status, 200, "{text}");
+    assert!(text.contains("timeoutSeconds"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "timed out at the first-byte timeout");
+}
+
+/// The same on LM Studio (JIT load): its `/api/v0/models` says `loading` (shape:
+/// `scripts/testbed/captures/lmstudio/`), and the wait is renewed until the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lm_studio_jit_load_is_waited_for() {
+    let up = FakeUpstream::start().await.unwrap();
+    let chat = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"loaded and ready"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#;
+    up.push(Reply::json(200, chat).headers_after(Duration::from_millis(2500)));
+    let loading = r#"{"object":"list","data":[{"id":"qwen3-8b","object":"model","type":"llm","state":"loading","max_context_length":32768}]}"#;
+    for _ in 0..8 {
+        up.push(Reply::json(200, loading));
+    }
+    let config = format!(
+        r#"{{gateway: {{auth: {{mode: "none"}}}}, models: {{mode: "replace", providers: {{
+            lmstudio: {{baseUrl: "{}/v1", api: "openai-completions", timeoutSeconds: 1,
+              models: [{{id: "qwen3-8b"}}]}}}}}}}}"#,
+        up.origin()
+    );
+    let gw = start(state(&config, &[]), None).await;
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gw.origin()))
+        .json(
+            &json!({"model": "lmstudio/qwen3-8b", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("loaded and ready"), "{text}");
+    assert!(up.requests().iter().any(|r| r.path == "/api/v0/models"));
+}

@@ -28,6 +28,9 @@ pub enum End {
 pub enum Step {
     Bytes(Vec<u8>),
     Pause(Duration),
+    /// A pause before the status line (a server loading a model before it answers); only
+    /// where it leads the steps.
+    HeadPause(Duration),
 }
 
 /// One scripted HTTP response.
@@ -92,7 +95,7 @@ impl Reply {
             .iter()
             .filter_map(|s| match s {
                 Step::Bytes(b) => Some(b.as_slice()),
-                Step::Pause(_) => None,
+                Step::Pause(_) | Step::HeadPause(_) => None,
             })
             .flatten()
             .copied()
@@ -114,6 +117,12 @@ impl Reply {
             Step::Pause(pause),
             Step::Bytes(body[at..].to_vec()),
         ];
+        self
+    }
+
+    /// Waits `pause` before the status line: a server that loads a model before it answers.
+    pub fn headers_after(mut self, pause: Duration) -> Self {
+        self.steps.insert(0, Step::HeadPause(pause));
         self
     }
 
@@ -281,6 +290,12 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) -> std::io::Result<()
         tokio::time::sleep(Duration::from_secs(3600)).await;
         return Ok(());
     }
+    for step in &reply.steps {
+        match step {
+            Step::HeadPause(d) => tokio::time::sleep(*d).await,
+            _ => break,
+        }
+    }
     let mut head = format!(
         "HTTP/1.1 {} Scripted\r\ntransfer-encoding: chunked\r\nconnection: close\r\n",
         reply.status
@@ -299,7 +314,7 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) -> std::io::Result<()
                 socket.write_all(b"\r\n").await?;
                 socket.flush().await?;
             }
-            Step::Bytes(_) => {}
+            Step::Bytes(_) | Step::HeadPause(_) => {}
             Step::Pause(d) => tokio::time::sleep(*d).await,
         }
     }

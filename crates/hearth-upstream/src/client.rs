@@ -12,6 +12,12 @@
 //! prompt read moves the first-byte deadline to `timeoutSeconds` after it (never earlier than
 //! it was), and the stall clock still waits for the answer's first event. A server that sends
 //! nothing, or repeats the same report, is timed out as before.
+//!
+//! A local Ollama or LM Studio server loads a model on the first request that names it and
+//! sends nothing meanwhile: when the first-byte wait runs out there, hearth asks the server
+//! (`probe::LoadWatch`: LM Studio's model state, Ollama's `/api/ps`) and, while it says the
+//! model is loading, waits another `timeoutSeconds`, up to [`MAX_LOAD_WAIT`] more in all. A
+//! server that answers nothing and is not loading is timed out as before.
 
 use std::sync::Once;
 use std::time::Duration;
@@ -229,22 +235,34 @@ impl Client {
         {
             request = request.header("anthropic-beta", beta);
         }
-        if !prompt.stream {
+        // A local Ollama or LM Studio server may be loading the model (module doc).
+        let watch = crate::probe::LoadWatch::new(provider, &target.model.id, env);
+        if !prompt.stream && watch.is_none() {
             request = request.timeout(self.0.first_byte);
         }
-        let first_byte_by = tokio::time::Instant::now() + self.0.first_byte;
-        let response = tokio::time::timeout_at(first_byte_by, request.send())
-            .await
-            .map_err(|_| {
-                UpstreamError::new(
-                    ErrorClass::Timeout,
-                    format!(
-                        "no response from {} within {:?} (timeoutSeconds)",
-                        provider.id, self.0.first_byte
-                    ),
-                )
-            })?
-            .map_err(|e| transport_error(&provider.id, &e))?;
+        let started = tokio::time::Instant::now();
+        let mut first_byte_by = started + self.0.first_byte;
+        let load_limit = first_byte_by + MAX_LOAD_WAIT;
+        let send = request.send();
+        tokio::pin!(send);
+        let response = loop {
+            match tokio::time::timeout_at(first_byte_by, &mut send).await {
+                Ok(sent) => break sent.map_err(|e| transport_error(&provider.id, &e))?,
+                Err(_) => {
+                    let waiting = self.0.first_byte;
+                    if !still_loading(watch.as_ref(), &mut first_byte_by, load_limit, waiting).await
+                    {
+                        return Err(UpstreamError::new(
+                            ErrorClass::Timeout,
+                            format!(
+                                "no response from {} within {:?} (timeoutSeconds)",
+                                provider.id, self.0.first_byte
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         let status = response.status();
         if !status.is_success() {
             let retry_after = response
@@ -281,17 +299,26 @@ impl Client {
         if streaming {
             let clocks =
                 Clocks { first_byte_by, first_byte: self.0.first_byte, stall: self.0.stall };
-            Ok(stream_events(response, decoder, api, clocks))
+            Ok(stream_events(response, decoder, api, clocks, watch.map(|w| (w, load_limit))))
         } else {
-            let bytes = tokio::time::timeout_at(first_byte_by, read_limited(response, MAX_BODY))
-                .await
-                .map_err(|_| {
-                    UpstreamError::new(
-                        ErrorClass::Timeout,
-                        "the response body did not arrive in time",
-                    )
-                })?
-                .map_err(|e| transport_error(&provider.id, &e))?;
+            let read = read_limited(response, MAX_BODY);
+            tokio::pin!(read);
+            let bytes = loop {
+                match tokio::time::timeout_at(first_byte_by, &mut read).await {
+                    Ok(read) => break read.map_err(|e| transport_error(&provider.id, &e))?,
+                    Err(_) => {
+                        let waiting = self.0.first_byte;
+                        if !still_loading(watch.as_ref(), &mut first_byte_by, load_limit, waiting)
+                            .await
+                        {
+                            return Err(UpstreamError::new(
+                                ErrorClass::Timeout,
+                                "the response body did not arrive in time",
+                            ));
+                        }
+                    }
+                }
+            };
             let mut decoder = decoder.for_whole_body();
             let mut out = Vec::new();
             match decoder.body_bytes(&bytes, &mut out) {
@@ -424,6 +451,30 @@ enum Framing {
     Ndjson(NdjsonDecoder),
 }
 
+/// The most a cold load may add to the first-byte wait (module doc).
+pub const MAX_LOAD_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// The first-byte wait ran out: when the server says the model is still loading (and the
+/// load has not taken [`MAX_LOAD_WAIT`] more already), the wait is renewed for another
+/// `first_byte` and the caller waits on; `false` when the wait is over.
+async fn still_loading(
+    watch: Option<&crate::probe::LoadWatch>,
+    deadline: &mut tokio::time::Instant,
+    limit: tokio::time::Instant,
+    first_byte: Duration,
+) -> bool {
+    let Some(watch) = watch else { return false };
+    if tokio::time::Instant::now() >= limit || !watch.loading().await {
+        return false;
+    }
+    tracing::info!(
+        provider = watch.provider_id(),
+        "the model is still loading on the server; waiting another {first_byte:?} for its answer"
+    );
+    *deadline = (tokio::time::Instant::now() + first_byte).min(limit).max(*deadline);
+    true
+}
+
 /// The two limits of a streaming answer (module doc).
 #[derive(Debug, Clone, Copy)]
 struct Clocks {
@@ -444,6 +495,9 @@ struct StreamState {
     output_started: bool,
     /// The most of the prompt a progress report said was read (module doc).
     progress: u64,
+    /// A local Ollama or LM Studio server's load state, asked when the first-byte wait runs
+    /// out, and how long a load may stretch it.
+    load: Option<(crate::probe::LoadWatch, tokio::time::Instant)>,
     done: bool,
 }
 
@@ -452,6 +506,7 @@ fn stream_events(
     decoder: Decoder,
     api: Api,
     clocks: Clocks,
+    load: Option<(crate::probe::LoadWatch, tokio::time::Instant)>,
 ) -> EventStream {
     let framing = match crate::api::of(api).framing() {
         crate::api::Framing::Ndjson => Framing::Ndjson(NdjsonDecoder::new()),
@@ -464,6 +519,7 @@ fn stream_events(
         clocks,
         output_started: false,
         progress: 0,
+        load,
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -478,6 +534,7 @@ fn stream_events(
                 tokio::time::timeout_at(st.clocks.first_byte_by, st.bytes.next()).await
             };
             match next {
+                Err(_) if !st.output_started && renew_for_load(&mut st).await => {}
                 Err(_) => {
                     let message = if st.output_started {
                         format!(
@@ -525,6 +582,13 @@ fn stream_events(
     })
     .flat_map(futures::stream::iter)
     .boxed()
+}
+
+/// Before the answer began, the first-byte wait ran out: renewed while the server is loading
+/// the model ([`still_loading`]).
+async fn renew_for_load(st: &mut StreamState) -> bool {
+    let Some((watch, limit)) = st.load.as_ref() else { return false };
+    still_loading(Some(watch), &mut st.clocks.first_byte_by, *limit, st.clocks.first_byte).await
 }
 
 /// Before the answer began: a report that shows more of the prompt read gives the server

@@ -321,6 +321,91 @@ fn auth_headers(provider: &Provider, env: &dyn Env) -> Vec<(String, String)> {
     headers
 }
 
+/// How long one look at a server's load state may take.
+const LOAD_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request's view of a local Ollama or LM Studio server while it waits for the first byte:
+/// both load a model on the first request that names it (JIT) and send nothing until it is in,
+/// so a fixed first-byte timeout would kill a cold load (openclaw#74353, #76117, #130718).
+/// When the wait runs out, [`LoadWatch::loading`] asks the server whether the model is still
+/// loading: LM Studio's `/api/v0/models` (`state: "loading"`, or `"not-loaded"` while a
+/// request for it waits: the load is about to start), Ollama's `/api/ps` (a model that is not
+/// listed while a request for it waits is being loaded). Owned, so a stream can keep it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadWatch {
+    provider: Provider,
+    http: reqwest::Client,
+    auth: Vec<(String, String)>,
+    kind: ServerKind,
+    model: String,
+}
+
+impl LoadWatch {
+    /// A watch for `model_id` on `provider`, when it is a local Ollama or LM Studio server.
+    pub(crate) fn new(provider: &Provider, model_id: &str, env: &dyn Env) -> Option<Self> {
+        let kind = kind_hint(provider)
+            .filter(|k| matches!(k, ServerKind::Ollama | ServerKind::LmStudio))?;
+        if !provider.is_local() {
+            return None;
+        }
+        Some(LoadWatch {
+            provider: provider.clone(),
+            http: http_client(provider, LOAD_CHECK_TIMEOUT).ok()?,
+            auth: auth_headers(provider, env),
+            kind,
+            model: model_id.to_owned(),
+        })
+    }
+
+    /// Whether the server says the model is still loading (`false` when it says otherwise, or
+    /// nothing within [`LOAD_CHECK_TIMEOUT`]).
+    pub(crate) async fn loading(&self) -> bool {
+        let cx = Cx { provider: &self.provider, http: self.http.clone(), auth: self.auth.clone() };
+        let root = cx.root();
+        match self.kind {
+            ServerKind::LmStudio => {
+                let Ok(reply) = cx.get(&format!("{root}/api/v0/models")).await else {
+                    return false;
+                };
+                let body = reply.json().unwrap_or(Value::Null);
+                let states: Vec<&str> = body
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|row| str_at(row, "id") == Some(self.model.as_str()))
+                    .filter_map(|row| str_at(row, "state"))
+                    .collect();
+                reply.ok()
+                    && !states.contains(&"loaded")
+                    && states.iter().any(|s| *s == "loading" || *s == "not-loaded")
+            }
+            _ => {
+                let Ok(reply) = cx.get(&format!("{root}/api/ps")).await else { return false };
+                if !reply.ok() {
+                    return false;
+                }
+                let body = reply.json().unwrap_or(Value::Null);
+                let listed =
+                    body.get("models").and_then(Value::as_array).into_iter().flatten().any(|row| {
+                        [str_at(row, "model"), str_at(row, "name")].into_iter().flatten().any(
+                            |id| {
+                                id == self.model
+                                    || id.strip_suffix(":latest") == Some(self.model.as_str())
+                            },
+                        )
+                    });
+                !listed
+            }
+        }
+    }
+
+    /// The provider's id, for logs.
+    pub(crate) fn provider_id(&self) -> &str {
+        &self.provider.id
+    }
+}
+
 pub(crate) struct Cx<'p> {
     pub(crate) provider: &'p Provider,
     http: reqwest::Client,

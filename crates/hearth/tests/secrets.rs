@@ -89,7 +89,7 @@ fn body_of(reply: &Reply) -> String {
         .iter()
         .filter_map(|s| match s {
             Step::Bytes(b) => Some(b.clone()),
-            Step::Pause(_) => None,
+            Step::Pause(_) | Step::HeadPause(_) => None,
         })
         .flatten()
         .collect();
