@@ -266,3 +266,39 @@ async fn an_lm_studio_jit_load_is_waited_for() {
     assert!(text.contains("loaded and ready"), "{text}");
     assert!(up.requests().iter().any(|r| r.path == "/api/v0/models"));
 }
+
+/// `mlx_lm.server` reports a long prefill as SSE comments (`: keepalive 1024/8000`,
+/// shared/reference/local-servers.md §5): each one that shows more read renews the first-byte
+/// wait, as llama-server's reports do, and the client gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlx_keepalive_comments_are_progress() {
+    let up = FakeUpstream::start_calls_only().await.unwrap();
+    let mut steps = Vec::new();
+    for i in 1..=6u64 {
+        steps.push(Step::Bytes(format!(": keepalive {}/6000\n\n", i * 1000).into_bytes()));
+        steps.push(Step::Pause(Duration::from_millis(400)));
+    }
+    steps.push(Step::Bytes(ANSWER.as_bytes().to_vec()));
+    up.push(Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        steps,
+        end: End::Complete,
+    });
+    let config = format!(
+        r#"{{gateway: {{auth: {{mode: "none"}}}}, models: {{mode: "replace", providers: {{
+            mlx: {{baseUrl: "{}/v1", api: "openai-completions", timeoutSeconds: 1,
+              models: [{{id: "mlx-community/Qwen3-8B-4bit"}}]}}}}}}}}"#,
+        up.origin()
+    );
+    let gw = start(state(&config, &[]), None).await;
+    let (status, text) = post(
+        &gw.origin(),
+        "/v1/chat/completions",
+        &json!({"model": "mlx/mlx-community/Qwen3-8B-4bit", "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Hello"), "2.4 s of prefill, timeoutSeconds 1, and the answer: {text}");
+}

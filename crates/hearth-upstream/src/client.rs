@@ -510,7 +510,7 @@ fn stream_events(
 ) -> EventStream {
     let framing = match crate::api::of(api).framing() {
         crate::api::Framing::Ndjson => Framing::Ndjson(NdjsonDecoder::new()),
-        crate::api::Framing::Sse => Framing::Sse(SseDecoder::new()),
+        crate::api::Framing::Sse => Framing::Sse(SseDecoder::new().emit_comments(true)),
     };
     let state = StreamState {
         bytes: response.bytes_stream().boxed(),
@@ -644,12 +644,21 @@ fn route_sse(decoder: &mut Decoder, items: Vec<SseItem>, events: &mut Vec<Event>
     for item in items {
         match item {
             SseItem::Event(event) => decoder.sse(&event, events),
-            SseItem::Comment(_) => {}
+            SseItem::Comment(text) => events.extend(comment_progress(&text).map(Event::Progress)),
             SseItem::Error(e) => {
                 decoder.fail(UpstreamError::new(ErrorClass::ServerError, e.to_string()), events)
             }
         }
     }
+}
+
+/// `mlx_lm.server`'s prompt progress: while it reads a long prompt it sends SSE comments
+/// `keepalive PROCESSED/TOTAL` (shared/reference/local-servers.md §5). Other comments are
+/// keep-alives of no meaning here.
+fn comment_progress(text: &str) -> Option<crate::event::Progress> {
+    let (processed, total) = text.trim().strip_prefix("keepalive")?.trim().split_once('/')?;
+    let (processed, total) = (processed.trim().parse().ok()?, total.trim().parse().ok()?);
+    Some(crate::event::Progress { processed, total, ..Default::default() })
 }
 
 fn route_ndjson(decoder: &mut Decoder, items: Vec<NdjsonItem>, events: &mut Vec<Event>) {
