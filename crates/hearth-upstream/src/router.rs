@@ -443,7 +443,7 @@ impl<T: Transport> Router<T> {
                     let (attempts, mut notices) =
                         policy.answered(&mut self.tables(), Instant::now());
                     // What the thinking level in force became on this server (`thinking.rs`).
-                    let thinking = crate::thinking::plan(prompt, &target, &target.all_params());
+                    let thinking = crate::thinking::plan_for(prompt, &target);
                     notices.extend(thinking.notice);
                     let hide_reasoning = thinking.hide_reasoning;
                     let lease = lease.take();

@@ -69,19 +69,34 @@ pub fn resolve(prompt: &Prompt, params: &Map<String, Value>) -> Option<Resolved>
     })
 }
 
+/// Whether a thinking level may be in force for this call: the request sets one, or a params
+/// layer names `thinking` or `thinkingDefault`. Cheap: the merged params are not built.
+pub fn applies(prompt: &Prompt, target: &Target<'_>) -> bool {
+    if prompt.thinking.is_some() {
+        return true;
+    }
+    let layers = [target.provider.params.as_ref(), target.model.params.as_ref()];
+    let mut maps = layers.into_iter().flatten().filter_map(Value::as_object).chain(target.params);
+    maps.any(|map| map.contains_key("thinking") || map.contains_key("thinkingDefault"))
+}
+
 /// Whether the level in force for this call is `off` (the decoder then relays no reasoning).
 pub fn is_off(prompt: &Prompt, target: &Target<'_>) -> bool {
     if let Some(t) = prompt.thinking {
         return t.level == ThinkingLevel::Off;
     }
-    // Only a configured level can say off; skip building the merged params otherwise.
-    let layers = [target.provider.params.as_ref(), target.model.params.as_ref()];
-    let configured = layers.into_iter().flatten().filter_map(Value::as_object).chain(target.params);
-    let mut any = false;
-    for map in configured {
-        any |= map.contains_key("thinking") || map.contains_key("thinkingDefault");
+    applies(prompt, target)
+        && resolve(prompt, &target.all_params()).is_some_and(|r| r.level == ThinkingLevel::Off)
+}
+
+/// [`plan`] for a call, building the merged params only when a level may be in force (the
+/// router's notice and reasoning filter, off the request's hot path otherwise).
+pub fn plan_for(prompt: &Prompt, target: &Target<'_>) -> Plan {
+    if applies(prompt, target) {
+        plan(prompt, target, &target.all_params())
+    } else {
+        Plan::default()
     }
-    any && resolve(prompt, &target.all_params()).is_some_and(|r| r.level == ThinkingLevel::Off)
 }
 
 /// A configured `thinking`: a level name, a boolean, or Anthropic's object

@@ -50,7 +50,7 @@ impl Dialect for Anthropic {
         if let Some(native) = &prompt.anthropic_native {
             // The caller spoke Anthropic: its request goes up as sent, to the configured model;
             // a configured thinking level joins a body that sets none.
-            let planned = crate::thinking::plan(prompt, target, &target.all_params());
+            let planned = crate::thinking::plan_for(prompt, target);
             let thinking = planned.fields.iter().find(|(k, _)| *k == "thinking").map(|(_, v)| v);
             let body = Native {
                 body: &native.body,
