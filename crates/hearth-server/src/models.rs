@@ -125,6 +125,32 @@ pub fn entries(config: &Config) -> Vec<Value> {
 /// cache last saw it: a request never waits for a probe (the gateway probes them at start).
 fn with_served(app: &AppState, config: &Config) -> Vec<Value> {
     let mut all = entries(config);
+    for (provider, served) in served(app, config) {
+        let id = format!("{provider}/{}", served.id);
+        if all.iter().any(|e| e["id"].as_str() == Some(id.as_str())) {
+            continue;
+        }
+        all.push(json!({
+            "id": id,
+            "object": "model",
+            "created": 0,
+            "owned_by": provider,
+            "context_window": served.context_window,
+            "max_context_window": served.max_context_window,
+            "state": served.state.as_str(),
+        }));
+    }
+    all
+}
+
+/// What the servers of discovering providers serve (a configured provider without `models[]`,
+/// or with a `provider/*` key in `agents.defaults.models`), as the probe cache last saw it, by
+/// provider id: for `GET /v1/models` and the WebSocket `models.list`.
+pub fn served(
+    app: &AppState,
+    config: &Config,
+) -> Vec<(String, hearth_upstream::probe::ServedModel)> {
+    let mut out = Vec::new();
     for provider in config.providers.values() {
         let discovers = provider.models.is_empty()
             || config.model_settings.contains_key(&ModelRef::new(&provider.id, "*"));
@@ -132,23 +158,9 @@ fn with_served(app: &AppState, config: &Config) -> Vec<Value> {
             continue;
         }
         let Some(probe) = app.probes.cached(provider) else { continue };
-        for served in &probe.served {
-            let id = format!("{}/{}", provider.id, served.id);
-            if all.iter().any(|e| e["id"].as_str() == Some(id.as_str())) {
-                continue;
-            }
-            all.push(json!({
-                "id": id,
-                "object": "model",
-                "created": 0,
-                "owned_by": provider.id,
-                "context_window": served.context_window,
-                "max_context_window": served.max_context_window,
-                "state": served.state.as_str(),
-            }));
-        }
+        out.extend(probe.served.iter().map(|m| (provider.id.clone(), m.clone())));
     }
-    all
+    out
 }
 
 pub async fn list(

@@ -728,7 +728,7 @@ async fn call(
     }
     Some(match method {
         "health" => check_keys(&params, method, &[]).map(|()| health(app)),
-        "models.list" => models_list(&app.config.load(), &params),
+        "models.list" => models_list(app, &app.config.load(), &params),
         "agents.list" => check_keys(&params, method, &[]).map(|()| agents_list(&app.config.load())),
         "sessions.list" => sessions_list(app, &params).await,
         "chat.history" => chat_history(app, &params).await,
@@ -1041,9 +1041,15 @@ fn health(app: &AppState) -> Value {
 /// `models.list {view?, provider?, includeDetails?, preparedOnly?, refresh?}`: the model refs
 /// `GET /v1/models` lists (not its agent targets: over WebSocket the agent is `agentId`), as
 /// OpenClaw's model choices `{id, name, provider, alias?, contextWindow?, reasoning}`; with
-/// `includeDetails`, also `input`, `contextTokens` and `local`. Every view lists the same rows,
-/// and `refresh` has nothing to acquire: the catalog is the config.
-fn models_list(config: &Config, params: &Map<String, Value>) -> Result<Value, RpcError> {
+/// `includeDetails`, also `input`, `contextTokens` and `local`; then the models the servers of
+/// discovering providers serve (as `GET /v1/models` lists them, with `state`). Every view
+/// lists the same rows, and `refresh` has nothing to acquire: the catalog is the config and the
+/// probe cache.
+fn models_list(
+    app: &AppState,
+    config: &Config,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
     check_keys(
         params,
         "models.list",
@@ -1098,6 +1104,22 @@ fn models_list(config: &Config, params: &Map<String, Value>) -> Result<Value, Rp
                 row["contextTokens"] = json!(tokens);
             }
             row["local"] = json!(p.is_local());
+        }
+        rows.push(row);
+    }
+    for (p, served) in models::served(app, config) {
+        let taken =
+            rows.iter().any(|r| r["provider"] == p.as_str() && r["id"] == served.id.as_str());
+        if taken || provider.is_some_and(|want| !p.eq_ignore_ascii_case(want)) {
+            continue;
+        }
+        let mut row = json!({"id": served.id, "name": served.id, "provider": p, "reasoning": false,
+            "state": served.state.as_str()});
+        if let Some(window) = served.context_window.filter(|w| *w > 0) {
+            row["contextWindow"] = json!(window);
+        }
+        if details {
+            row["local"] = json!(config.providers.get(&p).is_some_and(|p| p.is_local()));
         }
         rows.push(row);
     }

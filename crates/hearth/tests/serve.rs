@@ -17,6 +17,35 @@ const LOAD: &str = include_str!("../../../scripts/testbed/captures/lmstudio/load
 const LOAD_ERROR: &str = include_str!("../../../scripts/testbed/captures/lmstudio/load-error.json");
 const CHAT: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
 
+/// `models.list` over the gateway's WebSocket (OpenClaw's handshake first): its `models`.
+async fn ws_models_list(origin: &str) -> Vec<Value> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = origin.replacen("http://", "ws://", 1) + "/";
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let challenge = loop {
+        if let Message::Text(text) = ws.next().await.unwrap().unwrap() {
+            break serde_json::from_str::<Value>(&text).unwrap();
+        }
+    };
+    assert_eq!(challenge["event"], "connect.challenge");
+    let connect = json!({"type": "req", "id": "c1", "method": "connect", "params": {
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "operator"},
+        "role": "operator", "scopes": ["operator.read"], "auth": {}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    let list = json!({"type": "req", "id": "m1", "method": "models.list", "params": {}});
+    ws.send(Message::text(list.to_string())).await.unwrap();
+    loop {
+        let Message::Text(text) = ws.next().await.unwrap().unwrap() else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["id"] == "m1" {
+            assert_eq!(frame["ok"], true, "{frame}");
+            return frame["payload"]["models"].as_array().unwrap().clone();
+        }
+    }
+}
+
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("hearth.json5");
     std::fs::write(&path, text).unwrap();
@@ -224,6 +253,16 @@ async fn served_models_of_a_provider_without_models_are_listed_and_routed() {
     assert_eq!(entry("lmstudio/gemma-3-4b")["state"], "loaded");
     assert_eq!(entry("lmstudio/qwen3-8b")["max_context_window"], 40960);
     assert_eq!(entry("lmstudio/qwen3-8b")["state"], "not loaded");
+    // The WebSocket `models.list` lists the same served models.
+    let ws_models = ws_models_list(&gateway.origin()).await;
+    let ws_row = ws_models
+        .iter()
+        .find(|m| m["provider"] == "lmstudio" && m["id"] == "gemma-3-4b")
+        .unwrap_or_else(|| panic!("gemma-3-4b in {ws_models:?}"));
+    assert_eq!(
+        (ws_row["contextWindow"].as_u64(), ws_row["state"].as_str()),
+        (Some(16384), Some("loaded"))
+    );
 
     let (status, body) = chat(&gateway, "lmstudio/gemma-3-4b").await;
     assert_eq!(status, 200, "{body}");
