@@ -22,7 +22,7 @@
 #   HEARTH_BUILD_JOBS     parallel compile jobs for the llama-server build (default: 2)
 #
 # Needs: a Rust toolchain (cargo, Rust >= 1.95), Debian 12 (or similar) as root when cmake
-# is missing (`apt-get install cmake`), g++, python3 with pip and venv, and, on a cold
+# or chromium is missing (`apt-get install cmake chromium`), g++, python3 with pip and venv, and, on a cold
 # cache, network to crates.io (cargo-nextest, about 3 minutes to build), Debian apt and PyPI.
 set -euo pipefail
 
@@ -73,9 +73,17 @@ finish() {
     # The real `openai` and `anthropic` Python SDKs for the client compatibility tests.
     local sdk_python
     sdk_python="$(bash "$HERE/python-env.sh" | tail -n 1)" || die "python-env.sh failed"
+    # Debian's Chromium for the chat page's browser test (crates/hearth/tests/webchat.rs).
+    if ! command -v chromium >/dev/null 2>&1; then
+        log "installing chromium (apt-get, about 300 MB; the chat page's browser test)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+            >"$CACHE/apt-chromium.log" 2>&1 \
+            || { tail -n 20 "$CACHE/apt-chromium.log" >&2; die "apt-get install chromium failed (are you root?)"; }
+    fi
     printf 'HEARTH_LLAMA_SERVER=%s\n' "$SERVER_BIN"
     printf 'HEARTH_TINY_GGUF=%s\n' "$MODEL"
     printf 'HEARTH_SDK_PYTHON=%s\n' "$sdk_python"
+    printf 'HEARTH_CHROMIUM=%s\n' "$(command -v chromium)"
     exit 0
 }
 

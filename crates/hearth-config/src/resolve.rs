@@ -459,6 +459,10 @@ pub struct Gateway {
     /// `gateway.allowedHosts`, lowercase, without port.
     pub allowed_hosts: Vec<String>,
     pub limits: GatewayLimits,
+    /// `gateway.controlUi.enabled` (default on): the chat page is served.
+    pub control_ui: bool,
+    /// `gateway.controlUi.basePath`, normalized to start and end with `/` (default `/`).
+    pub control_ui_base: String,
 }
 
 impl Default for Gateway {
@@ -473,6 +477,8 @@ impl Default for Gateway {
             responses: true,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            control_ui: true,
+            control_ui_base: "/".to_owned(),
             limits: GatewayLimits::default(),
         }
     }
@@ -1547,6 +1553,31 @@ fn resolve_gateway(raw: &crate::raw::RawGateway, cx: &mut Cx<'_>) -> Gateway {
             endpoints.chat_completions.as_ref().and_then(|e| e.enabled).unwrap_or(true);
         gateway.responses = endpoints.responses.as_ref().and_then(|e| e.enabled).unwrap_or(true);
     }
+    if let Some(ui) = raw.control_ui.as_ref() {
+        gateway.control_ui = ui.enabled.unwrap_or(true);
+        if let Some(base) = ui.base_path.as_deref() {
+            match control_ui_base(base) {
+                Some(base) => gateway.control_ui_base = base,
+                None => {
+                    cx.push_key("controlUi");
+                    cx.push_key("basePath");
+                    let path = cx.path_string();
+                    cx.report(
+                        Severity::Error,
+                        "invalid-value",
+                        None,
+                        format!(
+                            "{path}: `{}` is not a path the page can be served at",
+                            base.chars().take(80).collect::<String>()
+                        ),
+                        Some("use a path such as \"/\" or \"/chat\" (letters, digits, `-`, `_`, `.` and `/`; no `..`)".into()),
+                    );
+                    cx.pop();
+                    cx.pop();
+                }
+            }
+        }
+    }
     if let Some(origins) = raw.control_ui.as_ref().and_then(|ui| ui.allowed_origins.as_ref()) {
         cx.push_key("controlUi");
         cx.push_key("allowedOrigins");
@@ -1764,4 +1795,15 @@ fn parse_retry_wait(value: &str) -> Option<Option<Duration>> {
             _ => None,
         },
     }
+}
+
+/// `gateway.controlUi.basePath` as served: `/`, or `/a/b/` (a leading and a trailing slash);
+/// `None` for a path with other characters, `..`, or over 100 bytes.
+fn control_ui_base(text: &str) -> Option<String> {
+    let trimmed = text.trim().trim_matches('/');
+    let ok = trimmed.len() <= 100
+        && trimmed.split('/').all(|seg| seg != ".." && seg != ".")
+        && !trimmed.contains("//")
+        && trimmed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    ok.then(|| if trimmed.is_empty() { "/".to_owned() } else { format!("/{trimmed}/") })
 }

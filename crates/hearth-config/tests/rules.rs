@@ -690,3 +690,25 @@ fn thinking_default_per_agent() {
         "{shown:#?}"
     );
 }
+
+/// `gateway.controlUi`: the chat page is on at `/` unless turned off; `basePath` is normalized
+/// to `/a/b/`, and a path it cannot be served at is an error naming the key. See: #16
+#[test]
+fn control_ui_base_path() {
+    let c = config(r#"{gateway: {}}"#);
+    assert!(c.gateway.control_ui);
+    assert_eq!(c.gateway.control_ui_base, "/");
+    let c = config(r#"{gateway: {controlUi: {enabled: false, basePath: "chat/ui/"}}}"#);
+    assert!(!c.gateway.control_ui);
+    assert_eq!(c.gateway.control_ui_base, "/chat/ui/");
+    for bad in ["/../etc", "/a b", "/<script>"] {
+        let loaded = load_str(
+            "test.json5",
+            &format!(r#"{{gateway: {{controlUi: {{basePath: "{bad}"}}}}}}"#),
+            &env(),
+        );
+        assert!(loaded.has_errors(), "{bad}");
+        let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|d| d.contains("gateway.controlUi.basePath")), "{shown:#?}");
+    }
+}

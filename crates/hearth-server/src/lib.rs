@@ -24,6 +24,7 @@ pub mod ready;
 pub mod relay;
 pub mod sse;
 pub mod telemetry;
+mod webchat;
 pub mod ws;
 
 pub use api::{chat, messages, responses};
@@ -179,7 +180,7 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/ready", get(ready))
         .route("/readyz", get(ready))
         .merge(authed)
-        .fallback(not_found)
+        .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         // One gate around every route: metrics see everything; origin and host checks run
         // before the limits, which run before auth, routing and any handler.
@@ -289,6 +290,15 @@ async fn method_not_allowed(request: Request) -> Response {
     .with_code("method_not_allowed")
     .shaped(shape)
     .into_response()
+}
+
+/// The fallback: the chat page's files under a `gateway.controlUi.basePath` other than `/`,
+/// else a 404 in the caller's shape.
+async fn fallback(State(app): State<AppState>, request: Request) -> Response {
+    if let Some(page) = webchat::serve(&app, &request) {
+        return page;
+    }
+    not_found(request).await
 }
 
 pub(crate) async fn not_found(request: Request) -> Response {

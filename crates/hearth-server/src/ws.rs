@@ -280,6 +280,10 @@ impl Drop for Presence {
 /// comes in `connect`); a request without `Upgrade` gets the usual 404.
 pub async fn upgrade(State(app): State<AppState>, request: Request) -> Response {
     if !request.headers().contains_key(header::UPGRADE) {
+        // A plain GET of `/` is the chat page (`webchat.rs`), when it is on.
+        if let Some(page) = crate::webchat::serve(&app, &request) {
+            return page;
+        }
         return crate::not_found(request).await;
     }
     let ip = auth::client_ip(request.extensions());

@@ -699,16 +699,18 @@ async fn shutdown_sends_an_event_and_closes_1012() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_http_on_root_is_still_404_and_metrics_count_connections() {
+async fn plain_http_on_root_is_the_chat_page_and_metrics_count_connections() {
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
     let gw = start(state(&fake_config(&upstream.origin(), ""), &[]), None).await;
     let client = client();
-    for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let response = client.request(method, format!("{}/", gw.origin())).send().await.unwrap();
-        assert_eq!(response.status(), 404);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unknown_url", "{body}");
-    }
+    // A plain GET of `/` is the chat page (issue 16: it was a JSON 404); a POST is no route.
+    let page = client.get(format!("{}/", gw.origin())).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let response = client.post(format!("{}/", gw.origin())).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_url", "{body}");
     let _ws = connected(&gw).await;
     let metrics =
         client.get(format!("{}/metrics", gw.origin())).send().await.unwrap().text().await.unwrap();
@@ -717,7 +719,7 @@ async fn plain_http_on_root_is_still_404_and_metrics_count_connections() {
         metrics.contains(r#"hearth_http_requests_total{route="ws",status_class="1xx"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"route="other",status_class="4xx"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"route="other",status_class="4xx"} 1"#), "{metrics}");
 }
 
 /// What OpenClaw's clients send to `agent`: `openclaw agent --thinking low [--to …]` sends

@@ -1,0 +1,377 @@
+//! The chat page in a real browser: Debian's headless Chromium, driven over the DevTools
+//! protocol, against `hearth gateway run` (its own binary: a browser start takes a second or
+//! two). The page authenticates with the gateway token, streams a reply from a scripted
+//! reasoning upstream token by token, keeps reasoning under its toggle and out of the reply,
+//! and shows markup in model output as text. Screenshots at desktop and phone width go to
+//! `target/webchat/`. See: #16
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::{SinkExt, StreamExt};
+use hearth_testkit::{End, FakeUpstream, GatewayProcess, Reply, Step};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "page-token-0123456789";
+
+/// A llama-server-shaped stream with reasoning first, then the answer in pieces `pause` apart.
+fn reasoning_stream(answer: &[&str], pause: Duration) -> Reply {
+    let chunk = |delta: Value| {
+        let c = json!({"id": "chatcmpl-w", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+        format!("data: {c}\n\n").into_bytes()
+    };
+    let mut steps = vec![
+        Step::Bytes(chunk(json!({"role": "assistant", "content": null}))),
+        Step::Bytes(chunk(json!({"reasoning_content": "the user greets me; SECRET-THOUGHT"}))),
+    ];
+    for piece in answer {
+        steps.push(Step::Bytes(chunk(json!({"content": piece}))));
+        steps.push(Step::Pause(pause));
+    }
+    let done = json!({"id": "chatcmpl-w", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}});
+    steps.push(Step::Bytes(format!("data: {done}\n\ndata: [DONE]\n\n").into_bytes()));
+    Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        steps,
+        end: End::Complete,
+    }
+}
+
+/// Headless Chromium with a fresh profile; killed when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    port: u16,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| panic!("Debian's chromium is required (apt-get install chromium)"));
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "chromium did not open its DevTools port");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Browser { child, _profile: profile, port }
+    }
+
+    /// The first page's DevTools session.
+    async fn page(&self) -> Page {
+        let list: Value = reqwest::get(format!("http://127.0.0.1:{}/json/list", self.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap()
+            .to_owned();
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Page { ws, next: 0 }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Page {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+}
+
+impl Page {
+    /// One DevTools command; its `result`.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let frame = json!({"id": id, "method": method, "params": params});
+        self.ws.send(Message::text(frame.to_string())).await.unwrap();
+        loop {
+            let Message::Text(text) = self.ws.next().await.unwrap().unwrap() else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true.
+    async fn until(&mut self, expression: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.eval(expression).await != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn screenshot(&mut self, width: u32, height: u32, path: &Path) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png"})).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/webchat");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let up = FakeUpstream::start_calls_only().await.unwrap();
+    up.push(reasoning_stream(&["Hello", " there,", " friend", "!"], Duration::from_millis(300)));
+    up.push(reasoning_stream(
+        &["<img src=x onerror=\"window.pwned=1\">", "<script>window.pwned=2</script>"],
+        Duration::from_millis(10),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{gateway: {{auth: {{mode: "token", token: "{TOKEN}"}}}},
+              models: {{mode: "replace", providers: {{
+                local: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m", reasoning: true}}]}}}}}},
+              agents: {{defaults: {{model: "local/m"}}}}}}"#,
+            up.origin()
+        ),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("RUST_LOG")
+            .env("HEARTH_STATE_DIR", dir.path().join("state")),
+    )
+    .unwrap();
+    let browser = Browser::start();
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call("Page.navigate", json!({"url": format!("{}/", gateway.origin())})).await;
+
+    // The token form first: the API refuses the page without it.
+    page.until(
+        "!!document.getElementById('auth') && !document.getElementById('auth').hidden",
+        "the token form",
+    )
+    .await;
+    page.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'; document.getElementById('auth').requestSubmit(); true"
+    ))
+    .await;
+    page.until("document.getElementById('model').options.length > 0", "the model list").await;
+    let shown = page
+        .eval("[getComputedStyle(document.getElementById('auth')).display, getComputedStyle(document.getElementById('composer')).display]")
+        .await;
+    assert_eq!(
+        shown,
+        json!(["none", "flex"]),
+        "connected: the token form goes, the composer shows"
+    );
+    let models = page.eval("[...document.getElementById('model').options].map(o => o.value)").await;
+    assert!(models.as_array().unwrap().iter().any(|m| m == "local/m"), "{models}");
+    page.eval("document.getElementById('model').value = 'local/m'; true").await;
+
+    // Enter sends; the reply grows in the DOM while it streams.
+    page.eval(
+        "const i = document.getElementById('input'); i.value = 'hi';
+         i.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true})); true",
+    )
+    .await;
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = page
+            .eval("(document.querySelector('.turn.assistant .reply') || {}).textContent || ''")
+            .await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if seen.last() != Some(&text) {
+            seen.push(text.clone());
+        }
+        if text == "Hello there, friend!" || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("Hello there, friend!"), "{seen:?}");
+    assert!(
+        seen.iter().any(|t| !t.is_empty() && t.len() < "Hello there, friend!".len()),
+        "the reply was seen growing: {seen:?}"
+    );
+    // Reasoning: under the toggle, closed, never in the reply.
+    let reasoning = page
+        .eval(
+            "(() => { const d = document.querySelector('.turn.assistant details.reasoning');
+               return {open: d.open, hidden: d.hidden, text: d.textContent}; })()",
+        )
+        .await;
+    assert_eq!(reasoning["open"], false, "{reasoning}");
+    assert_eq!(reasoning["hidden"], false, "{reasoning}");
+    assert!(reasoning["text"].as_str().unwrap().contains("SECRET-THOUGHT"), "{reasoning}");
+    let reply = page.eval("document.querySelector('.turn.assistant .reply').textContent").await;
+    assert!(!reply.as_str().unwrap().contains("SECRET-THOUGHT"));
+    page.until(
+        "document.querySelector('.turn.assistant .meta').textContent.includes('answered by local/m')",
+        "who answered",
+    )
+    .await;
+    let shots = shots_dir();
+    page.screenshot(1280, 800, &shots.join("chat-desktop.png")).await;
+    page.screenshot(390, 844, &shots.join("chat-phone.png")).await;
+
+    // Markup in a reply is text: no element made, no script run.
+    page.eval(
+        "document.getElementById('input').value = 'show me markup';
+         document.getElementById('composer').requestSubmit(); true",
+    )
+    .await;
+    page.until("document.querySelectorAll('.turn.assistant').length === 2 && document.querySelectorAll('.turn.assistant')[1].querySelector('.meta').textContent.length > 0", "the second reply").await;
+    let injected = page
+        .eval(
+            "(() => { const r = document.querySelectorAll('.turn.assistant')[1].querySelector('.reply');
+               return {imgs: document.querySelectorAll('main img, main script').length,
+                       pwned: window.pwned === undefined ? null : window.pwned, text: r.textContent}; })()",
+        )
+        .await;
+    assert_eq!(injected["imgs"], 0, "{injected}");
+    assert_eq!(injected["pwned"], Value::Null, "{injected}");
+    assert!(injected["text"].as_str().unwrap().contains("<img src=x onerror="), "{injected}");
+
+    // What went up: the whole conversation, with the token the user gave the page.
+    let posts: Vec<_> = up.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 2);
+    let second = posts[1].json();
+    assert_eq!(second["messages"].as_array().unwrap().len(), 3, "{second}");
+    assert_eq!(second["messages"][1]["content"], "Hello there, friend!");
+}
+
+/// The page is served with a policy that lets no inline or foreign script run, and can be
+/// moved (`gateway.controlUi.basePath`) or turned off (`enabled: false`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_where_configured_and_only_there() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |ui: &str| {
+        let config = dir.path().join(format!("hearth-{}.json5", ui.len()));
+        std::fs::write(
+            &config,
+            format!(r#"{{gateway: {{auth: {{mode: "none"}}, controlUi: {ui}}}, models: {{mode: "replace", providers: {{}}}}}}"#),
+        )
+        .unwrap();
+        GatewayProcess::spawn(
+            Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .arg("--config")
+                .arg(&config)
+                .args(["gateway", "run", "--port", "0"])
+                .env_remove("HEARTH_GATEWAY_TOKEN")
+                .env("HEARTH_STATE_DIR", dir.path().join("state")),
+        )
+        .unwrap()
+    };
+    let get = async |url: String| {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let csp = r
+            .headers()
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, csp, r.text().await.unwrap())
+    };
+    let on = run("{}");
+    let (status, csp, body) = get(format!("{}/", on.origin())).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>hearth</title>"));
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(get(format!("{}/app.js", on.origin())).await.0, 200);
+    drop(on);
+    let moved = run(r#"{basePath: "/chat"}"#);
+    assert_eq!(get(format!("{}/", moved.origin())).await.0, 404);
+    assert_eq!(get(format!("{}/chat", moved.origin())).await.0, 308);
+    assert_eq!(get(format!("{}/chat/", moved.origin())).await.0, 200);
+    assert_eq!(get(format!("{}/chat/app.css", moved.origin())).await.0, 200);
+    drop(moved);
+    let off = run("{enabled: false}");
+    assert_eq!(get(format!("{}/", off.origin())).await.0, 404);
+}
