@@ -317,6 +317,60 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
     let second = posts[1].json();
     assert_eq!(second["messages"].as_array().unwrap().len(), 3, "{second}");
     assert_eq!(second["messages"][1]["content"], "Hello there, friend!");
+
+    // The default agent: its turn lands in a session, which the list shows after a reload and
+    // which opens with its history.
+    up.push(reasoning_stream(&["Remembered."], Duration::from_millis(10)));
+    page.eval(
+        "document.getElementById('new').click();
+         document.getElementById('model').value = 'hearth';
+         document.getElementById('input').value = 'remember the lighthouse';
+         document.getElementById('composer').requestSubmit(); true",
+    )
+    .await;
+    page.until(
+        "[...document.querySelectorAll('.turn.assistant .reply')].some(r => r.textContent === 'Remembered.')",
+        "the agent's reply",
+    )
+    .await;
+    page.until(
+        "document.querySelectorAll('#session-list button').length === 1",
+        "the session in the list",
+    )
+    .await;
+    page.call("Page.reload", json!({})).await;
+    page.until(
+        "document.querySelectorAll('#session-list button').length === 1",
+        "the list after a reload",
+    )
+    .await;
+    let key = page.eval("document.querySelector('#session-list button').dataset.key").await;
+    assert!(key.as_str().unwrap().starts_with("agent:main:web-"), "{key}");
+    assert_eq!(page.eval("document.querySelectorAll('.turn').length").await, 0, "a fresh page");
+    page.eval("document.querySelector('#session-list button').click(); true").await;
+    page.until(
+        "[...document.querySelectorAll('.turn.user .text')].some(t => t.textContent === 'remember the lighthouse')",
+        "the session's history",
+    )
+    .await;
+    assert_eq!(page.eval("document.getElementById('model').value").await, "hearth/main");
+    page.screenshot(1280, 800, &shots.join("sessions-desktop.png")).await;
+    // Going on in it: the agent sends the session's history up with the new message.
+    up.push(reasoning_stream(&["The lighthouse."], Duration::from_millis(10)));
+    page.eval(
+        "document.getElementById('input').value = 'what did I ask?';
+         document.getElementById('composer').requestSubmit(); true",
+    )
+    .await;
+    page.until(
+        "[...document.querySelectorAll('.turn.assistant .reply')].some(r => r.textContent === 'The lighthouse.')",
+        "the reply in the reopened session",
+    )
+    .await;
+    let last = up.requests().into_iter().rfind(|r| r.method == "POST").unwrap().json();
+    let sent = last["messages"].to_string();
+    assert!(sent.contains("remember the lighthouse") && sent.contains("what did I ask?"), "{sent}");
+    assert_eq!(page.eval("document.querySelectorAll('#session-list button').length").await, 1);
 }
 
 /// The page is served with a policy that lets no inline or foreign script run, and can be

@@ -6,7 +6,94 @@
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "hearth.token";
-const state = { messages: [], running: null };
+// `session`: the agent session this conversation lives in (agent targets only: `hearth`,
+// `hearth/<agentId>`); direct model refs keep the conversation in the page.
+const state = { messages: [], running: null, session: null, ws: null, pending: new Map(), next: 0 };
+
+function isAgent(model) { return model === "hearth" || model.startsWith("hearth/"); }
+
+// The WebSocket control plane (OpenClaw's protocol), for the session list and history.
+function control() {
+  if (state.ws) return state.ws;
+  state.ws = new Promise((resolve, reject) => {
+    const socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/");
+    socket.onmessage = (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      if (frame.event === "connect.challenge") {
+        const token = sessionStorage.getItem(TOKEN_KEY);
+        socket.send(JSON.stringify({ type: "req", id: "connect", method: "connect", params: {
+          minProtocol: 4, maxProtocol: 4,
+          client: { id: "hearth-webchat", version: "1", platform: "web", mode: "webchat" },
+          role: "operator", scopes: ["operator.read"], auth: token ? { token } : {} } }));
+        return;
+      }
+      if (frame.type !== "res") return;
+      if (frame.id === "connect") {
+        if (frame.ok) resolve(socket); else { state.ws = null; reject(new Error((frame.error && frame.error.message) || "refused")); }
+        return;
+      }
+      const waiter = state.pending.get(frame.id);
+      if (!waiter) return;
+      state.pending.delete(frame.id);
+      if (frame.ok) waiter.resolve(frame.payload); else waiter.reject(new Error((frame.error && frame.error.message) || "error"));
+    };
+    socket.onclose = () => { state.ws = null; };
+    socket.onerror = () => reject(new Error("the control connection failed"));
+  });
+  return state.ws;
+}
+
+async function rpc(method, params) {
+  const socket = await control();
+  const id = "r" + (++state.next);
+  return new Promise((resolve, reject) => {
+    state.pending.set(id, { resolve, reject });
+    socket.send(JSON.stringify({ type: "req", id, method, params }));
+  });
+}
+
+async function loadSessions() {
+  let list;
+  try { list = await rpc("sessions.list", { limit: 50 }); } catch { return; }
+  const ul = $("session-list");
+  ul.textContent = "";
+  for (const s of list.sessions || []) {
+    const li = el("li");
+    const button = el("button", "", s.key);
+    button.type = "button";
+    button.dataset.key = s.key;
+    button.dataset.agent = s.agentId;
+    if (state.session === s.key) button.setAttribute("aria-current", "true");
+    button.append(el("span", "when", new Date(s.updatedAt).toLocaleString() + " · " + s.entryCount + " entries"));
+    button.addEventListener("click", () => openSession(s.key, s.agentId));
+    li.append(button);
+    ul.append(li);
+  }
+}
+
+async function openSession(key, agentId) {
+  const history = await rpc("chat.history", { sessionKey: key, agentId, limit: 200 });
+  state.session = key;
+  state.messages = [];
+  $("log").textContent = "";
+  const target = "hearth/" + agentId;
+  const select = $("model");
+  if ([...select.options].some((o) => o.value === target)) select.value = target;
+  for (const m of history.messages || []) {
+    if (m.role !== "user" && m.role !== "assistant") continue;
+    const text = (m.content || []).filter((b) => b.type === "text").map((b) => b.text).join("");
+    turn(m.role).append(el("div", "text" + (m.role === "assistant" ? " reply" : ""), text));
+  }
+  loadSessions();
+}
+
+function newChat() {
+  state.session = null;
+  state.messages = [];
+  $("log").textContent = "";
+  loadSessions();
+}
 
 function headers() {
   const h = { "content-type": "application/json" };
@@ -55,6 +142,7 @@ async function loadModels() {
   $("auth").hidden = true;
   $("composer").hidden = false;
   status((body.data || []).length + " models");
+  loadSessions();
 }
 
 // The API lives at the gateway's root, whatever the page's base path.
@@ -82,14 +170,21 @@ async function send(text) {
   $("stop").hidden = false;
   $("send").disabled = true;
   const model = $("model").value;
+  const agent = isAgent(model);
+  const sent = { ...headers() };
+  if (agent) {
+    // A new chat with an agent gets a session of its own; the agent keeps its history.
+    if (!state.session) state.session = "web-" + Date.now().toString(36);
+    sent["x-hearth-session-key"] = state.session;
+  }
   let answer = "";
   try {
     const response = await fetch(base() + "v1/chat/completions", {
       method: "POST",
-      headers: headers(),
+      headers: sent,
       signal: controller.signal,
       body: JSON.stringify({ model, stream: true, stream_options: { include_usage: true },
-        messages: state.messages }),
+        messages: agent ? [{ role: "user", content: text }] : state.messages }),
     });
     if (response.status === 401) { bot.remove(); needAuth("the token was refused"); return; }
     if (!response.ok) {
@@ -146,6 +241,13 @@ async function send(text) {
     if (answered || answeredInStream) parts.push("answered by " + (answered || answeredInStream));
     if (usage) parts.push(usage.prompt_tokens + " in / " + usage.completion_tokens + " out tokens");
     meta.textContent = parts.join(" · ");
+    if (agent) {
+      // The gateway names the session `agent:<id>:<key>`.
+      const listed = await rpc("sessions.list", { limit: 50 }).catch(() => null);
+      const full = listed && (listed.sessions || []).find((s) => s.key.endsWith(":" + state.session));
+      if (full) state.session = full.key;
+      loadSessions();
+    }
   } catch (e) {
     if (e.name === "AbortError") bot.append(el("div", "notice", "stopped"));
     else bot.append(el("div", "error", "the gateway does not answer: " + e.message));
@@ -171,6 +273,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("stop").addEventListener("click", () => state.running && state.running.abort());
+  $("new").addEventListener("click", newChat);
   $("auth").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value);
