@@ -23,6 +23,7 @@ pub mod plan;
 pub mod ready;
 pub mod relay;
 pub mod sse;
+mod status;
 pub mod telemetry;
 mod webchat;
 pub mod ws;
@@ -171,6 +172,7 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/metrics", get(metrics_text))
         .route("/hearth/cooldowns", get(cooldowns_json))
+        .route("/hearth/status", get(status::status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     AxumRouter::new()
         // The WebSocket control plane authenticates in its `connect` frame, not by header.

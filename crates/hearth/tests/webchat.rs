@@ -157,10 +157,13 @@ impl Page {
         r["result"]["value"].clone()
     }
 
-    /// Waits until `expression` is true.
+    /// Waits until `expression` is true (an expression that throws, as while the page loads,
+    /// is not yet true).
     async fn until(&mut self, expression: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while self.eval(expression).await != json!(true) {
+        let guarded =
+            format!("(() => {{ try {{ return !!({expression}); }} catch {{ return false; }} }})()");
+        while self.eval(&guarded).await != json!(true) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -428,4 +431,91 @@ async fn the_page_is_served_where_configured_and_only_there() {
     drop(moved);
     let off = run("{enabled: false}");
     assert_eq!(get(format!("{}/", off.origin())).await.0, 404);
+}
+
+/// The status view and model switching against the real llama-server of the test bed beside a
+/// scripted upstream: the page chats with the real model, switches to the other, and the status
+/// view shows the llama-server reachable with its served window, then not reachable (with how
+/// to start it) once the server is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_view_sees_a_real_server_go_away() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let llama = hearth_testkit::LlamaServer::start(1024)
+        .unwrap_or_else(|e| panic!("the llama.cpp test bed is required: {e}"));
+    let up = FakeUpstream::start_calls_only().await.unwrap();
+    up.push(reasoning_stream(&["from the scripted one"], Duration::from_millis(10)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{gateway: {{auth: {{mode: "none"}}}},
+              models: {{mode: "replace", providers: {{
+                llamacpp: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "tiny", maxTokens: 8, contextWindow: 1024}}]}},
+                local: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m", reasoning: true}}]}}}}}},
+              agents: {{defaults: {{model: {{primary: "llamacpp/tiny", fallbacks: ["local/m"]}}}}}}}}"#,
+            llama.origin(),
+            up.origin()
+        ),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("RUST_LOG")
+            .env("HEARTH_STATE_DIR", dir.path().join("state")),
+    )
+    .unwrap();
+    let browser = Browser::start();
+    let mut page = browser.page().await;
+    page.call("Page.navigate", json!({"url": format!("{}/", gateway.origin())})).await;
+    page.until("document.getElementById('model').options.length > 0", "the model list").await;
+
+    // The real model answers; then the other one, picked in the list.
+    page.eval(
+        "document.getElementById('model').value = 'llamacpp/tiny';
+         document.getElementById('input').value = 'hello';
+         document.getElementById('composer').requestSubmit(); true",
+    )
+    .await;
+    page.until(
+        "(document.querySelector('.turn.assistant .meta') || {}).textContent?.includes('answered by llamacpp/tiny')",
+        "the real server's answer",
+    )
+    .await;
+    page.eval(
+        "document.getElementById('model').value = 'local/m';
+         document.getElementById('input').value = 'and you?';
+         document.getElementById('composer').requestSubmit(); true",
+    )
+    .await;
+    page.until(
+        "[...document.querySelectorAll('.turn.assistant .reply')].some(r => r.textContent === 'from the scripted one')",
+        "the switched model's answer",
+    )
+    .await;
+
+    // Status: reachable with its window, then gone.
+    page.eval("document.getElementById('status-toggle').click(); true").await;
+    let card = "document.querySelector('.provider[data-provider=\"llamacpp\"]')";
+    page.until(
+        &format!("!!{card} && {card}.querySelector('.reach').textContent === 'reachable'"),
+        "llama-server reachable",
+    )
+    .await;
+    let row = page.eval(&format!("{card}.querySelector('table').textContent")).await;
+    assert!(row.as_str().unwrap().contains("1024"), "the served window: {row}");
+    page.screenshot(1280, 800, &shots_dir().join("status-desktop.png")).await;
+    page.screenshot(390, 844, &shots_dir().join("status-phone.png")).await;
+    drop(llama);
+    page.until(
+        &format!("{card}.querySelector('.reach').textContent === 'not reachable'"),
+        "llama-server not reachable after it stopped",
+    )
+    .await;
+    let hint = page.eval(&format!("{card}.querySelector('.notice').textContent")).await;
+    assert!(hint.as_str().unwrap().contains("start llama.cpp"), "{hint}");
 }

@@ -88,6 +88,69 @@ async function openSession(key, agentId) {
   loadSessions();
 }
 
+// The status view: every provider and model of the chain, refreshed while it is open.
+async function loadStatus() {
+  let response;
+  try {
+    response = await fetch(base() + "hearth/status?refresh=1", { headers: headers() });
+  } catch (e) {
+    $("status-view").textContent = "the gateway does not answer: " + e.message;
+    return;
+  }
+  if (response.status === 401) return needAuth("this gateway needs its token");
+  const body = await response.json();
+  const view = $("status-view");
+  view.textContent = "";
+  view.append(el("p", "meta", "default chain: " + (body.chain || []).join(" → ")));
+  for (const p of body.providers || []) {
+    const box = el("article", "provider");
+    box.dataset.provider = p.id;
+    const title = el("h3", "", p.id + " ");
+    if (p.local) {
+      const up = p.reachable === true;
+      const mark = el("span", up ? "up reach" : "down reach", up ? "reachable" : "not reachable");
+      title.append(mark);
+    } else {
+      title.append(el("span", "meta", "hosted · key " + p.key.state));
+    }
+    box.append(title, el("div", "meta", p.api + " · " + p.baseUrl + (p.server ? " · " + p.server : "") +
+      (p.latencyMs != null ? " · " + p.latencyMs + " ms" : "")));
+    if (p.hint) box.append(el("div", "notice", p.hint));
+    if (p.key && p.key.problem) box.append(el("div", "error", p.key.problem));
+    const table = el("table");
+    const head = el("tr");
+    for (const h of ["model", "configured window", "served window", "state"]) head.append(el("th", "", h));
+    table.append(head);
+    const rows = (p.models || []).map((m) => [m.id, m.contextWindow, m.servedWindow, m.state]);
+    for (const s of p.served || []) {
+      if (!(p.models || []).some((m) => m.id === s.id)) rows.push([s.id + " (served)", null, s.contextWindow, s.state]);
+    }
+    for (const r of rows) {
+      const tr = el("tr");
+      for (const c of r) tr.append(el("td", "", c == null ? "–" : String(c)));
+      table.append(tr);
+    }
+    box.append(table);
+    for (const c of (body.cooldowns || []).filter((c) => c.provider === p.id)) {
+      box.append(el("div", "notice", "cooling down" + (c.model ? " " + c.model : "") + ": " + c.reason +
+        ", " + Math.ceil(c.remaining_ms / 1000) + " s left"));
+    }
+    view.append(box);
+  }
+}
+
+function toggleStatus() {
+  const open = $("status-view").hidden;
+  $("status-view").hidden = !open;
+  $("log").hidden = open;
+  $("status-toggle").setAttribute("aria-pressed", String(open));
+  clearInterval(state.statusTimer);
+  if (open) {
+    loadStatus();
+    state.statusTimer = setInterval(loadStatus, 3000);
+  }
+}
+
 function newChat() {
   state.session = null;
   state.messages = [];
@@ -274,6 +337,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("stop").addEventListener("click", () => state.running && state.running.abort());
   $("new").addEventListener("click", newChat);
+  $("status-toggle").addEventListener("click", toggleStatus);
   $("auth").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value);
