@@ -62,6 +62,8 @@ pub const METHODS: &[&str] = &[
     "models.list",
     "agents.list",
     "sessions.list",
+    "sessions.reset",
+    "sessions.compact",
     "chat.history",
     "agent",
     "agent.wait",
@@ -718,7 +720,7 @@ async fn call(
                 "already connected: `connect` is only the first frame",
             )));
         }
-        "agent" => "operator.write",
+        "agent" | "sessions.reset" | "sessions.compact" => "operator.write",
         m if METHODS.contains(&m) => "operator.read",
         other => return Some(Err(RpcError::invalid(format!("unknown method: {other}")))),
     };
@@ -736,6 +738,8 @@ async fn call(
         "agents.list" => check_keys(&params, method, &[]).map(|()| agents_list(&app.config.load())),
         "sessions.list" => sessions_list(app, &params).await,
         "chat.history" => chat_history(app, &params).await,
+        "sessions.reset" => sessions_reset(app, &params).await,
+        "sessions.compact" => sessions_compact(app, &params).await,
         "agent.wait" => match agent_wait(app, outbox, id, &params) {
             Ok(()) => return None,
             Err(e) => Err(e),
@@ -1166,6 +1170,60 @@ async fn sessions_list(app: &AppState, params: &Map<String, Value>) -> Result<Va
     let rows: Vec<Value> =
         all.iter().take(limit).map(|s| session_row(s, active.contains_key(&s.key))).collect();
     Ok(json!({"sessions": rows, "totalCount": all.len(), "hasMore": all.len() > limit}))
+}
+
+/// `sessions.reset {key, agentId?}`: a new generation under the same key (the old history is
+/// kept, archived, and no longer in the model's context), as `hearth sessions reset`;
+/// `{ok, key, sessionId}`.
+async fn sessions_reset(app: &AppState, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    check_keys(params, "sessions.reset", &["key", "agentId"])?;
+    let (key, _) = session_to_manage(app, params, "sessions.reset")?;
+    let Some(agents) = &app.agents else {
+        return Err(RpcError::unavailable("this gateway keeps no sessions"));
+    };
+    if agents.store.get_session(&key).await.map_err(|e| store_error(&e))?.is_none() {
+        return Err(RpcError::invalid(format!("no session `{key}`")));
+    }
+    let summary = agents
+        .store
+        .reset(&key, hearth_store::SessionId::now_v7(), hearth_store::Timestamp::now())
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(json!({"ok": true, "key": key, "sessionId": summary.session_id.to_string()}))
+}
+
+/// `sessions.compact {key, agentId?}`: the session's older turns summarized now, as
+/// `hearth sessions compact`; `{ok, key, compacted, summarizedMessages}`.
+async fn sessions_compact(app: &AppState, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    check_keys(params, "sessions.compact", &["key", "agentId"])?;
+    let (key, agent_id) = session_to_manage(app, params, "sessions.compact")?;
+    let Some(agents) = &app.agents else {
+        return Err(RpcError::unavailable("this gateway keeps no sessions"));
+    };
+    let config = app.config.load();
+    let agent_ref = config.agents.contains_key(&agent_id).then_some(agent_id.as_str());
+    let n = agents
+        .compact_now(&config, &key, agent_ref)
+        .await
+        .map_err(|e| RpcError::unavailable(format!("compaction failed: {e}")))?;
+    Ok(json!({"ok": true, "key": key, "compacted": n > 0, "summarizedMessages": n}))
+}
+
+/// The `key` (and `agentId`) of a session-management call, scoped as `chat.history` scopes
+/// `sessionKey`: `(full key, agent id)`.
+fn session_to_manage(
+    app: &AppState,
+    params: &Map<String, Value>,
+    method: &str,
+) -> Result<(String, String), RpcError> {
+    let key = opt_str(params, "key")?
+        .ok_or_else(|| RpcError::invalid(format!("`key` is required: the session to {method}")))?;
+    if let Some(problem) = crate::plan::session_key_problem(key) {
+        return Err(RpcError::invalid(format!("`key`: {problem}")));
+    }
+    let agent = opt_str(params, "agentId")?;
+    let (agent_id, key) = hearth_agent::session_key_for(&app.config.load(), agent, Some(key));
+    Ok((key, agent_id))
 }
 
 fn session_row(s: &SessionSummary, active: bool) -> Value {

@@ -170,7 +170,7 @@ async fn challenge_then_hello_ok() {
     assert_eq!(
         hello["features"],
         json!({
-            "methods": ["health", "models.list", "agents.list", "sessions.list", "chat.history", "agent", "agent.wait"],
+            "methods": ["health", "models.list", "agents.list", "sessions.list", "sessions.reset", "sessions.compact", "chat.history", "agent", "agent.wait"],
             "events": ["connect.challenge", "tick", "agent", "shutdown"],
             "capabilities": ["published-model-catalog"],
         })
@@ -559,6 +559,26 @@ async fn an_idempotency_key_starts_one_run_and_wait_history_and_sessions_see_it(
     assert_eq!((&row["key"], &row["agentId"]), (&json!("agent:main:s2"), &json!("main")));
     assert_eq!((&row["entryCount"], &row["hasActiveRun"]), (&json!(3), &json!(false)), "{row}");
     assert_eq!((&row["inputTokens"], &row["outputTokens"]), (&json!(5), &json!(7)), "{row}");
+
+    // sessions.compact: one turn has nothing older to summarize; sessions.reset: a new
+    // generation, so the history is empty under the same key; an unknown session is refused.
+    let (res, _) = request(&mut ws, "k1", "sessions.compact", json!({"key": "s2"})).await;
+    assert_eq!(res["payload"]["compacted"], false, "{res}");
+    let before = row["sessionId"].clone();
+    let (res, _) = request(&mut ws, "r1", "sessions.reset", json!({"key": "s2"})).await;
+    assert_eq!(res["payload"]["key"], "agent:main:s2", "{res}");
+    assert_ne!(res["payload"]["sessionId"], before);
+    let (res, _) = request(&mut ws, "h4", "chat.history", json!({"sessionKey": "s2"})).await;
+    assert_eq!(res["payload"]["messages"], json!([]), "{res}");
+    let (res, _) = request(&mut ws, "r2", "sessions.reset", json!({"key": "never"})).await;
+    assert_eq!(res["ok"], false, "{res}");
+    // They change sessions: a read-only connection may not.
+    let mut reader = open(&gw).await;
+    let mut params = connect_params(json!({}));
+    params["scopes"] = json!(["operator.read"]);
+    assert_eq!(connect_with(&mut reader, params).await["ok"], true);
+    let (res, _) = request(&mut reader, "r3", "sessions.reset", json!({"key": "s2"})).await;
+    assert_eq!(res["error"]["details"]["code"], "MISSING_SCOPE", "{res}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

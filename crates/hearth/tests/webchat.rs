@@ -337,20 +337,21 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
     )
     .await;
     page.until(
-        "document.querySelectorAll('#session-list button').length === 1",
+        "document.querySelectorAll('#session-list button[data-key]').length === 1",
         "the session in the list",
     )
     .await;
     page.call("Page.reload", json!({})).await;
     page.until(
-        "document.querySelectorAll('#session-list button').length === 1",
+        "document.querySelectorAll('#session-list button[data-key]').length === 1",
         "the list after a reload",
     )
     .await;
-    let key = page.eval("document.querySelector('#session-list button').dataset.key").await;
+    let key =
+        page.eval("document.querySelector('#session-list button[data-key]').dataset.key").await;
     assert!(key.as_str().unwrap().starts_with("agent:main:web-"), "{key}");
     assert_eq!(page.eval("document.querySelectorAll('.turn').length").await, 0, "a fresh page");
-    page.eval("document.querySelector('#session-list button').click(); true").await;
+    page.eval("document.querySelector('#session-list button[data-key]').click(); true").await;
     page.until(
         "[...document.querySelectorAll('.turn.user .text')].some(t => t.textContent === 'remember the lighthouse')",
         "the session's history",
@@ -373,7 +374,29 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
     let last = up.requests().into_iter().rfind(|r| r.method == "POST").unwrap().json();
     let sent = last["messages"].to_string();
     assert!(sent.contains("remember the lighthouse") && sent.contains("what did I ask?"), "{sent}");
-    assert_eq!(page.eval("document.querySelectorAll('#session-list button').length").await, 1);
+    assert_eq!(
+        page.eval("document.querySelectorAll('#session-list button[data-key]').length").await,
+        1
+    );
+
+    // Compact from the list: the older turn is summarized (one summary call upstream).
+    up.push(Reply::json(
+        200,
+        r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"The user asked to remember a lighthouse."},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":9,"total_tokens":39}}"#,
+    ));
+    page.eval("document.querySelector('#session-list button[data-action=compact]').click(); true")
+        .await;
+    page.until(
+        "document.getElementById('status').textContent.includes('messages summarized')",
+        "the compaction",
+    )
+    .await;
+    // Reset from the list: a new generation under the same key, its history empty.
+    page.eval("document.querySelector('#session-list button[data-action=reset]').click(); true")
+        .await;
+    page.until("document.getElementById('status').textContent.endsWith(': reset')", "the reset")
+        .await;
+    page.until("document.querySelectorAll('.turn').length === 0", "the emptied session").await;
 }
 
 /// The page is served with a policy that lets no inline or foreign script run, and can be

@@ -25,7 +25,7 @@ function control() {
         socket.send(JSON.stringify({ type: "req", id: "connect", method: "connect", params: {
           minProtocol: 4, maxProtocol: 4,
           client: { id: "hearth-webchat", version: "1", platform: "web", mode: "webchat" },
-          role: "operator", scopes: ["operator.read"], auth: token ? { token } : {} } }));
+          role: "operator", scopes: ["operator.read", "operator.write"], auth: token ? { token } : {} } }));
         return;
       }
       if (frame.type !== "res") return;
@@ -68,6 +68,27 @@ async function loadSessions() {
     button.append(el("span", "when", new Date(s.updatedAt).toLocaleString() + " · " + s.entryCount + " entries"));
     button.addEventListener("click", () => openSession(s.key, s.agentId));
     li.append(button);
+    const actions = el("div", "actions");
+    for (const [label, method] of [["reset", "sessions.reset"], ["compact", "sessions.compact"]]) {
+      const action = el("button", "action", label);
+      action.type = "button";
+      action.dataset.action = label;
+      action.addEventListener("click", async () => {
+        action.disabled = true;
+        try {
+          const done = await rpc(method, { key: s.key, agentId: s.agentId });
+          status(s.key + ": " + (method === "sessions.reset" ? "reset" :
+            done.compacted ? done.summarizedMessages + " messages summarized" : "nothing to compact"));
+          if (state.session === s.key) await openSession(s.key, s.agentId); else loadSessions();
+        } catch (e) {
+          status(s.key + ": " + e.message);
+        } finally {
+          action.disabled = false;
+        }
+      });
+      actions.append(action);
+    }
+    li.append(actions);
     ul.append(li);
   }
 }
