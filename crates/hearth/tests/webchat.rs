@@ -205,7 +205,8 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
         format!(
             r#"{{gateway: {{auth: {{mode: "token", token: "{TOKEN}"}}}},
               models: {{mode: "replace", providers: {{
-                local: {{baseUrl: "{}/v1", api: "openai-completions", models: [{{id: "m", reasoning: true}}]}}}}}},
+                local: {{baseUrl: "{}/v1", api: "openai-completions",
+                  models: [{{id: "m", reasoning: true, cost: {{input: 1000, output: 1000}}}}]}}}}}},
               agents: {{defaults: {{model: "local/m"}}}}}}"#,
             up.origin()
         ),
@@ -323,7 +324,10 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
 
     // The default agent: its turn lands in a session, which the list shows after a reload and
     // which opens with its history.
-    up.push(reasoning_stream(&["Remembered."], Duration::from_millis(10)));
+    up.push(reasoning_stream(
+        &["**Remembered.**", " See `lighthouse`."],
+        Duration::from_millis(10),
+    ));
     page.eval(
         "document.getElementById('new').click();
          document.getElementById('model').value = 'hearth';
@@ -332,8 +336,22 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
     )
     .await;
     page.until(
-        "[...document.querySelectorAll('.turn.assistant .reply')].some(r => r.textContent === 'Remembered.')",
+        "[...document.querySelectorAll('.turn.assistant .reply')].some(r => r.textContent === 'Remembered. See lighthouse.')",
         "the agent's reply",
+    )
+    .await;
+    // Markdown rendered as elements the page makes: bold and code, no markup from the model.
+    let md = page
+        .eval(
+            "(() => { const r = [...document.querySelectorAll('.turn.assistant .reply')].pop();
+               return [r.querySelector('strong')?.textContent, r.querySelector('code')?.textContent]; })()",
+        )
+        .await;
+    assert_eq!(md, json!(["Remembered.", "lighthouse"]));
+    // The turn's cost (9 + 4 tokens at $1000 per million each), from the session's totals.
+    page.until(
+        "[...document.querySelectorAll('.turn.assistant .meta')].pop().textContent.includes('$0.0130')",
+        "the turn's cost",
     )
     .await;
     page.until(

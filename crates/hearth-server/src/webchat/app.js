@@ -65,8 +65,9 @@ async function loadSessions() {
     button.dataset.key = s.key;
     button.dataset.agent = s.agentId;
     if (state.session === s.key) button.setAttribute("aria-current", "true");
-    button.append(el("span", "when", new Date(s.updatedAt).toLocaleString() + " · " + s.entryCount + " entries"));
-    button.addEventListener("click", () => openSession(s.key, s.agentId));
+    const cost = s.costUsd ? " · $" + s.costUsd.toFixed(4) : "";
+    button.append(el("span", "when", new Date(s.updatedAt).toLocaleString() + " · " + s.entryCount + " entries" + cost));
+    button.addEventListener("click", () => openSession(s.key, s.agentId, s.costUsd));
     li.append(button);
     const actions = el("div", "actions");
     for (const [label, method] of [["reset", "sessions.reset"], ["compact", "sessions.compact"]]) {
@@ -79,7 +80,7 @@ async function loadSessions() {
           const done = await rpc(method, { key: s.key, agentId: s.agentId });
           status(s.key + ": " + (method === "sessions.reset" ? "reset" :
             done.compacted ? done.summarizedMessages + " messages summarized" : "nothing to compact"));
-          if (state.session === s.key) await openSession(s.key, s.agentId); else loadSessions();
+          if (state.session === s.key) await openSession(s.key, s.agentId, s.costUsd); else loadSessions();
         } catch (e) {
           status(s.key + ": " + e.message);
         } finally {
@@ -93,10 +94,11 @@ async function loadSessions() {
   }
 }
 
-async function openSession(key, agentId) {
+async function openSession(key, agentId, cost) {
   const history = await rpc("chat.history", { sessionKey: key, agentId, limit: 200 });
   state.session = key;
   state.messages = [];
+  state.costBefore = cost || 0;
   $("log").textContent = "";
   const target = "hearth/" + agentId;
   const select = $("model");
@@ -104,7 +106,9 @@ async function openSession(key, agentId) {
   for (const m of history.messages || []) {
     if (m.role !== "user" && m.role !== "assistant") continue;
     const text = (m.content || []).filter((b) => b.type === "text").map((b) => b.text).join("");
-    turn(m.role).append(el("div", "text" + (m.role === "assistant" ? " reply" : ""), text));
+    const node = el("div", "text" + (m.role === "assistant" ? " reply" : ""));
+    if (m.role === "assistant") renderMarkdown(node, text); else node.textContent = text;
+    turn(m.role).append(node);
   }
   loadSessions();
 }
@@ -174,6 +178,7 @@ function toggleStatus() {
 
 function newChat() {
   state.session = null;
+  state.costBefore = 0;
   state.messages = [];
   $("log").textContent = "";
   loadSessions();
@@ -194,6 +199,47 @@ function el(tag, cls, text) {
 }
 
 function status(text) { $("status").textContent = text; }
+
+// Markdown, safely: the reply is parsed into DOM nodes made here (text nodes, `pre`, `code`,
+// `strong`, `em`, `a` with an http(s) address), never into HTML, so markup in model output
+// stays text. Fenced code blocks, inline code, **bold**, *italic*, [links](https://…).
+function renderMarkdown(node, text) {
+  node.textContent = "";
+  const parts = text.split(/```/);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      const pre = el("pre");
+      const newline = part.indexOf("\n");
+      // The first line of a fence is its language: not shown.
+      pre.append(el("code", "", newline >= 0 && /^[\w+-]*$/.test(part.slice(0, newline)) ? part.slice(newline + 1) : part));
+      node.append(pre);
+    } else {
+      inline(node, part);
+    }
+  });
+}
+
+function inline(node, text) {
+  const pattern = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\n]+\*)|(\[[^\]\n]+\]\(https?:\/\/[^\s)]+\))/g;
+  let last = 0;
+  for (const m of text.matchAll(pattern)) {
+    if (m.index > last) node.append(document.createTextNode(text.slice(last, m.index)));
+    const token = m[0];
+    if (m[1]) node.append(el("code", "", token.slice(1, -1)));
+    else if (m[2]) node.append(el("strong", "", token.slice(2, -2)));
+    else if (m[3]) node.append(el("em", "", token.slice(1, -1)));
+    else {
+      const close = token.indexOf("](");
+      const a = el("a", "", token.slice(1, close));
+      a.href = token.slice(close + 2, -1);
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      node.append(a);
+    }
+    last = m.index + token.length;
+  }
+  if (last < text.length) node.append(document.createTextNode(text.slice(last)));
+}
 
 function needAuth(why) {
   $("auth").hidden = false;
@@ -312,7 +358,7 @@ async function send(text) {
           }
           if (delta.content) {
             answer += delta.content;
-            reply.textContent = answer;
+            renderMarkdown(reply, answer);
           }
           for (const call of delta.tool_calls || []) {
             if (call.function && call.function.name) bot.append(el("div", "tool", "tool call: " + call.function.name));
@@ -326,10 +372,16 @@ async function send(text) {
     if (usage) parts.push(usage.prompt_tokens + " in / " + usage.completion_tokens + " out tokens");
     meta.textContent = parts.join(" · ");
     if (agent) {
-      // The gateway names the session `agent:<id>:<key>`.
+      // The gateway names the session `agent:<id>:<key>`; its cost so far, less what it was
+      // before this turn, is this turn's.
       const listed = await rpc("sessions.list", { limit: 50 }).catch(() => null);
-      const full = listed && (listed.sessions || []).find((s) => s.key.endsWith(":" + state.session));
-      if (full) state.session = full.key;
+      const full = listed && (listed.sessions || []).find((s) => s.key === state.session || s.key.endsWith(":" + state.session));
+      if (full) {
+        state.session = full.key;
+        const spent = (full.costUsd || 0) - (state.costBefore || 0);
+        state.costBefore = full.costUsd || 0;
+        if (spent > 0) meta.textContent += " · $" + spent.toFixed(4);
+      }
       loadSessions();
     }
   } catch (e) {
