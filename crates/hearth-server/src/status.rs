@@ -3,8 +3,9 @@
 //! by the default chain or an agent): its server as the probe last saw it (reachable, kind,
 //! latency, what it serves with its windows and load state), each catalog model with its
 //! configured and served window, the key state of a hosted one (never contacted here), the
-//! hint to start a local one that does not answer; and the router's cooldowns with their reason
-//! and time left. `?refresh=1` probes the local servers again instead of reading the cache.
+//! hint to start a local one that does not answer, a `localService`'s state (started by hearth,
+//! its pid, leases, starts and idle stops); and the router's cooldowns with their reason and
+//! time left. `?refresh=1` probes the local servers again instead of reading the cache.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -69,7 +70,16 @@ pub async fn status(State(app): State<AppState>, RawQuery(query): RawQuery) -> R
             "api": provider.api.as_str(),
             "baseUrl": provider.base_url.as_str(),
             "local": provider.is_local(),
-            "localService": provider.local_service.is_some(),
+            "localService": provider.local_service.as_ref().map(|_| {
+                // Started by hearth (its pid), in use though hearth did not start it, or not
+                // running: the router's table of local services.
+                match app.router.services().status_of(provider) {
+                    Some(v) => json!({"running": v.pid.is_some() || v.external, "pid": v.pid,
+                        "external": v.external, "leases": v.leases, "starts": v.starts,
+                        "idleStops": v.idle_stops}),
+                    None => json!({"running": false}),
+                }
+            }),
             "key": key,
             "models": models,
         });

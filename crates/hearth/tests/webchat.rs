@@ -560,3 +560,53 @@ async fn the_status_view_sees_a_real_server_go_away() {
     let hint = page.eval(&format!("{card}.querySelector('.notice').textContent")).await;
     assert!(hint.as_str().unwrap().contains("start llama.cpp"), "{hint}");
 }
+
+/// `GET /hearth/status`, the status view's source: authenticated like the API; a local server
+/// that does not answer carries its start hint, a `localService` not started yet says so, and a
+/// hosted provider is not contacted (its key state only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_endpoint_reports_without_contacting_hosted_providers() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{gateway: {{auth: {{mode: "token", token: "{TOKEN}"}}}},
+              models: {{mode: "replace", providers: {{
+                llamacpp: {{baseUrl: "http://127.0.0.1:9/v1", api: "openai-completions", models: [{{id: "tiny"}}],
+                  localService: {{command: "/bin/sleep", args: ["60"], healthUrl: "http://127.0.0.1:9/health"}}}},
+                hosted: {{baseUrl: "https://api.example.invalid/v1", api: "openai-completions", apiKey: "${{HOSTED_KEY}}",
+                  models: [{{id: "big"}}]}}}}}},
+              agents: {{defaults: {{model: {{primary: "llamacpp/tiny", fallbacks: ["hosted/big"]}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("HOSTED_KEY")
+            .env("HEARTH_STATE_DIR", dir.path().join("state")),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/hearth/status?refresh=1", gateway.origin());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let status: Value =
+        client.get(&url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["chain"], json!(["llamacpp/tiny", "hosted/big"]), "{status}");
+    let provider = |id: &str| {
+        status["providers"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap().clone()
+    };
+    let local = provider("llamacpp");
+    assert_eq!(local["reachable"], false, "{local}");
+    assert!(local["hint"].as_str().unwrap().contains("start llama.cpp"), "{local}");
+    assert_eq!(local["localService"]["running"], false, "{local}");
+    let hosted = provider("hosted");
+    assert!(hosted.get("reachable").is_none(), "a hosted provider is not probed: {hosted}");
+    assert_eq!(hosted["key"]["state"], "missing");
+    assert!(hosted["key"]["problem"].as_str().unwrap().contains("HOSTED_KEY"), "{hosted}");
+}

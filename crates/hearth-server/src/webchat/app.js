@@ -140,6 +140,12 @@ async function loadStatus() {
     }
     box.append(title, el("div", "meta", p.api + " · " + p.baseUrl + (p.server ? " · " + p.server : "") +
       (p.latencyMs != null ? " · " + p.latencyMs + " ms" : "")));
+    if (p.localService) {
+      const svc = p.localService;
+      box.append(el("div", "meta", "local service: " + (svc.running
+        ? "running" + (svc.pid ? " (pid " + svc.pid + ")" : " (not started by hearth)") + ", " + svc.leases + " in use"
+        : "not running; hearth starts it on the first request")));
+    }
     if (p.hint) box.append(el("div", "notice", p.hint));
     if (p.key && p.key.problem) box.append(el("div", "error", p.key.problem));
     const table = el("table");
