@@ -115,6 +115,10 @@ pub fn entries(config: &Config) -> Vec<Value> {
         if let Some(alias) = config.alias_of(&model_ref) {
             entry["alias"] = Value::String(alias.to_owned());
         }
+        // USD per million tokens, when the catalog prices the model (the chat page's cost).
+        if let Some(cost) = &model.cost {
+            entry["cost"] = json!({"input": cost.input, "output": cost.output});
+        }
         out.push(entry);
     }
     out

@@ -293,6 +293,9 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
         "who answered",
     )
     .await;
+    // Its cost: 9 + 4 tokens at the catalog's $1000 per million each.
+    let meta = page.eval("document.querySelector('.turn.assistant .meta').textContent").await;
+    assert!(meta.as_str().unwrap().contains("$0.0130"), "{meta}");
     let shots = shots_dir();
     page.screenshot(1280, 800, &shots.join("chat-desktop.png")).await;
     page.screenshot(390, 844, &shots.join("chat-phone.png")).await;

@@ -268,7 +268,9 @@ async function loadModels() {
   const select = $("model");
   const keep = select.value;
   select.textContent = "";
+  state.costs = {};
   for (const m of body.data || []) {
+    if (m.cost) state.costs[m.id] = m.cost;
     const label = m.id + (m.state && m.state !== "loaded" ? " (" + m.state + ")" : "");
     const option = el("option", "", label);
     option.value = m.id;
@@ -376,6 +378,13 @@ async function send(text) {
     const parts = [];
     if (answered || answeredInStream) parts.push("answered by " + (answered || answeredInStream));
     if (usage) parts.push(usage.prompt_tokens + " in / " + usage.completion_tokens + " out tokens");
+    // A direct model's turn: its price from the catalog (USD per million tokens); an agent
+    // turn's cost comes from its session's totals below.
+    const price = !agent && state.costs && state.costs[answered || model];
+    if (usage && price) {
+      const usd = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6;
+      if (usd > 0) parts.push("$" + usd.toFixed(4));
+    }
     meta.textContent = parts.join(" · ");
     if (agent) {
       // The gateway names the session `agent:<id>:<key>`; its cost so far, less what it was
