@@ -361,42 +361,29 @@ impl LoadWatch {
     /// nothing within [`LOAD_CHECK_TIMEOUT`]).
     pub(crate) async fn loading(&self) -> bool {
         let cx = Cx { provider: &self.provider, http: self.http.clone(), auth: self.auth.clone() };
-        let root = cx.root();
         match self.kind {
+            // The probe's own reader of LM Studio's model list (`state` per model).
             ServerKind::LmStudio => {
-                let Ok(reply) = cx.get(&format!("{root}/api/v0/models")).await else {
-                    return false;
-                };
-                let body = reply.json().unwrap_or(Value::Null);
-                let states: Vec<&str> = body
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|row| str_at(row, "id") == Some(self.model.as_str()))
-                    .filter_map(|row| str_at(row, "state"))
-                    .collect();
-                reply.ok()
-                    && !states.contains(&"loaded")
-                    && states.iter().any(|s| *s == "loading" || *s == "not-loaded")
-            }
-            _ => {
-                let Ok(reply) = cx.get(&format!("{root}/api/ps")).await else { return false };
-                if !reply.ok() {
+                let mut out = ProviderProbe::new(&self.provider, self.kind);
+                if !probe_lmstudio(&cx, &mut out).await || out.error.is_some() {
                     return false;
                 }
-                let body = reply.json().unwrap_or(Value::Null);
-                let listed =
-                    body.get("models").and_then(Value::as_array).into_iter().flatten().any(|row| {
-                        [str_at(row, "model"), str_at(row, "name")].into_iter().flatten().any(
-                            |id| {
-                                id == self.model
-                                    || id.strip_suffix(":latest") == Some(self.model.as_str())
-                            },
-                        )
-                    });
-                !listed
+                out.served
+                    .iter()
+                    .filter(|m| m.answers_to(&self.model))
+                    .any(|m| matches!(m.state, ModelState::Loading | ModelState::NotLoaded))
+                    && !out
+                        .served
+                        .iter()
+                        .any(|m| m.answers_to(&self.model) && m.state == ModelState::Loaded)
             }
+            // Ollama lists what it has loaded; a model a request waits on that is not there yet
+            // is being loaded.
+            _ => ollama_loaded(&cx).await.is_some_and(|loaded| {
+                !loaded.iter().any(|(id, _)| {
+                    *id == self.model || id.strip_suffix(":latest") == Some(self.model.as_str())
+                })
+            }),
         }
     }
 
@@ -727,6 +714,21 @@ fn rank(state: ModelState) -> u8 {
     }
 }
 
+/// Ollama's `GET /api/ps`: the loaded models and their `context_length`; `None` when it did not
+/// answer with a list.
+async fn ollama_loaded(cx: &Cx<'_>) -> Option<Vec<(String, Option<u64>)>> {
+    let ps = cx.get(&format!("{}/api/ps", cx.root())).await.ok().filter(Reply::ok)?;
+    let ps = ps.json().unwrap_or(Value::Null);
+    let rows = ps.get("models").and_then(Value::as_array).into_iter().flatten();
+    Some(
+        rows.filter_map(|row| {
+            let id = str_at(row, "model").or_else(|| str_at(row, "name"))?;
+            Some((id.to_owned(), u64_at(row, &["context_length"])))
+        })
+        .collect(),
+    )
+}
+
 /// Ollama: `GET /api/tags` (pulled), `GET /api/ps` (loaded, with `context_length`), then
 /// `POST /api/show` for configured models that are not loaded.
 async fn probe_ollama(cx: &Cx<'_>, out: &mut ProviderProbe) {
@@ -745,28 +747,18 @@ async fn probe_ollama(cx: &Cx<'_>, out: &mut ProviderProbe) {
         }
         out.served.push(m);
     }
-    match cx.get(&format!("{root}/api/ps")).await {
-        Ok(ps) if ps.ok() => {
-            let ps = ps.json().unwrap_or(Value::Null);
-            for row in ps.get("models").and_then(Value::as_array).into_iter().flatten() {
-                let Some(id) = str_at(row, "model").or_else(|| str_at(row, "name")) else {
-                    continue;
-                };
-                let ctx = u64_at(row, &["context_length"]);
-                match out.served.iter_mut().find(|m| m.answers_to(id)) {
-                    Some(m) => {
-                        m.state = ModelState::Loaded;
-                        m.context_window = ctx;
-                    }
-                    None => {
-                        let mut m = ServedModel::new(id, ModelState::Loaded);
-                        m.context_window = ctx;
-                        out.served.push(m);
-                    }
-                }
+    for (id, ctx) in ollama_loaded(cx).await.unwrap_or_default() {
+        match out.served.iter_mut().find(|m| m.answers_to(&id)) {
+            Some(m) => {
+                m.state = ModelState::Loaded;
+                m.context_window = ctx;
+            }
+            None => {
+                let mut m = ServedModel::new(id, ModelState::Loaded);
+                m.context_window = ctx;
+                out.served.push(m);
             }
         }
-        Ok(_) | Err(_) => {}
     }
     // Configured models that are not loaded: the trained window and the Modelfile's num_ctx.
     // A provider without `models[]` discovers what is served: its pulled models are asked.
