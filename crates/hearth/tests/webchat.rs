@@ -183,6 +183,22 @@ impl Page {
     }
 }
 
+/// `hearth gateway run` on `config`, any free port, state under `dir`, none of the caller's
+/// token, log filter or keys.
+fn spawn_gateway(config: &Path, dir: &Path) -> GatewayProcess {
+    GatewayProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(config)
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("HEARTH_GATEWAY_TOKEN")
+            .env_remove("RUST_LOG")
+            .env_remove("HOSTED_KEY")
+            .env("HEARTH_STATE_DIR", dir.join("state")),
+    )
+    .unwrap()
+}
+
 fn shots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/webchat");
     std::fs::create_dir_all(&dir).unwrap();
@@ -212,16 +228,7 @@ async fn the_page_chats_streams_folds_reasoning_and_shows_markup_as_text() {
         ),
     )
     .unwrap();
-    let gateway = GatewayProcess::spawn(
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--config")
-            .arg(&config)
-            .args(["gateway", "run", "--port", "0"])
-            .env_remove("HEARTH_GATEWAY_TOKEN")
-            .env_remove("RUST_LOG")
-            .env("HEARTH_STATE_DIR", dir.path().join("state")),
-    )
-    .unwrap();
+    let gateway = spawn_gateway(&config, dir.path());
     let browser = Browser::start();
     let mut page = browser.page().await;
     page.call("Page.enable", json!({})).await;
@@ -433,15 +440,7 @@ async fn the_page_is_served_where_configured_and_only_there() {
             format!(r#"{{gateway: {{auth: {{mode: "none"}}, controlUi: {ui}}}, models: {{mode: "replace", providers: {{}}}}}}"#),
         )
         .unwrap();
-        GatewayProcess::spawn(
-            Command::new(env!("CARGO_BIN_EXE_hearth"))
-                .arg("--config")
-                .arg(&config)
-                .args(["gateway", "run", "--port", "0"])
-                .env_remove("HEARTH_GATEWAY_TOKEN")
-                .env("HEARTH_STATE_DIR", dir.path().join("state")),
-        )
-        .unwrap()
+        spawn_gateway(&config, dir.path())
     };
     let get = async |url: String| {
         let r = reqwest::Client::builder()
@@ -503,16 +502,7 @@ async fn the_status_view_sees_a_real_server_go_away() {
         ),
     )
     .unwrap();
-    let gateway = GatewayProcess::spawn(
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--config")
-            .arg(&config)
-            .args(["gateway", "run", "--port", "0"])
-            .env_remove("HEARTH_GATEWAY_TOKEN")
-            .env_remove("RUST_LOG")
-            .env("HEARTH_STATE_DIR", dir.path().join("state")),
-    )
-    .unwrap();
+    let gateway = spawn_gateway(&config, dir.path());
     let browser = Browser::start();
     let mut page = browser.page().await;
     page.call("Page.navigate", json!({"url": format!("{}/", gateway.origin())})).await;
@@ -585,16 +575,7 @@ async fn the_status_endpoint_reports_without_contacting_hosted_providers() {
         ),
     )
     .unwrap();
-    let gateway = GatewayProcess::spawn(
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--config")
-            .arg(&config)
-            .args(["gateway", "run", "--port", "0"])
-            .env_remove("HEARTH_GATEWAY_TOKEN")
-            .env_remove("HOSTED_KEY")
-            .env("HEARTH_STATE_DIR", dir.path().join("state")),
-    )
-    .unwrap();
+    let gateway = spawn_gateway(&config, dir.path());
     let client = reqwest::Client::new();
     let url = format!("{}/hearth/status?refresh=1", gateway.origin());
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
