@@ -10,6 +10,8 @@ Every figure is the median over runs with (min–max); every comparison is compu
 run (hearth − direct, hearth / direct, hearth's added latency / nginx's, ...) and then
 summarized the same way. Targets: direct (the upstream), nginx (a plain reverse proxy: the
 floor of what any proxy costs), hearth, LiteLLM; any of the last three may be absent from a run.
+A fifth target, hearth_noui (hearth with `gateway.controlUi.enabled: false`), appears only in its
+own section: what the chat page costs API requests, as hearth ÷ hearth_noui per run.
 Standard library only.
 """
 
@@ -378,6 +380,40 @@ class Report:
                           ["target", "streams", "completed", "peak open", "failed", "stalls",
                            "longest gap", "first event p99", "memory per stream", "runs"], rows, note)
 
+    def control_ui(self):
+        """Issue 16: the chat page adds no measurable cost to API requests. hearth (page on, the
+        default) against the same binary and config with the page off, same run, per run."""
+        if not self.runs("lat_c1", "hearth_noui"):
+            return ""
+        div = lambda a, b: a / b  # noqa: E731
+        metrics = [("lat_c1", "p50", "latency at c=1, p50", False),
+                   ("lat_c1", "p99", "latency at c=1, p99", False),
+                   ("tput_c16", "rps", "throughput at c=16", True),
+                   ("tput_c64", "rps", "throughput at c=64", True),
+                   ("tput_c64", "cpu_us_per_req", "CPU per request at c=64", False)]
+        rows = []
+        worst = 0.0
+        for sc, key, label, _higher in metrics:
+            on, off = self.stat(sc, "hearth", key), self.stat(sc, "hearth_noui", key)
+            vals = self.paired_values(sc, "hearth", "hearth_noui", key, div)
+            r = med(vals)
+            if r:
+                worst = max(worst, abs(r[0] - 1))
+            unit = "" if key == "rps" else " µs"
+            digits = 1 if key == "cpu_us_per_req" else 0
+            rows.append([label, fmt(on, digits, unit), fmt(off, digits, unit), fmt_ratio(r)])
+        ok = worst <= 0.05
+        rows.append(["verdict: every median ratio within 1.00 ± 0.05",
+                     "**met**" if ok else "**not met**", "", f"largest difference {worst * 100:.1f}%"])
+        note = ("The same binary and generated config, started twice; the control adds "
+                "`gateway: { controlUi: { enabled: false } }` (and bench/run.sh checks that it then "
+                "serves no page at `/`). Both run interleaved with the other targets in the latency "
+                "and throughput scenarios; ratio = page on ÷ page off, per run, then median (min–max). "
+                "\"No measurable cost\" here means every median ratio is within 5% of 1, the "
+                "run-to-run spread of these figures on this machine.")
+        return self.table("The chat page's cost to API requests (issue 16)",
+                          ["figure", "hearth (page on)", "hearth (page off)", "on ÷ off"], rows, note)
+
     def verdict(self, what, ok, detail):
         self.verdicts.append((what, ok, detail))
 
@@ -455,6 +491,9 @@ class Report:
             return "\n".join(parts)
         parts += [self.ready(), self.latency(), self.throughput(), self.cpu(), self.streaming(),
                   self.fallback(), self.hold(), self.memory()]
+        ui = self.control_ui()
+        if ui:
+            parts.append(ui)
         parts.insert(1, self.verdict_table())
         parts.insert(2, self.issue12_table())
         return "\n".join(parts)
