@@ -134,7 +134,7 @@ pub fn run(
             return Ok(EXIT_CONFIG);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = gateway_runtime()?;
     let result =
         runtime.block_on(serve(config.clone(), source, SocketAddr::new(ip, port), auth, say));
     drop(runtime);
@@ -142,6 +142,23 @@ pub fn run(
         traces.shutdown();
     }
     result
+}
+
+/// The gateway's runtime: one thread when the process may use one CPU (`taskset`, a container's
+/// CPU limit, a 1-vCPU machine), where a work-stealing pool of one worker only adds cross-thread
+/// wake-ups and atomics to every request; a worker per CPU otherwise.
+/// `HEARTH_WORKER_THREADS` overrides (`1` = the single-threaded runtime).
+fn gateway_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("HEARTH_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
 }
 
 async fn serve(
