@@ -64,6 +64,8 @@ pub struct Client(std::sync::Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
+    /// A local provider over plain `http://`: inference goes straight on hyper (`plain.rs`).
+    plain: Option<crate::plain::Plain>,
     /// From the request to the answer's first event.
     first_byte: Duration,
     /// Between two chunks once output has begun.
@@ -123,7 +125,7 @@ impl Client {
             .map_err(|e| {
                 UpstreamError::new(ErrorClass::Connect, format!("cannot build HTTP client: {e}"))
             })?;
-        let endpoints = Api::ALL
+        let endpoints: Vec<(Api, Result<url::Url, UpstreamError>)> = Api::ALL
             .iter()
             .map(|&(_, api)| {
                 let endpoint = Self::endpoint(provider, api);
@@ -144,8 +146,13 @@ impl Client {
                 (api, url)
             })
             .collect();
+        let plain = endpoints
+            .iter()
+            .find_map(|(_, url)| url.as_ref().ok())
+            .and_then(|url| crate::plain::Plain::for_url(provider, url, CONNECT_TIMEOUT));
         Ok(Client(std::sync::Arc::new(Inner {
             http,
+            plain,
             first_byte,
             stall,
             built_from: provider.clone(),
@@ -223,31 +230,50 @@ impl Client {
         let body = encode(prompt, target).map_err(|e| {
             UpstreamError::new(ErrorClass::Format, format!("cannot encode the request: {e}"))
         })?;
-        let mut request = self
-            .0
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        request = authorize(request, api, &self.auth(provider, env), key)?;
+        let mut headers = reqwest::header::HeaderMap::with_capacity(4);
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        authorize(&mut headers, api, &self.auth(provider, env), key)?;
         if api == Api::AnthropicMessages
             && let Some(beta) = prompt.anthropic_native.as_ref().and_then(|n| n.beta.as_deref())
         {
-            request = request.header("anthropic-beta", beta);
+            let beta = reqwest::header::HeaderValue::from_str(beta).map_err(|_| {
+                UpstreamError::new(ErrorClass::Format, "anthropic-beta is not a valid header value")
+            })?;
+            headers.insert("anthropic-beta", beta);
         }
         // A local Ollama or LM Studio server may be loading the model (module doc).
         let watch = crate::probe::LoadWatch::new(provider, &target.model.id, env);
-        if !prompt.stream && watch.is_none() {
-            request = request.timeout(self.0.first_byte);
-        }
         let started = tokio::time::Instant::now();
         let mut first_byte_by = started + self.0.first_byte;
         let load_limit = first_byte_by + MAX_LOAD_WAIT;
-        let send = request.send();
+        let whole_timeout = !prompt.stream && watch.is_none();
+        let send = async {
+            if let Some(plain) = &self.0.plain {
+                return plain.send(&url, headers, body).await;
+            }
+            let mut request = self.0.http.post(url.clone()).headers(headers).body(body);
+            if whole_timeout {
+                request = request.timeout(self.0.first_byte);
+            }
+            let mut response =
+                request.send().await.map_err(|e| transport_error(&provider.id, &e))?;
+            let provider_id = provider.id.clone();
+            Ok(crate::plain::Answer {
+                status: response.status(),
+                headers: std::mem::take(response.headers_mut()),
+                body: response
+                    .bytes_stream()
+                    .map(move |chunk| chunk.map_err(|e| transport_error(&provider_id, &e)))
+                    .boxed(),
+            })
+        };
         tokio::pin!(send);
         let response = loop {
             match tokio::time::timeout_at(first_byte_by, &mut send).await {
-                Ok(sent) => break sent.map_err(|e| transport_error(&provider.id, &e))?,
+                Ok(sent) => break sent?,
                 Err(_) => {
                     let waiting = self.0.first_byte;
                     if !still_loading(watch.as_ref(), &mut first_byte_by, load_limit, waiting).await
@@ -263,10 +289,10 @@ impl Client {
                 }
             }
         };
-        let status = response.status();
+        let status = response.status;
         if !status.is_success() {
             let retry_after = response
-                .headers()
+                .headers
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
@@ -292,7 +318,7 @@ impl Client {
         }
         let streaming = prompt.stream
             && response
-                .headers()
+                .headers
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|ct| !ct.starts_with("application/json"));
@@ -305,7 +331,7 @@ impl Client {
             tokio::pin!(read);
             let bytes = loop {
                 match tokio::time::timeout_at(first_byte_by, &mut read).await {
-                    Ok(read) => break read.map_err(|e| transport_error(&provider.id, &e))?,
+                    Ok(read) => break read?,
                     Err(_) => {
                         let waiting = self.0.first_byte;
                         if !still_loading(watch.as_ref(), &mut first_byte_by, load_limit, waiting)
@@ -383,11 +409,11 @@ fn resolve_auth(provider: &Provider, env: &dyn Env) -> Auth {
 }
 
 fn authorize(
-    mut request: reqwest::RequestBuilder,
+    request: &mut reqwest::header::HeaderMap,
     api: Api,
     auth: &Auth,
     chosen: Option<&SecretString>,
-) -> Result<reqwest::RequestBuilder, UpstreamError> {
+) -> Result<(), UpstreamError> {
     let key = match chosen {
         Some(k) => Some(k),
         None => auth.key.as_ref().map_err(Clone::clone)?.as_ref(),
@@ -399,16 +425,21 @@ fn authorize(
             UpstreamError::new(ErrorClass::Auth, "the API key is not a valid header value")
         })?;
         value.set_sensitive(true);
-        request = request.header(name, value);
+        request.append(header_name(name)?, value);
     }
     for (name, value) in dialect.fixed_headers() {
-        request = request.header(*name, *value);
+        request.append(header_name(name)?, reqwest::header::HeaderValue::from_static(value));
     }
     let headers = auth.headers.as_ref().map_err(Clone::clone)?;
-    if !headers.is_empty() {
-        request = request.headers(headers.clone());
+    for (name, value) in headers {
+        request.insert(name.clone(), value.clone());
     }
-    Ok(request)
+    Ok(())
+}
+
+fn header_name(name: &str) -> Result<reqwest::header::HeaderName, UpstreamError> {
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| UpstreamError::new(ErrorClass::Format, format!("invalid header name {name}")))
 }
 
 fn transport_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
@@ -430,11 +461,11 @@ fn transport_error(provider: &str, e: &reqwest::Error) -> UpstreamError {
 }
 
 async fn read_limited(
-    response: reqwest::Response,
+    response: crate::plain::Answer,
     limit: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
+) -> Result<Vec<u8>, UpstreamError> {
     let mut out = Vec::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = response.body;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         let room = limit.saturating_sub(out.len());
@@ -485,7 +516,7 @@ struct Clocks {
 }
 
 struct StreamState {
-    bytes: BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+    bytes: BoxStream<'static, Result<bytes::Bytes, UpstreamError>>,
     framing: Framing,
     decoder: Decoder,
     clocks: Clocks,
@@ -502,7 +533,7 @@ struct StreamState {
 }
 
 fn stream_events(
-    response: reqwest::Response,
+    response: crate::plain::Answer,
     decoder: Decoder,
     api: Api,
     clocks: Clocks,
@@ -513,7 +544,7 @@ fn stream_events(
         crate::api::Framing::Sse => Framing::Sse(SseDecoder::new().emit_comments(true)),
     };
     let state = StreamState {
-        bytes: response.bytes_stream().boxed(),
+        bytes: response.body,
         framing,
         decoder,
         clocks,

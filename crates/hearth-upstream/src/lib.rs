@@ -10,6 +10,7 @@ pub mod encode;
 pub mod event;
 pub mod guard;
 pub mod local_service;
+mod plain;
 pub mod preload;
 pub mod probe;
 pub mod prompt;
