@@ -1852,12 +1852,14 @@ impl Run {
         self.emit_locked(&mut live, "lifecycle", data);
         let bytes = serde_json::to_vec(&payload).map_or(0, |v| v.len());
         let last = Last { payload, error: error.clone(), bytes };
+        // Ended before anyone hears of it: a client that sends `agent.wait` as soon as the
+        // final answer arrives finds the run ended, never still running.
+        let end = RunEnd { ended_at, finished: Instant::now(), error };
+        self.state.send_modify(|s| s.ended = Some(end));
         for (outbox, id) in live.listeners.drain(..) {
             last.send(&outbox, &id);
         }
         live.last = Some(last);
-        let end = RunEnd { ended_at, finished: Instant::now(), error };
-        self.state.send_modify(|s| s.ended = Some(end));
     }
 }
 
