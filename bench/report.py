@@ -392,25 +392,34 @@ class Report:
                    ("tput_c64", "rps", "throughput at c=64", True),
                    ("tput_c64", "cpu_us_per_req", "CPU per request at c=64", False)]
         rows = []
-        worst = 0.0
+        worst, judged = 0.0, 0
         for sc, key, label, _higher in metrics:
             on, off = self.stat(sc, "hearth", key), self.stat(sc, "hearth_noui", key)
             vals = self.paired_values(sc, "hearth", "hearth_noui", key, div)
             r = med(vals)
-            if r:
-                worst = max(worst, abs(r[0] - 1))
             unit = "" if key == "rps" else " µs"
             digits = 1 if key == "cpu_us_per_req" else 0
-            rows.append([label, fmt(on, digits, unit), fmt(off, digits, unit), fmt_ratio(r)])
-        ok = worst <= 0.05
-        rows.append(["verdict: every median ratio within 1.00 ± 0.05",
-                     "**met**" if ok else "**not met**", "", f"largest difference {worst * 100:.1f}%"])
+            # A figure whose page-off runs alone vary by more than 15% cannot show a 5% cost.
+            spread = off[2] / off[1] if off and off[1] > 0 else None
+            if r and spread is not None and spread <= 1.15:
+                worst = max(worst, abs(r[0] - 1))
+                judged += 1
+                note_cell = fmt_ratio(r)
+            else:
+                note_cell = (f"{fmt_ratio(r)}; not judged: the page-off runs alone vary "
+                             f"{spread:.2f}×" if spread else fmt_ratio(r))
+            rows.append([label, fmt(on, digits, unit), fmt(off, digits, unit), note_cell])
+        ok = judged > 0 and worst <= 0.05
+        rows.append(["verdict: every judged median ratio within 1.00 ± 0.05",
+                     "**met**" if ok else ("**not met**" if judged else "not shown"), "",
+                     f"largest difference {worst * 100:.1f}% over {judged} figures"])
         note = ("The same binary and generated config, started twice; the control adds "
                 "`gateway: { controlUi: { enabled: false } }` (and bench/run.sh checks that it then "
                 "serves no page at `/`). Both run interleaved with the other targets in the latency "
                 "and throughput scenarios; ratio = page on ÷ page off, per run, then median (min–max). "
-                "\"No measurable cost\" here means every median ratio is within 5% of 1, the "
-                "run-to-run spread of these figures on this machine.")
+                "\"No measurable cost\" here means every median ratio is within 5% of 1, judged on the "
+                "figures this box measures to within 15% (the page-off runs' own max ÷ min); a "
+                "figure noisier than that (p99 at c=1 on a shared VM) is shown and not judged.")
         return self.table("The chat page's cost to API requests (issue 16)",
                           ["figure", "hearth (page on)", "hearth (page off)", "on ÷ off"], rows, note)
 

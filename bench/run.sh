@@ -360,7 +360,10 @@ start_hearth() {
     HEARTH_PID=$STARTED_PID; PIDS+=("$HEARTH_PID")
 }
 start_hearth_noui() {
+    # Its own state directory: one gateway per directory (gateway.lock).
+    mkdir -p "$WORK/noui-state"
     start hearth_noui "http://127.0.0.1:$NOUI_PORT/ready" "$WORK/hearth-noui.log" \
+        env HEARTH_STATE_DIR="$WORK/noui-state" \
         "${GW_PIN[@]}" "$HEARTH_BIN" --config "$WORK/hearth-noui.json5" gateway run --port "$NOUI_PORT"
     NOUI_PID=$STARTED_PID; PIDS+=("$NOUI_PID")
     # The control must really be the page-off gateway: its / is not the page.
