@@ -274,9 +274,14 @@ impl Telegram {
         })
     }
 
-    /// Masks the token in any text that came from the network.
+    /// Masks the token in any text that came from the network: whole, and its secret part
+    /// after the `:` on its own (a text may carry it percent-encoded, `%3A` for the `:`).
     fn redact(&self, text: &str) -> String {
-        text.replace(&self.token.0, "***")
+        let text = text.replace(&self.token.0, "***");
+        match self.token.0.split_once(':') {
+            Some((_, secret)) if secret.len() >= 8 => text.replace(secret, "***"),
+            _ => text,
+        }
     }
 
     /// One Bot API call: the JSON body out, the `result` back.

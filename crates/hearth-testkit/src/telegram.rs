@@ -568,7 +568,8 @@ impl State {
             Err(answer) => return answer,
         };
         let timeout = match int_param(params, "timeout") {
-            Ok(timeout) => timeout.unwrap_or(0).max(0),
+            // Bounded so a hostile value cannot overflow the deadline.
+            Ok(timeout) => timeout.unwrap_or(0).clamp(0, 3600),
             Err(answer) => return answer,
         };
         let allowed = match params.get("allowed_updates") {

@@ -206,6 +206,10 @@ fn the_token_is_not_in_debug_or_redacted_text() {
     let t = channel();
     assert!(!format!("{t:?}").contains("ABC-DEF"));
     assert_eq!(t.redact(&format!("GET /bot{TOKEN}/getMe")), "GET /bot***/getMe");
+    assert_eq!(
+        t.redact("GET /bot123456%3AABC-DEF1234ghIkl-zyx57W2v1u123ew11/getMe"),
+        "GET /bot123456%3A***/getMe"
+    );
 }
 
 #[test]
