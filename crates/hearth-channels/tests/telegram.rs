@@ -352,6 +352,26 @@ async fn restart_on_the_same_state_dir_resumes_from_the_stored_offset() {
 }
 
 #[tokio::test]
+async fn a_message_not_acknowledged_before_a_stop_comes_again_and_the_one_before_does_not() {
+    let api = BotApi::start(TOKEN, USERNAME).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    api.push(Message::private(ada()).text("one"));
+    api.push(Message::private(ada()).text("two"));
+    let mut first = Running::start(&api, TOKEN, state.path());
+    assert_eq!(first.next().await.text, "one");
+    // "two" is handed over but never recorded: the gateway stops first.
+    let (two, _unacknowledged) = first.next_unacked().await;
+    assert_eq!(two.text, "two");
+    first.stop().await.unwrap();
+
+    let mut second = Running::start(&api, TOKEN, state.path());
+    let again = second.next().await;
+    assert_eq!((again.text.as_str(), again.id.as_str()), ("two", two.id.as_str()));
+    second.quiet(Duration::from_millis(500)).await;
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn wrong_token_is_fatal_and_the_error_does_not_contain_it() {
     let api = BotApi::start(TOKEN, USERNAME).await.unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -432,4 +452,184 @@ async fn a_vanished_server_is_retried_until_stopped() {
     assert!(snapshot.last_error.unwrap().contains("cannot connect"));
     // Stopping while it backs off is prompt, and it is not an error.
     running.stop().await.unwrap();
+}
+
+// === the local server keeps to the documented shapes ===
+
+/// One raw Bot API call: POST with a JSON body (`None`: a GET with `query`).
+async fn raw_call(
+    api: &BotApi,
+    token: &str,
+    method: &str,
+    body: Option<serde_json::Value>,
+    query: &str,
+) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/bot{token}/{method}{query}", api.api_root());
+    let request = match body {
+        Some(body) => {
+            client.post(url).header("content-type", "application/json").body(body.to_string())
+        }
+        None => client.get(url),
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn bot_api_server_answers_in_the_documented_envelopes() {
+    let api = BotApi::start(TOKEN, USERNAME).await.unwrap();
+    let (status, me) = raw_call(&api, TOKEN, "getMe", None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["ok"], json!(true));
+    assert_eq!(me["result"]["id"], json!(123_456));
+    assert_eq!(me["result"]["is_bot"], json!(true));
+    assert_eq!(me["result"]["username"], json!(USERNAME));
+    assert_eq!(
+        raw_call(&api, TOKEN, "GETME", None, "").await.0,
+        200,
+        "method names are case-insensitive"
+    );
+    assert_eq!(
+        raw_call(&api, "1:wrong", "getMe", None, "").await,
+        (401, json!({ "ok": false, "error_code": 401, "description": "Unauthorized" }))
+    );
+    assert_eq!(
+        raw_call(&api, TOKEN, "sendTelepathy", None, "").await,
+        (404, json!({ "ok": false, "error_code": 404, "description": "Not Found" }))
+    );
+
+    let pushed = api.push(Message::private(ada()).text("hi"));
+    // Query-string parameters, percent-encoded.
+    let (status, sent) =
+        raw_call(&api, TOKEN, "sendMessage", None, "?chat_id=42&text=hi%20there").await;
+    assert_eq!(
+        (status, &sent["result"]["text"], &sent["result"]["chat"]["id"]),
+        (200, &json!("hi there"), &json!(42))
+    );
+    assert_eq!(sent["result"]["from"]["is_bot"], json!(true));
+    let too_long = "x".repeat(4097);
+    for (body, description) in [
+        (json!({ "chat_id": 42, "text": "" }), "Bad Request: message text is empty"),
+        (json!({ "chat_id": 42, "text": too_long }), "Bad Request: message is too long"),
+        (json!({ "chat_id": 999, "text": "hi" }), "Bad Request: chat not found"),
+        (json!({ "text": "hi" }), "Bad Request: chat_id is empty"),
+        (
+            json!({ "chat_id": 42, "text": "hi", "reply_parameters": { "message_id": 777 } }),
+            "Bad Request: message to be replied not found",
+        ),
+    ] {
+        let (status, answer) = raw_call(&api, TOKEN, "sendMessage", Some(body), "").await;
+        assert_eq!(
+            (status, answer),
+            (400, json!({ "ok": false, "error_code": 400, "description": description }))
+        );
+    }
+    let (_, reply) = raw_call(&api, TOKEN, "sendMessage", Some(json!({ "chat_id": "42", "text": "re", "reply_parameters": { "message_id": pushed.message_id } })), "").await;
+    assert_eq!(reply["result"]["reply_to_message"]["text"], json!("hi"));
+    let (_, reply) = raw_call(&api, TOKEN, "sendMessage", Some(json!({ "chat_id": 42, "text": "re", "reply_to_message_id": 777, "allow_sending_without_reply": true })), "").await;
+    assert_eq!(reply["ok"], json!(true));
+    assert_eq!(
+        raw_call(
+            &api,
+            TOKEN,
+            "sendChatAction",
+            Some(json!({ "chat_id": 42, "action": "dancing" })),
+            ""
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        raw_call(
+            &api,
+            TOKEN,
+            "sendChatAction",
+            Some(json!({ "chat_id": 42, "action": "typing" })),
+            ""
+        )
+        .await,
+        (200, json!({ "ok": true, "result": true }))
+    );
+    api.fail_next("sendMessage", 1, Fault::TooManyRequests { retry_after: 9 });
+    assert_eq!(
+        raw_call(&api, TOKEN, "sendMessage", Some(json!({ "chat_id": 42, "text": "x" })), "").await,
+        (
+            429,
+            json!({ "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 9", "parameters": { "retry_after": 9 } })
+        )
+    );
+    assert_eq!(api.sent().len(), 3);
+}
+
+#[tokio::test]
+async fn bot_api_server_long_polls_and_confirms_below_the_offset() {
+    let api = Arc::new(BotApi::start(TOKEN, USERNAME).await.unwrap());
+    let poll = |body: serde_json::Value| {
+        let api = Arc::clone(&api);
+        async move { raw_call(&api, TOKEN, "getUpdates", Some(body), "").await }
+    };
+    let ids = |answer: &serde_json::Value| -> Vec<i64> {
+        answer["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["update_id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(poll(json!({})).await, (200, json!({ "ok": true, "result": [] })));
+    let u: Vec<i64> = (0..3)
+        .map(|i| api.push(Message::private(ada()).text(&format!("m{i}"))).update_id)
+        .collect();
+    assert_eq!(ids(&poll(json!({ "limit": 2 })).await.1), &u[..2]);
+    assert_eq!(
+        ids(&poll(json!({ "limit": 2 })).await.1),
+        &u[..2],
+        "nothing is confirmed without an offset"
+    );
+    assert_eq!(ids(&poll(json!({ "offset": u[1] + 1 })).await.1), &u[2..]);
+    assert_eq!(api.pending(), 1);
+    assert_eq!(ids(&poll(json!({ "offset": u[2] + 1 })).await.1), Vec::<i64>::new());
+    assert_eq!(api.pending(), 0);
+
+    // A held poll answers as soon as an update arrives.
+    let started = Instant::now();
+    let held = tokio::spawn(poll(json!({ "offset": u[2] + 1, "timeout": 30 })));
+    wait_until("the poll is held", || api.calls("getUpdates") == 6).await;
+    let next = api.push(Message::private(ada()).text("wake up"));
+    let (_, answer) = held.await.unwrap();
+    assert_eq!(ids(&answer), [next.update_id]);
+    assert!(started.elapsed() < Duration::from_secs(25));
+
+    // A negative offset keeps only the last updates.
+    let more: Vec<i64> =
+        (0..3).map(|_| api.push(Message::private(ada()).text("x")).update_id).collect();
+    assert_eq!(ids(&poll(json!({ "offset": -1 })).await.1), [more[2]]);
+    assert_eq!(api.pending(), 1);
+
+    // allowed_updates is kept until changed; updates of other kinds are not created.
+    poll(json!({ "offset": more[2] + 1, "allowed_updates": ["edited_message"] })).await;
+    api.push(Message::private(ada()).text("filtered"));
+    assert_eq!(api.pending(), 0);
+    poll(json!({ "allowed_updates": [] })).await;
+    api.push(Message::private(ada()).text("every kind"));
+    assert_eq!(api.pending(), 1);
+
+    // A second poll ends the held one with 409.
+    let calls = api.calls("getUpdates");
+    let first = tokio::spawn(poll(json!({ "offset": i64::MAX, "timeout": 30 })));
+    wait_until("the first poll is held", || api.calls("getUpdates") == calls + 1).await;
+    poll(json!({ "offset": i64::MAX })).await;
+    let (status, answer) = first.await.unwrap();
+    assert_eq!(status, 409);
+    assert!(
+        answer["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Conflict: terminated by other getUpdates request")
+    );
 }
