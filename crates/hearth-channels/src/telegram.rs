@@ -47,6 +47,12 @@ pub const METHOD_SEND_MESSAGE: &str = "sendMessage";
 pub const METHOD_SEND_CHAT_ACTION: &str = "sendChatAction";
 const ACTION_TYPING: &str = "typing";
 const UPDATE_MESSAGE: &str = "message";
+const CHAT_PRIVATE: &str = "private";
+const CHAT_GROUP: &str = "group";
+const CHAT_SUPERGROUP: &str = "supergroup";
+const ENTITY_MENTION: &str = "mention";
+const ENTITY_TEXT_MENTION: &str = "text_mention";
+const ENTITY_BOT_COMMAND: &str = "bot_command";
 
 /// The long poll's `timeout` (seconds): the Bot API holds the request this long when idle.
 const POLL_TIMEOUT_SECS: u64 = 30;
@@ -425,8 +431,8 @@ impl Telegram {
             return None;
         };
         let kind = match message.chat.kind.as_str() {
-            "private" => ConversationKind::Direct,
-            "group" | "supergroup" => ConversationKind::Group,
+            CHAT_PRIVATE => ConversationKind::Direct,
+            CHAT_GROUP | CHAT_SUPERGROUP => ConversationKind::Group,
             other => {
                 tracing::info!(account = %self.account, update_id, chat_type = %other, "Telegram message from a chat type hearth does not answer, skipped.");
                 return None;
@@ -763,13 +769,13 @@ fn is_mentioned(message: &Message, text: &str, me: &Me) -> bool {
     }
     let units: Vec<u16> = text.encode_utf16().collect();
     message.entities.iter().any(|entity| match entity.kind.as_str() {
-        "text_mention" => entity.user.as_ref().is_some_and(|u| u.id == me.id),
-        "mention" | "bot_command" => {
+        ENTITY_TEXT_MENTION => entity.user.as_ref().is_some_and(|u| u.id == me.id),
+        ENTITY_MENTION | ENTITY_BOT_COMMAND => {
             let (Some(username), Some(slice)) = (&me.username, utf16_slice(&units, entity)) else {
                 return false;
             };
             let handle = format!("@{username}");
-            if entity.kind == "mention" {
+            if entity.kind == ENTITY_MENTION {
                 slice.eq_ignore_ascii_case(&handle)
             } else {
                 slice.len() > handle.len()
