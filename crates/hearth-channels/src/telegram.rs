@@ -554,7 +554,8 @@ impl Telegram {
                         }),
                     }
                 }
-                next = Some(next.map_or(update_id + 1, |n| n.max(update_id + 1)));
+                let after = update_id.saturating_add(1);
+                next = Some(next.map_or(after, |n| n.max(after)));
             }
             // Everything up to `next` was acknowledged (or skipped): the cursor may move.
             if next != offset

@@ -392,7 +392,7 @@ impl BotApi {
             .unwrap_or_default();
         let update_id = match update.get("update_id").and_then(Value::as_i64) {
             Some(id) => {
-                inner.next_update_id = inner.next_update_id.max(id + 1);
+                inner.next_update_id = inner.next_update_id.max(id.saturating_add(1));
                 inner.queue.push_back((id, update));
                 id
             }
@@ -714,7 +714,7 @@ impl Inner {
     /// Queues an update of `kind` unless `allowed_updates` leaves that kind out.
     fn push_update(&mut self, kind: &str, mut update: Value) -> i64 {
         let update_id = self.next_update_id;
-        self.next_update_id += 1;
+        self.next_update_id = self.next_update_id.saturating_add(1);
         let allowed = match &self.allowed_updates {
             // An empty list means every kind (the documentation's default set).
             Some(list) if !list.is_empty() => list.iter().any(|k| k == kind),
