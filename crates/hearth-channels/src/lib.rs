@@ -181,12 +181,7 @@ pub trait Channel: Send + Sync + fmt::Debug {
     /// out itself: each message goes to `inbox`, and `health` says what happened. Transient
     /// errors inside (one failed long poll) are retried here with backoff; the dispatcher's
     /// restart ladder handles what `run` returns.
-    fn run(
-        &self,
-        inbox: Inbox,
-        health: Health,
-        stop: Stop,
-    ) -> BoxFuture<'_, Result<(), ChannelError>>;
+    fn run(&self, inbox: Inbox, health: Health, stop: Stop) -> BoxFuture<'_, Result<(), ChannelError>>;
     /// Sends one message of final text to `to`. `key` is the same on every retry of the same
     /// piece (a transaction id where the channel has one).
     fn send<'a>(
@@ -196,11 +191,7 @@ pub trait Channel: Send + Sync + fmt::Debug {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), SendError>>;
     /// Shows (or stops showing) that a reply is being written, where the channel can.
-    fn typing<'a>(
-        &'a self,
-        to: &'a Conversation,
-        on: bool,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
+    fn typing<'a>(&'a self, to: &'a Conversation, on: bool) -> BoxFuture<'a, Result<(), SendError>> {
         let _ = (to, on);
         Box::pin(async { Ok(()) })
     }

@@ -94,6 +94,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Events per room per sync (Synapse's own default is 10; a restart after a short outage
 /// should see everything).
 const TIMELINE_LIMIT: u32 = 100;
+/// Missed messages fetched per room after a long outage, at most.
+const MAX_BACKFILL: usize = 1_000;
 /// Rooms whose members are cached at most (then the cache starts over).
 const MAX_CACHED_ROOMS: usize = 10_000;
 
@@ -236,6 +238,17 @@ struct Timeline {
     events: Vec<RawEvent>,
     #[serde(default)]
     limited: bool,
+    /// Where to page back from when `limited` (events between the cursor and this batch).
+    #[serde(default)]
+    prev_batch: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MessagesPage {
+    #[serde(default)]
+    chunk: Vec<RawEvent>,
+    #[serde(default)]
+    end: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +269,8 @@ struct RawEvent {
     state_key: Option<String>,
     #[serde(default)]
     content: Value,
+    #[serde(default)]
+    unsigned: Value,
 }
 
 // === impl Matrix ===
@@ -509,7 +524,7 @@ impl Matrix {
                         h.last_error = None;
                     });
                     let processed = tokio::select! {
-                        processed = self.process(&session, &batch, since.is_none(), &inbox, &health) => processed,
+                        processed = self.process(&session, &batch, since.as_deref(), &inbox, &health) => processed,
                         () = stopped(&mut stop) => return Ok(()),
                     };
                     match processed {
@@ -648,12 +663,12 @@ impl Matrix {
     }
 
     /// Handles one batch: invites, membership changes, then each room's messages in order.
-    /// `first` (no cursor yet): history is skipped, invites are still answered.
+    /// `since` is `None` on the first sync: history is skipped, invites are still answered.
     async fn process(
         &self,
         session: &Session,
         batch: &SyncResponse,
-        first: bool,
+        since: Option<&str>,
         inbox: &Inbox,
         health: &Health,
     ) -> Result<(), BatchError> {
@@ -689,13 +704,22 @@ impl Matrix {
             {
                 self.note_encrypted(room_id);
             }
-            if first {
-                continue;
+            let Some(since) = since else { continue };
+            let events = &room.timeline.events;
+            let start = first_new_event(events, &session.me.user_id);
+            let mut older = Vec::new();
+            if start.is_none()
+                && room.timeline.limited
+                && let Some(prev_batch) = &room.timeline.prev_batch
+            {
+                // More happened since the cursor than one sync carries (hearth or the
+                // homeserver was down a while): page back to the cursor so nothing is lost.
+                older = self
+                    .backfill(session, room_id, prev_batch, since)
+                    .await
+                    .map_err(BatchError::Api)?;
             }
-            if room.timeline.limited {
-                warn!(room = %room_id, "Matrix room had more new events than one sync carries; older ones were not fetched.");
-            }
-            for event in &room.timeline.events {
+            for event in older.iter().chain(&events[start.unwrap_or(0)..]) {
                 match classify(event, &session.me) {
                     Verdict::Deliver(candidate) => {
                         self.deliver(session, room_id, candidate, inbox, health).await?;
@@ -708,6 +732,45 @@ impl Matrix {
             }
         }
         Ok(())
+    }
+
+    /// The room's messages after `since` and before `prev_batch`, oldest first (at most
+    /// [`MAX_BACKFILL`]; past that the oldest are dropped with a warning).
+    async fn backfill(
+        &self,
+        session: &Session,
+        room_id: &str,
+        prev_batch: &str,
+        since: &str,
+    ) -> Result<Vec<RawEvent>, ApiError> {
+        let filter = json!({"types": [EVENT_MESSAGE, EVENT_ENCRYPTED]}).to_string();
+        let mut from = prev_batch.to_owned();
+        let mut events: Vec<RawEvent> = Vec::new();
+        loop {
+            let path = format!(
+                "{CLIENT_V3}/rooms/{}/messages?dir=b&limit=100&from={}&to={}&filter={}",
+                encode(room_id),
+                encode(&from),
+                encode(since),
+                encode(&filter)
+            );
+            let page = self.get(&path, &session.token).await?;
+            let page: MessagesPage = serde_json::from_value(page)
+                .map_err(|e| ApiError::Malformed(format!("/messages: {e}")))?;
+            let done = page.chunk.is_empty() || page.end.is_none();
+            events.extend(page.chunk);
+            if events.len() >= MAX_BACKFILL {
+                warn!(room = %room_id, kept = MAX_BACKFILL, "Matrix room had more missed messages than are fetched; the oldest were dropped.");
+                events.truncate(MAX_BACKFILL);
+                break;
+            }
+            match page.end {
+                Some(end) if !done => from = end,
+                _ => break,
+            }
+        }
+        events.reverse();
+        Ok(events)
     }
 
     async fn deliver(
@@ -1152,6 +1215,23 @@ fn contains_word(haystack: &str, needle: &str) -> bool {
         from = start + haystack[start..].chars().next().map_or(1, char::len_utf8);
     }
     false
+}
+
+/// Where a joined room's new messages start in its timeline: `Some` when the bot joined in
+/// this batch (the timeline then reaches back into history that is not for the bot): right
+/// after its invite when that is in the timeline too (a DM's first words, written before the
+/// bot joined, are for it), else right after its join. `None`: the whole timeline is new.
+fn first_new_event(events: &[RawEvent], me: &str) -> Option<usize> {
+    let own = |e: &RawEvent, membership: &str| {
+        e.kind == EVENT_MEMBER
+            && e.state_key.as_deref() == Some(me)
+            && e.content["membership"].as_str() == Some(membership)
+    };
+    let join = events.iter().rposition(|e| {
+        own(e, "join") && e.unsigned["prev_content"]["membership"].as_str() != Some("join")
+    })?;
+    let invite = events[..join].iter().rposition(|e| own(e, "invite"));
+    Some(invite.unwrap_or(join) + 1)
 }
 
 /// Whether `autoJoinAllowlist` admits an invite to `room_id` (with its canonical `alias`) from

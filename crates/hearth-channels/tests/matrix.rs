@@ -5,6 +5,7 @@
 //! Each test starts its own Synapse; without the venv (`scripts/testbed/synapse-env.sh`) they
 //! say so and return.
 #![expect(
+    clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::print_stderr,
@@ -67,6 +68,13 @@ struct Running {
 impl Running {
     /// Starts the channel and waits until its first sync is done (history before it is skipped).
     async fn start(settings: MatrixSettings) -> Running {
+        let running = Running::spawn(settings);
+        running.wait_connected().await;
+        running
+    }
+
+    /// Starts the channel without waiting for its first sync.
+    fn spawn(settings: MatrixSettings) -> Running {
         let channel = Arc::new(Matrix::new(settings).expect("valid settings"));
         let (tx, inbox) = inbox(16);
         let health = Health::default();
@@ -75,9 +83,7 @@ impl Running {
             let (channel, health) = (channel.clone(), health.clone());
             tokio::spawn(async move { channel.run(tx, health, stop_rx).await })
         };
-        let running = Running { channel, health, stop, task, inbox };
-        running.wait_connected().await;
-        running
+        Running { channel, health, stop, task, inbox }
     }
 
     async fn wait_connected(&self) {
@@ -323,7 +329,6 @@ async fn a_hearth_restart_resumes_from_the_stored_cursor() {
     // A send of a key used before the restart is still deduplicated (same device).
     let to = Conversation { kind: ConversationKind::Direct, id: t.room.clone() };
     again.channel.send(&to, "answer", "k-restart").await.unwrap();
-    drop(again.channel.clone());
     again.shutdown().await;
     let mut third = Running::start(settings(&t.synapse, &t.bot_id, t.state_dir.path())).await;
     third.channel.send(&to, "answer", "k-restart").await.unwrap();
@@ -432,4 +437,241 @@ async fn a_wrong_password_or_token_is_fatal() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// What the hostile homeserver answers to its n-th `/sync` (after the first, which starts the
+/// channel): then one valid batch with a message.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// 20 MiB of JSON-looking bytes, over the 16 MiB cap.
+    Huge,
+    /// `200 OK` with binary garbage.
+    Garbage,
+    /// The connection closes before any answer.
+    Vanish,
+}
+
+/// A homeserver that misbehaves on purpose (what Synapse cannot be made to do): each sync in
+/// `script` in turn, then a valid batch; sends answer 429, 500 or 403 by transaction id.
+/// Returns its origin and the `/sync` request lines it saw.
+async fn hostile_homeserver(script: Vec<Hostile>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut syncs = 0usize;
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match socket.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            let _ = socket.read_exact(&mut body).await;
+            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let (status, answer): (u16, Vec<u8>) = if path.contains("/account/whoami") {
+                (200, br#"{"user_id":"@bot:fake.test","device_id":"D"}"#.to_vec())
+            } else if path.contains("/sync") {
+                log.lock().unwrap().push(path.clone());
+                syncs += 1;
+                match (syncs, script.get(syncs.wrapping_sub(2))) {
+                    (1, _) => (200, br#"{"next_batch":"s1"}"#.to_vec()),
+                    (_, Some(Hostile::Huge)) => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20971520\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let chunk = vec![b' '; 1024 * 1024];
+                        for _ in 0..20 {
+                            if socket.write_all(&chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    (_, Some(Hostile::Garbage)) => (200, vec![0xff, 0x00, 0xfe, b'{', 0x80]),
+                    (_, Some(Hostile::Vanish)) => continue,
+                    (n, None) if n == script.len() + 2 => (
+                        200,
+                        json!({"next_batch": "s2", "rooms": {"join": {"!r:fake.test": {"timeline": {"events": [
+                            {"type": "m.room.message", "sender": "@a:fake.test", "event_id": "$ok",
+                             "content": {"msgtype": "m.text", "body": "still here"}}
+                        ]}}}}})
+                        .to_string()
+                        .into_bytes(),
+                    ),
+                    // Later syncs: nothing new, after a short wait (a long poll).
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        (200, br#"{"next_batch":"s2"}"#.to_vec())
+                    }
+                }
+            } else if path.contains("/joined_members") {
+                (200, br#"{"joined":{"@a:fake.test":{"display_name":"A"},"@bot:fake.test":{},"@c:fake.test":{}}}"#.to_vec())
+            } else if path.contains("/send/") {
+                if path.ends_with("/hearth.rate") {
+                    (429, br#"{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":1500}"#.to_vec())
+                } else if path.ends_with("/hearth.boom") {
+                    (500, b"<html>Internal Server Error</html>".to_vec())
+                } else {
+                    (403, br#"{"errcode":"M_FORBIDDEN","error":"User not in room"}"#.to_vec())
+                }
+            } else {
+                (404, br#"{"errcode":"M_NOT_FOUND","error":"Not found"}"#.to_vec())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                answer.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+            let _ = socket.write_all(&answer).await;
+        }
+    });
+    (origin, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_homeserver_costs_bounded_memory_and_the_channel_keeps_running() {
+    let (origin, syncs) =
+        hostile_homeserver(vec![Hostile::Huge, Hostile::Garbage, Hostile::Vanish]).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = MatrixSettings {
+        account: "default".to_owned(),
+        homeserver: origin,
+        access_token: Some(Secret("syt_fake_secret_token".to_owned())),
+        user_id: None,
+        password: None,
+        auto_join: AutoJoin::Off,
+        allow_private_network: true,
+        state_dir: state_dir.path().to_path_buf(),
+        auto_join_allowlist: Vec::new(),
+    };
+    // Not `start`: the first failure may come before a poll sees the first sync's success.
+    let mut bot = Running::spawn(settings);
+    // Every error the channel reported on the way, as `hearth channels status` would show it.
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watcher = {
+        let (health, errors) = (bot.health.clone(), errors.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(error) = health.snapshot().last_error {
+                    let mut errors = errors.lock().unwrap();
+                    if errors.last() != Some(&error) {
+                        errors.push(error);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let message = bot.next().await;
+    watcher.abort();
+    assert_eq!((message.id.as_str(), message.text.as_str()), ("$ok", "still here"));
+    assert_eq!(message.conversation.kind, ConversationKind::Group);
+    assert_eq!(message.sender.name.as_deref(), Some("A"));
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.iter().any(|e| e.contains("over 16 MiB")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("unexpected answer")), "{errors:?}");
+    assert!(errors.iter().all(|e| !e.contains("syt_fake")), "{errors:?}");
+    // After the huge answer the channel asked for fewer events per room.
+    let syncs = syncs.lock().unwrap().clone();
+    assert!(syncs[2].contains("%22limit%22%3A25"), "{syncs:?}");
+    assert!(bot.health.snapshot().connected);
+
+    let to = Conversation { kind: ConversationKind::Group, id: "!r:fake.test".to_owned() };
+    match bot.channel.send(&to, "x", "rate").await {
+        Err(SendError::Retry { after, .. }) => assert_eq!(after, Some(Duration::from_millis(1500))),
+        other => panic!("429: {other:?}"),
+    }
+    let boom = bot.channel.send(&to, "x", "boom").await;
+    assert!(matches!(boom, Err(SendError::Retry { after: None, .. })), "{boom:?}");
+    match bot.channel.send(&to, "x", "nope").await {
+        Err(SendError::Fatal(message)) => assert!(message.contains("M_FORBIDDEN"), "{message}"),
+        other => panic!("403: {other:?}"),
+    }
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_join_allowlist_joins_only_the_invites_it_names() {
+    let Some(synapse) = synapse().await else { return };
+    let alice = synapse.user("alice").await.unwrap();
+    let eve = synapse.user("eve").await.unwrap();
+    let (bot_id, _) = synapse.register(BOT, BOT_PASSWORD, false).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&synapse, &bot_id, state_dir.path());
+    settings.auto_join = AutoJoin::Allowlist;
+    settings.auto_join_allowlist = vec![alice.user_id.clone()];
+    let mut bot = Running::start(settings).await;
+
+    let from_eve = synapse.create_dm(&eve, &bot_id).await.unwrap();
+    let from_alice = synapse.create_dm(&alice, &bot_id).await.unwrap();
+    synapse.wait_joined(&alice, &from_alice, &bot_id, WITHIN).await.unwrap();
+    synapse.send_text(&eve, &from_eve, "let me in", &[]).await.unwrap();
+    synapse.send_text(&alice, &from_alice, "hi", &[]).await.unwrap();
+    let got = bot.next().await;
+    assert_eq!((got.sender.id.as_str(), got.text.as_str()), (alice.user_id.as_str(), "hi"));
+    // Eve's invite was seen in the same or an earlier sync and left alone.
+    assert!(!synapse.joined_members(&eve, &from_eve).await.unwrap().contains(&bot_id));
+    bot.assert_quiet(Duration::from_secs(2)).await;
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_group_does_not_answer_its_history() {
+    let Some(synapse) = synapse().await else { return };
+    let alice = synapse.user("alice").await.unwrap();
+    let (bot_id, _) = synapse.register(BOT, BOT_PASSWORD, false).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut bot = Running::start(settings(&synapse, &bot_id, state_dir.path())).await;
+    let room = synapse.create_group(&alice, "old room", &[]).await.unwrap();
+    let bob = synapse.user("bob").await.unwrap();
+    synapse.invite(&alice, &room, &bob.user_id).await.unwrap();
+    synapse.join(&bob, &room).await.unwrap();
+    for i in 0..3 {
+        synapse.send_text(&alice, &room, &format!("old {i}"), &[]).await.unwrap();
+    }
+    synapse.invite(&alice, &room, &bot_id).await.unwrap();
+    synapse.wait_joined(&alice, &room, &bot_id, WITHIN).await.unwrap();
+    synapse.send_text(&alice, &room, "welcome, hearthbot", &[]).await.unwrap();
+    let message = bot.next().await;
+    assert_eq!(message.text, "welcome, hearthbot");
+    assert_eq!(message.conversation.kind, ConversationKind::Group);
+    assert!(message.mentioned);
+    bot.assert_quiet(Duration::from_secs(2)).await;
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_is_caught_up_message_by_message() {
+    let Some(mut t) = dm().await else { return };
+    t.synapse.send_text(&t.alice, &t.room, "before", &[]).await.unwrap();
+    assert_eq!(t.bot.next().await.text, "before");
+    t.bot.shutdown().await;
+    // More than one sync carries per room (100 events).
+    let sent: Vec<String> = (0..130).map(|i| format!("missed {i}")).collect();
+    for text in &sent {
+        t.synapse.send_text(&t.alice, &t.room, text, &[]).await.unwrap();
+    }
+    t.synapse.send_text(&t.alice, &t.room, "last", &[]).await.unwrap();
+    let mut again = Running::start(settings(&t.synapse, &t.bot_id, t.state_dir.path())).await;
+    let got: Vec<String> = again.until("last").await.into_iter().map(|m| m.text).collect();
+    assert_eq!(got[..got.len() - 1], sent[..]);
+    again.assert_quiet(Duration::from_secs(2)).await;
+    again.shutdown().await;
 }

@@ -187,3 +187,25 @@ fn the_auto_join_allowlist_takes_rooms_aliases_senders_and_a_wildcard() {
     assert!(!invite_allowed(&[], "!x:hearth.test", None, "@alice:hearth.test"));
     assert!(invite_allowed(&["*".to_owned()], "!x:hearth.test", None, ""));
 }
+
+#[test]
+fn a_fresh_join_starts_after_the_invite_or_the_join() {
+    let me = "@hearthbot:hearth.test";
+    let member = |membership: &str, prev: Option<&str>| RawEvent {
+        kind: EVENT_MEMBER.to_owned(),
+        state_key: Some(me.to_owned()),
+        content: json!({"membership": membership}),
+        unsigned: prev.map_or(Value::Null, |p| json!({"prev_content": {"membership": p}})),
+        ..RawEvent::default()
+    };
+    let text = || event("@alice:hearth.test", json!({"msgtype": "m.text", "body": "x"}));
+    // Already joined: everything is new.
+    assert_eq!(first_new_event(&[text(), text()], me), None);
+    // A display name change is not a join.
+    assert_eq!(first_new_event(&[text(), member("join", Some("join")), text()], me), None);
+    // Joined in this batch: history before the join is not for the bot.
+    assert_eq!(first_new_event(&[text(), member("join", Some("invite")), text()], me), Some(2));
+    // With the invite in view, what was said after it is.
+    let events = [text(), member("invite", None), text(), member("join", Some("invite")), text()];
+    assert_eq!(first_new_event(&events, me), Some(2));
+}
