@@ -177,6 +177,13 @@ enum BatchError {
     Closed,
 }
 
+/// Why one attempt of the sync loop failed.
+#[derive(Debug)]
+enum Attempt {
+    Channel(ChannelError),
+    Api(ApiError),
+}
+
 /// A room message the channel passes on, before room facts (kind, sender name) are added.
 #[derive(Debug, Clone, PartialEq)]
 struct Candidate {
@@ -302,7 +309,8 @@ impl Matrix {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver))
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
-        if settings.allow_private_network {
+        let local = url::Url::parse(&origin).is_ok_and(|url| host_class(&url).is_local());
+        if local {
             // A homeserver on the LAN is never reached through the user's HTTP(S)_PROXY.
             builder = builder.no_proxy();
         }
@@ -1027,13 +1035,6 @@ impl Matrix {
     }
 }
 
-/// Why one attempt of the sync loop failed.
-#[derive(Debug)]
-enum Attempt {
-    Channel(ChannelError),
-    Api(ApiError),
-}
-
 impl Channel for Matrix {
     fn name(&self) -> &'static str {
         "matrix"
@@ -1053,7 +1054,11 @@ impl Channel for Matrix {
         health: Health,
         stop: Stop,
     ) -> BoxFuture<'_, Result<(), ChannelError>> {
-        Box::pin(self.run_loop(inbox, health, stop))
+        Box::pin(async move {
+            let ended = self.run_loop(inbox, health.clone(), stop).await;
+            health.update(|h| h.connected = false);
+            ended
+        })
     }
 
     fn send<'a>(
@@ -1288,7 +1293,7 @@ fn short(text: &str, max: usize) -> String {
 }
 
 fn network_error(what: &str, error: &reqwest::Error) -> ApiError {
-    // `without_url`: the URL holds the sync filter and cursor (no secrets, but noise).
+    // Named by path, not URL: the URL holds the sync filter and cursor (no secrets, but noise).
     let mut message = format!("{what}: cannot reach the homeserver");
     let mut source: Option<&dyn std::error::Error> = Some(error);
     let mut parts = Vec::new();

@@ -135,6 +135,7 @@ impl Running {
         self.stop.send(true).expect("the channel task holds the receiver");
         let result = tokio::time::timeout(WITHIN, self.task).await.expect("stops promptly");
         assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+        assert!(!self.health.snapshot().connected, "a stopped channel is not connected");
     }
 }
 
@@ -273,6 +274,8 @@ async fn a_synapse_crash_and_restart_loses_and_repeats_nothing() {
     }
     let error = t.bot.health.snapshot().last_error.expect("a last error");
     assert!(!error.contains(BOT_PASSWORD) && !error.contains("syt_"), "{error}");
+    assert!(error.contains("cannot reach the homeserver"), "{error}");
+    eprintln!("health while Synapse is down: {error}");
 
     t.synapse.restart().await.expect("Synapse restarts");
     // The dispatcher retries with the same keys: r1 (its ack was lost, say) and r2.
