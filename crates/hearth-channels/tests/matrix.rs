@@ -685,3 +685,47 @@ async fn a_long_outage_is_caught_up_message_by_message() {
     again.assert_quiet(Duration::from_secs(2)).await;
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_logs_in_again_with_the_password() {
+    let Some(mut t) = dm().await else { return };
+    t.synapse.send_text(&t.alice, &t.room, "one", &[]).await.unwrap();
+    assert_eq!(t.bot.next().await.text, "one");
+    // An admin removes the bot's device (its access token dies with it).
+    let (_, admin_token) = t.synapse.register("root", "root-password", true).await.unwrap();
+    let device: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.state_dir.path().join("device.json")).unwrap(),
+    )
+    .unwrap();
+    let device_id = device["device_id"].as_str().unwrap();
+    let path = format!(
+        "/_synapse/admin/v2/users/{}/devices/{}",
+        hearth_testkit::synapse::encode(&t.bot_id),
+        hearth_testkit::synapse::encode(device_id)
+    );
+    t.synapse.call("DELETE", &path, Some(&admin_token), None).await.unwrap();
+    t.synapse.send_text(&t.alice, &t.room, "two", &[]).await.unwrap();
+    let texts: Vec<String> = t.bot.until("two").await.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["two"]);
+    let to = Conversation { kind: ConversationKind::Direct, id: t.room.clone() };
+    // The first send after the revocation may meet the dead token: retryable, then fine.
+    let mut sent = t.bot.channel.send(&to, "back", "after-revoke").await;
+    if matches!(sent, Err(SendError::Retry { .. })) {
+        sent = t.bot.channel.send(&to, "back", "after-revoke").await;
+    }
+    sent.unwrap();
+    assert_eq!(bot_messages(&t.synapse, &t.alice, &t.room, &t.bot_id).await, ["back"]);
+    // The deleted device is back (beside the one registration made): the channel logged in
+    // again, as the same device.
+    let list =
+        format!("/_synapse/admin/v2/users/{}/devices", hearth_testkit::synapse::encode(&t.bot_id));
+    let (_, devices) = t.synapse.call("GET", &list, Some(&admin_token), None).await.unwrap();
+    let ids: Vec<&str> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["device_id"].as_str())
+        .collect();
+    assert!(ids.contains(&device_id), "{ids:?}");
+    t.bot.shutdown().await;
+}
