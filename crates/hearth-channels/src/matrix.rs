@@ -912,6 +912,9 @@ impl Matrix {
                     }
                     rooms.members.remove(room_id);
                 }
+                if is_direct && !inviter.is_empty() {
+                    self.remember_direct(session, inviter, room_id).await;
+                }
                 Ok(())
             }
             // A refusal (the room is gone, the invite was withdrawn) will not change on retry.
@@ -924,6 +927,45 @@ impl Matrix {
                 Ok(())
             }
             Err(e) => Err(BatchError::Api(e)),
+        }
+    }
+
+    /// Adds a DM the bot accepted to its `m.direct` account data, as a person's client does, so
+    /// the room stays direct after a restart even if someone else joins it. Best effort: the
+    /// member count still tells a two-person room.
+    async fn remember_direct(&self, session: &Session, inviter: &str, room_id: &str) {
+        let path =
+            format!("{CLIENT_V3}/user/{}/account_data/{EVENT_DIRECT}", encode(&session.me.user_id));
+        let mut content = match self.get(&path, &session.token).await {
+            Ok(content) if content.is_object() => content,
+            Ok(_) | Err(ApiError::Status { status: 404, .. }) => json!({}),
+            Err(e) => {
+                debug!(error = %e, "Matrix m.direct not read; the DM is not recorded there.");
+                return;
+            }
+        };
+        let rooms = &mut content[inviter];
+        if !rooms.is_array() {
+            *rooms = json!([]);
+        }
+        if let Some(list) = rooms.as_array_mut() {
+            if list.iter().any(|r| r.as_str() == Some(room_id)) {
+                return;
+            }
+            list.push(json!(room_id));
+        }
+        let put = self
+            .call(
+                reqwest::Method::PUT,
+                &path,
+                Some(&session.token),
+                Some(&content),
+                CALL_DEADLINE,
+                MAX_REPLY_BYTES,
+            )
+            .await;
+        if let Err(e) = put {
+            debug!(error = %e, "Matrix m.direct not updated.");
         }
     }
 

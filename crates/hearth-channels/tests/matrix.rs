@@ -186,6 +186,19 @@ async fn a_dm_arrives_as_direct_and_a_key_posts_once() {
     );
     assert_eq!(message.sender.id, t.alice.user_id);
     assert_eq!(message.sender.name.as_deref(), Some("alice"));
+    // The accepted DM is in the bot's `m.direct`, as a person's client records it.
+    let (_, admin_token) = t.synapse.register("root", "root-password", true).await.unwrap();
+    let direct_path = format!(
+        "/_synapse/admin/v1/users/{}/accountdata",
+        hearth_testkit::synapse::encode(&t.bot_id)
+    );
+    let (_, account_data) =
+        t.synapse.call("GET", &direct_path, Some(&admin_token), None).await.unwrap();
+    assert_eq!(
+        account_data["account_data"]["global"]["m.direct"][&t.alice.user_id],
+        json!([t.room.clone()]),
+        "{account_data}"
+    );
 
     let to = message.conversation.clone();
     t.bot.channel.typing(&to, true).await.expect("typing on");
