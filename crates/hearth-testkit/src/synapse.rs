@@ -81,20 +81,26 @@ impl Synapse {
     /// generates the signing key, starts the server and waits until
     /// `/_matrix/client/versions` answers. `Err` names the setup script when Synapse is absent.
     pub async fn start() -> Result<Self, String> {
-        let python = python()?;
+        // Both run Python for a second or two: off the async worker threads.
+        let python = tokio::task::spawn_blocking(python)
+            .await
+            .map_err(|e| format!("checking Synapse's python: {e}"))??;
         let dir = tempfile::Builder::new()
             .prefix("hearth-synapse-")
             .tempdir()
             .map_err(|e| format!("no temp dir: {e}"))?;
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         write_config(dir.path(), port).map_err(|e| format!("writing Synapse's config: {e}"))?;
-        let generated = Command::new(&python)
+        let mut generate = Command::new(&python);
+        generate
             .args(["-m", "synapse.app.homeserver", "--generate-keys", "-c"])
             .arg(dir.path().join("homeserver.yaml"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
+            .stderr(Stdio::piped());
+        let generated = tokio::task::spawn_blocking(move || generate.output())
+            .await
+            .map_err(|e| format!("running synapse --generate-keys: {e}"))?
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         if !generated.status.success() {
             return Err(format!(
