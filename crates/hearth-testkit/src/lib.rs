@@ -5,10 +5,12 @@
 pub mod counting;
 pub mod gateway;
 pub mod llama;
+pub mod synapse;
 pub mod telegram;
 pub mod upstream;
 
 pub use counting::CountingListener;
 pub use gateway::GatewayProcess;
 pub use llama::LlamaServer;
+pub use synapse::Synapse;
 pub use upstream::{End, FakeUpstream, Recorded, Reply, Step};
