@@ -20,9 +20,18 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub mod access;
+pub mod chunk;
+pub mod dispatch;
+pub mod journal;
 pub mod matrix;
+pub mod pairing;
+pub mod registry;
 pub mod telegram;
 pub mod webhook;
+
+pub use dispatch::{ChannelRun, Dispatcher};
+pub use registry::Hub;
 
 /// A direct chat with one person, or a group (room) with many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,7 +190,12 @@ pub trait Channel: Send + Sync + fmt::Debug {
     /// out itself: each message goes to `inbox`, and `health` says what happened. Transient
     /// errors inside (one failed long poll) are retried here with backoff; the dispatcher's
     /// restart ladder handles what `run` returns.
-    fn run(&self, inbox: Inbox, health: Health, stop: Stop) -> BoxFuture<'_, Result<(), ChannelError>>;
+    fn run(
+        &self,
+        inbox: Inbox,
+        health: Health,
+        stop: Stop,
+    ) -> BoxFuture<'_, Result<(), ChannelError>>;
     /// Sends one message of final text to `to`. `key` is the same on every retry of the same
     /// piece (a transaction id where the channel has one).
     fn send<'a>(
@@ -191,7 +205,11 @@ pub trait Channel: Send + Sync + fmt::Debug {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), SendError>>;
     /// Shows (or stops showing) that a reply is being written, where the channel can.
-    fn typing<'a>(&'a self, to: &'a Conversation, on: bool) -> BoxFuture<'a, Result<(), SendError>> {
+    fn typing<'a>(
+        &'a self,
+        to: &'a Conversation,
+        on: bool,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         let _ = (to, on);
         Box::pin(async { Ok(()) })
     }

@@ -33,8 +33,19 @@ fn dependency_direction() {
         ("hearth-store", &["hearth-wire", "hearth-config"][..]),
         ("hearth-agent", &["hearth-wire", "hearth-config", "hearth-upstream", "hearth-store"][..]),
         (
-            "hearth-server",
+            "hearth-channels",
             &["hearth-wire", "hearth-config", "hearth-upstream", "hearth-store", "hearth-agent"][..],
+        ),
+        (
+            "hearth-server",
+            &[
+                "hearth-wire",
+                "hearth-config",
+                "hearth-upstream",
+                "hearth-store",
+                "hearth-agent",
+                "hearth-channels",
+            ][..],
         ),
         (
             "hearth",
@@ -44,6 +55,7 @@ fn dependency_direction() {
                 "hearth-upstream",
                 "hearth-store",
                 "hearth-agent",
+                "hearth-channels",
                 "hearth-server",
             ][..],
         ),
@@ -74,7 +86,8 @@ fn dependency_direction() {
         for dep in list.iter().filter(|d| d.starts_with("hearth")) {
             assert!(allow.contains(&dep.as_str()), "{name} must not depend on {dep}");
         }
-        if name != "hearth-upstream" && name != "hearth-testkit" {
+        // hearth-channels talks HTTP to chat servers and the webhook's outbound URL.
+        if !["hearth-upstream", "hearth-testkit", "hearth-channels"].contains(&name.as_str()) {
             assert!(
                 !list.iter().any(|d| d == "reqwest"),
                 "only hearth-upstream talks HTTP to upstreams ({name})"
