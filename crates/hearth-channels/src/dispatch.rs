@@ -188,8 +188,9 @@ impl Dispatcher {
         loop {
             let next = tokio::select! {
                 next = receiver.recv() => next,
-                _ = stop.changed() => {
-                    if *stop.borrow() { break } else { continue }
+                changed = stop.changed() => {
+                    // A dropped stop sender can never say stop: treat it as one.
+                    if changed.is_err() || *stop.borrow() { break } else { continue }
                 }
             };
             let Some((message, ack)) = next else { break };
@@ -496,7 +497,11 @@ pub async fn restart_ladder(
         tracing::warn!(channel = name, account = %account, failures, error = %message, "The channel failed; restarting in {} s.", wait.as_secs_f64());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
         wait = (wait * 2).min(backoff.1);
     }

@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hearth_config::{ChannelKind, ChannelSettings, Config, DmPolicy, Env};
 
 use crate::dispatch::{ChannelRun, Dispatcher};
+use crate::matrix::{AutoJoin, MatrixSettings};
+use crate::telegram::TelegramSettings;
 use crate::webhook::{Webhook, WebhookSettings};
 use crate::{Channel, ChannelError, Health, Secret, Stop};
 
@@ -73,6 +75,57 @@ fn secret(
     }
 }
 
+fn optional_secret(
+    value: Option<&hearth_config::Secret>,
+    key: &str,
+    env: &dyn Env,
+) -> Result<Option<Secret>, ChannelError> {
+    value.map(|v| secret(Some(v), key, env)).transpose()
+}
+
+/// `channels.matrix` (one account) as the Matrix channel takes it, secrets read.
+fn matrix_settings(
+    account: &str,
+    m: &hearth_config::MatrixAccount,
+    env: &dyn Env,
+    state_dir: PathBuf,
+) -> Result<MatrixSettings, ChannelError> {
+    let homeserver = m
+        .homeserver
+        .clone()
+        .ok_or_else(|| ChannelError::Fatal("channels.matrix.homeserver is not set".into()))?;
+    Ok(MatrixSettings {
+        account: account.to_owned(),
+        homeserver,
+        access_token: optional_secret(m.access_token.as_ref(), "channels.matrix.accessToken", env)?,
+        user_id: m.user_id.clone(),
+        password: optional_secret(m.password.as_ref(), "channels.matrix.password", env)?,
+        auto_join: match m.auto_join {
+            hearth_config::RawAutoJoin::Off => AutoJoin::Off,
+            hearth_config::RawAutoJoin::Always => AutoJoin::Always,
+            hearth_config::RawAutoJoin::Allowlist => AutoJoin::Allowlist,
+        },
+        allow_private_network: m.allow_private_network,
+        state_dir,
+    })
+}
+
+/// `channels.telegram` (one account) as the Telegram channel takes it, the token read.
+fn telegram_settings(
+    account: &str,
+    t: &hearth_config::TelegramAccount,
+    env: &dyn Env,
+    state_dir: PathBuf,
+) -> Result<TelegramSettings, ChannelError> {
+    Ok(TelegramSettings {
+        account: account.to_owned(),
+        bot_token: secret(t.bot_token.as_ref(), "channels.telegram.botToken", env)?,
+        api_root: t.api_root.clone(),
+        username: None,
+        state_dir,
+    })
+}
+
 /// A built channel, and the webhook behind it when it is one.
 type Built = (Arc<dyn Channel>, Option<Arc<Webhook>>);
 
@@ -114,14 +167,18 @@ pub fn build(config: &Config, env: &dyn Env, state_dir: &Path) -> Hub {
                         Ok((Arc::clone(&webhook) as Arc<dyn Channel>, Some(webhook)))
                     })
                 }
-                // MERGE: the Matrix and Telegram channels are built on their own branches;
-                // at merge these arms call `crate::matrix::Matrix::new(MatrixSettings { .. })`
-                // and `crate::telegram::Telegram::new(TelegramSettings { .. })`.
-                ChannelSettings::Matrix(_) => {
-                    Err(ChannelError::Fatal("the Matrix channel is not in this build".into()))
-                }
-                ChannelSettings::Telegram(_) => {
-                    Err(ChannelError::Fatal("the Telegram channel is not in this build".into()))
+                // MERGE: the Matrix and Telegram channels are built on their own branches.
+                // Their settings are resolved here already; at merge each arm's `and_then`
+                // becomes `|settings| Ok((Arc::new(crate::matrix::Matrix::new(settings)?) as
+                // Arc<dyn Channel>, None))` (and the same with `crate::telegram::Telegram`).
+                ChannelSettings::Matrix(m) => matrix_settings(&configured.account, m, env, own_dir)
+                    .and_then(|_settings| {
+                        Err(ChannelError::Fatal("the Matrix channel is not in this build".into()))
+                    }),
+                ChannelSettings::Telegram(t) => {
+                    telegram_settings(&configured.account, t, env, own_dir).and_then(|_settings| {
+                        Err(ChannelError::Fatal("the Telegram channel is not in this build".into()))
+                    })
                 }
             };
             match built {
@@ -228,6 +285,11 @@ mod tests {
         assert!(!row("off").enabled && row("off").last_error.is_none());
         let telegram = status.iter().find(|s| s.channel == "telegram").unwrap();
         assert!(telegram.last_error.as_deref().unwrap().contains("not in this build"));
+        // Without a token (the variable unset) it says which key is missing instead.
+        let c = config(r#"{channels: {telegram: {}}}"#);
+        let hub = build(&c, &env, dir.path());
+        let error = hub.status()[0].last_error.clone().unwrap();
+        assert!(error.contains("TELEGRAM_BOT_TOKEN"), "{error}");
         assert!(!format!("{hub:?}").contains("secret-a-0123456789"), "secrets never print");
     }
 }

@@ -2227,10 +2227,7 @@ fn resolve_channels(raw: &RawChannels, cx: &mut Cx<'_>) -> Channels {
                         "missing-key",
                         None,
                         "the webhook channel needs `secret` (it signs both directions)",
-                        Some(
-                            "e.g. secret: \"${HEARTH_WEBHOOK_SECRET}\" (at least 16 characters)"
-                                .into(),
-                        ),
+                        Some("e.g. secret: \"${WEBHOOK_SECRET}\" (a long random string)".into()),
                     );
                 }
                 let outbound_url =

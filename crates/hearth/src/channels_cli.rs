@@ -21,6 +21,7 @@ pub enum PairingCommand {
         /// The account (default: `default`).
         #[arg(long, value_name = "ID", default_value = "default")]
         account: String,
+        /// Print JSON (errors too, in the `{"ok": false, "error"}` envelope).
         #[arg(long)]
         json: bool,
     },
@@ -38,6 +39,7 @@ Examples:\n  hearth pairing approve webhook K7QM2XWD\n  hearth pairing approve t
         /// The account (default: `default`).
         #[arg(long, value_name = "ID", default_value = "default")]
         account: String,
+        /// Print JSON (errors too, in the `{"ok": false, "error"}` envelope).
         #[arg(long)]
         json: bool,
     },
@@ -52,6 +54,7 @@ pub enum ChannelsCommand {
 Examples:\n  hearth channels status\n  hearth channels status --json | jq '.channels[] | select(.connected | not)'"
     )]
     Status {
+        /// Print JSON (errors too, in the `{"ok": false, "error"}` envelope).
         #[arg(long)]
         json: bool,
     },

@@ -434,6 +434,13 @@ async fn hostile_requests_are_refused_and_the_channel_keeps_answering() {
     assert!(got[0].text().contains("Visible answer 0."));
     assert_eq!(got[0].json()["conversation"], "bob");
 
+    // Text over 64 KiB from an allowed sender: a short notice, no turn.
+    assert_eq!(s.post(dm("ok-2", "bob", &"x".repeat(100 * 1024))).await.0, 202);
+    let got = s.receiver.wait_for(2).await;
+    assert!(got[1].text().contains("larger than 64 KiB"), "{}", got[1].text());
+    assert_eq!(got[1].json()["key"], "ok-2:notice");
+    assert_eq!(s.model_calls(), 1);
+
     // Health: /ready's detail and /metrics.
     let ready: Value = s
         .http
@@ -450,8 +457,8 @@ async fn hostile_requests_are_refused_and_the_channel_keeps_answering() {
         (Some("webhook"), Some("default"), Some(true)),
         "{ready}"
     );
-    assert_eq!(row["inboundTotal"], 2, "{ready}");
-    assert_eq!(row["outboundTotal"], 1, "{ready}");
+    assert_eq!(row["inboundTotal"], 3, "{ready}");
+    assert_eq!(row["outboundTotal"], 2, "{ready}");
     let metrics = s
         .http
         .get(format!("{}/metrics", s.gateway.origin()))
@@ -467,13 +474,13 @@ async fn hostile_requests_are_refused_and_the_channel_keeps_answering() {
     );
     assert!(
         metrics.contains(
-            "hearth_channel_inbound_messages_total{channel=\"webhook\",account=\"default\"} 2"
+            "hearth_channel_inbound_messages_total{channel=\"webhook\",account=\"default\"} 3"
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            "hearth_channel_outbound_messages_total{channel=\"webhook\",account=\"default\"} 1"
+            "hearth_channel_outbound_messages_total{channel=\"webhook\",account=\"default\"} 2"
         ),
         "{metrics}"
     );
