@@ -510,3 +510,45 @@ async fn a_failing_receiver_gets_retries_with_one_key_and_one_delivery() {
     }
     assert_eq!(s.model_calls(), 1, "a retried send never reruns the turn");
 }
+
+#[test]
+fn config_get_masks_channel_secrets_and_open_is_announced_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.json5");
+    std::fs::write(
+        &config,
+        r#"{ channels: {
+            webhook: { secret: "hook-secret-value-123", dmPolicy: "open", allowFrom: ["*"] },
+            telegram: { botToken: "123456:telegram-token-abc" },
+            matrix: { homeserver: "http://127.0.0.1:8008", accessToken: "syt_matrix_token_xyz" } } }"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = hearth(&config, &state).args(["config", "get", "channels"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for secret in ["hook-secret-value-123", "telegram-token-abc", "syt_matrix_token_xyz"] {
+        assert!(!shown.contains(secret), "{secret} shown by config get: {shown}");
+    }
+    assert!(
+        shown.contains("\"secret\": \"***\"") && shown.contains("\"botToken\": \"***\""),
+        "{shown}"
+    );
+    let gateway =
+        GatewayProcess::spawn(hearth(&config, &state).args(["gateway", "run", "--port", "0"]))
+            .unwrap();
+    assert!(
+        gateway.wait_for_stderr(
+            "WARNING:   webhook/default has dmPolicy \"open\"",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        gateway.stderr()
+    );
+    assert!(
+        gateway.wait_for_stderr("channel:   telegram/default NOT started", Duration::from_secs(5))
+    );
+    for secret in ["hook-secret-value-123", "telegram-token-abc", "syt_matrix_token_xyz"] {
+        assert!(!gateway.stderr().contains(secret), "{secret} in the gateway log");
+    }
+}
