@@ -162,11 +162,16 @@ fn hearth(config: &Path, state: &Path) -> Command {
 /// A gateway with one webhook account (`webhook` holds its extra keys), an upstream answering
 /// `answers` messy replies, and a receiver answering `statuses` first.
 async fn setup(webhook: &str, answers: usize, statuses: &[u16]) -> Setup {
+    let replies = (0..answers).map(|i| messy_answer(&format!("Visible answer {i}."))).collect();
+    setup_with(webhook, replies, statuses).await
+}
+
+async fn setup_with(webhook: &str, replies: Vec<Reply>, statuses: &[u16]) -> Setup {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start_calls_only().await.unwrap();
-    for i in 0..answers {
-        upstream.push(messy_answer(&format!("Visible answer {i}.")));
+    for reply in replies {
+        upstream.push(reply);
     }
     let receiver = Receiver::start(statuses).await;
     let text = r#"{
@@ -509,6 +514,39 @@ async fn a_failing_receiver_gets_retries_with_one_key_and_one_delivery() {
         assert!(d.text().contains("Visible answer 0."));
     }
     assert_eq!(s.model_calls(), 1, "a retried send never reruns the turn");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_reply_goes_out_in_pieces_within_the_limit_each_with_its_key() {
+    let paragraphs: Vec<String> = (0..6)
+        .map(|i| format!("Paragraph {i} says a few words about the matter at hand."))
+        .collect();
+    let answer = format!("{}\n\n```rust\nfn main() {{}}\n```", paragraphs.join("\n\n"));
+    let s =
+        setup_with(r#"allowFrom: ["erin"], textChunkLimit: 120"#, vec![messy_answer(&answer)], &[])
+            .await;
+    assert_eq!(s.post(dm("long-1", "erin", "tell me a lot")).await.0, 202);
+    let first = s.receiver.wait_for(1).await;
+    assert!(first[0].text().starts_with("Paragraph 0"), "{}", first[0].text());
+    // Pieces go one after another: wait until the fenced code arrived.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.receiver.got().iter().any(|d| d.text().contains("fn main")) {
+        assert!(Instant::now() < deadline, "{:#?}", s.receiver.got());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.settle().await;
+    let got = s.receiver.got();
+    assert!(got.len() >= 3, "{got:#?}");
+    for (idx, d) in got.iter().enumerate() {
+        check_signed(d);
+        assert_eq!(d.json()["key"], format!("long-1:{idx}"));
+        assert!(d.text().chars().count() <= 120, "{}", d.text());
+    }
+    let joined: Vec<String> = got.iter().map(Delivery::text).collect();
+    for p in &paragraphs {
+        assert!(joined.iter().any(|t| t.contains(p.as_str())), "{p} lost: {joined:#?}");
+    }
+    assert!(joined.iter().any(|t| t.contains("```rust\nfn main() {}\n```")), "{joined:#?}");
 }
 
 #[test]
