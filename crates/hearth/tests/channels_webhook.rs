@@ -202,7 +202,12 @@ async fn setup_with(webhook: &str, replies: Vec<Reply>, statuses: &[u16]) -> Set
         gateway.stderr()
     );
     let http = reqwest::Client::new();
-    // The channel connects just after the gateway listens.
+    wait_connected(&http, &gateway).await;
+    Setup { _dir: dir, config, state, upstream, receiver, gateway, http }
+}
+
+/// The channel connects just after the gateway listens.
+async fn wait_connected(http: &reqwest::Client, gateway: &GatewayProcess) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready: Value = http
@@ -223,7 +228,6 @@ async fn setup_with(webhook: &str, replies: Vec<Reply>, statuses: &[u16]) -> Set
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Setup { _dir: dir, config, state, upstream, receiver, gateway, http }
 }
 
 fn now_secs() -> u64 {
@@ -547,6 +551,30 @@ async fn a_long_reply_goes_out_in_pieces_within_the_limit_each_with_its_key() {
         assert!(joined.iter().any(|t| t.contains(p.as_str())), "{p} lost: {joined:#?}");
     }
     assert!(joined.iter().any(|t| t.contains("```rust\nfn main() {}\n```")), "{joined:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_replayed_after_a_gateway_crash_is_not_answered_again() {
+    let mut s = setup(r#"allowFrom: ["frank"]"#, 2, &[]).await;
+    assert_eq!(s.post(dm("once-1", "frank", "hi")).await.0, 202);
+    s.receiver.wait_for(1).await;
+    // kill -9, and a new gateway on the same state directory.
+    s.gateway.child.kill().unwrap();
+    s.gateway.child.wait().unwrap();
+    s.gateway =
+        GatewayProcess::spawn(hearth(&s.config, &s.state).args(["gateway", "run", "--port", "0"]))
+            .unwrap();
+    wait_connected(&s.http, &s.gateway).await;
+    // The new process has no memory of the id, its journal does: accepted, never processed.
+    let (status, answer) = s.post(dm("once-1", "frank", "hi")).await;
+    assert_eq!(status, 202, "{answer}");
+    s.settle().await;
+    assert_eq!(s.model_calls(), 1);
+    assert_eq!(s.receiver.got().len(), 1);
+    // A new id is answered as usual.
+    assert_eq!(s.post(dm("once-2", "frank", "again")).await.0, 202);
+    let got = s.receiver.wait_for(2).await;
+    assert!(got[1].text().contains("Visible answer 1."));
 }
 
 #[test]
