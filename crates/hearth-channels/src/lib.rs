@@ -20,9 +20,18 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub mod access;
+pub mod chunk;
+pub mod dispatch;
+pub mod journal;
 pub mod matrix;
+pub mod pairing;
+pub mod registry;
 pub mod telegram;
 pub mod webhook;
+
+pub use dispatch::{ChannelRun, Dispatcher};
+pub use registry::Hub;
 
 /// A direct chat with one person, or a group (room) with many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

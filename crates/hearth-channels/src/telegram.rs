@@ -505,6 +505,9 @@ impl Telegram {
             tracing::warn!(account = %self.account, "Telegram bot has no username: group mentions are seen only as text mentions and replies.");
         }
         let mut offset = load_offset(&self.state_dir, me.id).await;
+        // The Bot API answered `getMe` with this token: connected, before the first long poll
+        // (which may hold for its whole timeout) returns.
+        health.update(|h| h.connected = true);
         tracing::info!(account = %self.account, username = ?me.username, offset = ?offset, "Telegram channel polling.");
         loop {
             let Some(result) = until_stopped(&mut stop, self.get_updates(offset)).await else {
