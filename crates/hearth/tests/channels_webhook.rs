@@ -611,9 +611,14 @@ fn config_get_masks_channel_secrets_and_open_is_announced_loudly() {
         "{}",
         gateway.stderr()
     );
+    // Telegram starts and tries the real Bot API, which this machine cannot reach: its
+    // errors are logged, never its token.
     assert!(
-        gateway.wait_for_stderr("channel:   telegram/default NOT started", Duration::from_secs(5))
+        gateway.wait_for_stderr("channel:   telegram/default starting", Duration::from_secs(5)),
+        "{}",
+        gateway.stderr()
     );
+    std::thread::sleep(Duration::from_secs(1));
     for secret in ["hook-secret-value-123", "telegram-token-abc", "syt_matrix_token_xyz"] {
         assert!(!gateway.stderr().contains(secret), "{secret} in the gateway log");
     }
