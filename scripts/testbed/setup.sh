@@ -73,6 +73,7 @@ finish() {
     # The real `openai` and `anthropic` Python SDKs for the client compatibility tests.
     local sdk_python
     sdk_python="$(bash "$HERE/python-env.sh" | tail -n 1)" || die "python-env.sh failed"
+    bash "$HERE/synapse-env.sh" >/dev/null || die "synapse-env.sh failed" # Synapse for the Matrix tests.
     # Debian's Chromium for the chat page's browser test (crates/hearth/tests/webchat.rs).
     if ! command -v chromium >/dev/null 2>&1; then
         log "installing chromium (apt-get, about 300 MB; the chat page's browser test)"

@@ -22,9 +22,11 @@ pub use decode::{Env, ProcessEnv};
 pub use diag::{Diagnostic, Severity};
 pub use load::{ConfigSource, Loaded, load, load_file, load_str, locate};
 pub use model_ref::{Chain, ModelRef, ModelSelection, RefError};
-pub use raw::{Api, InputKind, ModelsMode};
+pub use raw::{Api, DmPolicy, DmScope, GroupPolicy, InputKind, ModelsMode, RawAutoJoin};
 pub use resolve::{
-    Agent, Config, Cost, GatewayLimits, KeyState, Model, Origin, Provider, Routing, ToolPolicy,
+    Agent, ChannelAccess, ChannelAccount, ChannelKind, ChannelSettings, Channels, Config, Cost,
+    GatewayLimits, GroupRule, KeyState, MatrixAccount, Model, Origin, Provider, Routing, Session,
+    TelegramAccount, ToolPolicy, WebhookAccount,
 };
 pub use secret::{Secret, SecretString};
 pub use thinking::ThinkingLevel;

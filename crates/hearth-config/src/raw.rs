@@ -23,6 +23,10 @@ pub struct RawConfig {
     pub gateway: Option<RawGateway>,
     /// Diagnostics; hearth implements `otel` (trace export).
     pub diagnostics: Option<RawDiagnostics>,
+    /// Chat channels (Matrix, Telegram, the signed webhook): docs/channels.md.
+    pub channels: Option<RawChannels>,
+    /// Sessions; hearth implements `dmScope` (how channel DMs map to sessions).
+    pub session: Option<RawSession>,
 }
 
 /// `diagnostics` (OpenClaw's section): hearth reads `otel`; its other keys warn.
@@ -663,7 +667,114 @@ pub struct RawEndpoint {
 /// The keys each decoder accepts, for the schema-consistency test.
 #[cfg(test)]
 pub(crate) const KEYS: &[(&str, &[&str])] = &[
-    ("RawConfig", &["models", "agents", "gateway", "diagnostics"]),
+    ("RawConfig", &["models", "agents", "gateway", "diagnostics", "channels", "session"]),
+    ("RawChannels", &["defaults", "matrix", "telegram", "webhook"]),
+    ("RawChannelDefaults", &["groupPolicy"]),
+    ("RawChannelGroup", &["requireMention", "allowFrom"]),
+    ("RawSession", &["dmScope"]),
+    ("RawMatrixDm", &["policy", "allowFrom"]),
+    ("RawMatrixNetwork", &["dangerouslyAllowPrivateNetwork"]),
+    (
+        "RawMatrixAccount",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "homeserver",
+            "accessToken",
+            "userId",
+            "password",
+            "autoJoin",
+            "autoJoinAllowlist",
+            "network",
+            "dm",
+        ],
+    ),
+    (
+        "RawMatrix",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "homeserver",
+            "accessToken",
+            "userId",
+            "password",
+            "autoJoin",
+            "autoJoinAllowlist",
+            "network",
+            "dm",
+            "accounts",
+        ],
+    ),
+    (
+        "RawTelegramAccount",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "botToken",
+            "apiRoot",
+        ],
+    ),
+    (
+        "RawTelegram",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "botToken",
+            "apiRoot",
+            "accounts",
+        ],
+    ),
+    (
+        "RawWebhookAccount",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "secret",
+            "outboundUrl",
+            "maxSkewSeconds",
+        ],
+    ),
+    (
+        "RawWebhook",
+        &[
+            "enabled",
+            "dmPolicy",
+            "allowFrom",
+            "groupPolicy",
+            "groups",
+            "groupAllowFrom",
+            "textChunkLimit",
+            "secret",
+            "outboundUrl",
+            "maxSkewSeconds",
+            "accounts",
+        ],
+    ),
     ("RawDiagnostics", &["otel"]),
     (
         "RawOtel",
@@ -799,6 +910,8 @@ impl Decode for RawConfig {
             agents: obj.get("agents", cx),
             gateway: obj.get("gateway", cx),
             diagnostics: obj.get("diagnostics", cx),
+            channels: obj.get("channels", cx),
+            session: obj.get("session", cx),
         };
         obj.finish(cx, Unknown::Warn);
         Some(config)
@@ -1371,6 +1484,516 @@ impl Decode for RawEndpoint {
         let endpoint = RawEndpoint { enabled: obj.get("enabled", cx) };
         obj.finish(cx, Unknown::Warn);
         Some(endpoint)
+    }
+}
+
+// ---- channels and session ---------------------------------------------------------------------
+
+/// `channels` (OpenClaw's section): hearth implements `matrix`, `telegram` and `webhook`;
+/// other channel names load with a warning (docs/channels.md).
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawChannels {
+    /// What every channel falls back to.
+    pub defaults: Option<RawChannelDefaults>,
+    /// Matrix (client-server API, unencrypted rooms).
+    pub matrix: Option<RawMatrix>,
+    /// Telegram (Bot API, long polling).
+    pub telegram: Option<RawTelegram>,
+    /// The signed webhook (hearth's own channel: a bridge for anything else).
+    pub webhook: Option<RawWebhook>,
+}
+
+/// `channels.defaults`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawChannelDefaults {
+    /// The `groupPolicy` of a channel that sets none (default `allowlist`).
+    pub group_policy: Option<GroupPolicy>,
+}
+
+/// Who may start a direct conversation (`dmPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmPolicy {
+    /// An unknown sender gets a one-time code; nothing is processed until the owner approves.
+    #[default]
+    Pairing,
+    /// Only `allowFrom` and approved senders; others are dropped silently.
+    Allowlist,
+    /// Anyone (requires `"*"` in `allowFrom`).
+    Open,
+    /// Direct messages are ignored.
+    Disabled,
+}
+
+impl DmPolicy {
+    pub const ALL: [(&'static str, DmPolicy); 4] = [
+        ("pairing", DmPolicy::Pairing),
+        ("allowlist", DmPolicy::Allowlist),
+        ("open", DmPolicy::Open),
+        ("disabled", DmPolicy::Disabled),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmPolicy::Pairing => "pairing",
+            DmPolicy::Allowlist => "allowlist",
+            DmPolicy::Open => "open",
+            DmPolicy::Disabled => "disabled",
+        }
+    }
+}
+
+/// Which groups the bot answers in (`groupPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupPolicy {
+    /// Only groups listed under `groups` (`"*"` lists all).
+    #[default]
+    Allowlist,
+    /// Every group (mention gating still applies).
+    Open,
+    /// Group messages are ignored.
+    Disabled,
+}
+
+impl GroupPolicy {
+    pub const ALL: [(&'static str, GroupPolicy); 3] = [
+        ("allowlist", GroupPolicy::Allowlist),
+        ("open", GroupPolicy::Open),
+        ("disabled", GroupPolicy::Disabled),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupPolicy::Allowlist => "allowlist",
+            GroupPolicy::Open => "open",
+            GroupPolicy::Disabled => "disabled",
+        }
+    }
+}
+
+/// Which Matrix room invites the bot joins (`autoJoin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawAutoJoin {
+    /// Never (invites wait for the owner).
+    #[default]
+    Off,
+    /// Every invite.
+    Always,
+    /// Invites from senders the access policy allows.
+    Allowlist,
+}
+
+/// How direct conversations map to sessions (`session.dmScope`, spec §12.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmScope {
+    /// Every DM shares the agent's main session (`agent:<id>:main`).
+    #[default]
+    Main,
+    /// One session per sender (`agent:<id>:direct:<peer>`).
+    PerPeer,
+    /// One per channel and sender (`agent:<id>:<channel>:direct:<peer>`).
+    PerChannelPeer,
+    /// One per account, channel and sender (`agent:<id>:<channel>:<account>:direct:<peer>`).
+    PerAccountChannelPeer,
+}
+
+impl DmScope {
+    pub const ALL: [(&'static str, DmScope); 4] = [
+        ("main", DmScope::Main),
+        ("per-peer", DmScope::PerPeer),
+        ("per-channel-peer", DmScope::PerChannelPeer),
+        ("per-account-channel-peer", DmScope::PerAccountChannelPeer),
+    ];
+}
+
+/// A sender or group id: a string, or a number (Telegram's numeric ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawPeer(pub String);
+
+impl JsonSchema for RawPeer {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawPeer".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "integer"]})
+    }
+}
+
+impl Decode for RawPeer {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        match &node.value {
+            Value::String(_) => String::decode(node, cx).map(|s| RawPeer(s.trim().to_owned())),
+            Value::Number(crate::json5::Number::Int(i)) => Some(RawPeer(i.to_string())),
+            _ => {
+                cx.type_error(node, "string or integer id");
+                None
+            }
+        }
+    }
+}
+
+/// `groups.<id>` (a group id, or `"*"` for every group).
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawChannelGroup {
+    /// Answer only when the bot is mentioned or replied to (default true).
+    pub require_mention: Option<bool>,
+    /// Senders allowed in this group (else `groupAllowFrom`).
+    pub allow_from: Option<Vec<RawPeer>>,
+}
+
+/// The keys every channel (and each of its `accounts`) has.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawChannelAccess {
+    /// The channel (or account) runs unless `false`.
+    pub enabled: Option<bool>,
+    /// `pairing` (default), `allowlist`, `open` (requires `"*"` in `allowFrom`) or `disabled`.
+    pub dm_policy: Option<Spanned<DmPolicy>>,
+    /// Senders allowed to talk to the bot directly (besides those approved by pairing).
+    pub allow_from: Option<Vec<RawPeer>>,
+    /// `allowlist` (default), `open` or `disabled`.
+    pub group_policy: Option<GroupPolicy>,
+    /// Groups the bot answers in, by id (`"*"`: every group), with their mention rule.
+    pub groups: Option<IndexMap<String, RawChannelGroup>>,
+    /// Senders allowed inside groups.
+    pub group_allow_from: Option<Vec<RawPeer>>,
+    /// The most characters one outbound message carries (replies are chunked to it).
+    pub text_chunk_limit: Option<Spanned<u64>>,
+}
+
+fn decode_access(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> RawChannelAccess {
+    RawChannelAccess {
+        enabled: obj.get("enabled", cx),
+        dm_policy: obj.get("dmPolicy", cx),
+        allow_from: obj.get("allowFrom", cx),
+        group_policy: obj.get("groupPolicy", cx),
+        groups: obj.get("groups", cx),
+        group_allow_from: obj.get("groupAllowFrom", cx),
+        text_chunk_limit: obj.get("textChunkLimit", cx),
+    }
+}
+
+/// Matrix's `dm` block (OpenClaw's current spelling of `dmPolicy` / `allowFrom`).
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawMatrixDm {
+    /// As `dmPolicy` (wins over it).
+    pub policy: Option<Spanned<DmPolicy>>,
+    /// As `allowFrom` (both are merged).
+    pub allow_from: Option<Vec<RawPeer>>,
+}
+
+/// Matrix's `network` block.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawMatrixNetwork {
+    /// Required for a homeserver on loopback or a private network.
+    pub dangerously_allow_private_network: Option<bool>,
+}
+
+/// One Matrix account.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawMatrixAccount {
+    #[serde(flatten)]
+    pub access: RawChannelAccess,
+    /// `https://matrix.example.org`.
+    pub homeserver: Option<Spanned<String>>,
+    /// An access token (a secret); or `userId` + `password`.
+    pub access_token: Option<RawSecret>,
+    /// `@bot:example.org`, with `password`.
+    pub user_id: Option<String>,
+    /// The account's password (a secret), with `userId`.
+    pub password: Option<RawSecret>,
+    /// `off` (default), `always` or `allowlist`.
+    pub auto_join: Option<RawAutoJoin>,
+    /// With `autoJoin: "allowlist"`: room ids (`!…`), aliases (`#…`), user ids (`@…`: invites
+    /// from that person) or `*`.
+    pub auto_join_allowlist: Option<Vec<String>>,
+    pub network: Option<RawMatrixNetwork>,
+    pub dm: Option<RawMatrixDm>,
+}
+
+/// `channels.matrix`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawMatrix {
+    #[serde(flatten)]
+    pub account: RawMatrixAccount,
+    /// Several accounts, by id, each over the channel's own keys.
+    pub accounts: Option<IndexMap<String, RawMatrixAccount>>,
+}
+
+/// One Telegram bot.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawTelegramAccount {
+    #[serde(flatten)]
+    pub access: RawChannelAccess,
+    /// The bot token (a secret); `TELEGRAM_BOT_TOKEN` for the default account when unset.
+    pub bot_token: Option<RawSecret>,
+    /// The Bot API's root (default `https://api.telegram.org`; hearth's key).
+    pub api_root: Option<Spanned<String>>,
+}
+
+/// `channels.telegram`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawTelegram {
+    #[serde(flatten)]
+    pub account: RawTelegramAccount,
+    /// Several bots, by id, each over the channel's own keys.
+    pub accounts: Option<IndexMap<String, RawTelegramAccount>>,
+}
+
+/// One webhook account.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawWebhookAccount {
+    #[serde(flatten)]
+    pub access: RawChannelAccess,
+    /// The HMAC-SHA256 signing secret, both directions (a secret).
+    pub secret: Option<RawSecret>,
+    /// Where replies are POSTed (unset: inbound only).
+    pub outbound_url: Option<Spanned<String>>,
+    /// How far a request's `x-hearth-timestamp` may be from now (default 300).
+    pub max_skew_seconds: Option<u64>,
+}
+
+/// `channels.webhook`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawWebhook {
+    #[serde(flatten)]
+    pub account: RawWebhookAccount,
+    /// Several webhook accounts, by id (`POST /channels/webhook/<id>`).
+    pub accounts: Option<IndexMap<String, RawWebhookAccount>>,
+}
+
+/// `session` (OpenClaw's section): hearth implements `dmScope`.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSession {
+    /// `main` (default), `per-peer`, `per-channel-peer` or `per-account-channel-peer`.
+    pub dm_scope: Option<DmScope>,
+}
+
+/// Channel names OpenClaw has and hearth does not.
+const OTHER_CHANNELS: &[(&str, &str)] = &[
+    ("whatsapp", "hearth has no WhatsApp channel; docs/channels.md shows the webhook bridge"),
+    ("discord", "hearth has no Discord channel (docs/channels.md)"),
+    ("slack", "hearth has no Slack channel (docs/channels.md)"),
+    ("signal", "hearth has no Signal channel (docs/channels.md)"),
+    ("imessage", "hearth has no iMessage channel (docs/channels.md)"),
+    ("bluebubbles", "hearth has no BlueBubbles channel (docs/channels.md)"),
+    ("googlechat", "hearth has no Google Chat channel (docs/channels.md)"),
+    ("msteams", "hearth has no Microsoft Teams channel (docs/channels.md)"),
+    ("mattermost", "hearth has no Mattermost channel (docs/channels.md)"),
+    ("irc", "hearth has no IRC channel (docs/channels.md)"),
+    ("line", "hearth has no LINE channel (docs/channels.md)"),
+    ("nostr", "hearth has no Nostr channel (docs/channels.md)"),
+    ("zalo", "hearth has no Zalo channel (docs/channels.md)"),
+    ("feishu", "hearth has no Feishu channel (docs/channels.md)"),
+    ("twitch", "hearth has no Twitch channel (docs/channels.md)"),
+    ("nextcloud-talk", "hearth has no Nextcloud Talk channel (docs/channels.md)"),
+    ("modelByChannel", "hearth does not pin models per channel yet (docs/channels.md)"),
+];
+
+impl Decode for RawChannels {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let channels = RawChannels {
+            defaults: obj.get("defaults", cx),
+            matrix: obj.get("matrix", cx),
+            telegram: obj.get("telegram", cx),
+            webhook: obj.get("webhook", cx),
+        };
+        obj.finish_with(cx, Unknown::Warn, OTHER_CHANNELS);
+        Some(channels)
+    }
+}
+
+impl Decode for RawChannelDefaults {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let defaults = RawChannelDefaults { group_policy: obj.get("groupPolicy", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(defaults)
+    }
+}
+
+impl Decode for DmPolicy {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(node, cx, &DmPolicy::ALL)
+    }
+}
+
+impl Decode for GroupPolicy {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(node, cx, &GroupPolicy::ALL)
+    }
+}
+
+impl Decode for RawAutoJoin {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(
+            node,
+            cx,
+            &[
+                ("off", RawAutoJoin::Off),
+                ("always", RawAutoJoin::Always),
+                ("allowlist", RawAutoJoin::Allowlist),
+            ],
+        )
+    }
+}
+
+impl Decode for DmScope {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        decode_enum(node, cx, &DmScope::ALL)
+    }
+}
+
+impl Decode for RawChannelGroup {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let group = RawChannelGroup {
+            require_mention: obj.get("requireMention", cx),
+            allow_from: obj.get("allowFrom", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(group)
+    }
+}
+
+impl Decode for RawMatrixDm {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let dm =
+            RawMatrixDm { policy: obj.get("policy", cx), allow_from: obj.get("allowFrom", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(dm)
+    }
+}
+
+impl Decode for RawMatrixNetwork {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let network = RawMatrixNetwork {
+            dangerously_allow_private_network: obj.get("dangerouslyAllowPrivateNetwork", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(network)
+    }
+}
+
+fn decode_matrix_account(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> RawMatrixAccount {
+    RawMatrixAccount {
+        access: decode_access(obj, cx),
+        homeserver: obj.get("homeserver", cx),
+        access_token: obj.get("accessToken", cx),
+        user_id: obj.get("userId", cx),
+        password: obj.get("password", cx),
+        auto_join: obj.get("autoJoin", cx),
+        auto_join_allowlist: obj.get("autoJoinAllowlist", cx),
+        network: obj.get("network", cx),
+        dm: obj.get("dm", cx),
+    }
+}
+
+impl Decode for RawMatrixAccount {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let account = decode_matrix_account(&mut obj, cx);
+        obj.finish(cx, Unknown::Warn);
+        Some(account)
+    }
+}
+
+impl Decode for RawMatrix {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let matrix = RawMatrix {
+            account: decode_matrix_account(&mut obj, cx),
+            accounts: obj.get("accounts", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(matrix)
+    }
+}
+
+fn decode_telegram_account(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> RawTelegramAccount {
+    RawTelegramAccount {
+        access: decode_access(obj, cx),
+        bot_token: obj.get("botToken", cx),
+        api_root: obj.get("apiRoot", cx),
+    }
+}
+
+impl Decode for RawTelegramAccount {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let account = decode_telegram_account(&mut obj, cx);
+        obj.finish(cx, Unknown::Warn);
+        Some(account)
+    }
+}
+
+impl Decode for RawTelegram {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let telegram = RawTelegram {
+            account: decode_telegram_account(&mut obj, cx),
+            accounts: obj.get("accounts", cx),
+        };
+        obj.finish(cx, Unknown::Warn);
+        Some(telegram)
+    }
+}
+
+fn decode_webhook_account(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> RawWebhookAccount {
+    RawWebhookAccount {
+        access: decode_access(obj, cx),
+        secret: obj.get("secret", cx),
+        outbound_url: obj.get("outboundUrl", cx),
+        max_skew_seconds: obj.get("maxSkewSeconds", cx),
+    }
+}
+
+impl Decode for RawWebhookAccount {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let account = decode_webhook_account(&mut obj, cx);
+        // hearth's own channel: every key is known.
+        obj.finish(cx, Unknown::Error);
+        Some(account)
+    }
+}
+
+impl Decode for RawWebhook {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let webhook = RawWebhook {
+            account: decode_webhook_account(&mut obj, cx),
+            accounts: obj.get("accounts", cx),
+        };
+        obj.finish(cx, Unknown::Error);
+        Some(webhook)
+    }
+}
+
+impl Decode for RawSession {
+    fn decode(node: &Node, cx: &mut Cx<'_>) -> Option<Self> {
+        let mut obj = Obj::new(node, cx)?;
+        let session = RawSession { dm_scope: obj.get("dmScope", cx) };
+        obj.finish(cx, Unknown::Warn);
+        Some(session)
     }
 }
 

@@ -11,8 +11,9 @@ use crate::decode::{Cx, Decode, Env, Spanned};
 use crate::diag::Severity;
 use crate::model_ref::{ModelRef, ModelSelection};
 use crate::raw::{
-    Api, AuthMode, InputKind, ModelsMode, RawAgent, RawApi, RawCompat, RawConfig, RawCost,
-    RawModel, RawModelSelection, RawModelSettings, RawProvider,
+    Api, AuthMode, DmPolicy, DmScope, GroupPolicy, InputKind, ModelsMode, RawAgent, RawApi,
+    RawAutoJoin, RawChannelAccess, RawChannels, RawCompat, RawConfig, RawCost, RawMatrixDm,
+    RawModel, RawModelSelection, RawModelSettings, RawPeer, RawProvider, RawSecret,
 };
 use crate::secret::{Secret, SecretError};
 use crate::source::SourceMap;
@@ -104,6 +105,10 @@ pub struct Config {
     pub diagnostics: Diagnostics,
     /// `models.routing`, with its environment overrides applied (read once, here).
     pub routing: Routing,
+    /// `channels`: every account of every configured channel.
+    pub channels: Channels,
+    /// `session` (what hearth implements of it).
+    pub session: Session,
 }
 
 /// `models.routing`, resolved: what the router's failover waits for and skips.
@@ -641,6 +646,10 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         gateway: Gateway::default(),
         diagnostics: Diagnostics::default(),
         routing: resolve_routing(models.routing.as_ref(), cx),
+        channels: Channels::default(),
+        session: Session {
+            dm_scope: raw.session.as_ref().and_then(|s| s.dm_scope).unwrap_or_default(),
+        },
     };
 
     config.defaults.system_prompt = system_prompt(
@@ -708,6 +717,11 @@ pub fn resolve(raw: &RawConfig, cx: &mut Cx<'_>) -> Option<Config> {
         cx.push_key("otel");
         config.diagnostics.otel = resolve_otel(otel, cx);
         cx.pop();
+        cx.pop();
+    }
+    if let Some(channels) = &raw.channels {
+        cx.push_key("channels");
+        config.channels = resolve_channels(channels, cx);
         cx.pop();
     }
     Some(config)
@@ -1806,4 +1820,463 @@ fn control_ui_base(text: &str) -> Option<String> {
         && !trimmed.contains("//")
         && trimmed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     ok.then(|| if trimmed.is_empty() { "/".to_owned() } else { format!("/{trimmed}/") })
+}
+
+// ---- channels ---------------------------------------------------------------------------------
+
+/// `channels.webhook.maxSkewSeconds` default.
+pub const DEFAULT_WEBHOOK_MAX_SKEW_SECS: u64 = 300;
+/// `channels.telegram.apiRoot` default.
+pub const DEFAULT_TELEGRAM_API_ROOT: &str = "https://api.telegram.org";
+/// The variable read for the default Telegram account's `botToken` when the config has none.
+pub const TELEGRAM_TOKEN_ENV: &str = "TELEGRAM_BOT_TOKEN";
+/// The account id of a channel configured without `accounts`.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// Which channel an account belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    Matrix,
+    Telegram,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 3] =
+        [ChannelKind::Matrix, ChannelKind::Telegram, ChannelKind::Webhook];
+
+    /// The `channels.<name>` key (also the session-key and state-file part).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Matrix => "matrix",
+            ChannelKind::Telegram => "telegram",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ChannelKind> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// `session`, resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Session {
+    pub dm_scope: DmScope,
+}
+
+/// `channels`, resolved: one entry per account of every configured channel, enabled or not.
+#[derive(Debug, Clone, Default)]
+pub struct Channels {
+    pub accounts: Vec<ChannelAccount>,
+}
+
+impl Channels {
+    /// The account `account` of `channel`.
+    pub fn get(&self, channel: ChannelKind, account: &str) -> Option<&ChannelAccount> {
+        self.accounts.iter().find(|a| a.channel == channel && a.account == account)
+    }
+}
+
+/// Who may talk to one channel account, and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelAccess {
+    pub dm_policy: DmPolicy,
+    /// From the config (pairing approvals are merged in at run time).
+    pub allow_from: Vec<String>,
+    pub group_policy: GroupPolicy,
+    /// By group id; `"*"` applies to every group.
+    pub groups: IndexMap<String, GroupRule>,
+    pub group_allow_from: Vec<String>,
+}
+
+/// `groups.<id>`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRule {
+    pub require_mention: bool,
+    pub allow_from: Vec<String>,
+}
+
+/// One account of one channel.
+#[derive(Debug, Clone)]
+pub struct ChannelAccount {
+    pub channel: ChannelKind,
+    /// `default` unless `accounts` names it.
+    pub account: String,
+    pub enabled: bool,
+    pub access: ChannelAccess,
+    /// `textChunkLimit`; `None`: the channel's own limit.
+    pub text_chunk_limit: Option<usize>,
+    pub settings: ChannelSettings,
+}
+
+/// The keys only one channel has.
+#[derive(Debug, Clone)]
+pub enum ChannelSettings {
+    Matrix(MatrixAccount),
+    Telegram(TelegramAccount),
+    Webhook(WebhookAccount),
+}
+
+#[derive(Debug, Clone)]
+pub struct MatrixAccount {
+    pub homeserver: Option<String>,
+    pub access_token: Option<Secret>,
+    pub user_id: Option<String>,
+    pub password: Option<Secret>,
+    pub auto_join: RawAutoJoin,
+    /// `autoJoinAllowlist` (the account's, else the channel's).
+    pub auto_join_allowlist: Vec<String>,
+    pub allow_private_network: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramAccount {
+    /// The config's `botToken`, else `TELEGRAM_BOT_TOKEN` (default account only).
+    pub bot_token: Option<Secret>,
+    pub api_root: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookAccount {
+    pub secret: Option<Secret>,
+    pub outbound_url: Option<String>,
+    pub max_skew_secs: u64,
+}
+
+fn peers(list: Option<&Vec<RawPeer>>) -> Vec<String> {
+    list.into_iter().flatten().map(|p| p.0.clone()).filter(|p| !p.is_empty()).collect()
+}
+
+/// The common keys of an account over its channel's.
+fn resolve_access(
+    account: &RawChannelAccess,
+    channel: &RawChannelAccess,
+    default_group_policy: GroupPolicy,
+    matrix_dm: Option<(&RawMatrixDm, Option<&RawMatrixDm>)>,
+    cx: &mut Cx<'_>,
+) -> (ChannelAccess, bool, Option<usize>) {
+    let pick = |a: Option<&Vec<RawPeer>>, c: Option<&Vec<RawPeer>>| peers(a.or(c));
+    let mut dm_policy =
+        account.dm_policy.as_ref().or(channel.dm_policy.as_ref()).map(|p| (p.value, p.span));
+    let mut allow_from = pick(account.allow_from.as_ref(), channel.allow_from.as_ref());
+    if let Some((channel_dm, account_dm)) = matrix_dm {
+        let dm_policy_node =
+            account_dm.and_then(|d| d.policy.as_ref()).or(channel_dm.policy.as_ref());
+        if let Some(p) = dm_policy_node {
+            dm_policy = Some((p.value, p.span));
+        }
+        let dm_allow =
+            account_dm.and_then(|d| d.allow_from.as_ref()).or(channel_dm.allow_from.as_ref());
+        for peer in peers(dm_allow) {
+            if !allow_from.contains(&peer) {
+                allow_from.push(peer);
+            }
+        }
+    }
+    let groups = account
+        .groups
+        .as_ref()
+        .or(channel.groups.as_ref())
+        .map(|groups| {
+            groups
+                .iter()
+                .map(|(id, g)| {
+                    (
+                        id.trim().to_owned(),
+                        GroupRule {
+                            require_mention: g.require_mention.unwrap_or(true),
+                            allow_from: peers(g.allow_from.as_ref()),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let access = ChannelAccess {
+        dm_policy: dm_policy.map(|(p, _)| p).unwrap_or_default(),
+        allow_from,
+        group_policy: account.group_policy.or(channel.group_policy).unwrap_or(default_group_policy),
+        groups,
+        group_allow_from: pick(
+            account.group_allow_from.as_ref(),
+            channel.group_allow_from.as_ref(),
+        ),
+    };
+    if access.dm_policy == DmPolicy::Open && !access.allow_from.iter().any(|p| p == "*") {
+        let span = dm_policy.map(|(_, s)| s);
+        cx.report(
+            Severity::Error,
+            "open-dm-policy",
+            span,
+            "dmPolicy \"open\" lets anyone talk to the agent, and needs \"*\" in allowFrom to say so",
+            Some("add allowFrom: [\"*\"], or use dmPolicy \"pairing\" (the default)".into()),
+        );
+    }
+    let enabled = account.enabled.or(channel.enabled).unwrap_or(true);
+    let limit = account.text_chunk_limit.as_ref().or(channel.text_chunk_limit.as_ref());
+    let text_chunk_limit = match limit {
+        Some(l) if l.value == 0 => {
+            cx.push_key("textChunkLimit");
+            cx.error("range", l.span, "textChunkLimit must be at least 1", None);
+            cx.pop();
+            None
+        }
+        Some(l) => Some(usize::try_from(l.value).unwrap_or(usize::MAX)),
+        None => None,
+    };
+    (access, enabled, text_chunk_limit)
+}
+
+/// The accounts of one channel: `accounts` entries over the channel's keys, or `default`.
+fn account_list<'r, A>(
+    top: &'r A,
+    accounts: Option<&'r IndexMap<String, A>>,
+) -> Vec<(String, &'r A, bool)> {
+    match accounts.filter(|a| !a.is_empty()) {
+        Some(map) => map.iter().map(|(id, a)| (id.clone(), a, true)).collect(),
+        None => vec![(DEFAULT_ACCOUNT.to_owned(), top, false)],
+    }
+}
+
+fn account_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_account_id(id: &str, cx: &mut Cx<'_>) -> bool {
+    if account_id_ok(id) {
+        return true;
+    }
+    cx.report(
+        Severity::Error,
+        "invalid-account",
+        None,
+        format!("account id `{}` is not usable", id.chars().take(64).collect::<String>()),
+        Some("use letters, digits, `-` and `_` (at most 64): it names files and URL paths".into()),
+    );
+    false
+}
+
+fn secret_of(raw: Option<&RawSecret>) -> Option<Secret> {
+    let secret = raw.map(Secret::from_raw)?;
+    secret.register_literal();
+    Some(secret)
+}
+
+fn resolve_channels(raw: &RawChannels, cx: &mut Cx<'_>) -> Channels {
+    let default_group_policy =
+        raw.defaults.as_ref().and_then(|d| d.group_policy).unwrap_or_default();
+    let mut out = Channels::default();
+    if let Some(matrix) = &raw.matrix {
+        cx.push_key("matrix");
+        let top = &matrix.account;
+        for (id, account, nested) in account_list(top, matrix.accounts.as_ref()) {
+            if nested {
+                cx.push_key("accounts");
+                cx.push_key(&id);
+            }
+            if check_account_id(&id, cx) {
+                let dm = top.dm.clone().unwrap_or_default();
+                let (access, enabled, text_chunk_limit) = resolve_access(
+                    &account.access,
+                    &top.access,
+                    default_group_policy,
+                    Some((&dm, if nested { account.dm.as_ref() } else { None })),
+                    cx,
+                );
+                let homeserver = account.homeserver.as_ref().or(top.homeserver.as_ref());
+                let homeserver = homeserver.and_then(|h| {
+                    let text = h.value.trim().trim_end_matches('/');
+                    match url::Url::parse(text) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(text.to_owned()),
+                        _ => {
+                            cx.error(
+                                "invalid-url",
+                                h.span,
+                                format!("homeserver `{text}` is not an http(s) URL"),
+                                Some("e.g. \"https://matrix.example.org\"".into()),
+                            );
+                            None
+                        }
+                    }
+                });
+                if enabled
+                    && homeserver.is_none()
+                    && account.homeserver.is_none()
+                    && top.homeserver.is_none()
+                {
+                    cx.report(
+                        Severity::Error,
+                        "missing-key",
+                        None,
+                        "a Matrix account needs `homeserver`",
+                        Some("e.g. homeserver: \"https://matrix.example.org\"".into()),
+                    );
+                }
+                let settings = MatrixAccount {
+                    homeserver,
+                    access_token: secret_of(
+                        account.access_token.as_ref().or(top.access_token.as_ref()),
+                    ),
+                    user_id: account.user_id.clone().or_else(|| top.user_id.clone()),
+                    password: secret_of(account.password.as_ref().or(top.password.as_ref())),
+                    auto_join: account.auto_join.or(top.auto_join).unwrap_or_default(),
+                    auto_join_allowlist: account
+                        .auto_join_allowlist
+                        .clone()
+                        .or_else(|| top.auto_join_allowlist.clone())
+                        .unwrap_or_default(),
+                    allow_private_network: account
+                        .network
+                        .as_ref()
+                        .and_then(|n| n.dangerously_allow_private_network)
+                        .or(top.network.as_ref().and_then(|n| n.dangerously_allow_private_network))
+                        .unwrap_or(false),
+                };
+                if enabled
+                    && settings.access_token.is_none()
+                    && (settings.user_id.is_none() || settings.password.is_none())
+                {
+                    cx.report(
+                        Severity::Error,
+                        "missing-key",
+                        None,
+                        "a Matrix account needs `accessToken`, or `userId` and `password`",
+                        None,
+                    );
+                }
+                out.accounts.push(ChannelAccount {
+                    channel: ChannelKind::Matrix,
+                    account: id.clone(),
+                    enabled,
+                    access,
+                    text_chunk_limit,
+                    settings: ChannelSettings::Matrix(settings),
+                });
+            }
+            if nested {
+                cx.pop();
+                cx.pop();
+            }
+        }
+        cx.pop();
+    }
+    if let Some(telegram) = &raw.telegram {
+        cx.push_key("telegram");
+        let top = &telegram.account;
+        for (id, account, nested) in account_list(top, telegram.accounts.as_ref()) {
+            if nested {
+                cx.push_key("accounts");
+                cx.push_key(&id);
+            }
+            if check_account_id(&id, cx) {
+                let (access, enabled, text_chunk_limit) =
+                    resolve_access(&account.access, &top.access, default_group_policy, None, cx);
+                let bot_token = secret_of(account.bot_token.as_ref().or(if nested {
+                    None
+                } else {
+                    top.bot_token.as_ref()
+                }))
+                .or_else(|| {
+                    (id == DEFAULT_ACCOUNT).then(|| Secret::Env(TELEGRAM_TOKEN_ENV.to_owned()))
+                });
+                let api_root = match account.api_root.as_ref().or(top.api_root.as_ref()) {
+                    Some(root) => {
+                        let text = root.value.trim().trim_end_matches('/');
+                        match url::Url::parse(text) {
+                            Ok(u) if matches!(u.scheme(), "http" | "https") => text.to_owned(),
+                            _ => {
+                                cx.error(
+                                    "invalid-url",
+                                    root.span,
+                                    format!("apiRoot `{text}` is not an http(s) URL"),
+                                    None,
+                                );
+                                DEFAULT_TELEGRAM_API_ROOT.to_owned()
+                            }
+                        }
+                    }
+                    None => DEFAULT_TELEGRAM_API_ROOT.to_owned(),
+                };
+                out.accounts.push(ChannelAccount {
+                    channel: ChannelKind::Telegram,
+                    account: id.clone(),
+                    enabled,
+                    access,
+                    text_chunk_limit,
+                    settings: ChannelSettings::Telegram(TelegramAccount { bot_token, api_root }),
+                });
+            }
+            if nested {
+                cx.pop();
+                cx.pop();
+            }
+        }
+        cx.pop();
+    }
+    if let Some(webhook) = &raw.webhook {
+        cx.push_key("webhook");
+        let top = &webhook.account;
+        for (id, account, nested) in account_list(top, webhook.accounts.as_ref()) {
+            if nested {
+                cx.push_key("accounts");
+                cx.push_key(&id);
+            }
+            if check_account_id(&id, cx) {
+                let (access, enabled, text_chunk_limit) =
+                    resolve_access(&account.access, &top.access, default_group_policy, None, cx);
+                let secret = secret_of(account.secret.as_ref().or(top.secret.as_ref()));
+                if enabled && secret.is_none() {
+                    cx.report(
+                        Severity::Error,
+                        "missing-key",
+                        None,
+                        "the webhook channel needs `secret` (it signs both directions)",
+                        Some("e.g. secret: \"${WEBHOOK_SECRET}\" (a long random string)".into()),
+                    );
+                }
+                let outbound_url =
+                    account.outbound_url.as_ref().or(top.outbound_url.as_ref()).and_then(|u| {
+                        let text = u.value.trim();
+                        match url::Url::parse(text) {
+                            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                                Some(text.to_owned())
+                            }
+                            _ => {
+                                cx.error(
+                                    "invalid-url",
+                                    u.span,
+                                    format!("outboundUrl `{text}` is not an http(s) URL"),
+                                    None,
+                                );
+                                None
+                            }
+                        }
+                    });
+                out.accounts.push(ChannelAccount {
+                    channel: ChannelKind::Webhook,
+                    account: id.clone(),
+                    enabled,
+                    access,
+                    text_chunk_limit,
+                    settings: ChannelSettings::Webhook(WebhookAccount {
+                        secret,
+                        outbound_url,
+                        max_skew_secs: account
+                            .max_skew_seconds
+                            .or(top.max_skew_seconds)
+                            .unwrap_or(DEFAULT_WEBHOOK_MAX_SKEW_SECS),
+                    }),
+                });
+            }
+            if nested {
+                cx.pop();
+                cx.pop();
+            }
+        }
+        cx.pop();
+    }
+    out
 }

@@ -245,7 +245,7 @@ fn model_policy() {
 fn unknown_keys_error_under_models_and_warn_elsewhere() {
     let loaded = load_str(
         "t.json5",
-        r#"{channels: {}, agents: {defaults: {heartbeat: {}}}, models: {providers: {p: {baseUrl: "http://h:1", bogus: 1}}}}"#,
+        r#"{plugins: {}, agents: {defaults: {heartbeat: {}}}, models: {providers: {p: {baseUrl: "http://h:1", bogus: 1}}}}"#,
         &env(),
     );
     let by_code = |code: &str, sev: Severity| {

@@ -88,6 +88,10 @@ pub struct Shared {
     /// What upstream servers serve (kind, windows) and their token counters
     /// (`/v1/messages/count_tokens`); shared with agent runs.
     pub probes: Arc<hearth_upstream::probe::Probes>,
+    /// The chat channels (`channels.*`): their health for `/ready`, `/metrics` and
+    /// `channels.status`, the webhook accounts `POST /channels/webhook/<account>` feeds, and the
+    /// state directory pairing works on. `None`: no channel is configured.
+    pub channels: Option<Arc<hearth_channels::Hub>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -139,6 +143,7 @@ impl AppState {
             stop_streams: Arc::new(tokio::sync::watch::channel(false).0),
             local_key: None,
             probes,
+            channels: None,
         })))
     }
 
@@ -173,6 +178,7 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/metrics", get(metrics_text))
         .route("/hearth/cooldowns", get(cooldowns_json))
         .route("/hearth/status", get(status::status))
+        .route("/hearth/channels", get(channels_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     AxumRouter::new()
         // The WebSocket control plane authenticates in its `connect` frame, not by header.
@@ -181,6 +187,8 @@ pub fn app(state: AppState) -> AxumRouter {
         .route("/healthz", get(health))
         .route("/ready", get(ready))
         .route("/readyz", get(ready))
+        // Signed by the webhook's own secret (HMAC), not the gateway token.
+        .route(CHANNEL_WEBHOOK_ROUTE, post(channel_webhook))
         .merge(authed)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -223,6 +231,8 @@ async fn gate(State(app): State<AppState>, request: Request, next: Next) -> Resp
             Some("/ready") | Some("/readyz") => "ready",
             Some("/metrics") => "metrics",
             Some("/hearth/cooldowns") => "cooldowns",
+            Some("/hearth/channels") => "channels",
+            Some(CHANNEL_WEBHOOK_ROUTE) => "channel_webhook",
             _ => "other",
         };
     let request_id = telemetry::request_id(request.headers());
@@ -246,23 +256,75 @@ async fn health() -> Response {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
-    if app.draining.load(Ordering::SeqCst) {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"ok": false, "status": "draining"}),
-        )
+    let (status, mut body) = if app.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"ok": false, "status": "draining"}))
     } else if let Some(reason) = &app.not_ready {
-        json_response(
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"ok": false, "status": "not_ready", "reason": &**reason}),
+            serde_json::json!({"ok": false, "status": "not_ready", "reason": &**reason}),
         )
     } else {
-        json_response(StatusCode::OK, &serde_json::json!({"ok": true, "status": "ready"}))
+        (StatusCode::OK, serde_json::json!({"ok": true, "status": "ready"}))
+    };
+    // Channels are detail: a disconnected channel does not make the API unready.
+    if let Some(hub) = &app.channels {
+        body["channels"] = serde_json::json!(hub.status());
+    }
+    json_response(status, &body)
+}
+
+/// Where the webhook channel's inbound requests arrive.
+pub const CHANNEL_WEBHOOK_ROUTE: &str = "/channels/webhook/{account}";
+/// The path prefix of [`CHANNEL_WEBHOOK_ROUTE`] (outside the gateway's token auth).
+pub const CHANNEL_WEBHOOK_PREFIX: &str = "/channels/webhook/";
+
+/// `POST /channels/webhook/<account>`: verified and journaled by the channel (202), or refused
+/// with a JSON error naming what is wrong.
+async fn channel_webhook(
+    State(app): State<AppState>,
+    axum::extract::Path(account): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        json_response(
+            status,
+            &serde_json::json!({"ok": false, "error": {"code": code, "message": message}}),
+        )
+    };
+    let Some(webhook) = app.channels.as_ref().and_then(|hub| hub.webhook(&account)) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            "no webhook channel account of that name runs here (channels.webhook)",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match webhook
+        .accept(
+            header(hearth_channels::webhook::HEADER_TIMESTAMP),
+            header(hearth_channels::webhook::HEADER_SIGNATURE),
+            &body,
+        )
+        .await
+    {
+        Ok(id) => json_response(StatusCode::ACCEPTED, &serde_json::json!({"ok": true, "id": id})),
+        Err(refusal) => json_response(
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            &refusal.body(),
+        ),
     }
 }
 
+/// Every channel account's status (`hearth channels status`).
+async fn channels_json(State(app): State<AppState>) -> Response {
+    let rows = app.channels.as_ref().map(|hub| hub.status()).unwrap_or_default();
+    json_response(StatusCode::OK, &serde_json::json!({ "channels": rows }))
+}
+
 async fn metrics_text(State(app): State<AppState>) -> Response {
-    let text = app.metrics.encode(&app.router.cooldowns());
+    let channels = app.channels.as_ref().map(|hub| hub.status()).unwrap_or_default();
+    let text = app.metrics.encode_with_channels(&app.router.cooldowns(), &channels);
     (
         [(
             header::CONTENT_TYPE,

@@ -70,6 +70,8 @@ pub(crate) async fn admit(app: &AppState, request: Request, next: Next) -> Respo
         return next.run(request).await;
     }
     let shape = shape_of(path);
+    // The webhook channel's requests carry their own signature (checked by the channel).
+    let channel_hook = path.starts_with(crate::CHANNEL_WEBHOOK_PREFIX);
     if app.draining.load(Ordering::SeqCst) && request.method() != Method::GET {
         let mut response = busy(
             shape,
@@ -92,6 +94,7 @@ pub(crate) async fn admit(app: &AppState, request: Request, next: Next) -> Respo
     // A body is read only for a client that may send one: a stranger's POST is refused on its
     // headers, before it can make the gateway hold (or wait for) any request bytes.
     if request.method() == Method::POST
+        && !channel_hook
         && let Some(mut refusal) = crate::auth::refusal(app, &mut request)
     {
         refusal.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -123,7 +126,10 @@ async fn buffer(
     app: &AppState,
     request: Request,
 ) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {
-    let limits = app.config.load().gateway.limits.clone();
+    let mut limits = app.config.load().gateway.limits.clone();
+    if request.uri().path().starts_with(crate::CHANNEL_WEBHOOK_PREFIX) {
+        limits.max_body_bytes = limits.max_body_bytes.min(hearth_channels::webhook::MAX_BODY_BYTES);
+    }
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -177,6 +177,10 @@ impl Default for Metrics {
     }
 }
 
+/// A `hearth_channel_*` family: name, type, help, and the value of one account.
+type ChannelFamily =
+    (&'static str, &'static str, &'static str, fn(&hearth_channels::registry::Status) -> u64);
+
 impl Metrics {
     pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
         let status_class = match status {
@@ -204,6 +208,56 @@ impl Metrics {
         if complete {
             self.prompt_processing.get_or_create(&labels).observe(progress.elapsed.as_secs_f64());
         }
+    }
+
+    /// The exposition with the channel families (`hearth_channel_*`) of `channels` added.
+    pub fn encode_with_channels(
+        &self,
+        cooldowns: &[hearth_upstream::router::CooldownView],
+        channels: &[hearth_channels::registry::Status],
+    ) -> String {
+        let mut out = self.encode(cooldowns);
+        if channels.is_empty() {
+            return out;
+        }
+        let at = out.rfind("# EOF").unwrap_or(out.len());
+        let tail = out.split_off(at);
+        // Label values are the channel name and the account id from the config (letters,
+        // digits, `-`, `_`: nothing to escape).
+        let families: [ChannelFamily; 4] = [
+            (
+                "hearth_channel_connected",
+                "gauge",
+                "Whether the channel account is connected (1) or not (0).",
+                |s| u64::from(s.connected),
+            ),
+            ("hearth_channel_inbound_messages", "counter", "Inbound messages journaled.", |s| {
+                s.inbound_total
+            }),
+            ("hearth_channel_outbound_messages", "counter", "Outbound messages delivered.", |s| {
+                s.outbound_total
+            }),
+            (
+                "hearth_channel_send_failures",
+                "counter",
+                "Failed send attempts (each retry counts).",
+                |s| s.send_failures_total,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            for status in channels {
+                out.push_str(&format!(
+                    "{name}{suffix}{{channel=\"{}\",account=\"{}\"}} {}\n",
+                    status.channel,
+                    status.account,
+                    value(status)
+                ));
+            }
+        }
+        out.push_str(&tail);
+        out
     }
 
     /// The Prometheus text exposition.

@@ -67,6 +67,9 @@ pub const METHODS: &[&str] = &[
     "chat.history",
     "agent",
     "agent.wait",
+    "channels.status",
+    "pairing.list",
+    "pairing.approve",
 ];
 /// Wire contracts served (`hello-ok.features.capabilities`, OpenClaw's `GATEWAY_SERVER_CAPS`):
 /// `published-model-catalog` is `models.list` with `view`, `provider`, `includeDetails`,
@@ -721,6 +724,7 @@ async fn call(
             )));
         }
         "agent" | "sessions.reset" | "sessions.compact" => "operator.write",
+        "pairing.list" | "pairing.approve" => "operator.admin",
         m if METHODS.contains(&m) => "operator.read",
         other => return Some(Err(RpcError::invalid(format!("unknown method: {other}")))),
     };
@@ -740,6 +744,10 @@ async fn call(
         "chat.history" => chat_history(app, &params).await,
         "sessions.reset" => sessions_reset(app, &params).await,
         "sessions.compact" => sessions_compact(app, &params).await,
+        "channels.status" => check_keys(&params, method, &[]).map(|()| {
+            json!({"channels": app.channels.as_ref().map(|hub| hub.status()).unwrap_or_default()})
+        }),
+        "pairing.list" | "pairing.approve" => pairing(app, method, &params),
         "agent.wait" => match agent_wait(app, outbox, id, &params) {
             Ok(()) => return None,
             Err(e) => Err(e),
@@ -750,6 +758,49 @@ async fn call(
         },
         other => Err(RpcError::invalid(format!("unknown method: {other}"))),
     })
+}
+
+/// `pairing.list {channel, account?}` and `pairing.approve {channel, code, account?}`: the
+/// same files `hearth pairing` works on.
+fn pairing(app: &AppState, method: &str, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    let approve = method == "pairing.approve";
+    let accepted: &[&str] =
+        if approve { &["channel", "account", "code"] } else { &["channel", "account"] };
+    check_keys(params, method, accepted)?;
+    let Some(hub) = app.channels.as_ref() else {
+        return Err(RpcError::invalid("no channel is configured (channels.*)"));
+    };
+    let channel = opt_str(params, "channel")?
+        .and_then(hearth_config::ChannelKind::parse)
+        .ok_or_else(|| RpcError::invalid("`channel` must be one of: matrix, telegram, webhook"))?;
+    let account = opt_str(params, "account")?.unwrap_or("default");
+    if !hub.accounts.iter().any(|a| a.kind == channel && a.account == account) {
+        return Err(RpcError::invalid(format!(
+            "{} has no account `{account}` in the config",
+            channel.as_str()
+        )));
+    }
+    let store =
+        hearth_channels::pairing::PairingStore::new(&hub.state_dir, channel.as_str(), account);
+    let now = std::time::SystemTime::now();
+    if approve {
+        let code =
+            opt_str(params, "code")?.ok_or_else(|| RpcError::invalid("`code` is required"))?;
+        match store.approve(code, now) {
+            Ok(done) => Ok(
+                json!({"approved": true, "channel": channel.as_str(), "account": account, "id": done.id}),
+            ),
+            Err(e @ hearth_channels::pairing::ApproveError::Unknown(_)) => {
+                Err(RpcError::new("NOT_FOUND", e.to_string()))
+            }
+            Err(e) => Err(RpcError::new("UNAVAILABLE", e.to_string())),
+        }
+    } else {
+        store
+            .pending(now)
+            .map(|requests| json!({"channel": channel.as_str(), "account": account, "requests": requests}))
+            .map_err(|e| RpcError::new("UNAVAILABLE", format!("cannot read the pairing files: {e}")))
+    }
 }
 
 /// Frames queued for one connection's writer, with the connection's event `seq`.

@@ -170,7 +170,7 @@ async fn challenge_then_hello_ok() {
     assert_eq!(
         hello["features"],
         json!({
-            "methods": ["health", "models.list", "agents.list", "sessions.list", "sessions.reset", "sessions.compact", "chat.history", "agent", "agent.wait"],
+            "methods": ["health", "models.list", "agents.list", "sessions.list", "sessions.reset", "sessions.compact", "chat.history", "agent", "agent.wait", "channels.status", "pairing.list", "pairing.approve"],
             "events": ["connect.challenge", "tick", "agent", "shutdown"],
             "capabilities": ["published-model-catalog"],
         })
@@ -390,6 +390,62 @@ async fn narrowed_scopes_are_enforced() {
         json!({"code": "FORBIDDEN", "message": "missing scope: operator.write", "details": {"code": "MISSING_SCOPE", "missingScope": "operator.write", "requiredScopes": ["operator.write"]}})
     );
     assert_eq!(posts(&upstream), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_status_reads_and_pairing_needs_admin() {
+    let upstream = FakeUpstream::start_calls_only().await.unwrap();
+    let extra = r#", channels: {webhook: {secret: "ws-test-secret-0123456789"}}"#;
+    let mut app = with_store(state(&fake_config(&upstream.origin(), extra), &[])).await;
+    let dir = std::env::temp_dir().join(format!("hearth-ws-pairing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = app.config.load_full();
+    let env = std::collections::BTreeMap::<String, String>::new();
+    app.shared_mut().channels =
+        Some(Arc::new(hearth_channels::registry::build(&config, &env, &dir)));
+    let store = hearth_channels::pairing::PairingStore::new(&dir, "webhook", "default");
+    let hearth_channels::pairing::Request::NewCode(code) =
+        store.request("alice", None, std::time::SystemTime::now()).unwrap()
+    else {
+        panic!("a first request gets a code")
+    };
+    let gw = start(app, None).await;
+
+    // operator.read: the status, not the pairing files.
+    let mut ws = open(&gw).await;
+    let mut params = connect_params(json!({}));
+    params["scopes"] = json!(["operator.read"]);
+    connect_with(&mut ws, params).await;
+    let (res, _) = request(&mut ws, "s1", "channels.status", json!({})).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["channels"][0]["channel"], "webhook", "{res}");
+    assert_eq!(res["payload"]["channels"][0]["dmPolicy"], "pairing", "{res}");
+    let (res, _) = request(&mut ws, "p1", "pairing.list", json!({"channel": "webhook"})).await;
+    assert_eq!(res["error"]["details"]["missingScope"], "operator.admin", "{res}");
+
+    // operator.admin: list, a wrong code, the right one.
+    let mut ws = open(&gw).await;
+    let mut params = connect_params(json!({}));
+    params["scopes"] = json!(["operator.admin"]);
+    connect_with(&mut ws, params).await;
+    let (res, _) = request(&mut ws, "p2", "pairing.list", json!({"channel": "webhook"})).await;
+    assert_eq!(res["payload"]["requests"][0]["code"], code.as_str(), "{res}");
+    let (res, _) = request(
+        &mut ws,
+        "p3",
+        "pairing.approve",
+        json!({"channel": "webhook", "code": "ZZZZ2222"}),
+    )
+    .await;
+    assert_eq!(res["error"]["code"], "NOT_FOUND", "{res}");
+    let (res, _) =
+        request(&mut ws, "p4", "pairing.approve", json!({"channel": "webhook", "code": code}))
+            .await;
+    assert_eq!(res["payload"]["id"], "alice", "{res}");
+    assert!(store.is_approved("alice").unwrap());
+    let (res, _) = request(&mut ws, "p5", "pairing.list", json!({"channel": "discord"})).await;
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,6 +260,43 @@ async fn serve(
             tokio::spawn(async move { probes.get(&provider).await });
         }
     }
+    // The chat channels: built from the config, started beside the server, stopped with it.
+    let hub = Arc::new(hearth_channels::registry::build(&snapshot, &ProcessEnv, &state_dir));
+    say.status(&channel_lines(&hub))?;
+    for account in hub.accounts.iter().filter(|a| a.enabled) {
+        let (channel, account_id) = (account.kind.as_str(), account.account.as_str());
+        match &account.error {
+            Some(error) => {
+                tracing::error!(channel, account = account_id, error = %error, "The channel cannot start.")
+            }
+            None => tracing::info!(
+                channel,
+                account = account_id,
+                dm_policy = account.dm_policy.as_str(),
+                "Channel starting."
+            ),
+        }
+        if account.dm_policy == hearth_config::DmPolicy::Open {
+            tracing::warn!(
+                channel,
+                account = account_id,
+                "dmPolicy is \"open\": anyone who can reach this channel talks to your agent."
+            );
+        }
+    }
+    state.shared_mut().channels = Some(Arc::clone(&hub));
+    let (channels_stop_tx, channels_stop) = tokio::sync::watch::channel(false);
+    let channel_tasks = match state.agents.clone() {
+        Some(agents) => {
+            let dispatcher = Arc::new(hearth_channels::Dispatcher::new(
+                agents,
+                Arc::clone(&snapshot),
+                state_dir.clone(),
+            ));
+            hub.start(&dispatcher, &channels_stop)
+        }
+        None => Vec::new(),
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(hearth_server::serve(listener, state, async {
         let _ = stop_rx.await;
@@ -276,6 +313,7 @@ async fn serve(
         limits.drain_timeout.as_secs_f64()
     ))?;
     let _ = stop_tx.send(());
+    let _ = channels_stop_tx.send(true);
     // The server ends streams still open at the drain deadline with their terminal error event.
     match tokio::time::timeout(limits.drain_timeout + DRAIN_GRACE, &mut server).await {
         Ok(result) => {
@@ -287,7 +325,37 @@ async fn serve(
             say.event("hearth: drain deadline passed; closing the remaining connections\n")?;
         }
     }
+    let _ = tokio::time::timeout(DRAIN_GRACE, futures::future::join_all(channel_tasks)).await;
     Ok(0)
+}
+
+/// The startup block's channel lines: one per configured account, and a loud line for every
+/// account anyone may talk to.
+fn channel_lines(hub: &hearth_channels::Hub) -> String {
+    let mut out = String::new();
+    for account in &hub.accounts {
+        let name = format!("{}/{}", account.kind.as_str(), account.account);
+        let state = if !account.enabled {
+            "disabled".to_owned()
+        } else if let Some(error) = &account.error {
+            format!("NOT started: {error}")
+        } else if account.kind == hearth_config::ChannelKind::Webhook {
+            format!(
+                "POST /channels/webhook/{} (dmPolicy {})",
+                account.account,
+                account.dm_policy.as_str()
+            )
+        } else {
+            format!("starting (dmPolicy {})", account.dm_policy.as_str())
+        };
+        out.push_str(&format!("  channel:   {name} {state}\n"));
+        if account.enabled && account.dm_policy == hearth_config::DmPolicy::Open {
+            out.push_str(&format!(
+                "  WARNING:   {name} has dmPolicy \"open\": anyone who can reach it talks to your agent\n"
+            ));
+        }
+    }
+    out
 }
 
 /// The models of `provider` that `params.preload` asks to load at start: its configured rows

@@ -1,6 +1,7 @@
 //! The `hearth` command line. The only crate that writes to the terminal.
 
 mod agent_cli;
+mod channels_cli;
 mod doctor;
 mod gateway;
 mod infer;
@@ -97,6 +98,17 @@ Examples:\n  hearth doctor\n  hearth doctor --config ~/.openclaw/openclaw.json\n
 hearth doctor --json | jq '.checks[] | select(.status == \"error\")'"
     )]
     Doctor(doctor::DoctorArgs),
+    /// Approve who may talk to the agent on a chat channel (pairing codes).
+    #[command(
+        subcommand,
+        after_help = "An unknown sender on a channel with dmPolicy \"pairing\" (the default) gets a one-time code; \
+approving it lets them in (docs/channels.md).\n\n\
+Examples:\n  hearth pairing list webhook\n  hearth pairing approve webhook K7QM2XWD"
+    )]
+    Pairing(channels_cli::PairingCommand),
+    /// The chat channels of the running gateway.
+    #[command(subcommand)]
+    Channels(channels_cli::ChannelsCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  hearth completions bash > ~/.local/share/bash-completion/completions/hearth\n  \
@@ -294,7 +306,12 @@ fn wants_json(command: &Command) -> bool {
             json,
             ..
         })))
-        | Command::Doctor(doctor::DoctorArgs { json, .. }) => *json,
+        | Command::Doctor(doctor::DoctorArgs { json, .. })
+        | Command::Pairing(
+            channels_cli::PairingCommand::List { json, .. }
+            | channels_cli::PairingCommand::Approve { json, .. },
+        )
+        | Command::Channels(channels_cli::ChannelsCommand::Status { json }) => *json,
         Command::Config(ConfigCommand::Schema)
         | Command::Gateway(_)
         | Command::Completions { .. } => false,
@@ -357,6 +374,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runtime.block_on(agent_cli::agent(std::sync::Arc::new(config.clone()), &args))?;
             Ok(ExitCode::from(code))
         }
+        Command::Pairing(cmd) => {
+            let Some(config) = usable(&source, &loaded, json, log_format)? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            channels_cli::pairing(config, &cmd)
+        }
+        Command::Channels(cmd) => channels_cli::channels(&cmd),
         Command::Sessions(cmd) => {
             let Some(config) = usable(&source, &loaded, json, log_format)? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));

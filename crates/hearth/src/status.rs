@@ -253,18 +253,26 @@ pub async fn gateway_cooldowns(
     url: &str,
     bearer: Option<&str>,
 ) -> Result<Vec<CooldownView>, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     #[derive(serde::Deserialize)]
     struct Answer {
         cooldowns: Vec<CooldownView>,
     }
+    let body = gateway_get(url, "/hearth/cooldowns", bearer).await?;
+    serde_json::from_str::<Answer>(&body)
+        .map(|a| a.cooldowns)
+        .map_err(|e| format!("the gateway's answer is not a cooldown list: {e}"))
+}
+
+/// One `GET <path>` to the gateway at `url`: the body of a 200, or why not.
+pub async fn gateway_get(url: &str, path: &str, bearer: Option<&str>) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let parsed = url::Url::parse(url).map_err(|e| format!("invalid --gateway URL: {e}"))?;
     if parsed.scheme() != "http" {
         return Err(format!("only http:// gateways can be asked, not {}://", parsed.scheme()));
     }
     let addrs = parsed.socket_addrs(|| Some(80)).map_err(|e| e.to_string())?;
     let host = parsed.host_str().unwrap_or("localhost").to_owned();
-    let path = format!("{}/hearth/cooldowns", parsed.path().trim_end_matches('/'));
+    let path = format!("{}{path}", parsed.path().trim_end_matches('/'));
     let exchange = async {
         let mut stream =
             tokio::net::TcpStream::connect(&addrs[..]).await.map_err(|e| e.to_string())?;
@@ -286,18 +294,13 @@ pub async fn gateway_cooldowns(
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("not an HTTP answer")?;
     match head.split_whitespace().nth(1).unwrap_or("?") {
-        "200" => {}
-        status @ ("401" | "403") => {
-            return Err(format!(
-                "the gateway refused the credentials ({status}); set HEARTH_GATEWAY_TOKEN or gateway.auth"
-            ));
-        }
-        "404" => return Err("the server there is not a hearth gateway (404)".to_owned()),
-        other => return Err(format!("the gateway answered {other}")),
+        "200" => Ok(body.to_owned()),
+        status @ ("401" | "403") => Err(format!(
+            "the gateway refused the credentials ({status}); set HEARTH_GATEWAY_TOKEN or gateway.auth"
+        )),
+        "404" => Err("the server there is not a hearth gateway (404)".to_owned()),
+        other => Err(format!("the gateway answered {other}")),
     }
-    serde_json::from_str::<Answer>(body)
-        .map(|a| a.cooldowns)
-        .map_err(|e| format!("the gateway's answer is not a cooldown list: {e}"))
 }
 
 /// Which providers to show: the default chain's (in chain order), those the config defines,

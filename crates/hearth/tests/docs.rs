@@ -59,7 +59,16 @@ fn configuration_md_lists_every_key() {
         p.contains(".headers.<id>.")
             || [".source", ".id", ".provider"].iter().any(|f| {
                 p.ends_with(f)
-                    && (p.contains(".apiKey.") || p.contains(".token.") || p.contains(".password."))
+                    && [
+                        ".apiKey.",
+                        ".token.",
+                        ".password.",
+                        ".accessToken.",
+                        ".botToken.",
+                        ".secret.",
+                    ]
+                    .iter()
+                    .any(|s| p.contains(s))
             })
     };
     let missing: Vec<&String> =

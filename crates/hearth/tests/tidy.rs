@@ -25,7 +25,8 @@ fn dependency_direction() {
             .collect();
         deps.insert(name, normal);
     }
-    // Allowed hearth-* dependencies of each crate (wire <- config <- upstream, store <- agent <- server <- hearth).
+    // Allowed hearth-* dependencies of each crate (wire <- config <- upstream, store <- agent <-
+    // channels <- server <- hearth).
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("hearth-wire", &[][..]),
         ("hearth-config", &["hearth-wire"][..]),
@@ -33,8 +34,19 @@ fn dependency_direction() {
         ("hearth-store", &["hearth-wire", "hearth-config"][..]),
         ("hearth-agent", &["hearth-wire", "hearth-config", "hearth-upstream", "hearth-store"][..]),
         (
-            "hearth-server",
+            "hearth-channels",
             &["hearth-wire", "hearth-config", "hearth-upstream", "hearth-store", "hearth-agent"][..],
+        ),
+        (
+            "hearth-server",
+            &[
+                "hearth-wire",
+                "hearth-config",
+                "hearth-upstream",
+                "hearth-store",
+                "hearth-agent",
+                "hearth-channels",
+            ][..],
         ),
         (
             "hearth",
@@ -44,6 +56,7 @@ fn dependency_direction() {
                 "hearth-upstream",
                 "hearth-store",
                 "hearth-agent",
+                "hearth-channels",
                 "hearth-server",
             ][..],
         ),
@@ -55,6 +68,7 @@ fn dependency_direction() {
                 "hearth-upstream",
                 "hearth-store",
                 "hearth-agent",
+                "hearth-channels",
                 "hearth-server",
             ][..],
         ),
@@ -74,10 +88,11 @@ fn dependency_direction() {
         for dep in list.iter().filter(|d| d.starts_with("hearth")) {
             assert!(allow.contains(&dep.as_str()), "{name} must not depend on {dep}");
         }
-        if name != "hearth-upstream" && name != "hearth-testkit" {
+        if !["hearth-upstream", "hearth-channels", "hearth-testkit"].contains(&name.as_str()) {
             assert!(
                 !list.iter().any(|d| d == "reqwest"),
-                "only hearth-upstream talks HTTP to upstreams ({name})"
+                "only hearth-upstream (model servers) and hearth-channels (chat services) talk \
+                 HTTP out ({name})"
             );
         }
         if name != "hearth-store" {
