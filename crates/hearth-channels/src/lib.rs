@@ -27,6 +27,7 @@ pub mod journal;
 pub mod matrix;
 pub mod pairing;
 pub mod registry;
+mod state_file;
 pub mod telegram;
 pub mod webhook;
 

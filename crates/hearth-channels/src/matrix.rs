@@ -17,7 +17,6 @@
 //!   and metadata addresses are refused always; plain `http` is refused for a public host.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -478,7 +477,7 @@ impl Matrix {
             && stored_device.as_deref() != Some(device)
         {
             let record = json!({"user_id": user_id, "device_id": device}).to_string();
-            if let Err(e) = write_atomic(&device_path, record.as_bytes()) {
+            if let Err(e) = crate::state_file::write_atomic(&device_path, record.as_bytes()) {
                 warn!(error = %e, "Matrix device id not saved; the next start logs in as a new device.");
             }
         }
@@ -539,7 +538,10 @@ impl Matrix {
                         Ok(()) => {
                             backoff = BACKOFF_FIRST;
                             timeline_limit = TIMELINE_LIMIT;
-                            if let Err(e) = write_atomic(&since_path, batch.next_batch.as_bytes()) {
+                            if let Err(e) = crate::state_file::write_atomic(
+                                &since_path,
+                                batch.next_batch.as_bytes(),
+                            ) {
                                 warn!(error = %e, "Matrix sync position not saved; a restart may replay messages (the dispatcher drops repeats).");
                                 health.update(|h| {
                                     h.last_error =
@@ -1375,23 +1377,6 @@ fn read_since(path: &Path) -> Option<String> {
     let text = text.trim();
     let sane = !text.is_empty() && text.len() <= 4096 && !text.chars().any(char::is_control);
     sane.then(|| text.to_owned())
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// Resolves when `stop` turns `true` or its sender is gone.

@@ -11,7 +11,7 @@
 //! runs counts at once.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -239,22 +239,9 @@ fn read_json<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> io::Result<
 /// Writes `value` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
 /// folder.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    crate::state_file::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -860,15 +860,7 @@ async fn store_offset(state_dir: &Path, stored: StoredOffset) -> std::io::Result
     let state_dir = state_dir.to_owned();
     let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
     tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        std::fs::create_dir_all(&state_dir)?;
-        let temporary = state_dir.join(format!("{OFFSET_FILE}.tmp"));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, state_dir.join(OFFSET_FILE))?;
-        std::fs::File::open(&state_dir)?.sync_all()
+        crate::state_file::write_atomic(&state_dir.join(OFFSET_FILE), &bytes)
     })
     .await
     .map_err(std::io::Error::other)?

@@ -93,6 +93,44 @@ impl GatewayProcess {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// `GET /ready`'s JSON (a plain HTTP/1.1 request on a fresh connection).
+    pub async fn ready(&self) -> Result<serde_json::Value, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect {}: {e}", self.addr))?;
+        let request =
+            format!("GET /ready HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.addr);
+        socket.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).map_err(|e| format!("/ready is not JSON ({e}): {text}"))
+    }
+
+    /// Waits until `/ready` reports every channel account connected; its last answer.
+    pub async fn wait_channels_connected(
+        &self,
+        within: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ready = self.ready().await?;
+            let rows = ready["channels"].as_array().cloned().unwrap_or_default();
+            if !rows.is_empty() && rows.iter().all(|c| c["connected"] == true) {
+                return Ok(ready);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the channels never all connected within {within:?}: {ready}\n{}",
+                    self.stderr()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (up to `within`) until stderr contains `text`; whether it did.
     pub fn wait_for_stderr(&self, text: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hearth_testkit::synapse::{Synapse, User};
 use hearth_testkit::{FakeUpstream, GatewayProcess, LlamaServer, Reply};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BOT: &str = "hearthbot";
 const BOT_PASSWORD: &str = "hearthbot-password-1";
@@ -75,27 +75,7 @@ async fn gateway(synapse: &Synapse, provider: &str, matrix_extra: &str) -> Gatew
     let process =
         GatewayProcess::spawn(hearth(&config, &state).args(["gateway", "run", "--port", "0"]))
             .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready: Value = http
-            .get(format!("{}/ready", process.origin()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ready["channels"][0]["connected"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Matrix channel never connected: {ready}\n{}",
-            process.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    process.wait_channels_connected(Duration::from_secs(30)).await.unwrap();
     Gateway { _dir: dir, config, state, process }
 }
 

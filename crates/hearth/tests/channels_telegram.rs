@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hearth_testkit::telegram::{BotApi, Fault, Message, Sent, User};
 use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz";
 
@@ -79,27 +79,7 @@ async fn setup() -> Setup {
     let gateway =
         GatewayProcess::spawn(hearth(&config, &state).args(["gateway", "run", "--port", "0"]))
             .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready: Value = http
-            .get(format!("{}/ready", gateway.origin()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ready["channels"][0]["connected"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Telegram channel never connected: {ready}\n{}",
-            gateway.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gateway.wait_channels_connected(Duration::from_secs(20)).await.unwrap();
     Setup { _dir: dir, config, state, api, upstream, gateway }
 }
 

@@ -202,32 +202,13 @@ async fn setup_with(webhook: &str, replies: Vec<Reply>, statuses: &[u16]) -> Set
         gateway.stderr()
     );
     let http = reqwest::Client::new();
-    wait_connected(&http, &gateway).await;
+    wait_connected(&gateway).await;
     Setup { _dir: dir, config, state, upstream, receiver, gateway, http }
 }
 
 /// The channel connects just after the gateway listens.
-async fn wait_connected(http: &reqwest::Client, gateway: &GatewayProcess) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready: Value = http
-            .get(format!("{}/ready", gateway.origin()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ready["channels"][0]["connected"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the channel never connected: {ready}\n{}",
-            gateway.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_connected(gateway: &GatewayProcess) {
+    gateway.wait_channels_connected(Duration::from_secs(10)).await.unwrap();
 }
 
 fn now_secs() -> u64 {
@@ -564,7 +545,7 @@ async fn a_message_replayed_after_a_gateway_crash_is_not_answered_again() {
     s.gateway =
         GatewayProcess::spawn(hearth(&s.config, &s.state).args(["gateway", "run", "--port", "0"]))
             .unwrap();
-    wait_connected(&s.http, &s.gateway).await;
+    wait_connected(&s.gateway).await;
     // The new process has no memory of the id, its journal does: accepted, never processed.
     let (status, answer) = s.post(dm("once-1", "frank", "hi")).await;
     assert_eq!(status, 202, "{answer}");

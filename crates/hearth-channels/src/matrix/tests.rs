@@ -143,7 +143,7 @@ fn a_corrupt_cursor_file_means_a_fresh_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(SINCE_FILE);
     assert_eq!(read_since(&path), None);
-    write_atomic(&path, b"s72594_4483_1934").unwrap();
+    crate::state_file::write_atomic(&path, b"s72594_4483_1934").unwrap();
     assert_eq!(read_since(&path).as_deref(), Some("s72594_4483_1934"));
     std::fs::write(&path, b"\x00\x01binary").unwrap();
     assert_eq!(read_since(&path), None);
