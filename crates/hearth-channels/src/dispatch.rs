@@ -203,7 +203,17 @@ impl Dispatcher {
                 let _ = ack.send(());
                 continue;
             }
-            match journal.record(&message.id, SystemTime::now()) {
+            // The journal's fsync runs off the runtime: a gateway on one CPU runs a single
+            // thread, and a slow disk must not hold every other request while it syncs.
+            let id = message.id.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                let recorded = journal.record(&id, SystemTime::now());
+                (journal, recorded)
+            })
+            .await;
+            let Ok((back, recorded)) = recorded else { break };
+            journal = back;
+            match recorded {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::debug!(
@@ -240,7 +250,15 @@ impl Dispatcher {
                         "Dropped an inbound message."
                     );
                 }
-                Decision::Pair => self.offer_pairing(&run, &pairing, message),
+                Decision::Pair => {
+                    // Writes the pairing file (fsync): off the runtime, as the journal.
+                    let dispatcher = Arc::clone(self);
+                    let (run, pairing) = (run.clone(), pairing.clone());
+                    let done = tokio::task::spawn_blocking(move || {
+                        dispatcher.offer_pairing(&run, &pairing, message);
+                    });
+                    let _ = done.await;
+                }
                 Decision::Process => {
                     let dispatcher = Arc::clone(self);
                     let run = run.clone();
