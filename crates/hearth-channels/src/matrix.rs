@@ -538,10 +538,12 @@ impl Matrix {
                         Ok(()) => {
                             backoff = BACKOFF_FIRST;
                             timeline_limit = TIMELINE_LIMIT;
-                            if let Err(e) = crate::state_file::write_atomic(
+                            if let Err(e) = crate::state_file::write_atomic_off_runtime(
                                 &since_path,
                                 batch.next_batch.as_bytes(),
-                            ) {
+                            )
+                            .await
+                            {
                                 warn!(error = %e, "Matrix sync position not saved; a restart may replay messages (the dispatcher drops repeats).");
                                 health.update(|h| {
                                     h.last_error =

@@ -24,6 +24,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// [`write_atomic`] on the blocking pool: for a write on a channel's hot path (a cursor saved
+/// after every batch), whose fsync must not hold the runtime (a gateway on one CPU runs a
+/// single thread).
+pub(crate) async fn write_atomic_off_runtime(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (path, bytes) = (path.to_owned(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+        .await
+        .map_err(io::Error::other)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -857,11 +857,6 @@ async fn load_offset(state_dir: &Path, bot_id: i64) -> Option<i64> {
 
 /// Writes the cursor atomically: a temporary file, fsync, rename, fsync of the folder.
 async fn store_offset(state_dir: &Path, stored: StoredOffset) -> std::io::Result<()> {
-    let state_dir = state_dir.to_owned();
     let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
-    tokio::task::spawn_blocking(move || {
-        crate::state_file::write_atomic(&state_dir.join(OFFSET_FILE), &bytes)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    crate::state_file::write_atomic_off_runtime(&state_dir.join(OFFSET_FILE), &bytes).await
 }
