@@ -41,6 +41,9 @@ pub const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Durat
 pub const MAX_CONCURRENT_TURNS: usize = 8;
 /// Messages a channel may hand over before the dispatcher has journaled the earlier ones.
 const INBOX_CAPACITY: usize = 64;
+/// How often the typing indicator is renewed while a turn runs (Telegram's lasts about 5 s; a
+/// local model may take a minute).
+pub const TYPING_EVERY: Duration = Duration::from_secs(4);
 
 /// How one piece of a reply is retried.
 #[derive(Debug, Clone, Copy)]
@@ -349,7 +352,15 @@ impl Dispatcher {
         let lock = self.session_lock(&key);
         let _session = lock.lock().await;
         let Ok(_turn_slot) = Arc::clone(&self.turns).acquire_owned().await else { return };
-        let _ = channel.typing(&message.conversation, true).await;
+        let typing = {
+            let (channel, to) = (Arc::clone(channel), message.conversation.clone());
+            tokio::spawn(async move {
+                loop {
+                    let _ = channel.typing(&to, true).await;
+                    tokio::time::sleep(TYPING_EVERY).await;
+                }
+            })
+        };
         let source = format!("{} message from {}", channel.name(), message.sender.id);
         let request = TurnRequest {
             session_key: Some(key),
@@ -370,6 +381,7 @@ impl Dispatcher {
             }
             Err(e) => Err(e),
         };
+        typing.abort();
         let _ = channel.typing(&message.conversation, false).await;
         let (notices, collected) = match outcome {
             Ok(pair) => pair,

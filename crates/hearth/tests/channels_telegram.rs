@@ -128,11 +128,14 @@ async fn pairing_final_text_and_retries_through_the_gateway() {
         .unwrap();
     assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
 
-    // Approved: final text only.
-    s.upstream.push(reasoning_reply("Hello Alice."));
+    // Approved: final text only; while the model takes its time (4.5 s here) the typing
+    // indicator is renewed (Telegram's lasts about 5 s).
+    s.upstream.push(reasoning_reply("Hello Alice.").headers_after(Duration::from_millis(4500)));
     s.api.push(Message::private(alice.clone()).text("hello again"));
     let sent = s.wait_sent(2).await;
     assert_eq!(sent[1].text, "Hello Alice.", "{sent:?}");
+    let typing = s.api.actions().iter().filter(|(chat, a)| *chat == 4242 && a == "typing").count();
+    assert!(typing >= 2, "typing shown and renewed during a slow turn: {typing}");
 
     // The next reply's first two sends fail (500, then 429 retry_after 1): posted once.
     s.api.fail_next("sendMessage", 1, Fault::Internal);

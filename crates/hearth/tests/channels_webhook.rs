@@ -431,16 +431,16 @@ async fn hostile_requests_are_refused_and_the_channel_keeps_answering() {
     assert_eq!(got[1].json()["key"], "ok-2:notice");
     assert_eq!(s.model_calls(), 1);
 
-    // Health: /ready's detail and /metrics.
-    let ready: Value = s
-        .http
-        .get(format!("{}/ready", s.gateway.origin()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Health: /ready's detail and /metrics. A delivery is counted once the receiver's answer
+    // is read, a moment after the receiver recorded it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ready = loop {
+        let ready = s.gateway.ready().await.unwrap();
+        if ready["channels"][0]["outboundTotal"] == 2 || Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let row = &ready["channels"][0];
     assert_eq!(
         (row["channel"].as_str(), row["account"].as_str(), row["connected"].as_bool()),
