@@ -138,8 +138,7 @@ impl InboxReceiver {
 }
 
 /// What `hearth channels status`, `/ready` and `/metrics` report of one channel.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthSnapshot {
     pub connected: bool,
     pub last_inbound: Option<SystemTime>,

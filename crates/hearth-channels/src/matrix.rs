@@ -299,7 +299,7 @@ impl Matrix {
                 settings.state_dir.display()
             ))
         })?;
-        install_crypto();
+        hearth_upstream::client::install_crypto();
         let resolver = GuardedResolver { allow_private_network: settings.allow_private_network };
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -1399,15 +1399,6 @@ async fn pause(stop: &mut Stop, wait: Duration) -> bool {
         () = tokio::time::sleep(wait) => *stop.borrow(),
         () = stopped(stop) => true,
     }
-}
-
-/// Installs rustls' ring provider once per process (reqwest is built without one).
-fn install_crypto() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Another part of the process may have installed a provider already; both are fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// DNS answers filtered by the network rules: a public name that resolves to a private

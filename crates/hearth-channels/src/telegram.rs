@@ -18,7 +18,6 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -253,7 +252,7 @@ impl Telegram {
                 "channels.telegram.apiRoot {api_root:?} must be an http:// or https:// URL"
             )));
         }
-        install_crypto();
+        hearth_upstream::client::install_crypto();
         let builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -732,15 +731,6 @@ impl Channel for Telegram {
 }
 
 // === helpers ===
-
-/// Installs rustls' ring provider once per process (reqwest is built without one).
-fn install_crypto() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Another part of the process may have installed a provider already; both are fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
 
 /// A loopback or private-network host (a local Bot API server).
 fn is_local(url: &reqwest::Url) -> bool {

@@ -464,7 +464,7 @@ async fn raw_call(
     body: Option<serde_json::Value>,
     query: &str,
 ) -> (u16, serde_json::Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    hearth_upstream::client::install_crypto();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("{}/bot{token}/{method}{query}", api.api_root());
     let request = match body {

@@ -7,6 +7,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The `hearth` binary at `bin` (`env!("CARGO_BIN_EXE_hearth")`) with a clean environment:
+/// no `HOME`, no colour, `state` as its state directory and `config` as its config.
+pub fn hearth_command(bin: &str, config: &std::path::Path, state: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("HOME", "/nonexistent-hearth-home")
+        .env("NO_COLOR", "1")
+        .env("HEARTH_STATE_DIR", state)
+        .arg("--config")
+        .arg(config);
+    cmd
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct GatewayProcess {

@@ -43,6 +43,22 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A whole `chat.completion` whose final text is `text` and whose answer also carries
+    /// reasoning three ways a surface must never relay: `reasoning_content` (`SECRET-REASONING`),
+    /// a `<think>` block (`SECRET-THINK`) and a leaked `<tool_call>` residue.
+    pub fn chat_with_reasoning(text: &str) -> Self {
+        let content = format!(
+            "<think>SECRET-THINK pondering</think>{text} <tool_call>{{\"name\": \"exec\", \"arguments\": {{\"cmd\": \"rm\"}}}}</tool_call>"
+        );
+        let body = serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "reasoning_content": "SECRET-REASONING"}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        });
+        Reply::json(200, &body.to_string())
+    }
+
     /// A JSON body with `status`.
     pub fn json(status: u16, body: &str) -> Self {
         Reply {

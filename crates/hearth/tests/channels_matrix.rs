@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use hearth_testkit::synapse::{Synapse, User};
 use hearth_testkit::{FakeUpstream, GatewayProcess, LlamaServer, Reply};
-use serde_json::json;
 
 const BOT: &str = "hearthbot";
 const BOT_PASSWORD: &str = "hearthbot-password-1";
@@ -30,14 +29,7 @@ async fn synapse() -> Option<Synapse> {
 }
 
 fn hearth(config: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    cmd.env_clear()
-        .env("HOME", "/nonexistent-hearth-home")
-        .env("NO_COLOR", "1")
-        .env("HEARTH_STATE_DIR", state)
-        .arg("--config")
-        .arg(config);
-    cmd
+    hearth_testkit::gateway::hearth_command(env!("CARGO_BIN_EXE_hearth"), config, state)
 }
 
 struct Gateway {
@@ -198,21 +190,6 @@ async fn a_stranger_pairs_then_the_local_model_answers_and_groups_need_a_mention
     assert!(!got[0].contains("pairing code"), "an approved person in a group: {got:?}");
 }
 
-/// A chat completion whose answer carries reasoning three ways (the field, a think block, a
-/// leaked tool call), answered after `pause`.
-fn reasoning_reply(text: &str, pause: Duration) -> Reply {
-    let content = format!(
-        "<think>SECRET-THINK {text}</think>{text} <tool_call>{{\"name\": \"exec\", \"arguments\": {{}}}}</tool_call>"
-    );
-    let body = json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content, "reasoning_content": "SECRET-REASONING"}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    });
-    Reply::json(200, &body.to_string()).headers_after(pause)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reasoning_never_reaches_the_room_and_a_synapse_restart_loses_and_repeats_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -231,7 +208,7 @@ async fn reasoning_never_reaches_the_room_and_a_synapse_restart_loses_and_repeat
     let room = dm_with_bot(&synapse, &alice).await;
 
     // 1. Reasoning never arrives in the room.
-    upstream.push(reasoning_reply("First answer.", Duration::ZERO));
+    upstream.push(Reply::chat_with_reasoning("First answer."));
     synapse.send_text(&alice, &room, "one", &[]).await.unwrap();
     let got = wait_bot_messages(&synapse, &alice, &room, 1, &gw).await;
     assert_eq!(got, ["First answer."], "final text only");
@@ -239,8 +216,9 @@ async fn reasoning_never_reaches_the_room_and_a_synapse_restart_loses_and_repeat
     // 2. Synapse dies while the model is writing the second answer: the reply is posted once
     //    Synapse is back, exactly once; a message sent after the restart is answered once; no
     //    inbound message is lost or answered twice.
-    upstream.push(reasoning_reply("Second answer.", Duration::from_secs(2)));
-    upstream.push(reasoning_reply("Third answer.", Duration::ZERO));
+    upstream
+        .push(Reply::chat_with_reasoning("Second answer.").headers_after(Duration::from_secs(2)));
+    upstream.push(Reply::chat_with_reasoning("Third answer."));
     synapse.send_text(&alice, &room, "two", &[]).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let calls = |u: &FakeUpstream| {

@@ -12,34 +12,11 @@ use std::time::{Duration, Instant};
 
 use hearth_testkit::telegram::{BotApi, Fault, Message, Sent, User};
 use hearth_testkit::{FakeUpstream, GatewayProcess, Reply};
-use serde_json::json;
 
 const TOKEN: &str = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz";
 
 fn hearth(config: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    cmd.env_clear()
-        .env("HOME", "/nonexistent-hearth-home")
-        .env("NO_COLOR", "1")
-        .env("HEARTH_STATE_DIR", state)
-        .arg("--config")
-        .arg(config);
-    cmd
-}
-
-/// A chat completion whose answer carries reasoning three ways (the field, a think block, a
-/// leaked tool call).
-fn reasoning_reply(text: &str) -> Reply {
-    let content = format!(
-        "<think>SECRET-THINK {text}</think>{text} <tool_call>{{\"name\": \"exec\", \"arguments\": {{}}}}</tool_call>"
-    );
-    let body = json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content, "reasoning_content": "SECRET-REASONING"}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    });
-    Reply::json(200, &body.to_string())
+    hearth_testkit::gateway::hearth_command(env!("CARGO_BIN_EXE_hearth"), config, state)
 }
 
 struct Setup {
@@ -130,7 +107,9 @@ async fn pairing_final_text_and_retries_through_the_gateway() {
 
     // Approved: final text only; while the model takes its time (4.5 s here) the typing
     // indicator is renewed (Telegram's lasts about 5 s).
-    s.upstream.push(reasoning_reply("Hello Alice.").headers_after(Duration::from_millis(4500)));
+    s.upstream.push(
+        Reply::chat_with_reasoning("Hello Alice.").headers_after(Duration::from_millis(4500)),
+    );
     s.api.push(Message::private(alice.clone()).text("hello again"));
     let sent = s.wait_sent(2).await;
     assert_eq!(sent[1].text, "Hello Alice.", "{sent:?}");
@@ -140,7 +119,7 @@ async fn pairing_final_text_and_retries_through_the_gateway() {
     // The next reply's first two sends fail (500, then 429 retry_after 1): posted once.
     s.api.fail_next("sendMessage", 1, Fault::Internal);
     s.api.fail_next("sendMessage", 1, Fault::TooManyRequests { retry_after: 1 });
-    s.upstream.push(reasoning_reply("Retried answer."));
+    s.upstream.push(Reply::chat_with_reasoning("Retried answer."));
     s.api.push(Message::private(alice.clone()).text("third"));
     let sent = s.wait_sent(3).await;
     assert_eq!(sent[2].text, "Retried answer.");
@@ -152,7 +131,7 @@ async fn pairing_final_text_and_retries_through_the_gateway() {
     s.api.push(Message::group(-100_777, "Kitchen", alice.clone()).text("anyone?"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(s.api.sent().len(), 3, "not mentioned: no reply");
-    s.upstream.push(reasoning_reply("Group answer."));
+    s.upstream.push(Reply::chat_with_reasoning("Group answer."));
     s.api
         .push(Message::group(-100_777, "Kitchen", alice.clone()).mention("hearth_bot").text(" hi"));
     let sent = s.wait_sent(4).await;

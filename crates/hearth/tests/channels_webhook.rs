@@ -19,21 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "webhook-secret-0123456789abcdef";
 
-/// A chat completion whose answer comes with reasoning (`reasoning_content` and a `<think>`
-/// block) and a leaked tool-call residue.
-fn messy_answer(text: &str) -> Reply {
-    let content = format!(
-        "<think>SECRET-THINK pondering</think>{text} <tool_call>{{\"name\": \"exec\", \"arguments\": {{\"cmd\": \"rm\"}}}}</tool_call>"
-    );
-    let body = json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content, "reasoning_content": "SECRET-REASONING"}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    });
-    Reply::json(200, &body.to_string())
-}
-
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Delivery {
@@ -149,20 +134,14 @@ struct Setup {
 }
 
 fn hearth(config: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    cmd.env_clear()
-        .env("HOME", "/nonexistent-hearth-home")
-        .env("NO_COLOR", "1")
-        .env("HEARTH_STATE_DIR", state)
-        .arg("--config")
-        .arg(config);
-    cmd
+    hearth_testkit::gateway::hearth_command(env!("CARGO_BIN_EXE_hearth"), config, state)
 }
 
 /// A gateway with one webhook account (`webhook` holds its extra keys), an upstream answering
 /// `answers` messy replies, and a receiver answering `statuses` first.
 async fn setup(webhook: &str, answers: usize, statuses: &[u16]) -> Setup {
-    let replies = (0..answers).map(|i| messy_answer(&format!("Visible answer {i}."))).collect();
+    let replies =
+        (0..answers).map(|i| Reply::chat_with_reasoning(&format!("Visible answer {i}."))).collect();
     setup_with(webhook, replies, statuses).await
 }
 
@@ -507,9 +486,12 @@ async fn a_long_reply_goes_out_in_pieces_within_the_limit_each_with_its_key() {
         .map(|i| format!("Paragraph {i} says a few words about the matter at hand."))
         .collect();
     let answer = format!("{}\n\n```rust\nfn main() {{}}\n```", paragraphs.join("\n\n"));
-    let s =
-        setup_with(r#"allowFrom: ["erin"], textChunkLimit: 120"#, vec![messy_answer(&answer)], &[])
-            .await;
+    let s = setup_with(
+        r#"allowFrom: ["erin"], textChunkLimit: 120"#,
+        vec![Reply::chat_with_reasoning(&answer)],
+        &[],
+    )
+    .await;
     assert_eq!(s.post(dm("long-1", "erin", "tell me a lot")).await.0, 202);
     let first = s.receiver.wait_for(1).await;
     assert!(first[0].text().starts_with("Paragraph 0"), "{}", first[0].text());
