@@ -530,20 +530,38 @@ impl Matrix {
                         h.connected = true;
                         h.last_error = None;
                     });
-                    let processed = tokio::select! {
-                        processed = self.process(&session, &batch, since.as_deref(), &inbox, &health) => processed,
-                        () = stopped(&mut stop) => return Ok(()),
+                    let processed = {
+                        let mut process = std::pin::pin!(self.process(
+                            &session,
+                            &batch,
+                            since.as_deref(),
+                            &inbox,
+                            &health
+                        ));
+                        tokio::select! {
+                            processed = &mut process => processed,
+                            () = stopped(&mut stop) => {
+                                // The stop may come just as the batch's last ack did: finish that
+                                // batch (one poll, no waiting) so its position is saved and its
+                                // messages are not delivered again.
+                                if let Some(Ok(())) = futures::FutureExt::now_or_never(process.as_mut()) {
+                                    let _ = crate::state_file::write_atomic(&since_path, batch.next_batch.as_bytes());
+                                }
+                                return Ok(());
+                            }
+                        }
                     };
                     match processed {
                         Ok(()) => {
                             backoff = BACKOFF_FIRST;
                             timeline_limit = TIMELINE_LIMIT;
-                            if let Err(e) = crate::state_file::write_atomic_off_runtime(
+                            // Written before anything can stop the loop (no await between
+                            // the last ack and this): a stop right after a batch must not
+                            // leave its messages to be delivered again.
+                            if let Err(e) = crate::state_file::write_atomic(
                                 &since_path,
                                 batch.next_batch.as_bytes(),
-                            )
-                            .await
-                            {
+                            ) {
                                 warn!(error = %e, "Matrix sync position not saved; a restart may replay messages (the dispatcher drops repeats).");
                                 health.update(|h| {
                                     h.last_error =
